@@ -1,0 +1,64 @@
+// atom ppl: perplexity with the GPTQ/Atom protocol (whole file tokenized, non-overlapping windows).
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "atom/core/error.h"
+#include "atom/model/perplexity.h"
+#include "commands.h"
+
+namespace atom::cli {
+
+namespace {
+struct PplArgs {
+  std::string model, data = "../shared/data/wikitext2-test.txt", json_out;
+  int ctx = 2048, threads = 0;
+  int64_t max_windows = 0;
+};
+
+void run_ppl(const PplArgs& a) {
+  set_threads(a.threads);
+  std::ifstream f(a.data, std::ios::binary);
+  ATOM_CHECK(f.good(), "cannot read --data '{}'", a.data);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  const std::string text = ss.str();
+  ATOM_CHECK(!text.empty(), "--data '{}' is empty", a.data);
+  LoadedModel lm = load_model_and_tokenizer(a.model);
+  spdlog::info("tokenizing {} ({} bytes)", a.data, text.size());
+  const std::vector<int32_t> ids = lm.tokenizer->encode(text, false, false);
+  spdlog::info("{} tokens, {} windows of {}", ids.size(), ids.size() / size_t(a.ctx), a.ctx);
+  PerplexityResult r = evaluate_perplexity(*lm.model, ids, a.ctx, a.max_windows);
+  fmt::print("perplexity {:.4f} over {} of {} windows x {} ({} predicted tokens) in {:.1f}s\n", r.ppl, r.windows,
+             r.total_windows, r.ctx, r.predicted_tokens, r.seconds);
+  if (!a.json_out.empty()) {
+    nlohmann::json j = {{"model", a.model},         {"data", a.data},
+                        {"ctx", r.ctx},             {"windows", r.windows},
+                        {"total_windows", r.total_windows}, {"tokens_in_file", ids.size()},
+                        {"predicted_tokens", r.predicted_tokens}, {"mean_nll", r.mean_nll},
+                        {"ppl", r.ppl},             {"seconds", r.seconds},
+                        {"weights", lm.model->weights_note}};
+    std::ofstream o(a.json_out);
+    ATOM_CHECK(o.good(), "cannot write --json '{}'", a.json_out);
+    o << j.dump(2) << "\n";
+  }
+}
+}  // namespace
+
+void add_ppl_command(CLI::App& app) {
+  auto a = std::make_shared<PplArgs>();
+  a->model = default_model_path();
+  CLI::App* c = app.add_subcommand("ppl", "Perplexity of a text file (GPTQ/Atom protocol)");
+  c->add_option("-m,--model", a->model, "HF model directory, .gguf file, or Atom checkpoint")->capture_default_str();
+  c->add_option("-d,--data", a->data, "Text file (tokenized whole)")->capture_default_str();
+  c->add_option("--ctx", a->ctx, "Window length in tokens")->capture_default_str()->check(CLI::Range(2, 1 << 20));
+  c->add_option("--max-windows", a->max_windows, "Evaluate only the first N windows (0 = all)")->capture_default_str();
+  c->add_option("--json", a->json_out, "Also write the result as JSON to this file");
+  c->add_option("-t,--threads", a->threads, "CPU threads (0 = all)")->capture_default_str();
+  c->callback([a] { run_ppl(*a); });
+}
+
+}  // namespace atom::cli
