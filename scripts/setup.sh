@@ -21,7 +21,7 @@ SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
 DEB_PKGS=(cmake g++ ninja-build pkg-config clang libclang-rt-14-dev
   nlohmann-json3-dev libcpp-httplib-dev libcli11-dev libfmt-dev libspdlog-dev
   libpcre2-dev libsentencepiece-dev libgtest-dev libgmock-dev libbenchmark-dev
-  libopenblas-dev liblapacke-dev gnuplot-nox curl)
+  libopenblas-openmp-dev liblapacke-dev gnuplot-nox curl)
 
 missing=()
 for p in "${DEB_PKGS[@]}"; do

@@ -22,8 +22,17 @@ namespace {
 
 constexpr uint32_t kF32 = 0, kF16 = 1, kQ4_0 = 2, kQ4_1 = 3, kQ8_0 = 8, kQ4_K = 12, kBF16 = 30;
 
-std::unique_ptr<GgufFile> open(const std::vector<uint8_t>& b, const std::string& name = "test.gguf") {
-  return GgufFile::from_buffer(b.data(), b.size(), name);
+// A parsed in-memory file that owns its bytes (from_buffer needs them to outlive the reader).
+struct OpenGguf {
+  std::shared_ptr<const std::vector<uint8_t>> bytes;
+  std::unique_ptr<GgufFile> file;
+  GgufFile* operator->() const { return file.get(); }
+  GgufFile& operator*() const { return *file; }
+};
+OpenGguf open(std::vector<uint8_t> b, const std::string& name = "test.gguf") {
+  auto bytes = std::make_shared<const std::vector<uint8_t>>(std::move(b));
+  auto file = GgufFile::from_buffer(bytes->data(), bytes->size(), name);
+  return {std::move(bytes), std::move(file)};
 }
 
 // Expects atom::Error whose message contains every string in `needles`.
@@ -223,6 +232,7 @@ TEST(Gguf, DequantMatchesBruteForce) {
   SCOPED_TRACE(fmt::format("seed {}", seed));
   std::mt19937 rng(seed);
   for (uint64_t alignment : {32u, 64u, 8u}) {
+    SCOPED_TRACE(fmt::format("alignment {}", alignment));
     GgufBuilder g;
     if (alignment != 32) {
       g.alignment = alignment;
@@ -504,6 +514,11 @@ TEST(Gguf, ConfigFromGgufErrors) {
     auto g = llama_builder(rng);
     g.kv_str("llama.rope.scaling.type", "yarn");
     expect_error([&] { atom::io::config_from_gguf(*open(g.build())); }, {"yarn"});
+  }
+  {
+    auto g = llama_builder(rng);
+    g.kv_u32("llama.rope.dimension_count", 16);  // partial rotary (head_dim is 32)
+    expect_error([&] { atom::io::config_from_gguf(*open(g.build())); }, {"rope.dimension_count"});
   }
   {
     auto g = llama_builder(rng);

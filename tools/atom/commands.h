@@ -13,6 +13,7 @@ namespace atom::cli {
 void add_generate_command(CLI::App& app);
 void add_ppl_command(CLI::App& app);
 void add_logits_command(CLI::App& app);
+void add_quantize_command(CLI::App& app);
 
 // The model and its tokenizer from one path (HF directory, .gguf, or Atom checkpoint).
 struct LoadedModel {

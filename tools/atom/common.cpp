@@ -7,7 +7,9 @@
 #include <filesystem>
 
 #include "atom/core/error.h"
+#include "atom/io/gguf.h"
 #include "atom/model/loader.h"
+#include "atom/quant/checkpoint.h"
 #include "commands.h"
 
 namespace atom::cli {
@@ -23,8 +25,15 @@ std::string default_model_path() {
 LoadedModel load_model_and_tokenizer(const std::string& path, bool verbose) {
   auto t0 = std::chrono::steady_clock::now();
   LoadedModel lm;
-  lm.model = load_llama(path);
-  lm.tokenizer = load_tokenizer(path);
+  if (detect_model_format(path) == ModelFormat::AtomCheckpoint) {
+    lm.model = quant::load_checkpoint(path).model;
+    const auto gguf_tok = std::filesystem::path(path) / "tokenizer.gguf";
+    lm.tokenizer = std::filesystem::exists(gguf_tok) ? load_tokenizer_gguf(io::GgufFile(gguf_tok.string()))
+                                                     : load_tokenizer(path);
+  } else {
+    lm.model = load_llama(path);
+    lm.tokenizer = load_tokenizer(path);
+  }
   if (verbose) {
     const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     spdlog::info("loaded {} in {:.2f}s: {}", path, s, lm.model->cfg.summary());

@@ -13,8 +13,9 @@ int main(int argc, char** argv) {
   CLI::App app{"atom: W4A4 (Atom) quantization and serving of Llama-family models"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "atom 0.1.0");
-  atom::cli::add_generate_command(app);
+  atom::cli::add_quantize_command(app);
   atom::cli::add_ppl_command(app);
+  atom::cli::add_generate_command(app);
   atom::cli::add_logits_command(app);
   add_tokenize_command(app);
 

@@ -361,7 +361,7 @@ Tensor GgufFile::get_f32(const std::string& name) const {
 namespace {
 [[noreturn]] void wrong_type(const std::string& path, const std::string& key, const char* want,
                              const GgufValue& v) {
-  fail("{}: metadata key '{}' is a {}, expected {}", path, key, kind_name(v), want);
+  fail("{}: metadata key '{}' has type {}, expected {}", path, key, kind_name(v), want);
 }
 }  // namespace
 

@@ -237,6 +237,11 @@ ModelConfig config_from_gguf(const GgufFile& g) {
   if (g.has(k + "attention.value_length"))
     ATOM_CHECK(req(k + "attention.value_length") == cfg.head_dim,
                "{}: {}attention.value_length differs from key_length; not supported", src, k);
+  // Llama rotates the whole head; a smaller rope.dimension_count means partial rotary.
+  if (g.has(k + "rope.dimension_count"))
+    ATOM_CHECK(req(k + "rope.dimension_count") == cfg.head_dim,
+               "{}: {}rope.dimension_count {} differs from head_dim {}; partial RoPE is not supported",
+               src, k, req(k + "rope.dimension_count"), cfg.head_dim);
   cfg.max_position_embeddings = req(k + "context_length");
   cfg.rms_norm_eps = float(g.get_float(k + "attention.layer_norm_rms_epsilon"));
   cfg.rope_theta = float(g.get_float_or(k + "rope.freq_base", 10000.0));

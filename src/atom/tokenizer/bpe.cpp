@@ -214,7 +214,7 @@ BpeTokenizer::BpeTokenizer(BpeSpec spec) : spec_(std::move(spec)) {
   chat_template_ = spec_.chat_template;
   if (bos_id_ >= static_cast<int32_t>(n) || eos_id_ >= static_cast<int32_t>(n))
     fail("{}: bos/eos id out of range ({}/{}, vocab {})", spec_.source, bos_id_, eos_id_, n);
-  init_stop_ids();
+  init_stop_ids(spec_.extra_stop_ids);
 }
 
 std::string BpeTokenizer::normalize(std::string s) const {
@@ -251,7 +251,10 @@ std::vector<Piece> BpeTokenizer::pre_tokenize(std::string s, bool at_origin) con
           break;
         }
         case PreTokenizerStep::ByteLevel: {
-          if (step.add_prefix_space && (p.text.empty() || p.text[0] != ' ')) p.text.insert(0, " ");
+          if (step.add_prefix_space && (p.text.empty() || p.text[0] != ' ')) {
+            std::string t(1, ' ');
+            p.text = std::move(t.append(p.text));
+          }
           std::vector<Piece> parts;
           if (step.use_regex) split_piece(p, bytelevel_regex_->find_all(p.text),
                                           SplitBehavior::Isolated, false, parts);

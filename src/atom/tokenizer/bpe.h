@@ -76,6 +76,7 @@ struct BpeSpec {
   int32_t bos_id = -1, eos_id = -1;
   bool add_bos = false;
   std::string chat_template;
+  std::vector<int32_t> extra_stop_ids;  // e.g. GGUF tokenizer.ggml.eot_token_id
   std::string source;  // for error messages
 };
 

@@ -18,6 +18,7 @@
 
 #include "atom/core/error.h"
 #include "atom/tokenizer/bpe.h"
+#include "atom/tokenizer/tokenizer_config.h"
 
 namespace atom {
 namespace {
@@ -353,38 +354,12 @@ std::unique_ptr<Tokenizer> parse_tokenizer_json(const std::string& json_text,
 
     // ---- tokenizer_config.json ----
     if (!config_text.empty()) {
-      const Ctx cc{source + " (tokenizer_config.json)"};
-      json cfg;
-      try {
-        cfg = json::parse(config_text);
-      } catch (const json::exception& e) {
-        cc.err("top level", std::string("invalid JSON: ") + e.what());
-      }
-      if (!cfg.is_object()) cc.err("top level", "expected an object");
-      auto special = [&](const char* key) -> std::string {  // string or {"content": ...}
-        auto it = cfg.find(key);
-        if (it == cfg.end() || it->is_null()) return "";
-        if (it->is_object()) return cc.str(cc.field(*it, "content", key), std::string(key) + ".content");
-        return cc.str(*it, key);
-      };
-      if (std::string b = special("bos_token"); !b.empty()) spec.bos_id = token_for(b, "bos_token");
-      if (std::string e = special("eos_token"); !e.empty()) spec.eos_id = token_for(e, "eos_token");
-      spec.add_bos = cc.opt_bool(cfg, "add_bos_token", "top level", spec.add_bos);
-      auto ct = cfg.find("chat_template");
-      if (ct != cfg.end() && !ct->is_null()) {
-        if (ct->is_string()) {
-          spec.chat_template = ct->get<std::string>();
-        } else if (ct->is_array()) {  // [{"name": "default", "template": ...}, ...]
-          for (size_t i = 0; i < ct->size(); ++i) {
-            const std::string w = fmt::format("chat_template[{}]", i);
-            const json& e = (*ct)[i];
-            if (cc.str(cc.field(e, "name", w), w + ".name") == "default")
-              spec.chat_template = cc.str(cc.field(e, "template", w), w + ".template");
-          }
-        } else {
-          cc.err("chat_template", "expected a string or a list of named templates");
-        }
-      }
+      const tok::TokenizerConfig cfg =
+          tok::parse_tokenizer_config(config_text, source + " (tokenizer_config.json)");
+      if (!cfg.bos_token.empty()) spec.bos_id = token_for(cfg.bos_token, "bos_token");
+      if (!cfg.eos_token.empty()) spec.eos_id = token_for(cfg.eos_token, "eos_token");
+      if (cfg.add_bos_token >= 0) spec.add_bos = cfg.add_bos_token != 0;
+      spec.chat_template = cfg.chat_template;
     }
     return tok::make_bpe_tokenizer(std::move(spec));
   } catch (const json::exception& e) {
@@ -394,7 +369,52 @@ std::unique_ptr<Tokenizer> parse_tokenizer_json(const std::string& json_text,
   }
 }
 
-static std::string read_text_file(const std::string& path) {
+namespace tok {
+
+TokenizerConfig parse_tokenizer_config(const std::string& text, const std::string& source) {
+  const Ctx cc{source};
+  json cfg;
+  try {
+    cfg = json::parse(text);
+  } catch (const json::exception& e) {
+    cc.err("top level", std::string("invalid JSON: ") + e.what());
+  }
+  if (!cfg.is_object()) cc.err("top level", "expected an object");
+  TokenizerConfig out;
+  try {
+    auto special = [&](const char* key) -> std::string {  // string or {"content": ...}
+      auto it = cfg.find(key);
+      if (it == cfg.end() || it->is_null()) return "";
+      if (it->is_object())
+        return cc.str(cc.field(*it, "content", key), std::string(key) + ".content");
+      return cc.str(*it, key);
+    };
+    out.bos_token = special("bos_token");
+    out.eos_token = special("eos_token");
+    auto ab = cfg.find("add_bos_token");
+    if (ab != cfg.end() && !ab->is_null()) out.add_bos_token = cc.opt_bool(cfg, "add_bos_token", "top level", false);
+    auto ct = cfg.find("chat_template");
+    if (ct != cfg.end() && !ct->is_null()) {
+      if (ct->is_string()) {
+        out.chat_template = ct->get<std::string>();
+      } else if (ct->is_array()) {  // [{"name": "default", "template": ...}, ...]
+        for (size_t i = 0; i < ct->size(); ++i) {
+          const std::string w = fmt::format("chat_template[{}]", i);
+          const json& e = (*ct)[i];
+          if (cc.str(cc.field(e, "name", w), w + ".name") == "default")
+            out.chat_template = cc.str(cc.field(e, "template", w), w + ".template");
+        }
+      } else {
+        cc.err("chat_template", "expected a string or a list of named templates");
+      }
+    }
+  } catch (const json::exception& e) {
+    fail("{}: malformed config: {}", source, e.what());
+  }
+  return out;
+}
+
+std::string read_text_file(const std::string& path) {
   std::ifstream f(path, std::ios::binary);
   if (!f) fail("cannot open {}", path);
   std::ostringstream ss;
@@ -403,10 +423,12 @@ static std::string read_text_file(const std::string& path) {
   return ss.str();
 }
 
+}  // namespace tok
+
 std::unique_ptr<Tokenizer> load_tokenizer_json(const std::string& path,
                                                const std::string& config_path) {
-  const std::string text = read_text_file(path);
-  const std::string cfg = config_path.empty() ? "" : read_text_file(config_path);
+  const std::string text = tok::read_text_file(path);
+  const std::string cfg = config_path.empty() ? "" : tok::read_text_file(config_path);
   return parse_tokenizer_json(text, cfg, path);
 }
 

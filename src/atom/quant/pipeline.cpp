@@ -1,0 +1,283 @@
+#include "atom/quant/pipeline.h"
+
+#include <fmt/format.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstring>
+
+#include "atom/core/error.h"
+#include "atom/quant/calibrate.h"
+#include "atom/quant/gptq.h"
+#include "atom/quant/kv_quant.h"
+#include "atom/quant/w8a8_linear.h"
+
+namespace atom::quant {
+
+void QuantConfig::validate() const {
+  ATOM_CHECK(method == "atom" || method == "w8a8" || method == "fp16",
+             "unknown quantization method '{}' (expected atom, w8a8 or fp16)", method);
+  ATOM_CHECK(kv_bits == 4 || kv_bits == 8 || kv_bits == 16, "kv bits must be 4, 8 or 16, got {}", kv_bits);
+  ATOM_CHECK(atom.n_outlier >= 0, "outliers must be >= 0, got {}", atom.n_outlier);
+  ATOM_CHECK(atom.w_clip > 0 && atom.w_clip <= 1, "weight clip must be in (0, 1], got {}", atom.w_clip);
+  ATOM_CHECK(atom.a_clip > 0 && atom.a_clip <= 1, "activation clip must be in (0, 1], got {}", atom.a_clip);
+  ATOM_CHECK(atom.outlier_bits == 8 || atom.outlier_bits == 16, "outlier bits must be 8 or 16, got {}",
+             atom.outlier_bits);
+  ATOM_CHECK(samples > 0 && seqlen > 1, "calibration needs samples > 0 and seqlen > 1");
+  ATOM_CHECK(smooth_alpha >= 0 && smooth_alpha <= 1, "smoothing alpha must be in [0, 1], got {}", smooth_alpha);
+}
+
+nlohmann::json QuantConfig::to_json() const {
+  return {{"method", method},
+          {"n_outlier", atom.n_outlier},
+          {"group", atom.group},
+          {"w_clip", atom.w_clip},
+          {"a_clip", atom.a_clip},
+          {"w_outlier_clip", atom.w_outlier_clip},
+          {"a_outlier_clip", atom.a_outlier_clip},
+          {"outlier_bits", atom.outlier_bits},
+          {"a_bits", atom.a_bits},
+          {"w_clip_search", w_clip_search},
+          {"gptq", gptq},
+          {"kv_bits", kv_bits},
+          {"kv_pre_rope", kv_pre_rope},
+          {"smooth_alpha", smooth_alpha},
+          {"samples", samples},
+          {"seqlen", seqlen},
+          {"seed", seed},
+          {"calib_file", calib_file}};
+}
+
+QuantConfig QuantConfig::from_json(const nlohmann::json& j) {
+  QuantConfig c;
+  try {
+    c.method = j.at("method").get<std::string>();
+    c.atom.n_outlier = j.at("n_outlier").get<int>();
+    c.atom.group = j.at("group").get<int>();
+    c.atom.w_clip = j.at("w_clip").get<float>();
+    c.atom.a_clip = j.at("a_clip").get<float>();
+    c.atom.w_outlier_clip = j.value("w_outlier_clip", 1.0f);
+    c.atom.a_outlier_clip = j.value("a_outlier_clip", 1.0f);
+    c.atom.outlier_bits = j.at("outlier_bits").get<int>();
+    c.atom.a_bits = j.value("a_bits", 4);
+    c.w_clip_search = j.value("w_clip_search", false);
+    c.gptq = j.at("gptq").get<bool>();
+    c.kv_bits = j.at("kv_bits").get<int>();
+    c.kv_pre_rope = j.value("kv_pre_rope", false);
+    c.smooth_alpha = j.value("smooth_alpha", 0.5f);
+    c.samples = j.value("samples", 0);
+    c.seqlen = j.value("seqlen", 0);
+    c.seed = j.value("seed", uint64_t(0));
+    c.calib_file = j.value("calib_file", std::string());
+  } catch (const nlohmann::json::exception& e) {
+    fail("quantization config: {}", e.what());
+  }
+  if (c.samples <= 0) c.samples = 1;
+  if (c.seqlen <= 1) c.seqlen = 2;
+  c.validate();
+  return c;
+}
+
+nlohmann::json QuantizeReport::to_json() const {
+  nlohmann::json lin = nlohmann::json::array();
+  for (const auto& r : linears)
+    lin.push_back({{"layer", r.layer}, {"linear", r.linear}, {"rel_error", r.rel_error}, {"w_clip", r.w_clip}});
+  return {{"seconds", seconds}, {"calib_tokens", calib_tokens}, {"linears", lin}};
+}
+
+void apply_kv_format(LlamaModel& model, const QuantConfig& cfg) {
+  if (cfg.method == "fp16" || cfg.kv_bits == 16) {
+    model.kv_store_hook = nullptr;
+    return;
+  }
+  const int bits = cfg.kv_bits, n_kv = model.cfg.num_kv_heads, hd = model.cfg.head_dim;
+  const int64_t stride = int64_t(n_kv) * hd;
+  model.kv_hook_pre_rope = cfg.kv_pre_rope;
+  model.kv_store_hook = [=](int, float* k, float* v, int64_t m) {
+    kv_fake_quant_rows(k, m, stride, n_kv, hd, bits);
+    kv_fake_quant_rows(v, m, stride, n_kv, hd, bits);
+  };
+}
+
+namespace {
+
+constexpr int64_t kErrorRows = 512;  // calibration rows kept per input to measure output error
+
+// Statistics of the four inputs of one block, gathered through the model's observer.
+struct BlockStats {
+  InputStats in[kNumInputKinds];
+  std::vector<float> rows[kNumInputKinds];  // the first kErrorRows input rows (for error reports)
+};
+
+const DenseLinear& dense(const LlamaLayer& L, LinearSlot s) {
+  auto* d = dynamic_cast<const DenseLinear*>(L.linear[int(s)].get());
+  ATOM_CHECK(d, "quantize: layer {} is already quantized ({})", linear_slot_name(s), L.linear[int(s)]->kind());
+  return *d;
+}
+
+// Permutes the rows of a [n, k] weight: out[i] = w[perm[i]].
+std::vector<float> permute_rows(const std::vector<float>& w, int64_t k, const std::vector<int32_t>& perm) {
+  std::vector<float> out(w.size());
+  for (size_t i = 0; i < perm.size(); ++i)
+    std::memcpy(&out[i * size_t(k)], &w[size_t(perm[i]) * size_t(k)], size_t(k) * sizeof(float));
+  return out;
+}
+
+double relative_output_error(const Linear& q, const std::vector<float>& w, const std::vector<float>& x, int64_t k,
+                             int64_t n) {
+  const int64_t m = int64_t(x.size()) / k;
+  if (m == 0) return 0;
+  std::vector<float> yq(size_t(m * n)), y(size_t(m * n));
+  q.forward(x.data(), m, yq.data());
+  DenseLinear(k, n, w).forward(x.data(), m, y.data());
+  double num = 0, den = 0;
+  for (size_t i = 0; i < y.size(); ++i) {
+    num += double(yq[i] - y[i]) * (yq[i] - y[i]);
+    den += double(y[i]) * y[i];
+  }
+  return std::sqrt(num / std::max(den, 1e-30));
+}
+
+}  // namespace
+
+QuantizeReport quantize_model(LlamaModel& model, const std::vector<std::vector<int32_t>>& windows,
+                              const QuantConfig& cfg, const std::function<void(int, int)>& on_layer) {
+  cfg.validate();
+  ATOM_CHECK(!windows.empty(), "quantize: no calibration windows");
+  const auto t0 = std::chrono::steady_clock::now();
+  QuantizeReport report;
+  if (cfg.method == "fp16") return report;
+  const ModelConfig& c = model.cfg;
+  const int64_t H = c.hidden_size, T = int64_t(windows[0].size()), S = int64_t(windows.size());
+  const bool atom = cfg.method == "atom";
+  const bool need_hessian = atom && (cfg.gptq || cfg.w_clip_search);
+
+  // Residual stream of every calibration window, carried block to block through the quantized model.
+  std::vector<float> X(size_t(S * T * H));
+  for (int64_t s = 0; s < S; ++s) {
+    ATOM_CHECK(int64_t(windows[size_t(s)].size()) == T, "quantize: calibration windows differ in length");
+    model.embed_tokens(windows[size_t(s)].data(), T, &X[size_t(s * T * H)]);
+  }
+  report.calib_tokens = S * T;
+  KVCache cache(c, T);
+  std::vector<float> scratch(size_t(T * H));
+  model.kv_store_hook = nullptr;  // calibrate on fp KV; the format is set below
+
+  for (int l = 0; l < c.num_layers; ++l) {
+    LlamaLayer& L = model.layers[size_t(l)];
+    // --- pass 1: statistics of this block's four inputs (inputs from quantized earlier blocks) ---
+    BlockStats st;
+    for (int s = 0; s < kNumLinearSlots; ++s) {
+      const InputKind kind = input_kind(LinearSlot(s));
+      if (st.in[int(kind)].k == 0) st.in[int(kind)] = InputStats(L.linear[s]->in_features(), need_hessian);
+    }
+    model.observer = [&](int, LinearSlot slot, const float* x, int64_t m, int64_t k) {
+      if (slot == LinearSlot::K || slot == LinearSlot::V || slot == LinearSlot::Up) return;  // shared inputs
+      const int kind = int(input_kind(slot));
+      st.in[kind].add(x, m);
+      auto& keep = st.rows[kind];
+      const int64_t have = int64_t(keep.size()) / k, take = std::min(m, kErrorRows - have);
+      if (take > 0) keep.insert(keep.end(), x, x + take * k);
+    };
+    for (int64_t s = 0; s < S; ++s) {
+      std::memcpy(scratch.data(), &X[size_t(s * T * H)], scratch.size() * sizeof(float));
+      cache.clear();
+      model.forward_layer(l, scratch.data(), T, cache);
+    }
+    model.observer = nullptr;
+
+    // --- quantize the seven linears ---
+    std::unique_ptr<Linear> q[kNumLinearSlots];
+    float clip_used[kNumLinearSlots] = {};
+    std::vector<float> w_ref[kNumLinearSlots];  // the fp32 weight each quantized layer approximates
+    if (atom) {
+      std::vector<int32_t> perm[kNumInputKinds];
+      for (int k = 0; k < kNumInputKinds; ++k) perm[k] = reorder_by_magnitude(st.in[k].sumsq);
+      // down_proj's reorder is free: gate/up produce their output rows already in down's order.
+      const std::vector<int32_t> down_perm = perm[int(InputKind::Down)];
+      for (LinearSlot s : {LinearSlot::Gate, LinearSlot::Up})
+        L.linear[int(s)] = std::make_unique<DenseLinear>(
+            H, c.intermediate_size, permute_rows(dense(L, s).weight(), H, down_perm));
+      {
+        const auto& wd = dense(L, LinearSlot::Down).weight();
+        L.linear[int(LinearSlot::Down)] = std::make_unique<DenseLinear>(
+            c.intermediate_size, H, permute_columns(wd.data(), H, c.intermediate_size, down_perm));
+      }
+      std::vector<int32_t> identity(size_t(c.intermediate_size));
+      for (size_t i = 0; i < identity.size(); ++i) identity[i] = int32_t(i);
+      // The error rows of down's input must follow the new channel order too.
+      {
+        auto& rows = st.rows[int(InputKind::Down)];
+        const int64_t F = c.intermediate_size, m = int64_t(rows.size()) / F;
+        std::vector<float> r(rows.size());
+        for (int64_t i = 0; i < m; ++i)
+          for (int64_t j = 0; j < F; ++j) r[size_t(i * F + j)] = rows[size_t(i * F + down_perm[size_t(j)])];
+        rows.swap(r);
+      }
+
+      for (int s = 0; s < kNumLinearSlots; ++s) {
+        const InputKind kind = input_kind(LinearSlot(s));
+        const DenseLinear& d = dense(L, LinearSlot(s));
+        const int64_t N = d.out_features(), K = d.in_features();
+        // Down's columns were permuted above; its Hessian is taken in that order.
+        const bool is_down = kind == InputKind::Down;
+        const std::vector<int32_t>& p = is_down ? identity : perm[int(kind)];
+        AtomConfig ac = cfg.atom;
+        std::vector<double> h_r;
+        std::vector<float> w_r;
+        if (need_hessian) {
+          h_r = st.in[int(kind)].hessian(is_down ? down_perm : p);
+          w_r = permute_columns(d.weight().data(), N, K, p);
+        }
+        if (cfg.w_clip_search && !cfg.gptq) {
+          ac.w_clip = search_weight_clip(w_r.data(), N, K, h_r.data(), p, ac).best_clip;
+        }
+        clip_used[s] = ac.w_clip;
+        if (cfg.gptq) {
+          q[s] = std::make_unique<AtomLinear>(gptq_quantize_atom(w_r.data(), N, K, h_r.data(), p, ac).weights);
+        } else {
+          q[s] = std::make_unique<AtomLinear>(d.weight().data(), N, K, p, ac);
+        }
+        w_ref[s] = d.weight();
+      }
+    } else {  // w8a8: SmoothQuant, one smoothing vector per shared input
+      for (int kind = 0; kind < kNumInputKinds; ++kind) {
+        std::vector<float> wmax(size_t(st.in[kind].k), 0.0f);
+        for (int s = 0; s < kNumLinearSlots; ++s)
+          if (int(input_kind(LinearSlot(s))) == kind) {
+            const DenseLinear& d = dense(L, LinearSlot(s));
+            weight_column_absmax(d.weight().data(), d.out_features(), d.in_features(), wmax.data());
+          }
+        auto smooth = smoothquant_factors(st.in[kind].absmax.data(), wmax.data(), st.in[kind].k, cfg.smooth_alpha);
+        for (int s = 0; s < kNumLinearSlots; ++s)
+          if (int(input_kind(LinearSlot(s))) == kind) {
+            const DenseLinear& d = dense(L, LinearSlot(s));
+            q[s] = std::make_unique<W8A8Linear>(
+                w8a8_quantize(d.weight().data(), d.out_features(), d.in_features(), smooth));
+            w_ref[s] = d.weight();
+          }
+      }
+    }
+    for (int s = 0; s < kNumLinearSlots; ++s) {
+      const int kind = int(input_kind(LinearSlot(s)));
+      const double err = relative_output_error(*q[s], w_ref[s], st.rows[kind], q[s]->in_features(),
+                                               q[s]->out_features());
+      report.linears.push_back({l, linear_slot_name(LinearSlot(s)), err, clip_used[s]});
+      L.linear[s] = std::move(q[s]);
+    }
+
+    // --- pass 2: this block's outputs through its quantized linears (and quantized KV) ---
+    apply_kv_format(model, cfg);
+    for (int64_t s = 0; s < S; ++s) {
+      cache.clear();
+      model.forward_layer(l, &X[size_t(s * T * H)], T, cache);
+    }
+    model.kv_store_hook = nullptr;
+    if (on_layer) on_layer(l + 1, c.num_layers);
+  }
+  apply_kv_format(model, cfg);
+  report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return report;
+}
+
+}  // namespace atom::quant

@@ -1,0 +1,55 @@
+// The quantization pipeline: calibrate, reorder, quantize every linear (RTN / clip search /
+// GPTQ for Atom; SmoothQuant for W8A8), block by block, each block calibrated on the outputs of
+// the already-quantized blocks before it (GPTQ's sequential scheme), then the KV-cache format.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "atom/model/llama.h"
+#include "atom/quant/atom_linear.h"
+
+namespace atom::quant {
+
+struct QuantConfig {
+  std::string method = "atom";  // "atom" (W4A4 + outliers), "w8a8" (SmoothQuant), "fp16" (none)
+  AtomConfig atom;              // outliers, group, clips, outlier bits (method atom)
+  bool w_clip_search = false;   // per-layer weight clip from a grid instead of atom.w_clip (RTN only)
+  bool gptq = true;
+  int kv_bits = 4;              // 4, 8 or 16 (16 = fp KV)
+  bool kv_pre_rope = false;     // quantize K before RoPE (RoPE applied to the rounded K)
+  float smooth_alpha = 0.5f;    // w8a8
+  int samples = 128, seqlen = 2048;
+  uint64_t seed = 0;
+  std::string calib_file;
+
+  void validate() const;
+  nlohmann::json to_json() const;
+  static QuantConfig from_json(const nlohmann::json& j);  // throws atom::Error naming a bad field
+};
+
+struct LinearReport {
+  int layer = 0;
+  std::string linear;        // "q_proj", ...
+  double rel_error = 0;      // ||y_q - y|| / ||y|| on calibration inputs (activation quant included)
+  float w_clip = 0;          // the clip used (search result or fixed)
+};
+
+struct QuantizeReport {
+  std::vector<LinearReport> linears;
+  double seconds = 0;
+  int64_t calib_tokens = 0;
+  nlohmann::json to_json() const;
+};
+
+// Quantizes `model` in place. `windows` are calibration token windows (sample_windows()).
+// on_layer(l, total) is called after each block (progress).
+QuantizeReport quantize_model(LlamaModel& model, const std::vector<std::vector<int32_t>>& windows,
+                              const QuantConfig& cfg, const std::function<void(int, int)>& on_layer = nullptr);
+
+// Installs the KV-cache format of `cfg` (kv_bits, kv_pre_rope) on the model (no-op for 16).
+void apply_kv_format(LlamaModel& model, const QuantConfig& cfg);
+
+}  // namespace atom::quant
