@@ -153,6 +153,25 @@ TEST(TokenizerSpm, StreamDecoderReassemblesByteTokens) {
   fs::remove_all(m.dir);
 }
 
+TEST(TokenizerSpm, ModelDirectoryWithTokenizerConfig) {
+  const uint64_t seed = test::fresh_seed();
+  const TrainedModel m = train("dir", true, seed);
+  const fs::path dir = m.dir / "model";
+  fs::create_directories(dir);
+  fs::copy_file(m.model_path, dir / "tokenizer.model");
+  {
+    std::ofstream f(dir / "tokenizer_config.json");
+    f << R"({"add_bos_token": false, "eos_token": "</s>", "chat_template": "[INST]"})";
+  }
+  auto t = load_tokenizer(dir.string());
+  EXPECT_FALSE(t->add_bos_default());
+  EXPECT_EQ(t->token_text(t->eos_id()), "</s>");
+  EXPECT_EQ(t->chat_template(), "[INST]");
+  EXPECT_EQ(t->apply_chat_template({{"user", "ka"}}), "<s>[INST] ka [/INST]");
+  EXPECT_EQ(t->decode(t->encode("to ka")), "to ka");
+  fs::remove_all(m.dir);
+}
+
 TEST(TokenizerSpm, BadModelFileIsAnError) {
   EXPECT_THROW(load_sentencepiece("/nonexistent/tokenizer.model"), Error);
   EXPECT_THROW(load_sentencepiece(ATOM_SOURCE_DIR "/CMakeLists.txt"), Error);

@@ -8,6 +8,7 @@
 
 #include "atom/core/error.h"
 #include "atom/model/perplexity.h"
+#include "atom/quant/pipeline.h"
 #include "commands.h"
 
 namespace atom::cli {
@@ -15,7 +16,8 @@ namespace atom::cli {
 namespace {
 struct PplArgs {
   std::string model, data = "../shared/data/wikitext2-test.txt", json_out;
-  int ctx = 2048, threads = 0;
+  int ctx = 2048, threads = 0, kv_bits = 0;
+  bool kv_pre_rope = false;
   int64_t max_windows = 0;
 };
 
@@ -28,6 +30,15 @@ void run_ppl(const PplArgs& a) {
   const std::string text = ss.str();
   ATOM_CHECK(!text.empty(), "--data '{}' is empty", a.data);
   LoadedModel lm = load_model_and_tokenizer(a.model);
+  if (a.kv_bits != 0) {  // override the model's KV-cache format (ablations, RoPE placement)
+    quant::QuantConfig kv;
+    kv.method = "atom";
+    kv.kv_bits = a.kv_bits;
+    kv.kv_pre_rope = a.kv_pre_rope;
+    kv.validate();
+    quant::apply_kv_format(*lm.model, kv);
+    spdlog::info("KV cache: {} bits, K quantized {} RoPE", a.kv_bits, a.kv_pre_rope ? "before" : "after");
+  }
   spdlog::info("tokenizing {} ({} bytes)", a.data, text.size());
   const std::vector<int32_t> ids = lm.tokenizer->encode(text, false, false);
   spdlog::info("{} tokens, {} windows of {}", ids.size(), ids.size() / size_t(a.ctx), a.ctx);
@@ -40,7 +51,8 @@ void run_ppl(const PplArgs& a) {
                         {"total_windows", r.total_windows}, {"tokens_in_file", ids.size()},
                         {"predicted_tokens", r.predicted_tokens}, {"mean_nll", r.mean_nll},
                         {"ppl", r.ppl},             {"seconds", r.seconds},
-                        {"weights", lm.model->weights_note}};
+                        {"weights", lm.model->weights_note}, {"kv_bits_override", a.kv_bits},
+                        {"kv_pre_rope", a.kv_pre_rope}};
     std::ofstream o(a.json_out);
     ATOM_CHECK(o.good(), "cannot write --json '{}'", a.json_out);
     o << j.dump(2) << "\n";
@@ -57,6 +69,9 @@ void add_ppl_command(CLI::App& app) {
   c->add_option("--ctx", a->ctx, "Window length in tokens")->capture_default_str()->check(CLI::Range(2, 1 << 20));
   c->add_option("--max-windows", a->max_windows, "Evaluate only the first N windows (0 = all)")->capture_default_str();
   c->add_option("--json", a->json_out, "Also write the result as JSON to this file");
+  c->add_option("--kv-bits", a->kv_bits, "Override the KV-cache format: 4, 8 or 16 (0 = the model's own)")
+      ->check(CLI::IsMember({0, 4, 8, 16}));
+  c->add_flag("--kv-pre-rope", a->kv_pre_rope, "With --kv-bits: quantize K before RoPE");
   c->add_option("-t,--threads", a->threads, "CPU threads (0 = all)")->capture_default_str();
   c->callback([a] { run_ppl(*a); });
 }

@@ -119,11 +119,12 @@ def atom_run(atom, args, capture=True):
     return r.stdout
 
 
-def atom_ids(atom, model, text, no_special, tmp):
+def atom_ids(atom, model, text, no_special, tmp, bos=False):
     path = os.path.join(tmp, "input.txt")
     with open(path, "wb") as f:
         f.write(text.encode("utf-8"))
-    args = ["tokenize", "--model", model, "--file", path, "--ids-only", "--no-bos"]
+    args = ["tokenize", "--model", model, "--file", path, "--ids-only"]
+    args.append("--add-bos" if bos else "--no-bos")
     if no_special:
         args.append("--no-special")
     return [int(x) for x in atom_run(atom, args).split()]
@@ -170,6 +171,152 @@ def check_ids(a, ref_tok, texts, tmp):
     for text_name, text in texts[:2]:
         ids = ref_tok.encode(text, add_special_tokens=False).ids
         report(f"reference round-trip {text_name}", ref_tok.decode(ids, skip_special_tokens=False) == text)
+
+
+def check_variants(a, ref_tok, meta, texts, tmp):
+    """Other tokenizer.json pipelines, built with the HF library and saved; atom loads the
+    saved file. Llama-3 style (Split regex + ByteLevel without regex + ignore_merges + BOS
+    post-processor) and GPT-2 style (ByteLevel with add_prefix_space) reuse the SmolLM2 vocab;
+    the Llama-2 / SentencePiece style (Prepend/Replace normalizer or Metaspace, byte fallback,
+    <unk>, ▁ decoder) uses a small model trained here with the sentencepiece package and
+    converted the way transformers' LlamaConverter does."""
+    print("== other tokenizer.json pipelines: atom vs HF tokenizers ==")
+    from tokenizers import (AddedToken, Regex, Tokenizer, decoders, models, normalizers,
+                            pre_tokenizers, processors)
+    llama3_regex = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?"
+                    r"[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
+    vocab = {t: i for i, t in enumerate(meta["tokens"])}
+    merges = [(m[:m.index(" ", 1)], m[m.index(" ", 1) + 1:]) for m in meta["merges"]]
+    specials = [AddedToken(meta["tokens"][i], special=True, normalized=False)
+                for i, t in enumerate(meta["token_type"]) if t in (3, 4)]
+
+    def save(name, tok, cfg=None):
+        d = os.path.join(tmp, name)
+        os.makedirs(d, exist_ok=True)
+        tok.save(os.path.join(d, "tokenizer.json"))
+        if cfg is not None:
+            with open(os.path.join(d, "tokenizer_config.json"), "w", encoding="utf-8") as f:
+                json.dump(cfg, f)
+        return d
+
+    variants = []
+    t = Tokenizer(models.BPE(vocab=vocab, merges=merges, ignore_merges=True))
+    t.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(llama3_regex), behavior="isolated", invert=False),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+    t.decoder = decoders.ByteLevel()
+    t.add_special_tokens(specials)
+    t.post_processor = processors.Sequence([
+        processors.ByteLevel(trim_offsets=False),
+        processors.TemplateProcessing(single="<|im_start|> $A", special_tokens=[("<|im_start|>", 1)])])
+    variants.append(("llama3-style", t, save("llama3-style", t), texts))
+
+    t = Tokenizer(models.BPE(vocab=vocab, merges=merges))
+    t.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True, use_regex=True)
+    t.decoder = decoders.ByteLevel()
+    t.add_special_tokens(specials)
+    variants.append(("gpt2-style", t, save("gpt2-style", t), texts))
+
+    try:
+        import sentencepiece as spm
+        from transformers.convert_slow_tokenizer import generate_merges
+    except ImportError as e:
+        print(f"  (skipping the SentencePiece-style variant: {e})")
+        spm = None
+    if spm is not None:
+        import random
+        rng = random.Random(a.seed)
+        syll = ["ka", "to", "ri", "mun", "el", "sa", "qu", "é", "ün", "dra", "日", "本", "xo",
+                "ph", "a", "i", "th", "ng", "ße", "ø", "Th", "A"]
+        train = os.path.join(tmp, "spm_train.txt")
+        with open(train, "w", encoding="utf-8") as f:
+            for _ in range(4000):
+                f.write(" ".join("".join(rng.choice(syll) for _ in range(rng.randint(1, 4)))
+                                 for _ in range(rng.randint(5, 15))) + "\n")
+        prefix = os.path.join(tmp, "spm")
+        spm.SentencePieceTrainer.train(
+            input=train, model_prefix=prefix, vocab_size=400, model_type="bpe",
+            character_coverage=1.0, byte_fallback=True, normalization_rule_name="identity",
+            remove_extra_whitespaces=False, unk_id=0, bos_id=1, eos_id=2, pad_id=-1,
+            num_threads=1, minloglevel=2)
+        sp = spm.SentencePieceProcessor(model_file=prefix + ".model")
+        pieces = {sp.id_to_piece(i): i for i in range(sp.get_piece_size())}
+        scores = {sp.id_to_piece(i): sp.get_score(i) for i in range(sp.get_piece_size())}
+        sp_merges = generate_merges(pieces, scores)
+        controls = [AddedToken(sp.id_to_piece(i), special=True, normalized=False)
+                    for i in range(sp.get_piece_size()) if sp.is_control(i) or sp.is_unknown(i)]
+        spm_texts = [(n, x) for n, x in texts if n != "wikitext2"] + [
+            ("spm-like", " ".join("".join(rng.choice(syll) for _ in range(rng.randint(1, 4)))
+                                  for _ in range(3000)) + " <s> x </s>  end ")]
+        for legacy in (True, False):
+            t = Tokenizer(models.BPE(vocab=pieces, merges=sp_merges, unk_token="<unk>",
+                                     fuse_unk=True, byte_fallback=True))
+            if legacy:
+                t.normalizer = normalizers.Sequence([normalizers.Prepend("▁"),
+                                                     normalizers.Replace(" ", "▁")])
+            else:
+                t.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="first",
+                                                           split=False)
+            t.decoder = decoders.Sequence([decoders.Replace("▁", " "), decoders.ByteFallback(),
+                                           decoders.Fuse(), decoders.Strip(" ", 1, 0)])
+            t.add_special_tokens(controls)
+            name = "spm-legacy" if legacy else "spm-metaspace"
+            variants.append((name, t, save(name, t), spm_texts))
+        # Information only: the converted BPE vs sentencepiece itself (which does not parse
+        # <s> in text, so compare on text without control tokens).
+        for n, x in spm_texts:
+            x = x.replace("<s>", "").replace("</s>", "")
+            for vn, vt, _, _ in variants[-2:]:
+                same = sp.encode(x) == vt.encode(x, add_special_tokens=False).ids
+                print(f"  (info: sentencepiece itself and its HF conversion {vn} "
+                      f"{'agree' if same else 'DIFFER'} on {n})")
+
+    if spm is not None:
+        # The same model as GGUF "llama" metadata and as tokenizer.model: atom's own SPM
+        # algorithm and its libsentencepiece wrapper vs the sentencepiece package.
+        import gguf
+        import shutil
+        n = sp.get_piece_size()
+        w = gguf.GGUFWriter(os.path.join(tmp, "spm.gguf"), "llama")
+        w.add_tokenizer_model("llama")
+        w.add_token_list([sp.id_to_piece(i) for i in range(n)])
+        w.add_token_scores([sp.get_score(i) for i in range(n)])
+        w.add_token_types([2 if sp.is_unknown(i) else 3 if sp.is_control(i) else
+                           5 if sp.is_unused(i) else 6 if sp.is_byte(i) else 1 for i in range(n)])
+        w.add_bos_token_id(sp.bos_id())
+        w.add_eos_token_id(sp.eos_id())
+        w.add_unk_token_id(sp.unk_id())
+        w.write_header_to_file()
+        w.write_kv_data_to_file()
+        w.write_tensors_to_file()
+        w.close()
+        model_dir = os.path.join(tmp, "spm-model")
+        os.makedirs(model_dir, exist_ok=True)
+        shutil.copy(prefix + ".model", os.path.join(model_dir, "tokenizer.model"))
+        print("  (spm-gguf / spm-model: reference = the sentencepiece package itself)")
+        for name, model in [("spm-gguf", os.path.join(tmp, "spm.gguf")), ("spm-model", model_dir)]:
+            for text_name, text in spm_texts:
+                ref = sp.encode(text)
+                got = atom_ids(a.atom, model, text, True, tmp)
+                compare_ids(f"{name:13} {text_name:9}", ref, got, variants[-1][1])
+
+    for name, tok, d, vtexts in variants:
+        for text_name, text in vtexts:
+            ref = tok.encode(text, add_special_tokens=False).ids
+            got = atom_ids(a.atom, d, text, False, tmp)
+            compare_ids(f"{name:13} {text_name:9}", ref, got, tok)
+            if name == "llama3-style" and text_name == "torture":
+                ref = tok.encode(text, add_special_tokens=True).ids
+                got = atom_ids(a.atom, d, text, False, tmp, bos=True)
+                compare_ids(f"{name:13} {text_name:9} +BOS", ref, got, tok)
+            if name.startswith("spm") and text_name != "random":
+                ids = tok.encode(text, add_special_tokens=False).ids
+                got = atom_run(a.atom, ["tokenize", "--model", d, "--file",
+                                        os.path.join(tmp, "input.txt"), "--ids-only",
+                                        "--no-bos", "--decode"]).decode("utf-8").split("\n", 1)[1]
+                ref_text = tok.decode(ids, skip_special_tokens=False)
+                report(f"{name:13} {text_name:9} decode", got[:-1] == ref_text,
+                       "" if got[:-1] == ref_text else f"{got[:80]!r} vs {ref_text[:80]!r}")
 
 
 def check_transformers_gguf(a, ref_tok, texts):
@@ -272,6 +419,7 @@ def main():
 
     with tempfile.TemporaryDirectory() as tmp:
         check_ids(a, ref_tok, texts, tmp)
+        check_variants(a, ref_tok, meta, texts, tmp)
         check_transformers_gguf(a, ref_tok, texts)
         check_chat(a, meta, tmp)
     print("ALL MATCH" if failures == 0 else f"{failures} FAILURE(S)")

@@ -65,6 +65,7 @@ Tensor Tensor::from_bytes(DType dtype, std::vector<int64_t> shape, std::vector<u
 std::vector<float> to_f32(const Tensor& t, std::string_view name) {
   const size_t n = size_t(t.numel());
   std::vector<float> out(n);
+  if (n == 0) return out;  // memcpy into an empty vector's null data() is UB
   switch (t.dtype) {
     case DType::F32:
       std::memcpy(out.data(), t.data, n * 4);

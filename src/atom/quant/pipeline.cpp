@@ -10,6 +10,7 @@
 #include "atom/quant/calibrate.h"
 #include "atom/quant/gptq.h"
 #include "atom/quant/kv_quant.h"
+#include "atom/quant/quantize.h"
 #include "atom/quant/w8a8_linear.h"
 
 namespace atom::quant {
@@ -138,6 +139,22 @@ double relative_output_error(const Linear& q, const std::vector<float>& w, const
   return std::sqrt(num / std::max(den, 1e-30));
 }
 
+// The parts kept in 16 bits (embeddings, lm_head; with method fp16 every linear too) are stored
+// as fp16 by the checkpoint. Rounding them here, before calibration, makes the in-memory model
+// exactly the one the checkpoint holds (a saved and reloaded model computes bit-identical logits)
+// and calibrates on the embeddings the quantized model will really use. Norms stay fp32 (stored F32).
+void round_16bit_parts(LlamaModel& model, bool all_linears) {
+  auto round_all = [](std::vector<float>& v) {
+    for (float& x : v) x = fp16_round(x);
+  };
+  round_all(model.embed);
+  if (auto* d = dynamic_cast<DenseLinear*>(model.lm_head.get())) round_all(d->mutable_weight());
+  if (all_linears)
+    for (LlamaLayer& L : model.layers)
+      for (auto& lin : L.linear)
+        if (auto* d = dynamic_cast<DenseLinear*>(lin.get())) round_all(d->mutable_weight());
+}
+
 }  // namespace
 
 QuantizeReport quantize_model(LlamaModel& model, const std::vector<std::vector<int32_t>>& windows,
@@ -146,6 +163,7 @@ QuantizeReport quantize_model(LlamaModel& model, const std::vector<std::vector<i
   ATOM_CHECK(!windows.empty(), "quantize: no calibration windows");
   const auto t0 = std::chrono::steady_clock::now();
   QuantizeReport report;
+  round_16bit_parts(model, cfg.method == "fp16");
   if (cfg.method == "fp16") return report;
   const ModelConfig& c = model.cfg;
   const int64_t H = c.hidden_size, T = int64_t(windows[0].size()), S = int64_t(windows.size());

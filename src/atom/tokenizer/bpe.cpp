@@ -215,6 +215,10 @@ BpeTokenizer::BpeTokenizer(BpeSpec spec) : spec_(std::move(spec)) {
   if (bos_id_ >= static_cast<int32_t>(n) || eos_id_ >= static_cast<int32_t>(n))
     fail("{}: bos/eos id out of range ({}/{}, vocab {})", spec_.source, bos_id_, eos_id_, n);
   init_stop_ids(spec_.extra_stop_ids);
+  // Only the flags of the model spec are needed from here on.
+  spec_.model.vocab = {};
+  spec_.model.merges = {};
+  spec_.added = {};
 }
 
 std::string BpeTokenizer::normalize(std::string s) const {

@@ -17,12 +17,13 @@ std::string Tokenizer::decode(const std::vector<int32_t>& ids, bool skip_special
   std::string out;
   bool first = true;
   for (int32_t id : ids) {
-    const bool special = is_special(id);
-    if (skip_special && special) continue;
+    if (skip_special && is_special(id)) continue;
     std::string b = token_bytes(id);
-    // The prefix space the encoder added belongs to the first text token.
-    if (first && !special && strip_leading_space_ && !b.empty() && b[0] == ' ') b.erase(0, 1);
-    if (!special) first = false;
+    // The prefix space the encoder added is the first character of the output (HF's Strip /
+    // Metaspace decoders drop exactly that one).
+    if (b.empty()) continue;
+    if (first && strip_leading_space_ && b[0] == ' ') b.erase(0, 1);
+    first = false;
     out += b;
   }
   return tok::utf8_lossy(out);
@@ -41,11 +42,14 @@ void Tokenizer::init_stop_ids(const std::vector<int32_t>& extra) {
 }
 
 std::string StreamDecoder::push(int32_t id) {
-  const bool special = tok_.is_special(id);
-  if (skip_special_ && special) return "";
+  if (skip_special_ && tok_.is_special(id)) return "";
   std::string b = tok_.token_bytes(id);
-  if (first_ && !special && tok_.strip_leading_space_ && !b.empty() && b[0] == ' ') b.erase(0, 1);
-  if (!special) first_ = false;
+  if (first_ && tok_.strip_leading_space_ && !b.empty() && b[0] == ' ') {
+    b.erase(0, 1);
+    first_ = false;
+  } else if (!b.empty()) {
+    first_ = false;
+  }
   pending_ += b;
   // Hold back only a trailing partial character; anything invalid before it can never become
   // valid, so it is emitted (as U+FFFD) right away.

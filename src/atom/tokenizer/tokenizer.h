@@ -21,8 +21,11 @@ class Tokenizer {
   virtual ~Tokenizer() = default;
 
   // Encodes text. Special/added tokens written literally in `text` (e.g. "<|im_start|>") are
-  // recognised as single tokens when parse_special is true. add_bos prepends BOS when the
-  // tokenizer's config says so (add_bos_token) or when forced by the caller.
+  // recognised as single tokens when parse_special is true. add_bos = true prepends BOS (when
+  // the model has one); pass add_bos_default() to follow the tokenizer config (add_bos_token /
+  // the BOS of tokenizer.json's post-processor), as HF's add_special_tokens=True does. Text
+  // formatted by apply_chat_template already contains the BOS text: encode it with add_bos =
+  // false, as transformers does. Invalid UTF-8 in `text` is encoded as U+FFFD.
   virtual std::vector<int32_t> encode(std::string_view text, bool add_bos = false,
                                       bool parse_special = true) const = 0;
   // Raw bytes of one token as it contributes to decoded text (byte-level tokens -> bytes,
@@ -35,7 +38,8 @@ class Tokenizer {
   virtual bool is_special(int32_t id) const = 0;
 
   // Decodes ids to text (concatenated token bytes; SPM strips the leading space of the first
-  // token when the model adds a prefix space). skip_special drops special tokens.
+  // token when the model adds a prefix space). skip_special drops special tokens. Invalid UTF-8
+  // (a sequence cut off between tokens) comes out as U+FFFD, as in HF.
   virtual std::string decode(const std::vector<int32_t>& ids, bool skip_special = true) const;
 
   int32_t bos_id() const { return bos_id_; }

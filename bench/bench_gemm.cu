@@ -1,0 +1,244 @@
+// bench_gemm: Atom W4A4+O128 GEMM vs cuBLAS FP16, cuBLASLt INT8 (W8A8, scales in an epilogue) and
+// cuBLASLt FP8 e4m3, on the Llama linear shapes of issue 4, M in {1..16384}; plus the fused activation
+// quantizer vs a device-to-device copy. Median of batches of cudaEvent-timed launches, operands
+// rotated over enough copies to exceed L2. Writes JSON (--json FILE).
+//   bench_gemm [--json FILE] [--quick] [--ms 1,16,...]
+#include <cuda_fp16.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "atom/backend/cuda/atom_gemm.h"
+#include "atom/backend/cuda/blas_baselines.h"
+#include "atom/backend/cuda/device.h"
+
+using namespace atom::cuda;
+
+namespace {
+
+__device__ __forceinline__ uint32_t hash32(uint64_t i, uint32_t seed) {
+  uint32_t x = uint32_t(i) * 0x9E3779B1u ^ uint32_t(i >> 32) * 0x85EBCA77u ^ seed * 0xC2B2AE3Du;
+  x ^= x >> 15; x *= 0x2C1B3C6Du; x ^= x >> 12; x *= 0x297A2D39u; x ^= x >> 15;
+  return x;
+}
+__global__ void fill_bytes_kernel(uint8_t* p, size_t n, uint32_t seed, uint8_t mask) {
+  for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < n; i += size_t(gridDim.x) * blockDim.x)
+    p[i] = uint8_t(hash32(i, seed)) & mask;
+}
+// fp16 values uniform in [lo, hi)
+__global__ void fill_half_kernel(__half* p, size_t n, uint32_t seed, float lo, float hi) {
+  for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < n; i += size_t(gridDim.x) * blockDim.x)
+    p[i] = __float2half_rn(lo + (hi - lo) * (hash32(i, seed) >> 8) * (1.0f / 16777216.0f));
+}
+__global__ void fill_float_kernel(float* p, size_t n, uint32_t seed, float lo, float hi) {
+  for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < n; i += size_t(gridDim.x) * blockDim.x)
+    p[i] = lo + (hi - lo) * (hash32(i, seed) >> 8) * (1.0f / 16777216.0f);
+}
+uint32_t g_seed = 12345;
+template <class T>
+void fill_bytes(DeviceBuffer<T>& b, uint8_t mask = 0xFF) {
+  fill_bytes_kernel<<<1024, 256>>>(reinterpret_cast<uint8_t*>(b.data()), b.bytes(), g_seed++, mask);
+  ATOM_CUDA_CHECK_LAUNCH();
+}
+void fill_half(DeviceBuffer<uint16_t>& b, float lo, float hi) {
+  fill_half_kernel<<<1024, 256>>>(reinterpret_cast<__half*>(b.data()), b.size(), g_seed++, lo, hi);
+  ATOM_CUDA_CHECK_LAUNCH();
+}
+void fill_float(DeviceBuffer<float>& b, float lo, float hi) {
+  fill_float_kernel<<<1024, 256>>>(b.data(), b.size(), g_seed++, lo, hi);
+  ATOM_CUDA_CHECK_LAUNCH();
+}
+
+size_t g_rotate_bytes = 0;  // 2.5 x L2
+int copies_for(size_t bytes) { return int(std::clamp<size_t>((g_rotate_bytes + bytes - 1) / std::max<size_t>(bytes, 1), 1, 16)); }
+
+// Median over 15 batches of the per-launch time (ms); fn(i) launches iteration i.
+double time_ms(cudaStream_t s, const std::function<void(int)>& fn) {
+  Event a, b;
+  for (int i = 0; i < 3; ++i) fn(i);
+  a.record(s);
+  for (int i = 0; i < 3; ++i) fn(i);
+  b.record(s);
+  const double est = std::max(1e-4, double(b.since(a)) / 3);
+  const int batch = int(std::clamp(2.0 / est, 1.0, 200.0));
+  std::vector<double> t;
+  int it = 0;
+  for (int r = 0; r < 15; ++r) {
+    a.record(s);
+    for (int i = 0; i < batch; ++i) fn(it++);
+    b.record(s);
+    t.push_back(double(b.since(a)) / batch);
+  }
+  std::sort(t.begin(), t.end());
+  return t[t.size() / 2];
+}
+
+struct Rec {
+  std::string shape, method;
+  int64_t m, n, k;
+  double ms, tops, gbs;
+};
+
+struct ShapeDef {
+  const char* name;
+  int64_t k, n;
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string json;
+  bool quick = false;
+  std::vector<int64_t> mlist = {1, 16, 64, 256, 1024, 4096, 16384};
+  for (int i = 1; i < argc; ++i) {
+    if (!std::strcmp(argv[i], "--json") && i + 1 < argc) json = argv[++i];
+    else if (!std::strcmp(argv[i], "--quick")) quick = true;
+    else if (!std::strcmp(argv[i], "--ms") && i + 1 < argc) {
+      mlist.clear();
+      for (char* t = std::strtok(argv[++i], ","); t; t = std::strtok(nullptr, ",")) mlist.push_back(std::atoll(t));
+    }
+  }
+  try {
+    const DeviceProps props = device_props(0);
+    g_rotate_bytes = props.l2_bytes * 5 / 2;
+    std::printf("device: %s, %d SMs, L2 %zu MB\n", props.name.c_str(), props.sm_count, props.l2_bytes >> 20);
+    std::vector<ShapeDef> shapes = {{"L2-7B qkvo 4096->4096", 4096, 4096},   {"L2-7B up 4096->11008", 4096, 11008},
+                                    {"L2-7B down 11008->4096", 11008, 4096}, {"L3-8B up 4096->14336", 4096, 14336},
+                                    {"L3-8B down 14336->4096", 14336, 4096}, {"L2-70B up 8192->28672", 8192, 28672},
+                                    {"L2-70B down 28672->8192", 28672, 8192}};
+    if (quick) shapes.resize(2);
+    Stream st;
+    BlasBaselines blas;
+    std::vector<Rec> recs;
+
+    // ---- device-to-device copy ceiling ----
+    double d2d_gbs = 0;
+    {
+      const size_t bytes = size_t(1) << 30;
+      DeviceBuffer<uint8_t> a(bytes), b(bytes);
+      fill_bytes(a);
+      const double ms = time_ms(st, [&](int) { ATOM_CUDA_CHECK(cudaMemcpyAsync(b.data(), a.data(), bytes, cudaMemcpyDeviceToDevice, st)); });
+      d2d_gbs = 2.0 * bytes / ms * 1e-6;
+      std::printf("D2D copy 1 GiB: %.3f ms, %.0f GB/s (read + write)\n", ms, d2d_gbs);
+      recs.push_back({"d2d-copy-1GiB", "cudaMemcpy D2D", 0, 0, 0, ms, 0, d2d_gbs});
+    }
+
+    std::printf("\n%-26s %6s | %9s %9s %9s %9s %9s | %7s %7s %7s | %8s %6s\n", "shape", "M", "W4A4 us", "W4A4+q us",
+                "FP16 us", "INT8 us", "FP8 us", "xFP16", "xINT8", "xFP8", "W4A4 TOPS", "GB/s");
+    for (const ShapeDef& sd : shapes) {
+      const int64_t K = sd.k, N = sd.n;
+      const GpuAtomLayout L = make_gpu_layout(K, 128, 128);
+      const size_t w4_bytes = size_t(N) * L.q4_row_bytes() + N * L.n_groups * 2 + N * L.n_outlier + N * 2;
+      // Atom weights (rotated copies)
+      const int wc = copies_for(w4_bytes);
+      std::vector<GpuAtomWeights> aw(wc);
+      for (auto& w : aw) {
+        w.n = N; w.k = K; w.L = L;
+        w.q4.resize(N * L.q4_row_bytes()); fill_bytes(w.q4);
+        w.scale.resize(N * L.n_groups); fill_half(w.scale, 1e-3f, 1e-2f);
+        w.q8.resize(N * L.n_outlier); fill_bytes(w.q8, 0x7F);
+        w.oscale.resize(N); fill_half(w.oscale, 1e-3f, 1e-2f);
+        std::vector<int32_t> perm(K);
+        for (int64_t j = 0; j < K; ++j) perm[j] = int32_t((j * 7919) % K);  // a permutation when gcd(7919, K) = 1
+        w.perm.upload(perm, st);
+      }
+      // FP16 / INT8 / FP8 weights
+      const int hc = copies_for(size_t(N) * K * 2), bc = copies_for(size_t(N) * K);
+      std::vector<DeviceBuffer<uint16_t>> w16(hc);
+      for (auto& w : w16) { w.resize(N * K); fill_half(w, -0.05f, 0.05f); }
+      std::vector<DeviceBuffer<int8_t>> w8(bc);
+      std::vector<DeviceBuffer<uint8_t>> wf8(bc);
+      for (auto& w : w8) { w.resize(N * K); fill_bytes(w, 0x7F); }
+      for (auto& w : wf8) { w.resize(N * K); fill_bytes(w, 0xBB); }
+      DeviceBuffer<float> sw(N);
+      fill_float(sw, 1e-3f, 1e-2f);
+
+      for (int64_t M : mlist) {
+        const double flops = 2.0 * M * N * K;
+        // activations
+        const size_t a4_bytes = size_t(M) * (L.q4_row_bytes() + L.n_groups * 2 + L.n_outlier + 2);
+        const int ac = copies_for(a4_bytes), xc = copies_for(size_t(M) * K * 2), x8c = copies_for(size_t(M) * K);
+        std::vector<GpuAtomActs> aa(ac);
+        std::vector<DeviceBuffer<uint16_t>> x16(xc);
+        for (auto& x : x16) { x.resize(M * K); fill_half(x, -2.0f, 2.0f); }
+        for (auto& a : aa) {
+          a.resize(M, L);
+          atom_quantize_acts_fp16(x16[0].data(), M, aw[0].perm.data(), L, 0.9f, 1.0f, a, st);
+        }
+        std::vector<DeviceBuffer<int8_t>> x8(x8c);
+        std::vector<DeviceBuffer<uint8_t>> xf8(x8c);
+        for (auto& x : x8) { x.resize(M * K); fill_bytes(x, 0x7F); }
+        for (auto& x : xf8) { x.resize(M * K); fill_bytes(x, 0xBB); }
+        DeviceBuffer<float> sx(M);
+        fill_float(sx, 1e-3f, 1e-2f);
+        DeviceBuffer<uint16_t> y(M * N);
+        DeviceBuffer<int32_t> acc(M * N);
+        GpuAtomActs qa;  // quantizer output for the fused W4A4+quant column
+        qa.resize(M, L);
+
+        auto rec = [&](const char* method, double ms, double bytes) {
+          recs.push_back({sd.name, method, M, N, K, ms, flops / ms * 1e-9, bytes / ms * 1e-6});
+          return ms;
+        };
+        auto guarded = [&](const char* method, double bytes, const std::function<void(int)>& fn) -> double {
+          try {
+            return rec(method, time_ms(st, fn), bytes);
+          } catch (const std::exception& e) {
+            std::printf("  %s M=%lld: %s\n", method, (long long)M, e.what());
+            (void)cudaGetLastError();
+            return -1;
+          }
+        };
+        const double t_atom = guarded("atom-w4a4", double(w4_bytes + a4_bytes + M * N * 2), [&](int i) {
+          atom_gemm(aa[i % ac], aw[i % wc], y.data(), nullptr, nullptr, st);
+        });
+        const double t_atomq = guarded("atom-w4a4+quant", double(w4_bytes + M * K * 2 + M * N * 2), [&](int i) {
+          atom_quantize_acts_fp16(x16[i % xc].data(), M, aw[i % wc].perm.data(), L, 0.9f, 1.0f, qa, st);
+          atom_gemm(qa, aw[i % wc], y.data(), nullptr, nullptr, st);
+        });
+        const double t_q = guarded("act-quant", double(M * K * 2 + a4_bytes), [&](int i) {
+          atom_quantize_acts_fp16(x16[i % xc].data(), M, aw[i % wc].perm.data(), L, 0.9f, 1.0f, qa, st);
+        });
+        const double t16 = guarded("cublas-fp16", 2.0 * (N * K + M * K + M * N), [&](int i) {
+          blas.gemm_fp16(x16[i % xc].data(), w16[i % hc].data(), y.data(), int(M), int(N), int(K), st);
+        });
+        const double t8 = guarded("cublaslt-int8", double(N * K + M * K + 2 * M * N), [&](int i) {
+          blas.gemm_int8(x8[i % x8c].data(), w8[i % bc].data(), sx.data(), sw.data(), acc.data(), y.data(), int(M),
+                         int(N), int(K), st);
+        });
+        const double tf8 = guarded("cublaslt-fp8", double(N * K + M * K + 2 * M * N), [&](int i) {
+          blas.gemm_fp8(xf8[i % x8c].data(), wf8[i % bc].data(), y.data(), int(M), int(N), int(K), st);
+        });
+        auto ratio = [&](double base) { return (t_atom > 0 && base > 0) ? base / t_atom : 0.0; };
+        std::printf("%-26s %6lld | %9.1f %9.1f %9.1f %9.1f %9.1f | %7.2f %7.2f %7.2f | %8.0f %6.0f   quant %.1f us = %.0f GB/s (%.0f%% of D2D)\n",
+                    sd.name, (long long)M, t_atom * 1e3, t_atomq * 1e3, t16 * 1e3, t8 * 1e3, tf8 * 1e3, ratio(t16),
+                    ratio(t8), ratio(tf8), t_atom > 0 ? flops / t_atom * 1e-9 : 0.0,
+                    t_atom > 0 ? double(w4_bytes + a4_bytes + M * N * 2) / t_atom * 1e-6 : 0.0, t_q * 1e3,
+                    t_q > 0 ? double(M * K * 2 + a4_bytes) / t_q * 1e-6 : 0.0,
+                    t_q > 0 ? 100.0 * double(M * K * 2 + a4_bytes) / t_q * 1e-6 / d2d_gbs : 0.0);
+        std::fflush(stdout);
+      }
+    }
+    if (!json.empty()) {
+      FILE* f = std::fopen(json.c_str(), "w");
+      if (!f) { std::perror(json.c_str()); return 1; }
+      std::fprintf(f, "{\n  \"device\": \"%s\",\n  \"d2d_gbs\": %.1f,\n  \"results\": [\n", props.name.c_str(), d2d_gbs);
+      for (size_t i = 0; i < recs.size(); ++i) {
+        const Rec& r = recs[i];
+        std::fprintf(f, "    {\"shape\": \"%s\", \"method\": \"%s\", \"m\": %lld, \"n\": %lld, \"k\": %lld, \"ms\": %.6f, \"tops\": %.2f, \"gbs\": %.1f}%s\n",
+                     r.shape.c_str(), r.method.c_str(), (long long)r.m, (long long)r.n, (long long)r.k, r.ms, r.tops, r.gbs,
+                     i + 1 < recs.size() ? "," : "");
+      }
+      std::fprintf(f, "  ]\n}\n");
+      std::fclose(f);
+    }
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "bench_gemm: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}

@@ -1,0 +1,74 @@
+// Atom W4A4 + INT8-outlier linear on the GPU (docs/quant-format.md §3): the activation quantizer and
+// the GEMM, with device-side layouts. Host header (g++ and nvcc); kernels are in the .cu files.
+//
+// GPU layout (what the quantizer writes and the GEMM reads); group = 128 only:
+//   q4     [rows, G*64] bytes: the K_n normal channels, each group padded to 128 with zeros (the ragged
+//          last group of e.g. K=576 is zero-padded), packed INT4. Inside every 32-element chunk of a
+//          group (16 bytes) the nibbles are in "MMA order": 32-bit word t (t = 0..3) holds elements
+//          4t..4t+3 at bits 0..15 and 16+4t..16+4t+3 at bits 16..31 (element order inside each half as
+//          int4.h). One word then unpacks to the a0/a2 (or b0/b1) fragments of mma m16n8k32.
+//   scale  [rows, G] fp16 bits (the fp16-valued scales of quantize.h, saturated at 65504)
+//   q8     [rows, O] int8 outliers (row-major, O = n_outlier, a multiple of 16)
+//   oscale [rows]    fp16 bits, the per-row outlier scale
+// rows = tokens (activations) or output channels (weights).
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "atom/backend/cuda/device.h"
+
+namespace atom::quant {
+struct AtomWeights;
+}
+
+namespace atom::cuda {
+
+struct GpuAtomLayout {
+  int64_t k = 0, n_outlier = 0, k_normal = 0, n_groups = 0;
+  static constexpr int64_t kGroup = 128;
+  int64_t q4_row_bytes() const { return n_groups * kGroup / 2; }
+};
+// Validates (group 128, O % 16 == 0, O < K) and fills the layout; throws atom::Error otherwise.
+GpuAtomLayout make_gpu_layout(int64_t k, int64_t n_outlier, int64_t group);
+
+struct GpuAtomWeights {
+  int64_t n = 0, k = 0;
+  GpuAtomLayout L;
+  float a_clip = 0.9f, a_outlier_clip = 1.0f;
+  DeviceBuffer<int32_t> perm;  // [K]
+  DeviceBuffer<uint8_t> q4;    // [N, G*64]
+  DeviceBuffer<uint16_t> scale;
+  DeviceBuffer<int8_t> q8;
+  DeviceBuffer<uint16_t> oscale;
+};
+// Repacks a CPU AtomWeights (outlier_bits 8, a_bits 4, group 128) into the GPU layout and uploads it.
+void upload_atom_weights(const quant::AtomWeights& w, GpuAtomWeights& out, cudaStream_t s = nullptr);
+
+// Host-side repacking helpers (also used by tests and the benchmark's synthetic weights).
+// q: [rows, k_normal] int8 values in -8..7 (standard order) -> [rows, G*64] GPU-order bytes.
+std::vector<uint8_t> pack_int4_gpu(const int8_t* q, int64_t rows, const GpuAtomLayout& L);
+// Inverse: GPU bytes -> [rows, G*128] int8 (padding included).
+std::vector<int8_t> unpack_int4_gpu(const uint8_t* p, int64_t rows, const GpuAtomLayout& L);
+
+struct GpuAtomActs {
+  int64_t m = 0;
+  DeviceBuffer<uint8_t> q4;
+  DeviceBuffer<uint16_t> scale;
+  DeviceBuffer<int8_t> q8;
+  DeviceBuffer<uint16_t> oscale;
+  void resize(int64_t rows, const GpuAtomLayout& L);
+};
+
+// x: [m, K] fp16 bits in the ORIGINAL channel order -> gather by perm, quantize (INT4 groups with
+// a_clip, INT8 outlier tail with a_outlier_clip), written in the GPU layout. acts must be resized.
+void atom_quantize_acts_fp16(const uint16_t* x, int64_t m, const int32_t* perm, const GpuAtomLayout& L,
+                             float a_clip, float a_outlier_clip, GpuAtomActs& acts, cudaStream_t s = nullptr);
+
+// y[m, N] = Atom linear. Exactly one of y_fp16 / y_f32 is non-null. psums (tests only, may be null):
+// int32 [m, N, G+1 (outliers last, when O > 0)]. `force_config` (-1 = auto) and `force_splits`
+// (0 = auto) pin the tile configuration, for tests and tuning.
+void atom_gemm(const GpuAtomActs& a, const GpuAtomWeights& w, uint16_t* y_fp16, float* y_f32,
+               int32_t* psums = nullptr, cudaStream_t s = nullptr, int force_config = -1, int force_splits = 0);
+int atom_gemm_num_configs();
+
+}  // namespace atom::cuda

@@ -1,0 +1,289 @@
+// GPU kernels of the Atom linear against the CPU reference (docs/quant-format.md §3), on fresh random
+// inputs every run, outputs poisoned before each run:
+//   * activation quantizer: INT4/INT8 integers and fp16 scales bit-exact vs atom_quantize_activations;
+//   * W4A4+O128 GEMM: int32 partial sums P[m,n,g] exactly equal to AtomLinear::partial_sums, fp32 output
+//     within 1e-6·(G+2)·Σ_g|s·P| of the double-precision formula, fp16 output within that + 2^-10·|y|.
+// Every test skips when no CUDA device is visible (CI machines); scripts/gpu-check.sh runs them on an H100.
+// ATOM_GPU_TEST_SMALL=1 (compute-sanitizer runs) keeps only the small shapes.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <numeric>
+#include <random>
+
+#include "atom/backend/cuda/atom_gemm.h"
+#include "atom/backend/cuda/device.h"
+#include "atom/core/error.h"
+#include "atom/core/half.h"
+#include "atom/quant/atom_linear.h"
+#include "atom/quant/int4.h"
+
+using namespace atom;
+using namespace atom::cuda;
+
+namespace {
+
+#define REQUIRE_GPU()                                                                                       \
+  do {                                                                                                      \
+    if (device_count() == 0)                                                                                \
+      GTEST_SKIP() << "no CUDA device: GPU tests run in scripts/gpu-check.sh on the device machine";        \
+  } while (0)
+
+bool small_only() { return std::getenv("ATOM_GPU_TEST_SMALL") != nullptr; }
+
+uint64_t fresh_seed() {
+  const uint64_t s = std::random_device{}() ^ (uint64_t(std::random_device{}()) << 32);
+  std::printf("seed %llu\n", (unsigned long long)s);
+  return s;
+}
+
+std::vector<int32_t> random_perm(int64_t k, std::mt19937_64& rng) {
+  std::vector<int32_t> p(static_cast<size_t>(k));
+  std::iota(p.begin(), p.end(), 0);
+  std::shuffle(p.begin(), p.end(), rng);
+  return p;
+}
+
+// Random activations as fp16 values: gaussian rows with per-row scale, heavy channels (the outliers
+// Atom reorders to the tail), an all-zero row and a row of tiny values (fp16 scale underflow).
+std::vector<float> random_acts(int64_t m, int64_t k, std::mt19937_64& rng) {
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  std::uniform_real_distribution<float> ud(0.1f, 4.0f);
+  std::vector<float> x(static_cast<size_t>(m * k));
+  std::vector<float> chan(static_cast<size_t>(k));
+  for (auto& c : chan) c = (rng() % 16 == 0) ? 20.0f * ud(rng) : ud(rng);
+  for (int64_t r = 0; r < m; ++r) {
+    const float rs = (r % 7 == 3) ? 1e-4f : ud(rng);
+    for (int64_t j = 0; j < k; ++j) {
+      float v = (r % 11 == 5) ? 0.0f : nd(rng) * chan[size_t(j)] * rs;
+      x[size_t(r * k + j)] = fp16_to_float(float_to_fp16(v));
+    }
+  }
+  return x;
+}
+
+std::vector<uint16_t> to_fp16(const std::vector<float>& x) {
+  std::vector<uint16_t> h(x.size());
+  for (size_t i = 0; i < x.size(); ++i) h[i] = float_to_fp16(x[i]);
+  return h;
+}
+
+struct Shape {
+  int64_t n, k;
+};
+
+std::vector<Shape> shapes() {
+  std::vector<Shape> s = {{576, 576}, {1536, 576}, {576, 1536}, {200, 384}};
+  if (!small_only()) s.insert(s.end(), {{4096, 4096}, {1024, 11008}, {14336 / 4, 4096}});
+  return s;
+}
+std::vector<int64_t> ms() {
+  if (small_only()) return {1, 17, 130};
+  return {1, 5, 16, 33, 64, 129, 300};
+}
+
+quant::AtomConfig atom_cfg() { return quant::AtomConfig{}; }  // O=128, g=128, clips 0.85/0.9/1/1
+
+// Compares GPU-layout activations with the CPU quantizer's output, bit for bit.
+void expect_acts_equal(GpuAtomActs& g, const quant::AtomActivations& c, const GpuAtomLayout& L, int64_t m) {
+  const auto q4 = g.q4.download();
+  const auto sc = g.scale.download();
+  const auto q8 = g.q8.download();
+  const auto so = g.oscale.download();
+  const auto q = unpack_int4_gpu(q4.data(), m, L);
+  const int64_t kp = L.n_groups * 128, G = L.n_groups, Gt = G + (L.n_outlier > 0 ? 1 : 0);
+  int64_t bad = 0;
+  for (int64_t r = 0; r < m; ++r) {
+    for (int64_t j = 0; j < kp; ++j) {
+      const int8_t want = j < L.k_normal ? c.q[size_t(r * L.k + j)] : 0;
+      if (q[size_t(r * kp + j)] != want && bad++ < 10)
+        ADD_FAILURE() << "int4 r=" << r << " j=" << j << " gpu=" << int(q[size_t(r * kp + j)]) << " cpu=" << int(want);
+    }
+    for (int64_t g2 = 0; g2 < G; ++g2) {
+      const float gs = fp16_to_float(sc[size_t(r * G + g2)]), cs = c.scale[size_t(r * Gt + g2)];
+      if (std::memcmp(&gs, &cs, 4) != 0 && bad++ < 10) ADD_FAILURE() << "scale r=" << r << " g=" << g2 << " " << gs << " vs " << cs;
+    }
+    for (int64_t j = 0; j < L.n_outlier; ++j) {
+      const int8_t a = q8[size_t(r * L.n_outlier + j)], b = c.q[size_t(r * L.k + L.k_normal + j)];
+      if (a != b && bad++ < 10) ADD_FAILURE() << "int8 r=" << r << " j=" << j << " " << int(a) << " vs " << int(b);
+    }
+    if (L.n_outlier > 0) {
+      const float gs = fp16_to_float(so[size_t(r)]), cs = c.scale[size_t(r * Gt + G)];
+      if (std::memcmp(&gs, &cs, 4) != 0 && bad++ < 10) ADD_FAILURE() << "outlier scale r=" << r << " " << gs << " vs " << cs;
+    }
+  }
+  EXPECT_EQ(bad, 0);
+}
+
+TEST(GpuDevice, PropertiesAndErrors) {
+  REQUIRE_GPU();
+  const DeviceProps p = device_props();
+  std::printf("%s: cc %d.%d, %d SMs, %zu MB L2\n", p.name.c_str(), p.cc_major, p.cc_minor, p.sm_count, p.l2_bytes >> 20);
+  EXPECT_GE(p.sm_count, 1);
+  // A failing call throws atom::Error naming the file, the call and the CUDA error.
+  try {
+    ATOM_CUDA_CHECK(cudaMemcpy(nullptr, reinterpret_cast<void*>(16), 64, cudaMemcpyDeviceToDevice));
+    FAIL() << "no throw";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("test_atom_gpu.cpp"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("cudaMemcpy"), std::string::npos) << e.what();
+  }
+  (void)cudaGetLastError();
+}
+
+TEST(GpuAtom, ActivationQuantizerMatchesCpuBitExact) {
+  REQUIRE_GPU();
+  std::mt19937_64 rng(fresh_seed());
+  Stream st;
+  for (int64_t k : {576, 1536, 384, 4096}) {
+    if (small_only() && k > 1536) continue;
+    const quant::AtomConfig cfg = atom_cfg();
+    const quant::AtomLayout QL(k, cfg);
+    const GpuAtomLayout L = make_gpu_layout(k, QL.n_outlier, QL.group);
+    const auto perm = random_perm(k, rng);
+    DeviceBuffer<int32_t> dperm;
+    dperm.upload(perm, st);
+    for (int64_t m : ms()) {
+      const auto x = random_acts(m, k, rng);
+      quant::AtomActivations cpu;
+      quant::atom_quantize_activations(x.data(), m, perm, QL, cfg, cpu);
+      DeviceBuffer<uint16_t> dx;
+      dx.upload(to_fp16(x), st);
+      GpuAtomActs g;
+      g.resize(m, L);
+      g.q4.fill_bytes(0xA5, st);  // poison
+      g.scale.fill_bytes(0xFF, st);
+      g.q8.fill_bytes(0x80, st);
+      g.oscale.fill_bytes(0xFF, st);
+      atom_quantize_acts_fp16(dx.data(), m, dperm.data(), L, cfg.a_clip, cfg.a_outlier_clip, g, st);
+      st.sync();
+      SCOPED_TRACE("k=" + std::to_string(k) + " m=" + std::to_string(m));
+      expect_acts_equal(g, cpu, L, m);
+    }
+  }
+}
+
+// One shape, every tile configuration and split choice, against AtomLinear::partial_sums and the
+// double-precision formula.
+void check_gemm(int64_t n, int64_t k, const std::vector<int64_t>& mlist, std::mt19937_64& rng) {
+  const quant::AtomConfig cfg = atom_cfg();
+  std::normal_distribution<float> nd(0.0f, 0.02f);
+  std::vector<float> w(static_cast<size_t>(n * k));
+  for (auto& v : w) v = nd(rng);
+  for (int64_t c = 0; c < n; c += 97) w[size_t(c * k + rng() % k)] *= 30.0f;  // some large weights
+  const auto perm = random_perm(k, rng);
+  const quant::AtomLinear lin(w.data(), n, k, perm, cfg);
+  Stream st;
+  GpuAtomWeights gw;
+  upload_atom_weights(lin.weights(), gw, st);
+  const GpuAtomLayout& L = gw.L;
+  const int64_t G = L.n_groups, Gt = G + (L.n_outlier > 0 ? 1 : 0);
+  const auto& W = lin.weights();
+  for (int64_t m : mlist) {
+    SCOPED_TRACE("n=" + std::to_string(n) + " k=" + std::to_string(k) + " m=" + std::to_string(m));
+    const auto x = random_acts(m, k, rng);
+    quant::AtomActivations act;
+    lin.quantize_input(x.data(), m, act);
+    std::vector<int32_t> ref_ps;
+    lin.partial_sums(act, ref_ps);
+    // reference output (double) and the per-element magnitude bound from the same partial sums
+    std::vector<double> yref(static_cast<size_t>(m * n)), ymag(size_t(m * n));
+    for (int64_t r = 0; r < m; ++r)
+      for (int64_t c = 0; c < n; ++c) {
+        double y = 0, mag = 0;
+        for (int64_t g = 0; g < Gt; ++g) {
+          const bool out = g == G;
+          const float s = act.scale[size_t(r * Gt + g)] * (out ? W.w_outlier_scale[size_t(c)] : W.w_scale[size_t(c * G + g)]);
+          const double t = double(s) * ref_ps[size_t((r * n + c) * Gt + g)];
+          y += t;
+          mag += std::abs(t);
+        }
+        yref[size_t(r * n + c)] = y;
+        ymag[size_t(r * n + c)] = mag;
+      }
+    DeviceBuffer<uint16_t> dx;
+    dx.upload(to_fp16(x), st);
+    GpuAtomActs ga;
+    ga.resize(m, L);
+    atom_quantize_acts_fp16(dx.data(), m, gw.perm.data(), L, gw.a_clip, gw.a_outlier_clip, ga, st);
+    DeviceBuffer<int32_t> dps(static_cast<size_t>(m * n * Gt));
+    DeviceBuffer<float> y32(static_cast<size_t>(m * n));
+    DeviceBuffer<uint16_t> y16(static_cast<size_t>(m * n));
+    for (int cfg_i = -1; cfg_i < atom_gemm_num_configs(); ++cfg_i)
+      for (int splits : {0, 1, 3}) {
+        if (cfg_i == -1 && splits != 0) continue;
+        SCOPED_TRACE("config=" + std::to_string(cfg_i) + " splits=" + std::to_string(splits));
+        dps.fill_bytes(0x80, st);   // poison: INT32_MIN-ish pattern
+        y32.fill_bytes(0xFF, st);   // NaN
+        y16.fill_bytes(0xFF, st);   // NaN
+        atom_gemm(ga, gw, nullptr, y32.data(), dps.data(), st, cfg_i, splits);
+        atom_gemm(ga, gw, y16.data(), nullptr, nullptr, st, cfg_i, splits);
+        const auto ps = dps.download(st);
+        const auto yf = y32.download(st);
+        const auto yh = y16.download(st);
+        int64_t bad_ps = 0, bad_y = 0, bad_h = 0;
+        double worst = 0;
+        for (size_t i = 0; i < ps.size(); ++i)
+          if (ps[i] != ref_ps[i] && bad_ps++ < 5) ADD_FAILURE() << "psum " << i << ": " << ps[i] << " vs " << ref_ps[i];
+        for (size_t i = 0; i < yf.size(); ++i) {
+          const double tol = 1e-6 * double(Gt + 2) * ymag[i] + 1e-30;
+          const double err = std::abs(double(yf[i]) - yref[i]);
+          if (std::isfinite(yref[i])) worst = std::max(worst, err / (ymag[i] + 1e-30));
+          if (!(err <= tol) && bad_y++ < 5) ADD_FAILURE() << "y32 " << i << ": " << yf[i] << " vs " << yref[i] << " tol " << tol;
+          const double h = fp16_to_float(yh[i]);
+          const double tolh = tol + std::ldexp(std::abs(yref[i]), -10) + 6e-8;
+          if (!(std::abs(h - yref[i]) <= tolh) && bad_h++ < 5) ADD_FAILURE() << "y16 " << i << ": " << h << " vs " << yref[i];
+        }
+        EXPECT_EQ(bad_ps + bad_y + bad_h, 0) << "worst |err|/Σ|term| = " << worst;
+      }
+  }
+}
+
+TEST(GpuAtom, GemmMatchesCpuReference) {
+  REQUIRE_GPU();
+  std::mt19937_64 rng(fresh_seed());
+  for (const Shape& s : shapes()) check_gemm(s.n, s.k, ms(), rng);
+}
+
+// The literal reference (int64 sums, double accumulation) once, on a SmolLM2 shape with a ragged group.
+TEST(GpuAtom, GemmMatchesLiteralReference) {
+  REQUIRE_GPU();
+  std::mt19937_64 rng(fresh_seed());
+  const int64_t n = 192, k = 576, m = 37;
+  std::normal_distribution<float> nd(0.0f, 0.05f);
+  std::vector<float> w(static_cast<size_t>(n * k));
+  for (auto& v : w) v = nd(rng);
+  const quant::AtomLinear lin(w.data(), n, k, random_perm(k, rng), atom_cfg());
+  const auto x = random_acts(m, k, rng);
+  std::vector<double> yref;
+  std::vector<int64_t> ps_ref;
+  quant::atom_linear_reference(lin.weights(), x.data(), m, yref, &ps_ref);
+  Stream st;
+  GpuAtomWeights gw;
+  upload_atom_weights(lin.weights(), gw, st);
+  DeviceBuffer<uint16_t> dx;
+  dx.upload(to_fp16(x), st);
+  GpuAtomActs ga;
+  ga.resize(m, gw.L);
+  atom_quantize_acts_fp16(dx.data(), m, gw.perm.data(), gw.L, gw.a_clip, gw.a_outlier_clip, ga, st);
+  const int64_t Gt = gw.L.n_groups + 1;
+  DeviceBuffer<int32_t> dps(static_cast<size_t>(m * n * Gt));
+  DeviceBuffer<float> y32(static_cast<size_t>(m * n));
+  dps.fill_bytes(0x80, st);
+  y32.fill_bytes(0xFF, st);
+  atom_gemm(ga, gw, nullptr, y32.data(), dps.data(), st);
+  const auto ps = dps.download(st);
+  const auto y = y32.download(st);
+  ASSERT_EQ(ps.size(), ps_ref.size());
+  for (size_t i = 0; i < ps.size(); ++i) ASSERT_EQ(int64_t(ps[i]), ps_ref[i]) << "psum " << i;
+  double amax = 0, emax = 0;
+  for (size_t i = 0; i < y.size(); ++i) {
+    amax = std::max(amax, std::abs(yref[i]));
+    emax = std::max(emax, std::abs(double(y[i]) - yref[i]));
+  }
+  EXPECT_LE(emax, 1e-5 * amax) << "max abs err " << emax << " of max |y| " << amax;
+}
+
+}  // namespace
