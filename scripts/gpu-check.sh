@@ -87,18 +87,18 @@ fi
 
 if has cpu; then
   say "CPU tests (ctest -L cpu)"
-  ctest --test-dir "$BUILD" -L cpu -j"$JOBS" --timeout 600 >"$OUT/ctest-cpu.log" 2>&1
+  ctest --test-dir "$BUILD" -L cpu -j"$JOBS" --timeout 600 --output-on-failure >"$OUT/ctest-cpu.log" 2>&1
   rc=$?; SUMMARY+=("ctest -L cpu: rc=$rc, $(grep -E 'tests passed' "$OUT/ctest-cpu.log")")
   grep -E 'Failed|\*\*\*' "$OUT/ctest-cpu.log" | head -20
 fi
 
 if has sanitize; then
-  say "compute-sanitizer memcheck (small sizes)"
+  say "compute-sanitizer memcheck + racecheck (small sizes; GpuDevice.* left out: it provokes a CUDA API error on purpose)"
   if command -v compute-sanitizer >/dev/null; then
     for tool in memcheck racecheck; do
       ATOM_GPU_TEST_SMALL=1 timeout ${SANITIZE_TIMEOUT:-120} compute-sanitizer --tool $tool --error-exitcode 3 \
-        "$BUILD/tests/gpu/atom_gpu_tests" --gtest_brief=1 >"$OUT/sanitize-$tool.log" 2>&1
-      rc=$?; SUMMARY+=("compute-sanitizer $tool: rc=$rc ($(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$OUT/sanitize-$tool.log" | tail -1))")
+        "$BUILD/tests/gpu/atom_gpu_tests" --gtest_brief=1 --gtest_filter='GpuAtom.*' >"$OUT/sanitize-$tool.log" 2>&1
+      rc=$?; [ $rc -ne 0 ] && grep -E '=========' "$OUT/sanitize-$tool.log" | head -30; SUMMARY+=("compute-sanitizer $tool: rc=$rc ($(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$OUT/sanitize-$tool.log" | tail -1))")
     done
   else
     SUMMARY+=("compute-sanitizer: not found")

@@ -410,15 +410,16 @@ TEST(QuantPipeline, EndToEndSmallRaggedModel) {
   rtn_w4a4.atom.w_clip = rtn_w4a4.atom.a_clip = 1.0f;
   QuantConfig pre_rope = atom_config(8, 64, true, 4);
   pre_rope.kv_pre_rope = true;
-  // Bounds on ||Δlogits|| / ||logits|| (held-out tokens) and on |log(ppl_q / ppl_fp)|: measured over
-  // 20 seeds, atom W4A4 0.23–0.32 (two layers amplify the ~0.08 per-linear error), |Δlog ppl| ≤ 0.042;
-  // W8A8 0.024–0.036, ≤ 0.0035; RTN W4A4 (no outliers, no groups, no clip) 0.60–0.78, ≤ 0.124.
-  std::vector<Run> runs = {{"atom gptq kv4", atom_config(8, 64, true, 4), 0.45, 0.1},
-                           {"atom rtn kv4", atom_config(8, 64, false, 4), 0.45, 0.1},
-                           {"atom gptq kv16", atom_config(8, 64, true, 16), 0.45, 0.1},
-                           {"atom gptq kv4 pre-rope", pre_rope, 0.45, 0.1},
-                           {"atom rtn kv8", atom_config(8, 64, false, 8), 0.45, 0.1},
-                           {"w8a8 kv8", w8a8, 0.06, 0.01},
+  // Bounds on ||Δlogits|| / ||logits|| (held-out tokens) and on |log(ppl_q / ppl_fp)|, from 60 seeds:
+  // Atom W4A4 0.22–0.43 (two layers amplify the 0.07–0.11 per-linear error: the MLP output, fed by the
+  // outlier channels, dominates the residual stream), |Δlog ppl| ≤ 0.057; W8A8 0.024–0.043, ≤ 0.0053;
+  // RTN W4A4 (no outliers, no groups, no clip) 0.60–0.78, ≤ 0.122.
+  std::vector<Run> runs = {{"atom gptq kv4", atom_config(8, 64, true, 4), 0.6, 0.12},
+                           {"atom rtn kv4", atom_config(8, 64, false, 4), 0.6, 0.12},
+                           {"atom gptq kv16", atom_config(8, 64, true, 16), 0.6, 0.12},
+                           {"atom gptq kv4 pre-rope", pre_rope, 0.6, 0.12},
+                           {"atom rtn kv8", atom_config(8, 64, false, 8), 0.6, 0.12},
+                           {"w8a8 kv8", w8a8, 0.07, 0.012},
                            {"rtn w4a4 kv16", rtn_w4a4, 1.2, 0.3}};
   std::vector<RunResult> res;
   for (const Run& run : runs) {
@@ -431,12 +432,12 @@ TEST(QuantPipeline, EndToEndSmallRaggedModel) {
     EXPECT_GT(r.logit_err, 0.0);
     EXPECT_LT(std::fabs(std::log(r.ppl_q / r.ppl_fp)), run.max_log_ppl);
   }
-  // GPTQ vs RTN on the same model, calibration and KV format: lower mean reported error (measured
-  // 0.073–0.088 vs 0.093–0.108 over 20 seeds; lower on every seed).
-  EXPECT_LT(res[0].mean_err, res[1].mean_err);
+  // GPTQ vs RTN on the same model, calibration and KV format: lower mean reported error (60 seeds:
+  // 0.071–0.088 vs 0.090–0.108, GPTQ/RTN ≤ 0.82 on every seed).
+  EXPECT_LT(res[0].mean_err, 0.95 * res[1].mean_err);
   // W8A8 is far more accurate than any W4A4; Atom (outliers, groups, clip) beats plain RTN W4A4.
   EXPECT_LT(res[5].logit_err * 3, res[0].logit_err);
-  EXPECT_LT(res[2].logit_err * 1.5, res[6].logit_err);
+  EXPECT_LT(res[2].logit_err * 1.5, res[6].logit_err);  // measured ratio ≥ 2.2
   EXPECT_LT(res[2].mean_err * 2, res[6].mean_err);
 }
 
@@ -459,14 +460,14 @@ TEST(QuantPipeline, EndToEndSmolLM2Shape) {
   for (auto [name, r] : {std::pair{"atom gptq", &gptq}, std::pair{"atom rtn", &rtn}, std::pair{"w8a8", &w8}})
     std::printf("[ pipeline ] 576-wide %-10s mean linear err %.4f  logit rel err %.4f  ppl %.3f -> %.3f\n", name,
                 r->mean_err, r->logit_err, r->ppl_fp, r->ppl_q);
-  // Measured over 20 seeds: logit rel err GPTQ 0.145–0.159, RTN 0.158–0.168, W8A8 0.018–0.019;
-  // |Δlog ppl| ≤ 0.033 / 0.041 / 0.0026; mean linear error GPTQ 0.085–0.089 < RTN 0.112–0.116.
+  // Measured over 60 seeds: logit rel err GPTQ 0.145–0.164, RTN 0.157–0.169, W8A8 0.017–0.022;
+  // |Δlog ppl| ≤ 0.041 / 0.060 / 0.0049; mean linear error GPTQ/RTN ≤ 0.77 on every seed.
   EXPECT_LT(gptq.logit_err, 0.25);
   EXPECT_LT(rtn.logit_err, 0.25);
-  EXPECT_LT(w8.logit_err, 0.03);
-  for (const RunResult* r : {&gptq, &rtn}) EXPECT_LT(std::fabs(std::log(r->ppl_q / r->ppl_fp)), 0.1);
-  EXPECT_LT(std::fabs(std::log(w8.ppl_q / w8.ppl_fp)), 0.01);
-  EXPECT_LT(gptq.mean_err, rtn.mean_err);
+  EXPECT_LT(w8.logit_err, 0.035);
+  for (const RunResult* r : {&gptq, &rtn}) EXPECT_LT(std::fabs(std::log(r->ppl_q / r->ppl_fp)), 0.12);
+  EXPECT_LT(std::fabs(std::log(w8.ppl_q / w8.ppl_fp)), 0.012);
+  EXPECT_LT(gptq.mean_err, 0.95 * rtn.mean_err);
 }
 
 TEST(QuantPipeline, Fp16MethodOnlyRoundsTo16Bits) {
@@ -546,9 +547,9 @@ TEST(QuantPipelineKv, FormatChangesLogitsBoundedly) {
               err[0][0], err[0][1], err[1][0], err[1][1]);
   for (int pre = 0; pre < 2; ++pre) {
     EXPECT_GT(err[0][pre], 0.0);
-    EXPECT_LT(err[0][pre], 0.25);                  // INT4 KV alone: measured 0.043–0.149 over 20 seeds
+    EXPECT_LT(err[0][pre], 0.25);                  // INT4 KV alone: measured 0.042–0.171 over 60 seeds
     EXPECT_GT(err[1][pre], 0.0);
-    EXPECT_LT(err[1][pre] * 4.0, err[0][pre]);     // INT8 (measured ≤ 0.008) is much finer than INT4
+    EXPECT_LT(err[1][pre] * 4.0, err[0][pre]);     // INT8 (measured ≤ 0.009) is much finer than INT4
   }
   // method fp16 never quantizes the KV cache; 16 bits removes the hook again.
   cfg.method = "fp16";

@@ -36,6 +36,7 @@ PerplexityResult evaluate_perplexity(const LlamaModel& model, const std::vector<
     for (int64_t r0 = 0; r0 < ctx - 1; r0 += kChunk) {
       const int64_t rows = std::min(kChunk, ctx - 1 - r0);
       model.logits(&hidden[size_t(r0 * H)], rows, logits.data());
+#pragma omp parallel for reduction(+ : nll)
       for (int64_t i = 0; i < rows; ++i) {
         const float* li = &logits[size_t(i * V)];
         nll += cpu::logsumexp(li, V) - double(li[win[r0 + i + 1]]);

@@ -180,15 +180,22 @@ std::unique_ptr<Linear> read_linear(const io::SafetensorsCheckpoint& ck, const s
 
 void copy_tokenizer(const std::string& source, const std::string& dir) {
   if (fs::is_directory(source)) {
+    // tokenizer.gguf: the source is itself an Atom checkpoint made from a GGUF model.
     bool any = false;
-    for (const char* f : {"tokenizer.json", "tokenizer_config.json", "tokenizer.model"})
-      if (fs::exists(fs::path(source) / f)) {
-        fs::copy_file(fs::path(source) / f, fs::path(dir) / f, fs::copy_options::overwrite_existing);
-        any = true;
-      }
-    ATOM_CHECK(any, "checkpoint: source '{}' has no tokenizer file to copy", source);
+    for (const char* f : {"tokenizer.json", "tokenizer_config.json", "tokenizer.model", "tokenizer.gguf"}) {
+      const fs::path from = fs::path(source) / f, to = fs::path(dir) / f;
+      if (!fs::exists(from)) continue;
+      any = true;
+      std::error_code ec;
+      if (fs::exists(to) && fs::equivalent(from, to, ec)) continue;  // saving over the source itself
+      fs::copy_file(from, to, fs::copy_options::overwrite_existing);
+    }
+    ATOM_CHECK(any, "checkpoint: source '{}' has no tokenizer file to copy (tokenizer.json, tokenizer.model or "
+               "tokenizer.gguf)", source);
     return;
   }
+  ATOM_CHECK(fs::is_regular_file(source), "checkpoint: source model '{}' (where the tokenizer is copied from) is "
+             "neither a directory nor a GGUF file", source);
   io::GgufFile g(source);
   std::map<std::string, io::GgufValue> kv;
   for (const auto& [key, value] : g.metadata())
@@ -200,7 +207,14 @@ void copy_tokenizer(const std::string& source, const std::string& dir) {
 
 void save_checkpoint(const std::string& dir, const LlamaModel& model, const QuantConfig& cfg,
                      const QuantizeReport& report, const std::string& source_model) {
-  fs::create_directories(dir);
+  try {
+    fs::create_directories(dir);
+    // The tokenizer first: a source without one fails before anything that looks like a
+    // checkpoint is written. atom_config.json (what format detection reads) comes last.
+    copy_tokenizer(source_model, dir);
+  } catch (const fs::filesystem_error& e) {
+    fail("checkpoint '{}': {}", dir, e.what());
+  }
   const ModelConfig& c = model.cfg;
   TensorList t;
   t.emplace_back("model.embed_tokens", f16_tensor({c.vocab_size, c.hidden_size}, model.embed));
@@ -223,8 +237,11 @@ void save_checkpoint(const std::string& dir, const LlamaModel& model, const Quan
                      {"source", source_model}};
   io::write_safetensors((fs::path(dir) / "model.safetensors").string(), t,
                         {{"format", "atom"}, {"format_version", "1"}, {"atom_config", meta.dump()}});
-  std::ofstream((fs::path(dir) / "atom_config.json").string()) << meta.dump(2) << "\n";
-  copy_tokenizer(source_model, dir);
+  const std::string cfg_path = (fs::path(dir) / "atom_config.json").string();
+  std::ofstream f(cfg_path, std::ios::binary | std::ios::trunc);
+  f << meta.dump(2) << "\n";
+  f.close();
+  ATOM_CHECK(f.good(), "checkpoint: cannot write '{}'", cfg_path);
 }
 
 LoadedCheckpoint load_checkpoint(const std::string& dir) {

@@ -71,18 +71,25 @@ void attention_causal(const float* q, const float* k, const float* v, float* out
   const int64_t q_stride = int64_t(n_heads) * head_dim;
   const float scale = 1.0f / std::sqrt(float(head_dim));
   // Query rows go in blocks so the score matrix stays small and the causal triangle is skipped.
-  constexpr int64_t kBlock = 128;
-  std::vector<float> scores(size_t(std::min<int64_t>(m, kBlock) * (pos0 + m)));
-  for (int h = 0; h < n_heads; ++h) {
-    const int kvh = h / group;
-    const float* kh = k + int64_t(kvh) * head_dim;
-    const float* vh = v + int64_t(kvh) * head_dim;
-    for (int64_t r0 = 0; r0 < m; r0 += kBlock) {
+  // Threads split (head, row block) pairs; the BLAS calls inside a parallel region run
+  // single-threaded (OpenMP OpenBLAS), so there is one level of parallelism and no oversubscription.
+  constexpr int64_t kBlock = 64;
+  const int64_t blocks = (m + kBlock - 1) / kBlock;
+  const int64_t tasks = int64_t(n_heads) * blocks;
+#pragma omp parallel if (tasks > 1 && m * (pos0 + m) > 4096)
+  {
+    std::vector<float> scores(size_t(std::min<int64_t>(m, kBlock) * (pos0 + m)));
+#pragma omp for schedule(dynamic)
+    for (int64_t t = 0; t < tasks; ++t) {
+      const int h = int(t % n_heads);
+      const int64_t r0 = (t / n_heads) * kBlock;
+      const int kvh = h / group;
+      const float* kh = k + int64_t(kvh) * head_dim;
+      const float* vh = v + int64_t(kvh) * head_dim;
       const int64_t rows = std::min(kBlock, m - r0);
-      const int64_t keys = pos0 + r0 + rows;  // the last row sees this many keys
+      const int64_t keys = pos0 + r0 + rows;  // the last row of the block sees this many keys
       const float* qb = q + r0 * q_stride + int64_t(h) * head_dim;
       gemm_nt(rows, keys, head_dim, qb, q_stride, kh, kv_stride, scores.data(), keys);
-#pragma omp parallel for if (rows * keys > 32768)
       for (int64_t r = 0; r < rows; ++r) {
         float* s = scores.data() + r * keys;
         const int64_t visible = pos0 + r0 + r + 1;
