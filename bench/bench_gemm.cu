@@ -2,7 +2,7 @@
 // cuBLASLt FP8 e4m3, on the Llama linear shapes of issue 4, M in {1..16384}; plus the fused activation
 // quantizer vs a device-to-device copy. Median of batches of cudaEvent-timed launches, operands
 // rotated over enough copies to exceed L2. Writes JSON (--json FILE).
-//   bench_gemm [--json FILE] [--quick] [--ms 1,16,...]
+//   bench_gemm [--json FILE] [--quick] [--ms 1,16,...] [--shapes N] [--diag (wgmma timing breakdown)]
 #include <cuda_fp16.h>
 
 #include <algorithm>
@@ -92,11 +92,14 @@ struct ShapeDef {
 
 int main(int argc, char** argv) {
   std::string json;
-  bool quick = false;
+  bool quick = false, diag = false;
+  int nshapes = 0;  // --shapes N: only the first N shapes
   std::vector<int64_t> mlist = {1, 16, 64, 256, 1024, 4096, 16384};
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--json") && i + 1 < argc) json = argv[++i];
     else if (!std::strcmp(argv[i], "--quick")) quick = true;
+    else if (!std::strcmp(argv[i], "--diag")) diag = true;
+    else if (!std::strcmp(argv[i], "--shapes") && i + 1 < argc) nshapes = std::atoi(argv[++i]);
     else if (!std::strcmp(argv[i], "--ms") && i + 1 < argc) {
       mlist.clear();
       for (char* t = std::strtok(argv[++i], ","); t; t = std::strtok(nullptr, ",")) mlist.push_back(std::atoll(t));
@@ -111,6 +114,7 @@ int main(int argc, char** argv) {
                                     {"L3-8B down 14336->4096", 14336, 4096}, {"L2-70B up 8192->28672", 8192, 28672},
                                     {"L2-70B down 28672->8192", 28672, 8192}};
     if (quick) shapes.resize(2);
+    if (nshapes > 0 && size_t(nshapes) < shapes.size()) shapes.resize(size_t(nshapes));
     Stream st;
     BlasBaselines blas;
     std::vector<Rec> recs;
@@ -196,6 +200,29 @@ int main(int argc, char** argv) {
         const double t_atom = guarded("atom-w4a4", double(w4_bytes + a4_bytes + M * N * 2), [&](int i) {
           atom_gemm(aa[i % ac], aw[i % wc], y.data(), nullptr, nullptr, st);
         });
+        // the two large-M kernels forced, whatever auto dispatch picks: mma.sync 128x128 and wgmma
+        const double t_mma = (M >= 256) ? guarded("atom-w4a4-mma", double(w4_bytes + a4_bytes + M * N * 2), [&](int i) {
+          atom_gemm(aa[i % ac], aw[i % wc], y.data(), nullptr, nullptr, st, 2);
+        }) : -1;
+        const double t_wg = (M >= 64 && atom_gemm_wgmma_available())
+                                ? guarded("atom-w4a4-wgmma", double(w4_bytes + a4_bytes + M * N * 2), [&](int i) {
+                                    atom_gemm(aa[i % ac], aw[i % wc], y.data(), nullptr, nullptr, st, atom_gemm_wgmma_config());
+                                  })
+                                : -1;
+        const double t_wg1 = (M >= 64 && atom_gemm_wgmma_available())
+                                 ? guarded("atom-w4a4-wgmma64", double(w4_bytes + a4_bytes + M * N * 2), [&](int i) {
+                                     atom_gemm(aa[i % ac], aw[i % wc], y.data(), nullptr, nullptr, st, atom_gemm_wgmma_config() + 1);
+                                   })
+                                 : -1;
+        // diagnostics (wrong results, timing only): wgmma 128x128 without promotion / unpacking / both
+        double t_diag[3] = {-1, -1, -1};
+        if (diag && M >= 1024 && atom_gemm_wgmma_available()) {
+          const char* names[3] = {"diag-wgmma-nopromote", "diag-wgmma-nounpack", "diag-wgmma-mma-only"};
+          for (int d = 0; d < 3; ++d)
+            t_diag[d] = guarded(names[d], double(w4_bytes + a4_bytes + M * N * 2), [&](int i) {
+              atom_gemm(aa[i % ac], aw[i % wc], y.data(), nullptr, nullptr, st, 101 + d);
+            });
+        }
         const double t_atomq = guarded("atom-w4a4+quant", double(w4_bytes + M * K * 2 + M * N * 2), [&](int i) {
           atom_quantize_acts_fp16(x16[i % xc].data(), M, aw[i % wc].perm.data(), L, 0.9f, 1.0f, qa, st);
           atom_gemm(qa, aw[i % wc], y.data(), nullptr, nullptr, st);
@@ -220,6 +247,12 @@ int main(int argc, char** argv) {
                     t_atom > 0 ? double(w4_bytes + a4_bytes + M * N * 2) / t_atom * 1e-6 : 0.0, t_q * 1e3,
                     t_q > 0 ? double(M * K * 2 + a4_bytes) / t_q * 1e-6 : 0.0,
                     t_q > 0 ? 100.0 * double(M * K * 2 + a4_bytes) / t_q * 1e-6 / d2d_gbs : 0.0);
+        auto r2 = [&](double base) { return (t_wg > 0 && base > 0) ? base / t_wg : 0.0; };
+        if (t_wg > 0)
+          std::printf("%-26s %6lld | wgmma %8.1f us %5.0f TOPS | wgmma64 %8.1f us %5.0f TOPS | mma.sync-128 %8.1f us | "
+                      "xFP16 %5.2f xINT8 %5.2f xFP8 %5.2f | diag no-promote %.1f no-unpack %.1f mma-only %.1f us\n",
+                      sd.name, (long long)M, t_wg * 1e3, flops / t_wg * 1e-9, t_wg1 * 1e3, t_wg1 > 0 ? flops / t_wg1 * 1e-9 : 0.0,
+                      t_mma * 1e3, r2(t16), r2(t8), r2(tf8), t_diag[0] * 1e3, t_diag[1] * 1e3, t_diag[2] * 1e3);
         std::fflush(stdout);
       }
     }

@@ -5,6 +5,8 @@
 #                          [--threads N] [--out DIR] [--steps "fp16 rtn ..."]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Busy-waiting OpenMP threads cost far more than they save on a small shared machine.
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 ATOM=build/atom; MODEL=models/SmolLM2-135M-Instruct.Q4_1.gguf; SAMPLES=16; SEQLEN=2048; WINDOWS=16
 THREADS=0; OUT=out/ladder; DATA=${ATOM_DATA:-../shared/data/wikitext2-test.txt}
 CALIB=${ATOM_CALIB:-../shared/data/wikitext2-valid-tokenized.txt}

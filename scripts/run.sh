@@ -8,6 +8,8 @@
 # Usage: scripts/run.sh [--full] [--windows N] [--samples N] [--seqlen N] [--model PATH]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Busy-waiting OpenMP threads cost far more than they save on a small shared machine.
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 WINDOWS=4; SAMPLES=8; SEQLEN=512; MODEL=models/SmolLM2-135M-Instruct.Q4_1.gguf
 while [ $# -gt 0 ]; do
   case "$1" in

@@ -209,7 +209,9 @@ TEST(Checkpoint, RoundTripBitIdenticalEveryMethod) {
         EXPECT_EQ(ld.model->layers[size_t(l)].linear[s]->kind(), q.model->layers[size_t(l)].linear[s]->kind());
     EXPECT_EQ(bool(ld.model->lm_head), !m.tied);
     EXPECT_EQ(bool(ld.model->kv_store_hook), bool(q.model->kv_store_hook));
-    if (q.model->kv_store_hook) EXPECT_EQ(ld.model->kv_hook_pre_rope, q.model->kv_hook_pre_rope);
+    if (q.model->kv_store_hook) {
+      EXPECT_EQ(ld.model->kv_hook_pre_rope, q.model->kv_hook_pre_rope);
+    }
     const auto la = logits_of(*q.model, toks), lb = logits_of(*ld.model, toks);
     ASSERT_TRUE(std::all_of(la.begin(), la.end(), [](float v) { return std::isfinite(v); }));
     EXPECT_EQ(la, lb);

@@ -61,10 +61,12 @@ std::unique_ptr<LlamaModel> random_model(const ModelConfig& c, uint64_t seed, fl
                                          float q_scale = 0.25f) {
   auto m = make_random_llama(c, seed);
   std::mt19937_64 rng(seed ^ 0x5eed);
+  std::vector<int32_t> ch(static_cast<size_t>(c.hidden_size));
+  std::iota(ch.begin(), ch.end(), 0);
   for (LlamaLayer& L : m->layers) {
-    for (int i = 0; i < 4; ++i) {
-      L.attn_norm[size_t(rng() % uint64_t(c.hidden_size))] *= outlier_scale;
-      L.ffn_norm[size_t(rng() % uint64_t(c.hidden_size))] *= outlier_scale;
+    for (std::vector<float>* norm : {&L.attn_norm, &L.ffn_norm}) {
+      std::shuffle(ch.begin(), ch.end(), rng);
+      for (int i = 0; i < 4; ++i) (*norm)[size_t(ch[size_t(i)])] *= outlier_scale;  // 4 distinct channels
     }
     auto& wq = dynamic_cast<DenseLinear&>(*L.linear[int(LinearSlot::Q)]).mutable_weight();
     for (float& v : wq) v *= q_scale;
@@ -175,8 +177,9 @@ TEST(QuantPipelineReorder, DownProjOfflineReorderKeepsLogits) {
   }
   const auto toks = structured_tokens(rng, 48, c.vocab_size);
   const auto a = logits_of(*ref, toks), b = logits_of(*perm, toks);
-  // Only the order of down's fp32 sum changes: measured max |Δ| / max |logit| ~ 1e-7.
+  // Only the order of down's fp32 sum changes: measured max |Δ| ≤ 2e-6 with max |logit| ~3.
   const double d = atom::test::max_abs_diff(a.data(), b.data(), a.size());
+  std::printf("[ pipeline ] down_proj reorder: max |d logit| %.3g (max |logit| %.3g)\n", d, max_abs(a));
   EXPECT_LE(d, 1e-4 * std::max(1.0, max_abs(a))) << "max |d logit| " << d << " of " << max_abs(a);
   EXPECT_GT(max_abs(a), 0.1);
 }
@@ -353,11 +356,17 @@ RunResult quantize_and_check(const ModelConfig& c, uint64_t seed, const QuantCon
       EXPECT_EQ(w.config.n_outlier, cfg.atom.n_outlier);
       EXPECT_EQ(w.config.group, cfg.atom.group);
     }
-    if (cfg.atom.n_outlier > 0) EXPECT_FALSE(is_identity(aw(LinearSlot::Q).perm));
+    if (cfg.atom.n_outlier > 0) {
+      EXPECT_FALSE(is_identity(aw(LinearSlot::Q).perm));
+    }
   }
-  if (q->lm_head) EXPECT_EQ(q->lm_head->kind(), "dense");
+  if (q->lm_head) {
+    EXPECT_EQ(q->lm_head->kind(), "dense");
+  }
   EXPECT_EQ(bool(q->kv_store_hook), cfg.kv_bits != 16);
-  if (cfg.kv_bits != 16) EXPECT_EQ(q->kv_hook_pre_rope, cfg.kv_pre_rope);
+  if (cfg.kv_bits != 16) {
+    EXPECT_EQ(q->kv_hook_pre_rope, cfg.kv_pre_rope);
+  }
   // The 16-bit parts hold fp16 values (what the checkpoint stores).
   for (size_t i = 0; i < q->embed.size(); i += 97) EXPECT_EQ(q->embed[i], fp16_round(fp->embed[i]));
   // The report: 7 linears per layer in slot order, finite errors in (0, 1).
@@ -368,7 +377,9 @@ RunResult quantize_and_check(const ModelConfig& c, uint64_t seed, const QuantCon
     EXPECT_EQ(lr.linear, linear_slot_name(LinearSlot(int(i) % kNumLinearSlots)));
     EXPECT_TRUE(std::isfinite(lr.rel_error) && lr.rel_error > 0 && lr.rel_error < 1)
         << lr.layer << " " << lr.linear << " " << lr.rel_error;
-    if (cfg.method == "atom") EXPECT_EQ(lr.w_clip, cfg.atom.w_clip);
+    if (cfg.method == "atom") {
+      EXPECT_EQ(lr.w_clip, cfg.atom.w_clip);
+    }
     r.mean_err += lr.rel_error / double(r.report.linears.size());
   }
   const auto a = logits_of(*fp, eval), b = logits_of(*q, eval);
@@ -410,17 +421,17 @@ TEST(QuantPipeline, EndToEndSmallRaggedModel) {
   rtn_w4a4.atom.w_clip = rtn_w4a4.atom.a_clip = 1.0f;
   QuantConfig pre_rope = atom_config(8, 64, true, 4);
   pre_rope.kv_pre_rope = true;
-  // Bounds on ||Δlogits|| / ||logits|| (held-out tokens) and on |log(ppl_q / ppl_fp)|, from 60 seeds:
-  // Atom W4A4 0.22–0.43 (two layers amplify the 0.07–0.11 per-linear error: the MLP output, fed by the
-  // outlier channels, dominates the residual stream), |Δlog ppl| ≤ 0.057; W8A8 0.024–0.043, ≤ 0.0053;
-  // RTN W4A4 (no outliers, no groups, no clip) 0.60–0.78, ≤ 0.122.
-  std::vector<Run> runs = {{"atom gptq kv4", atom_config(8, 64, true, 4), 0.6, 0.12},
-                           {"atom rtn kv4", atom_config(8, 64, false, 4), 0.6, 0.12},
-                           {"atom gptq kv16", atom_config(8, 64, true, 16), 0.6, 0.12},
-                           {"atom gptq kv4 pre-rope", pre_rope, 0.6, 0.12},
-                           {"atom rtn kv8", atom_config(8, 64, false, 8), 0.6, 0.12},
-                           {"w8a8 kv8", w8a8, 0.07, 0.012},
-                           {"rtn w4a4 kv16", rtn_w4a4, 1.2, 0.3}};
+  // Bounds on ||Δlogits|| / ||logits|| (held-out tokens) and on |log(ppl_q / ppl_fp)|, measured over
+  // 60 seeds, with ~1.5× headroom: Atom W4A4 0.21–0.29 (two layers amplify the 0.08–0.11 per-linear
+  // error: the MLP output, fed by the outlier channels, dominates the residual stream), |Δlog ppl|
+  // ≤ 0.057; W8A8 0.024–0.030, ≤ 0.004; RTN W4A4 (no outliers, no groups, no clip) 0.58–0.70, ≤ 0.14.
+  std::vector<Run> runs = {{"atom gptq kv4", atom_config(8, 64, true, 4), 0.4, 0.1},
+                           {"atom rtn kv4", atom_config(8, 64, false, 4), 0.4, 0.1},
+                           {"atom gptq kv16", atom_config(8, 64, true, 16), 0.4, 0.1},
+                           {"atom gptq kv4 pre-rope", pre_rope, 0.4, 0.1},
+                           {"atom rtn kv8", atom_config(8, 64, false, 8), 0.4, 0.1},
+                           {"w8a8 kv8", w8a8, 0.045, 0.008},
+                           {"rtn w4a4 kv16", rtn_w4a4, 1.0, 0.25}};
   std::vector<RunResult> res;
   for (const Run& run : runs) {
     SCOPED_TRACE(run.name);
@@ -433,11 +444,12 @@ TEST(QuantPipeline, EndToEndSmallRaggedModel) {
     EXPECT_LT(std::fabs(std::log(r.ppl_q / r.ppl_fp)), run.max_log_ppl);
   }
   // GPTQ vs RTN on the same model, calibration and KV format: lower mean reported error (60 seeds:
-  // 0.071–0.088 vs 0.090–0.108, GPTQ/RTN ≤ 0.82 on every seed).
+  // 0.080–0.089 vs 0.101–0.109; GPTQ/RTN ≤ 0.82 on every seed).
   EXPECT_LT(res[0].mean_err, 0.95 * res[1].mean_err);
-  // W8A8 is far more accurate than any W4A4; Atom (outliers, groups, clip) beats plain RTN W4A4.
-  EXPECT_LT(res[5].logit_err * 3, res[0].logit_err);
-  EXPECT_LT(res[2].logit_err * 1.5, res[6].logit_err);  // measured ratio ≥ 2.2
+  // W8A8 is far more accurate than any W4A4 (logit error ratio ≥ 8.4 measured); Atom (outliers,
+  // groups, clip) beats plain RTN W4A4 (ratios ≥ 2.5 on logits, ≥ 3.4 on the mean linear error).
+  EXPECT_LT(res[5].logit_err * 4, res[0].logit_err);
+  EXPECT_LT(res[2].logit_err * 1.5, res[6].logit_err);
   EXPECT_LT(res[2].mean_err * 2, res[6].mean_err);
 }
 
@@ -460,12 +472,12 @@ TEST(QuantPipeline, EndToEndSmolLM2Shape) {
   for (auto [name, r] : {std::pair{"atom gptq", &gptq}, std::pair{"atom rtn", &rtn}, std::pair{"w8a8", &w8}})
     std::printf("[ pipeline ] 576-wide %-10s mean linear err %.4f  logit rel err %.4f  ppl %.3f -> %.3f\n", name,
                 r->mean_err, r->logit_err, r->ppl_fp, r->ppl_q);
-  // Measured over 60 seeds: logit rel err GPTQ 0.145–0.164, RTN 0.157–0.169, W8A8 0.017–0.022;
-  // |Δlog ppl| ≤ 0.041 / 0.060 / 0.0049; mean linear error GPTQ/RTN ≤ 0.77 on every seed.
+  // Measured over 60 seeds: logit rel err GPTQ 0.142–0.164, RTN 0.156–0.167, W8A8 0.017–0.019;
+  // |Δlog ppl| ≤ 0.041 / 0.047 / 0.006; mean linear error GPTQ/RTN ≤ 0.77 on every seed.
   EXPECT_LT(gptq.logit_err, 0.25);
   EXPECT_LT(rtn.logit_err, 0.25);
-  EXPECT_LT(w8.logit_err, 0.035);
-  for (const RunResult* r : {&gptq, &rtn}) EXPECT_LT(std::fabs(std::log(r->ppl_q / r->ppl_fp)), 0.12);
+  EXPECT_LT(w8.logit_err, 0.03);
+  for (const RunResult* r : {&gptq, &rtn}) EXPECT_LT(std::fabs(std::log(r->ppl_q / r->ppl_fp)), 0.1);
   EXPECT_LT(std::fabs(std::log(w8.ppl_q / w8.ppl_fp)), 0.012);
   EXPECT_LT(gptq.mean_err, 0.95 * rtn.mean_err);
 }
@@ -543,13 +555,15 @@ TEST(QuantPipelineKv, FormatChangesLogitsBoundedly) {
       EXPECT_TRUE(std::all_of(lg.begin(), lg.end(), [](float v) { return std::isfinite(v); }));
       err[b][pre] = rel_l2(lg, ref);
     }
+  // Pre- vs post-RoPE K quantization: equally accurate on these random models (INT4 pre/post ratio
+  // 0.94–1.08, mean 1.01 over 60 seeds); on a trained model, measure it (docs/results.md).
   std::printf("[ pipeline ] KV logit rel err: int4 post-RoPE %.5f pre-RoPE %.5f; int8 post %.6f pre %.6f\n",
               err[0][0], err[0][1], err[1][0], err[1][1]);
   for (int pre = 0; pre < 2; ++pre) {
     EXPECT_GT(err[0][pre], 0.0);
-    EXPECT_LT(err[0][pre], 0.25);                  // INT4 KV alone: measured 0.042–0.171 over 60 seeds
+    EXPECT_LT(err[0][pre], 0.11);                  // INT4 KV alone: measured 0.040–0.072 over 60 seeds
     EXPECT_GT(err[1][pre], 0.0);
-    EXPECT_LT(err[1][pre] * 4.0, err[0][pre]);     // INT8 (measured ≤ 0.009) is much finer than INT4
+    EXPECT_LT(err[1][pre] * 5.0, err[0][pre]);     // INT8 (≤ 0.0043; INT4/INT8 ≥ 13 measured)
   }
   // method fp16 never quantizes the KV cache; 16 bits removes the hook again.
   cfg.method = "fp16";

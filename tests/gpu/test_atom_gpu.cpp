@@ -167,7 +167,10 @@ TEST(GpuAtom, ActivationQuantizerMatchesCpuBitExact) {
 
 // One shape, every tile configuration and split choice, against AtomLinear::partial_sums and the
 // double-precision formula.
-void check_gemm(int64_t n, int64_t k, const std::vector<int64_t>& mlist, std::mt19937_64& rng) {
+void check_gemm(int64_t n, int64_t k, const std::vector<int64_t>& mlist, std::mt19937_64& rng,
+                std::vector<int> configs = {}) {
+  if (configs.empty())
+    for (int c = -1; c < atom_gemm_num_configs(); ++c) configs.push_back(c);
   const quant::AtomConfig cfg = atom_cfg();
   std::normal_distribution<float> nd(0.0f, 0.02f);
   std::vector<float> w(static_cast<size_t>(n * k));
@@ -211,9 +214,10 @@ void check_gemm(int64_t n, int64_t k, const std::vector<int64_t>& mlist, std::mt
     DeviceBuffer<int32_t> dps(static_cast<size_t>(m * n * Gt));
     DeviceBuffer<float> y32(static_cast<size_t>(m * n));
     DeviceBuffer<uint16_t> y16(static_cast<size_t>(m * n));
-    for (int cfg_i = -1; cfg_i < atom_gemm_num_configs(); ++cfg_i)
+    for (int cfg_i : configs)
       for (int splits : {0, 1, 3}) {
         if (cfg_i == -1 && splits != 0) continue;
+        if (cfg_i >= atom_gemm_wgmma_config() && !atom_gemm_wgmma_available()) continue;
         SCOPED_TRACE("config=" + std::to_string(cfg_i) + " splits=" + std::to_string(splits));
         dps.fill_bytes(0x80, st);   // poison: INT32_MIN-ish pattern
         y32.fill_bytes(0xFF, st);   // NaN
@@ -245,6 +249,24 @@ TEST(GpuAtom, GemmMatchesCpuReference) {
   REQUIRE_GPU();
   std::mt19937_64 rng(fresh_seed());
   for (const Shape& s : shapes()) check_gemm(s.n, s.k, ms(), rng);
+}
+
+// The sm_90a wgmma kernels (configs 3: 128x128 tile, 4: 64x128) at larger M: several 128-row tiles with a ragged last one, N not a
+// multiple of 128 (ragged column tile), ragged last K group (K=576: 448 normal channels = 3.5 groups),
+// a single group (K=256), and split-K; the mma.sync large-M config alongside as a cross-check.
+TEST(GpuAtom, WgmmaGemmLargeMMatchesCpuReference) {
+  REQUIRE_GPU();
+  ASSERT_TRUE(atom_gemm_wgmma_available()) << "the GPU tests expect an sm_90 device";
+  std::mt19937_64 rng(fresh_seed());
+  const std::vector<int> cfgs = {atom_gemm_wgmma_config(), atom_gemm_wgmma_config() + 1, 2};
+  if (small_only()) {
+    check_gemm(200, 576, {130}, rng, cfgs);
+    return;
+  }
+  check_gemm(200, 576, {520, 64}, rng, cfgs);
+  check_gemm(1536, 576, {777}, rng, cfgs);
+  check_gemm(328, 256, {1000, 128}, rng, cfgs);
+  check_gemm(576, 1536, {385}, rng, cfgs);
 }
 
 // The literal reference (int64 sums, double accumulation) once, on a SmolLM2 shape with a ragged group.

@@ -30,8 +30,10 @@ std::vector<std::vector<int32_t>> sample_windows(const std::vector<int32_t>& tok
                                                  uint64_t seed) {
   ATOM_CHECK(n_samples > 0 && seqlen > 1, "calibration needs samples > 0 and seqlen > 1 (got {} x {})", n_samples,
              seqlen);
-  ATOM_CHECK(int64_t(tokens.size()) > seqlen, "calibration text has {} tokens, fewer than one window of {}",
-             tokens.size(), seqlen);
+  // GPTQ's sampling: start in [0, n - seqlen - 1], so the text needs seqlen + 1 tokens.
+  ATOM_CHECK(int64_t(tokens.size()) > seqlen,
+             "calibration text has {} tokens; windows of {} need at least {} (lower --seqlen or use a longer file)",
+             tokens.size(), seqlen, int64_t(seqlen) + 1);
   std::mt19937_64 rng(seed);
   std::uniform_int_distribution<int64_t> start(0, int64_t(tokens.size()) - seqlen - 1);
   std::vector<std::vector<int32_t>> w(static_cast<size_t>(n_samples));

@@ -4,8 +4,9 @@
 //   mma.sync m16n8k32 s8.s8 -> s32                      INT8 tensor-core MMA (sm_80+)
 //   int4 -> int8 unpacking in registers                 (Hopper has no INT4 tensor cores)
 //   fence.proxy.async                                   generic-proxy writes -> async proxy
-// Still to add for the sm_90a GEMM (issue 4, part II): wgmma descriptors + wgmma.mma_async s8/e4m3,
-// mbarrier, cp.async.bulk.tensor (TMA), ldmatrix/stmatrix.
+//   wgmma (sm_90a): shared-memory matrix descriptors (no-swizzle K-major canonical layout),
+//   wgmma.fence / commit_group / wait_group, wgmma.mma_async m64n128k32 s8.s8 -> s32
+// Still to add: e4m3 wgmma, mbarrier, cp.async.bulk.tensor (TMA), ldmatrix/stmatrix, swizzled layouts.
 #pragma once
 #include <cstdint>
 
@@ -50,6 +51,72 @@ __device__ __forceinline__ void unpack_int4x8(uint32_t w, uint32_t& lo, uint32_t
   const uint32_t odd = (w >> 4) & 0x0F0F0F0Fu;   // elements 1,3,5,7
   lo = sext_nibbles(__byte_perm(even, odd, 0x5140));  // e0 e1 e2 e3
   hi = sext_nibbles(__byte_perm(even, odd, 0x7362));  // e4 e5 e6 e7
+}
+
+
+// ---------------------------------------------------------------------------------------------------
+// wgmma (sm_90a). Shared-memory matrix descriptor (PTX ISA "Matrix Descriptor Format"):
+//   bits  0..13  start address >> 4        bits 16..29  leading-dimension byte offset (LBO) >> 4
+//   bits 32..45  stride byte offset (SBO) >> 4     bits 49..51  base offset (0 here)
+//   bits 62..63  layout / swizzle mode: 0 = none ("interleave"), 1 = 128B, 2 = 64B, 3 = 32B
+// Canonical K-major layout without swizzle (what the Atom wgmma GEMM writes): the tile is made of
+// "core matrices" of 8 rows x 16 bytes (16 int8 K-elements), each stored contiguously (row i of the
+// core matrix at byte 16*i). For K-major operands
+//   LBO = byte distance between the two core matrices adjacent along K (one k32 step of 8-bit data
+//         spans 2 of them),
+//   SBO = byte distance between core matrices adjacent along M (or N), i.e. the next 8 rows.
+enum class WgmmaSwizzle : uint64_t { kNone = 0, k128B = 1, k64B = 2, k32B = 3 };
+
+__device__ __forceinline__ uint64_t wgmma_desc(uint32_t smem_byte_addr, uint32_t lbo_bytes, uint32_t sbo_bytes,
+                                               WgmmaSwizzle swz = WgmmaSwizzle::kNone) {
+  uint64_t d = 0;
+  d |= uint64_t((smem_byte_addr >> 4) & 0x3FFFu);
+  d |= uint64_t((lbo_bytes >> 4) & 0x3FFFu) << 16;
+  d |= uint64_t((sbo_bytes >> 4) & 0x3FFFu) << 32;
+  d |= uint64_t(swz) << 62;
+  return d;
+}
+// K-major, no swizzle, core matrices stored K-fastest: core matrix (row group rg, k-chunk kc) at
+// byte (rg * kc_per_row + kc) * 128. Then LBO = 128 and SBO = kc_per_row * 128.
+__device__ __forceinline__ uint64_t wgmma_desc_kmajor_noswizzle(const void* smem, int kc_per_row) {
+  return wgmma_desc(smem_addr(smem), 128u, uint32_t(kc_per_row) * 128u, WgmmaSwizzle::kNone);
+}
+
+// Must precede the first wgmma of a warpgroup after its accumulator registers (or the shared
+// operands) were touched by other instructions.
+__device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
+__device__ __forceinline__ void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
+template <int N>
+__device__ __forceinline__ void wgmma_wait() { asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory"); }
+// Keeps the compiler from moving accumulator reads/writes across wgmma issue / wait points.
+template <int R>
+__device__ __forceinline__ void wgmma_fence_operands(int32_t (&d)[R]) {
+#pragma unroll
+  for (int i = 0; i < R; ++i) asm volatile("" : "+r"(d[i])::"memory");
+}
+
+// D(64x128, s32) (+)= A(64x32, s8, K-major smem) * B(32x128, s8, K-major smem = [N][K] rows).
+// scale_d == 0: D = A*B (accumulator ignored), else D += A*B. Issued by a whole warpgroup.
+// Accumulator layout (warp w of the warpgroup, lane: g = lane/4, t = lane%4):
+//   d[4*j + e]: row 16*w + g + 8*(e/2), column 8*j + 2*t + (e%2),  j = 0..15, e = 0..3
+__device__ __forceinline__ void wgmma_m64n128k32_s8(int32_t (&d)[64], uint64_t desc_a, uint64_t desc_b, int scale_d) {
+
+  asm volatile(
+      "{\n"
+      ".reg .pred p;\n"
+      "setp.ne.b32 p, %66, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n128k32.s32.s8.s8 "
+      "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, %64, %65, p;\n"
+      "}\n"
+      : "+r"(d[0]), "+r"(d[1]), "+r"(d[2]), "+r"(d[3]), "+r"(d[4]), "+r"(d[5]), "+r"(d[6]), "+r"(d[7]),
+        "+r"(d[8]), "+r"(d[9]), "+r"(d[10]), "+r"(d[11]), "+r"(d[12]), "+r"(d[13]), "+r"(d[14]), "+r"(d[15]),
+        "+r"(d[16]), "+r"(d[17]), "+r"(d[18]), "+r"(d[19]), "+r"(d[20]), "+r"(d[21]), "+r"(d[22]), "+r"(d[23]),
+        "+r"(d[24]), "+r"(d[25]), "+r"(d[26]), "+r"(d[27]), "+r"(d[28]), "+r"(d[29]), "+r"(d[30]), "+r"(d[31]),
+        "+r"(d[32]), "+r"(d[33]), "+r"(d[34]), "+r"(d[35]), "+r"(d[36]), "+r"(d[37]), "+r"(d[38]), "+r"(d[39]),
+        "+r"(d[40]), "+r"(d[41]), "+r"(d[42]), "+r"(d[43]), "+r"(d[44]), "+r"(d[45]), "+r"(d[46]), "+r"(d[47]),
+        "+r"(d[48]), "+r"(d[49]), "+r"(d[50]), "+r"(d[51]), "+r"(d[52]), "+r"(d[53]), "+r"(d[54]), "+r"(d[55]),
+        "+r"(d[56]), "+r"(d[57]), "+r"(d[58]), "+r"(d[59]), "+r"(d[60]), "+r"(d[61]), "+r"(d[62]), "+r"(d[63])
+      : "l"(desc_a), "l"(desc_b), "r"(scale_d));
 }
 
 }  // namespace atom::cuda::ptx
