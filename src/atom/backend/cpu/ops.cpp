@@ -10,6 +10,12 @@ namespace atom::cpu {
 
 void gemm_nt(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* b, int64_t ldb,
              float* c, int64_t ldc, float beta) {
+  if (m <= 4) {
+    // Decode-sized products: sgemm would repack all of B on every call; gemv streams it once.
+    for (int64_t i = 0; i < m; ++i)
+      cblas_sgemv(CblasRowMajor, CblasNoTrans, int(n), int(k), 1.0f, b, int(ldb), a + i * lda, 1, beta, c + i * ldc, 1);
+    return;
+  }
   cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(m), int(n), int(k), 1.0f, a, int(lda), b, int(ldb),
               beta, c, int(ldc));
 }

@@ -254,7 +254,7 @@ struct Shape {
 __device__ __forceinline__ int cm_off(int r, int kc) { return ((r >> 3) * 8 + kc) * 128 + (r & 7) * 16; }
 }  // namespace wg
 
-template <int WGS, int MODE>
+template <int WGS, int MODE, bool SPLITN>
 __global__ void __launch_bounds__(128 * WGS, 1) atom_gemm_wgmma_kernel(const Params p) {
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
   using namespace wg;
@@ -286,23 +286,29 @@ __global__ void __launch_bounds__(128 * WGS, 1) atom_gemm_wgmma_kernel(const Par
       }
     }
   };
-  // this thread's scale for group g: s_a of row tid (tid < BM) or s_w of column tid - BM (tid < R)
-  auto load_scale = [&](int g) -> float {
+  // scales of group g: s_a of tile row j (j < BM) or s_w of tile column j - BM (BM <= j < R); thread tid
+  // handles j = tid and j = tid + T (R <= 2T)
+  auto load_scale1 = [&](int j, int g) -> float {
     float v = 0.0f;
-    if (tid < BM) {
-      if (m0 + tid < p.M) v = __half2float(p.sa[int64_t(m0 + tid) * p.G + g]);
-    } else if (tid < R && n0 + tid - BM < p.N) {
-      v = __half2float(p.sw[int64_t(n0 + tid - BM) * p.G + g]);
+    if (j < BM) {
+      if (m0 + j < p.M) v = __half2float(p.sa[int64_t(m0 + j) * p.G + g]);
+    } else if (j < R && n0 + j - BM < p.N) {
+      v = __half2float(p.sw[int64_t(n0 + j - BM) * p.G + g]);
     }
     return v;
   };
-  auto store_scale = [&](int b, float v) {
-    if (tid < BM) {
-      sbuf[b * SB + tid] = v;
-    } else if (tid < R) {
-      sbuf[b * SB + tid] = v;
-      sbuf[b * SB + BN + tid] = -kMagic * v;  // exact: 3 * 2^22 times an fp16 value
+  auto load_scale = [&](int g) -> float2 { return make_float2(load_scale1(tid, g), load_scale1(tid + T, g)); };
+  auto store_scale1 = [&](int b, int j, float v) {
+    if (j < BM) {
+      sbuf[b * SB + j] = v;
+    } else if (j < R) {
+      sbuf[b * SB + j] = v;
+      sbuf[b * SB + BN + j] = -kMagic * v;  // exact: 3 * 2^22 times an fp16 value
     }
+  };
+  auto store_scale = [&](int b, float2 v) {
+    store_scale1(b, tid, v.x);
+    store_scale1(b, tid + T, v.y);
   };
   // packed stage -> INT8 buffer b (core-matrix layout)
   auto unpack = [&](int stage, int b) {
@@ -340,14 +346,33 @@ __global__ void __launch_bounds__(128 * WGS, 1) atom_gemm_wgmma_kernel(const Par
                                ptx::wgmma_desc_kmajor_noswizzle(B + ks * 256, 8), (ks > 0 || accumulate_first) ? 1 : 0);
     ptx::wgmma_commit();
   };
-  // exact_cvt: plain I2F (the outlier term, whose partial sums can exceed 2^22)
-  auto promote = [&](int b, int gidx, bool exact_cvt) {
+  // SPLITN: the two 64-column halves as separate wgmma chains (commit groups), so that one half is
+  // promoted while the tensor cores run the other (A is read from shared memory twice).
+  auto mma_half = [&](int b, int half) {
+    const uint8_t* A = ibuf + b * S::kIBytes + wgi * 64 * 128;
+    const uint8_t* B = ibuf + b * S::kIBytes + BM * 128 + half * 64 * 128;
+    int32_t(&d)[32] = *reinterpret_cast<int32_t(*)[32]>(acc + 32 * half);
+    ptx::wgmma_fence_operands(d);
+    ptx::wgmma_fence();
+#pragma unroll
+    for (int ks = 0; ks < 4; ++ks)
+      ptx::wgmma_m64n64k32_s8(d, ptx::wgmma_desc_kmajor_noswizzle(A + ks * 256, 8),
+                              ptx::wgmma_desc_kmajor_noswizzle(B + ks * 256, 8), ks > 0 ? 1 : 0);
+    ptx::wgmma_commit();
+  };
+  auto fence_half = [&](int half) {
+    int32_t(&d)[32] = *reinterpret_cast<int32_t(*)[32]>(acc + 32 * half);
+    ptx::wgmma_fence_operands(d);
+  };
+  // exact_cvt: plain I2F (the outlier term, whose partial sums can exceed 2^22). Columns 8*j0 .. 8*j1-1.
+  auto promote = [&](int b, int gidx, bool exact_cvt, int j0 = 0, int j1 = 16) {
     if (MODE & 1) return;
     const float* sa = sbuf + b * SB + wgi * 64 + warp * 16 + gq;
     const float* sw = sbuf + b * SB + BM + 2 * t;
     const float sa0 = sa[0], sa1 = sa[8];
 #pragma unroll
     for (int j = 0; j < 16; ++j) {
+      if (j < j0 || j >= j1) continue;
       const float2 w2 = *reinterpret_cast<const float2*>(sw + 8 * j);
       const float2 m2 = *reinterpret_cast<const float2*>(sw + BN + 8 * j);
 #pragma unroll
@@ -370,7 +395,7 @@ __global__ void __launch_bounds__(128 * WGS, 1) atom_gemm_wgmma_kernel(const Par
     if (g_begin + s < g_end) load_packed(s, g_begin + s);
     ptx::cp_async_commit();
   }
-  float sc_next = 0.0f;  // the scale of group g + 1, loaded one iteration ahead
+  float2 sc_next = make_float2(0.0f, 0.0f);  // the scales of group g + 1, loaded one iteration ahead
   if (g_begin < g_end) {
     store_scale(0, load_scale(g_begin));
     if (g_begin + 1 < g_end) sc_next = load_scale(g_begin + 1);
@@ -383,6 +408,37 @@ __global__ void __launch_bounds__(128 * WGS, 1) atom_gemm_wgmma_kernel(const Par
     __syncthreads();
   }
   // ---- main loop: wgmma on buffer i&1 while unpacking group i+1 into the other ----
+  if constexpr (SPLITN) {
+    for (int g = g_begin, i = 0; g < g_end; ++g, ++i) {
+      const int b = i & 1;
+      mma_half(b, 0);
+      if (g > g_begin) {  // the previous group's right half, under this group's left half
+        ptx::wgmma_wait<1>();
+        fence_half(1);
+        promote(b ^ 1, g - 1, false, 8, 16);
+      }
+      mma_half(b, 1);
+      if (g + 1 < g_end) {
+        ptx::cp_async_wait<kS - 2>();
+        __syncthreads();  // every warpgroup is past the previous right half: buffer b^1 and sbuf[b^1] are free
+        store_scale(b ^ 1, sc_next);
+        if (g + 2 < g_end) sc_next = load_scale(g + 2);
+        if (g + kS < g_end) load_packed(i % kS, g + kS);
+        ptx::cp_async_commit();
+        unpack((i + 1) % kS, b ^ 1);
+        ptx::fence_proxy_async_shared();
+      }
+      ptx::wgmma_wait<1>();  // this group's left half, under its right half
+      fence_half(0);
+      promote(b, g, false, 0, 8);
+      __syncthreads();
+    }
+    if (g_begin < g_end) {
+      ptx::wgmma_wait<0>();
+      fence_half(1);
+      promote((g_end - 1 - g_begin) & 1, g_end - 1, false, 8, 16);
+    }
+  } else
   for (int g = g_begin, i = 0; g < g_end; ++g, ++i) {
     const int b = i & 1;
     mma_group(b, false);
@@ -406,14 +462,14 @@ __global__ void __launch_bounds__(128 * WGS, 1) atom_gemm_wgmma_kernel(const Par
 
   // ---- INT8 outlier tail (split 0 only), 128-wide chunks into INT8 buffer 0 ----
   if (p.O > 0 && blockIdx.z == 0) {
-    {
+    for (int j = tid; j < R; j += T) {
       float v = 0.0f;
-      if (tid < BM) {
-        if (m0 + tid < p.M) v = __half2float(p.sao[m0 + tid]);
-      } else if (tid < R && n0 + tid - BM < p.N) {
-        v = __half2float(p.swo[n0 + tid - BM]);
+      if (j < BM) {
+        if (m0 + j < p.M) v = __half2float(p.sao[m0 + j]);
+      } else if (n0 + j - BM < p.N) {
+        v = __half2float(p.swo[n0 + j - BM]);
       }
-      store_scale(0, v);
+      store_scale1(0, j, v);
     }
     for (int o0 = 0; o0 < p.O; o0 += 128) {
 #pragma unroll
@@ -478,21 +534,23 @@ __global__ void f32_to_f16_kernel(const float* __restrict__ x, __half* __restric
 using Cfg0 = Cfg<16, 64, 1, 4, 4>;    // decode, M <= 16
 using Cfg1 = Cfg<64, 64, 2, 2, 4>;    // M <= 128
 using Cfg2 = Cfg<128, 128, 2, 4, 3>;  // large M (mma.sync)
-// configs 3, 4 = the wgmma kernel (sm_90a), tiles 128x128 (one CTA per SM) and 64x128 (two per SM).
-// Auto dispatch picks config 3 for M >= kWgmmaMinM (0 = never): measured on H100 (bench/), it beats
-// the mma.sync 128x128 config on all 7 issue shapes at M = 256..16384 (1.3-2.1x).
-constexpr int64_t kWgmmaMinM = 256;
+// configs 3, 4 = the wgmma kernel (sm_90a), tiles 128x128 (one CTA per SM) and 64x128 (two per SM);
+// configs 5, 6 = the same with the N-split promotion overlap (SPLITN).
+// Auto dispatch picks config 3 for M >= kWgmmaMinM (0 = never): measured on H100 (bench/, 2026-11-25),
+// it beats the mma.sync 128x128 config on all 7 issue shapes at M = 256..16384 (1.5-2.1x) and the
+// mma.sync 64x64 config at M = 128 on 5 of 7; M <= 64 stays on mma.sync (the decode path).
+constexpr int64_t kWgmmaMinM = 65;
 
 template <class C>
 struct MmaSyncKernel {
   static constexpr int BM = C::BM, BN = C::BN, kThreads = C::kThreads, kSmem = C::kSmem;
   static void (*fn())(Params) { return atom_gemm_kernel<C>; }
 };
-template <int WGS, int MODE = 0>
+template <int WGS, int MODE = 0, bool SPLITN = false>
 struct WgmmaKernel {
   static constexpr int BM = wg::Shape<WGS>::BM, BN = wg::BN, kThreads = wg::Shape<WGS>::kThreads,
                        kSmem = wg::Shape<WGS>::kSmem;
-  static void (*fn())(Params) { return atom_gemm_wgmma_kernel<WGS, MODE>; }
+  static void (*fn())(Params) { return atom_gemm_wgmma_kernel<WGS, MODE, SPLITN>; }
 };
 
 template <class C>
@@ -533,7 +591,7 @@ void launch(Params p, int splits, int sm_count, cudaStream_t s) {
 
 }  // namespace
 
-int atom_gemm_num_configs() { return 5; }
+int atom_gemm_num_configs() { return 7; }
 int atom_gemm_wgmma_config() { return 3; }
 
 bool atom_gemm_wgmma_available() {
@@ -575,6 +633,8 @@ void atom_gemm(const GpuAtomActs& a, const GpuAtomWeights& w, uint16_t* y_fp16, 
     case 1: launch<MmaSyncKernel<Cfg1>>(p, force_splits, sm_count, s); break;
     case 3: launch<WgmmaKernel<2>>(p, force_splits, sm_count, s); break;
     case 4: launch<WgmmaKernel<1>>(p, force_splits, sm_count, s); break;
+    case 5: launch<WgmmaKernel<2, 0, true>>(p, force_splits, sm_count, s); break;
+    case 6: launch<WgmmaKernel<1, 0, true>>(p, force_splits, sm_count, s); break;
     // diagnostics (benchmark only; wrong results): config 3 without the promotion / without the unpacking
     case 101: launch<WgmmaKernel<2, 1>>(p, force_splits, sm_count, s); break;
     case 102: launch<WgmmaKernel<2, 2>>(p, force_splits, sm_count, s); break;
