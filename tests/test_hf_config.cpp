@@ -262,3 +262,28 @@ TEST(HfConfig, LoadFromFile) {
   std::filesystem::remove_all(dir);
   expect_error([&] { atom::io::load_hf_config(p); }, {p});
 }
+
+// transformers >= 5 writes the RoPE base and scaling into "rope_parameters" (no top-level
+// rope_theta). Found by tools/reference/ref_logits.py: ignoring it ran RoPE with base 10000.
+TEST(HfConfig, TransformersV5RopeParameters) {
+  json j = json::parse(kSmolLM2);
+  j.erase("rope_theta");
+  j.erase("rope_scaling");
+  j["rope_parameters"] = {{"rope_theta", 100000.0}, {"rope_type", "default"}};
+  auto c = parse_hf_config(j.dump());
+  EXPECT_FLOAT_EQ(c.rope_theta, 100000.0f);
+  EXPECT_EQ(c.rope_scaling.type, RopeScaling::Type::None);
+
+  json l = json::parse(kLlama31);
+  l.erase("rope_theta");
+  l["rope_parameters"] = l["rope_scaling"];
+  l.erase("rope_scaling");
+  l["rope_parameters"]["rope_theta"] = 500000.0;
+  c = parse_hf_config(l.dump());
+  EXPECT_FLOAT_EQ(c.rope_theta, 500000.0f);
+  EXPECT_EQ(c.rope_scaling.type, RopeScaling::Type::Llama3);
+  EXPECT_FLOAT_EQ(c.rope_scaling.factor, 8.0f);
+
+  j["rope_parameters"] = "bad";
+  expect_error([&] { parse_hf_config(j.dump()); }, {"rope_parameters"});
+}

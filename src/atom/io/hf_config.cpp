@@ -181,6 +181,15 @@ ModelConfig parse_hf_config(const std::string& json_text, const std::string& sou
   cfg.bos_token_id = f.get_token_id_or("bos_token_id", -1);
   cfg.eos_token_id = f.get_token_id_or("eos_token_id", -1);
   if (f.has("rope_scaling")) parse_rope_scaling(f.at("rope_scaling"), source, cfg);
+  // transformers >= 5 writes {"rope_parameters": {"rope_theta": ..., "rope_type": ..., scaling keys}}
+  // and no top-level rope_theta; missing it would silently run RoPE with base 10000.
+  if (f.has("rope_parameters") && !f.at("rope_parameters").is_null()) {
+    const json& rp = f.at("rope_parameters");
+    ATOM_CHECK(rp.is_object(), "{}: field 'rope_parameters' must be an object", source);
+    Fields p(rp, source, "rope_parameters.");
+    if (p.has("rope_theta")) cfg.rope_theta = p.get_float("rope_theta");
+    if (p.has("rope_type") || p.has("type")) parse_rope_scaling(rp, source, cfg);
+  }
 
   // Features of other Llama variants that this engine does not implement.
   if (f.has("hidden_act")) {
