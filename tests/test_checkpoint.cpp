@@ -11,7 +11,6 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
-#include <limits>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <sstream>
@@ -27,6 +26,7 @@
 #include "atom/quant/int4.h"
 #include "atom/quant/pipeline.h"
 #include "atom/tokenizer/tokenizer.h"
+#include "quant_test_util.h"
 #include "test_tokenizer_util.h"
 #include "test_util.h"
 
@@ -34,11 +34,10 @@ namespace fs = std::filesystem;
 using namespace atom;
 using namespace atom::quant;
 using atom::test::fresh_seed;
+using atom::test::logits_of;
 using nlohmann::json;
 
 namespace {
-
-constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
 
 // A unique directory under the system temp dir, removed with everything in it.
 struct TempDir {
@@ -93,15 +92,6 @@ std::vector<int32_t> random_tokens(std::mt19937_64& rng, size_t n, int vocab) {
   std::vector<int32_t> t(n);
   for (auto& x : t) x = int32_t(rng() % uint64_t(vocab));
   return t;
-}
-
-std::vector<float> logits_of(const LlamaModel& m, const std::vector<int32_t>& toks) {
-  const int64_t n = int64_t(toks.size());
-  KVCache cache(m.cfg, n);
-  std::vector<float> h(size_t(n * m.cfg.hidden_size), kNaN), lg(size_t(n * m.cfg.vocab_size), kNaN);
-  m.forward(toks.data(), n, cache, h.data());
-  m.logits(h.data(), n, lg.data());
-  return lg;
 }
 
 QuantizeReport report_from_json(const json& j) {

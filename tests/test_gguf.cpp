@@ -13,10 +13,12 @@
 #include "atom/io/gguf.h"
 #include "atom/io/hf_config.h"
 #include "gguf_test_writer.h"
+#include "test_util.h"
 
 using atom::io::GgufFile;
 using atom::testing::GgufBuilder;
 namespace tw = atom::testing;
+using atom::test::expect_error;
 
 namespace {
 
@@ -33,19 +35,6 @@ OpenGguf open(std::vector<uint8_t> b, const std::string& name = "test.gguf") {
   auto bytes = std::make_shared<const std::vector<uint8_t>>(std::move(b));
   auto file = GgufFile::from_buffer(bytes->data(), bytes->size(), name);
   return {std::move(bytes), std::move(file)};
-}
-
-// Expects atom::Error whose message contains every string in `needles`.
-template <typename F>
-void expect_error(F&& f, std::initializer_list<std::string> needles) {
-  try {
-    f();
-    ADD_FAILURE() << "expected atom::Error";
-  } catch (const atom::Error& e) {
-    for (const auto& n : needles)
-      EXPECT_NE(std::string(e.what()).find(n), std::string::npos)
-          << "message '" << e.what() << "' lacks '" << n << "'";
-  }
 }
 
 // ---- independent reference decoders (from the format spec, not from src/) ----

@@ -12,24 +12,14 @@
 
 #include "atom/core/error.h"
 #include "atom/io/hf_config.h"
+#include "test_util.h"
 
 using atom::RopeScaling;
 using atom::io::parse_hf_config;
 using json = nlohmann::json;
+using atom::test::expect_error;
 
 namespace {
-
-template <typename F>
-void expect_error(F&& f, std::initializer_list<std::string> needles) {
-  try {
-    f();
-    ADD_FAILURE() << "expected atom::Error";
-  } catch (const atom::Error& e) {
-    for (const auto& n : needles)
-      EXPECT_NE(std::string(e.what()).find(n), std::string::npos)
-          << "message '" << e.what() << "' lacks '" << n << "'";
-  }
-}
 
 // HuggingFaceTB/SmolLM2-135M-Instruct config.json (abridged to the fields that matter).
 const char* kSmolLM2 = R"({

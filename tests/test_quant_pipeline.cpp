@@ -21,11 +21,13 @@
 #include "atom/quant/pipeline.h"
 #include "atom/quant/quantize.h"
 #include "atom/quant/w8a8_linear.h"
+#include "quant_test_util.h"
 #include "test_util.h"
 
 using namespace atom;
 using namespace atom::quant;
 using atom::test::fresh_seed;
+using atom::test::logits_of;
 using atom::test::randn;
 
 namespace {
@@ -84,15 +86,6 @@ std::vector<int32_t> structured_tokens(std::mt19937_64& rng, size_t n, int vocab
   for (size_t i = 1; i < n; ++i)
     t[i] = u(rng) < 0.6 ? next[size_t(t[i - 1])] : int32_t(rng() % uint64_t(vocab));
   return t;
-}
-
-std::vector<float> logits_of(const LlamaModel& m, const std::vector<int32_t>& toks) {
-  const int64_t n = int64_t(toks.size());
-  KVCache cache(m.cfg, n);
-  std::vector<float> h(size_t(n * m.cfg.hidden_size), kNaN), lg(size_t(n * m.cfg.vocab_size), kNaN);
-  m.forward(toks.data(), n, cache, h.data());
-  m.logits(h.data(), n, lg.data());
-  return lg;
 }
 
 double rel_l2(const std::vector<float>& a, const std::vector<float>& b) {

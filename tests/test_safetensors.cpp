@@ -12,12 +12,14 @@
 
 #include "atom/core/error.h"
 #include "atom/io/safetensors.h"
+#include "test_util.h"
 
 namespace fs = std::filesystem;
 using atom::DType;
 using atom::Tensor;
 using atom::io::SafetensorsCheckpoint;
 using atom::io::SafetensorsFile;
+using atom::test::expect_error;
 
 namespace {
 
@@ -35,18 +37,6 @@ struct TempDir {
   }
   std::string operator/(const std::string& f) const { return (path / f).string(); }
 };
-
-template <typename F>
-void expect_error(F&& f, std::initializer_list<std::string> needles) {
-  try {
-    f();
-    ADD_FAILURE() << "expected atom::Error";
-  } catch (const atom::Error& e) {
-    for (const auto& n : needles)
-      EXPECT_NE(std::string(e.what()).find(n), std::string::npos)
-          << "message '" << e.what() << "' lacks '" << n << "'";
-  }
-}
 
 // Random tensor of `dt`: random bytes (never all zero), with finite values for float types.
 Tensor random_tensor(DType dt, std::vector<int64_t> shape, std::mt19937& rng) {

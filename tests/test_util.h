@@ -1,11 +1,16 @@
-// Shared helpers for the tests: fresh random data (seed printed on failure), error norms.
+// Shared helpers for the tests: fresh random data (seed printed on failure), error norms,
+// expected atom::Error checks.
 #pragma once
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <cstdint>
+#include <initializer_list>
 #include <random>
+#include <string>
 #include <vector>
+
+#include "atom/core/error.h"
 
 namespace atom::test {
 
@@ -37,6 +42,19 @@ inline double rel_l2(const std::vector<float>& a, const std::vector<double>& ref
     den += ref[i] * ref[i];
   }
   return std::sqrt(num / std::max(den, 1e-300));
+}
+
+// Expects f() to throw atom::Error whose message contains every string in `needles`.
+template <typename F>
+void expect_error(F&& f, std::initializer_list<std::string> needles) {
+  try {
+    f();
+    ADD_FAILURE() << "expected atom::Error";
+  } catch (const atom::Error& e) {
+    for (const auto& n : needles)
+      EXPECT_NE(std::string(e.what()).find(n), std::string::npos)
+          << "message '" << e.what() << "' lacks '" << n << "'";
+  }
 }
 
 }  // namespace atom::test

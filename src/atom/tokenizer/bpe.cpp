@@ -385,10 +385,7 @@ std::vector<int32_t> BpeTokenizer::encode(std::string_view text, bool add_bos,
                                           bool parse_special) const {
   // Regexes need valid UTF-8; invalid bytes become U+FFFD (HF can only see valid strings).
   std::string owned;
-  if (!is_valid_utf8(text)) {
-    owned = utf8_lossy(text);
-    text = owned;
-  }
+  text = valid_utf8_view(text, owned);
   std::vector<int32_t> ids;
   if (add_bos && bos_id_ >= 0) ids.push_back(bos_id_);
   Cache cache;  // per call: keeps encode() const and thread-safe

@@ -188,10 +188,7 @@ void SpmTokenizer::encode_fragment(std::string_view text, bool prefix,
 std::vector<int32_t> SpmTokenizer::encode(std::string_view text, bool add_bos,
                                           bool parse_special) const {
   std::string owned;
-  if (!is_valid_utf8(text)) {
-    owned = utf8_lossy(text);
-    text = owned;
-  }
+  text = valid_utf8_view(text, owned);
   std::vector<int32_t> ids;
   if (add_bos && bos_id_ >= 0) ids.push_back(bos_id_);
   // As llama.cpp: the first fragment, and each one after a special token, gets the prefix.

@@ -80,6 +80,12 @@ std::string utf8_lossy(std::string_view s) {
   return out;
 }
 
+std::string_view valid_utf8_view(std::string_view s, std::string& storage) {
+  if (is_valid_utf8(s)) return s;
+  storage = utf8_lossy(s);
+  return storage;
+}
+
 size_t utf8_incomplete_tail(std::string_view s) {
   // Look back at most 3 bytes for the start of a sequence that runs past the end.
   const size_t n = s.size();

@@ -23,6 +23,10 @@ bool is_valid_utf8(std::string_view s);
 // as Rust's String::from_utf8_lossy, which HF decoders use).
 std::string utf8_lossy(std::string_view s);
 
+// `s` itself when it is valid UTF-8; otherwise utf8_lossy(s), stored in `storage` (the view
+// points into it). Encoders run on this: their regexes and splitters need valid UTF-8.
+std::string_view valid_utf8_view(std::string_view s, std::string& storage);
+
 // Number of trailing bytes of `s` that form an incomplete (but so far valid) UTF-8 sequence:
 // those must be held back while streaming. 0 if s ends on a character boundary.
 size_t utf8_incomplete_tail(std::string_view s);

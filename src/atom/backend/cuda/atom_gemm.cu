@@ -536,10 +536,12 @@ using Cfg1 = Cfg<64, 64, 2, 2, 4>;    // M <= 128
 using Cfg2 = Cfg<128, 128, 2, 4, 3>;  // large M (mma.sync)
 // configs 3, 4 = the wgmma kernel (sm_90a), tiles 128x128 (one CTA per SM) and 64x128 (two per SM);
 // configs 5, 6 = the same with the N-split promotion overlap (SPLITN).
-// Auto dispatch picks config 3 for M >= kWgmmaMinM (0 = never): measured on H100 (bench/, 2026-11-25),
-// it beats the mma.sync 128x128 config on all 7 issue shapes at M = 256..16384 (1.5-2.1x) and the
-// mma.sync 64x64 config at M = 128 on 5 of 7; M <= 64 stays on mma.sync (the decode path).
-constexpr int64_t kWgmmaMinM = 65;
+// Auto dispatch picks config 3 for M >= kWgmmaMinM (0 = never). Measured on H100 (bench/results-h100-
+// 2026-11-25-wgmma.log): config 3 beats the mma.sync 128x128 config on all 7 issue shapes at M = 256..16384
+// (1.4-1.6x) and the mma.sync 64x64 config at M = 128 on 5 of 7, loses to it at M = 64 on all 7; 65..127
+// is unmeasured and stays on mma.sync, as does M <= 64 (the decode path). The SPLITN variants (5, 6) and
+// the 64x128 tile (4) were slower than config 3 at every M >= 128 measured.
+constexpr int64_t kWgmmaMinM = 128;
 
 template <class C>
 struct MmaSyncKernel {
