@@ -67,10 +67,7 @@ class SentencePieceTokenizer final : public Tokenizer {
   std::vector<int32_t> encode(std::string_view text, bool add_bos,
                               bool parse_special) const override {
     std::string owned;
-    if (!tok::is_valid_utf8(text)) {
-      owned = tok::utf8_lossy(text);
-      text = owned;
-    }
+    text = tok::valid_utf8_view(text, owned);
     std::vector<int32_t> ids;
     if (add_bos && bos_id_ >= 0) ids.push_back(bos_id_);
     for (const tok::Segment& seg : specials_.split(text, parse_special)) {
