@@ -38,7 +38,7 @@ fi
 if [ $want_python = 1 ]; then
   # Only the reference tools need these (independent checks against gguf/transformers/torch).
   PY_PKGS=(numpy gguf sentencepiece tokenizers transformers torch safetensors accelerate)
-  if python3 -c "import numpy, gguf, tokenizers, transformers, torch" 2>/dev/null; then
+  if python3 -c "import numpy, gguf, tokenizers, transformers, torch, safetensors, accelerate, sentencepiece" 2>/dev/null; then
     echo "[setup] Python reference packages: all present"
   else
     echo "[setup] installing Python reference packages: ${PY_PKGS[*]}"
