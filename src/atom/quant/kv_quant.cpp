@@ -64,12 +64,23 @@ void kv_fake_quant_rows(float* rows, int64_t m, int64_t stride, int n_heads, int
   }
 }
 
+namespace {
+// Byte layout of packed KV rows (validated once): each head's bytes start at offset(r, h).
+struct PackedKvLayout {
+  int64_t head_bytes = 0, row_bytes = 0;
+  PackedKvLayout(int n_heads, int head_dim, int bits) {
+    kv_qmax(bits);
+    ATOM_CHECK(bits == 8 || head_dim % 2 == 0, "INT4 KV needs an even head_dim, got {}", head_dim);
+    head_bytes = bits == 4 ? head_dim / 2 : head_dim;
+    row_bytes = head_bytes * n_heads;
+  }
+  int64_t offset(int64_t r, int h) const { return r * row_bytes + int64_t(h) * head_bytes; }
+};
+}  // namespace
+
 void kv_quantize_rows(const float* rows, int64_t m, int64_t stride, int n_heads, int head_dim, int bits,
                       uint8_t* packed, float* scales, uint8_t* zeros) {
-  kv_qmax(bits);
-  ATOM_CHECK(bits == 8 || head_dim % 2 == 0, "INT4 KV needs an even head_dim, got {}", head_dim);
-  const int64_t row = int64_t(n_heads) * head_dim;
-  const int64_t row_bytes = bits == 4 ? row / 2 : row;
+  const PackedKvLayout layout(n_heads, head_dim, bits);
   std::vector<uint8_t> q(static_cast<size_t>(head_dim));
   for (int64_t r = 0; r < m; ++r)
     for (int h = 0; h < n_heads; ++h) {
@@ -77,7 +88,7 @@ void kv_quantize_rows(const float* rows, int64_t m, int64_t stride, int n_heads,
       const KvHeadParams p = kv_head_params(x, head_dim, bits);
       scales[r * n_heads + h] = p.scale;
       zeros[r * n_heads + h] = p.zero;
-      uint8_t* dst = packed + r * row_bytes + (bits == 4 ? int64_t(h) * head_dim / 2 : int64_t(h) * head_dim);
+      uint8_t* dst = packed + layout.offset(r, h);
       if (bits == 4) {
         kv_quantize_head(x, head_dim, p, bits, q.data());
         pack_uint4(q.data(), head_dim, dst);
@@ -89,15 +100,12 @@ void kv_quantize_rows(const float* rows, int64_t m, int64_t stride, int n_heads,
 
 void kv_dequantize_rows(const uint8_t* packed, const float* scales, const uint8_t* zeros, int64_t m,
                         int n_heads, int head_dim, int bits, float* rows, int64_t stride) {
-  kv_qmax(bits);
-  ATOM_CHECK(bits == 8 || head_dim % 2 == 0, "INT4 KV needs an even head_dim, got {}", head_dim);
-  const int64_t row = int64_t(n_heads) * head_dim;
-  const int64_t row_bytes = bits == 4 ? row / 2 : row;
+  const PackedKvLayout layout(n_heads, head_dim, bits);
   std::vector<uint8_t> q(static_cast<size_t>(head_dim));
   for (int64_t r = 0; r < m; ++r)
     for (int h = 0; h < n_heads; ++h) {
       const KvHeadParams p{scales[r * n_heads + h], zeros[r * n_heads + h]};
-      const uint8_t* src = packed + r * row_bytes + (bits == 4 ? int64_t(h) * head_dim / 2 : int64_t(h) * head_dim);
+      const uint8_t* src = packed + layout.offset(r, h);
       if (bits == 4) unpack_uint4(src, head_dim, q.data());
       else std::copy(src, src + head_dim, q.begin());
       for (int i = 0; i < head_dim; ++i) rows[r * stride + int64_t(h) * head_dim + i] = kv_dequant(q[size_t(i)], p);
