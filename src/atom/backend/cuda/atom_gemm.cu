@@ -68,6 +68,23 @@ __device__ __forceinline__ void promote(const Params& p, int32_t (&acc)[C::MT][C
       }
 }
 
+// Epilogue store of two adjacent outputs (row offset + column c, c+1): split-K fp32 atomics, fp32,
+// or fp16 (paired when aligned); columns past N are dropped. Shared by both GEMM kernels.
+__device__ __forceinline__ void store_out_pair(const Params& p, int64_t o, int c, float v0, float v1) {
+  if (p.atomic_out) {
+    if (c < p.N) atomicAdd(p.y32 + o, v0);
+    if (c + 1 < p.N) atomicAdd(p.y32 + o + 1, v1);
+  } else if (p.y32) {
+    if (c < p.N) p.y32[o] = v0;
+    if (c + 1 < p.N) p.y32[o + 1] = v1;
+  } else if (c + 1 < p.N && (p.N % 2) == 0) {
+    *reinterpret_cast<__half2*>(p.y16 + o) = __floats2half2_rn(v0, v1);
+  } else {
+    if (c < p.N) p.y16[o] = __float2half_rn(v0);
+    if (c + 1 < p.N) p.y16[o + 1] = __float2half_rn(v1);
+  }
+}
+
 template <class C>
 __global__ void __launch_bounds__(C::kThreads) atom_gemm_kernel(const Params p) {
   extern __shared__ __align__(16) uint8_t smem[];
@@ -208,18 +225,7 @@ __global__ void __launch_bounds__(C::kThreads) atom_gemm_kernel(const Params p) 
         if (r >= p.M) continue;
         const float v0 = facc[i][j][2 * h], v1 = facc[i][j][2 * h + 1];
         const int64_t o = int64_t(r) * p.N + c;
-        if (p.atomic_out) {
-          if (c < p.N) atomicAdd(p.y32 + o, v0);
-          if (c + 1 < p.N) atomicAdd(p.y32 + o + 1, v1);
-        } else if (p.y32) {
-          if (c < p.N) p.y32[o] = v0;
-          if (c + 1 < p.N) p.y32[o + 1] = v1;
-        } else if (c + 1 < p.N && (p.N % 2) == 0) {
-          *reinterpret_cast<__half2*>(p.y16 + o) = __floats2half2_rn(v0, v1);
-        } else {
-          if (c < p.N) p.y16[o] = __float2half_rn(v0);
-          if (c + 1 < p.N) p.y16[o + 1] = __float2half_rn(v1);
-        }
+        store_out_pair(p, o, c, v0, v1);
       }
 }
 
@@ -507,18 +513,7 @@ __global__ void __launch_bounds__(128 * WGS, 1) atom_gemm_wgmma_kernel(const Par
       if (r >= p.M) continue;
       const float v0 = facc[4 * j + 2 * h], v1 = facc[4 * j + 2 * h + 1];
       const int64_t o = int64_t(r) * p.N + c;
-      if (p.atomic_out) {
-        if (c < p.N) atomicAdd(p.y32 + o, v0);
-        if (c + 1 < p.N) atomicAdd(p.y32 + o + 1, v1);
-      } else if (p.y32) {
-        if (c < p.N) p.y32[o] = v0;
-        if (c + 1 < p.N) p.y32[o + 1] = v1;
-      } else if (c + 1 < p.N && (p.N % 2) == 0) {
-        *reinterpret_cast<__half2*>(p.y16 + o) = __floats2half2_rn(v0, v1);
-      } else {
-        if (c < p.N) p.y16[o] = __float2half_rn(v0);
-        if (c + 1 < p.N) p.y16[o + 1] = __float2half_rn(v1);
-      }
+      store_out_pair(p, o, c, v0, v1);
     }
 #else
   __trap();  // built without sm_90a: the host never dispatches here (see atom_gemm_wgmma_available())
