@@ -12,7 +12,8 @@
 #     nlohmann-json3-dev libcli11-dev libpcre2-dev libpcre2-8-0 libpcre2-16-0 libpcre2-32-0 \
 #     libpcre2-posix3 libsentencepiece-dev libsentencepiece0 libopenblas-openmp-dev libopenblas0-openmp \
 #     libopenblas-dev liblapacke liblapacke-dev libtmglib3 libgfortran5 libquadmath0 libgtest-dev \
-#     libgmock-dev googletest pkgconf pkgconf-bin libpkgconf3
+#     libgmock-dev googletest pkgconf pkgconf-bin libpkgconf3 libcpp-httplib-dev libcpp-httplib0.11 \
+#     libssl-dev libssl3 libbrotli-dev libbrotli1 zlib1g-dev zlib1g libbenchmark-dev libbenchmark1debian
 # and are unpacked with dpkg -x into a private prefix (never into /).
 #
 # Environment knobs: GPU_CHECK_STAGES (default "env deps build cpu gpu sanitize bench"),
