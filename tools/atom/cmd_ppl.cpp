@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "atom/core/error.h"
+#include "atom/dist/tensor_parallel.h"
 #include "atom/model/perplexity.h"
 #include "atom/quant/pipeline.h"
 #include "commands.h"
@@ -16,7 +17,7 @@ namespace atom::cli {
 namespace {
 struct PplArgs {
   std::string model, data = "../shared/data/wikitext2-test.txt", json_out;
-  int ctx = 2048, threads = 0, kv_bits = 0;
+  int ctx = 2048, threads = 0, kv_bits = 0, tp = 1;
   bool kv_pre_rope = false;
   int64_t max_windows = 0;
 };
@@ -42,7 +43,23 @@ void run_ppl(const PplArgs& a) {
   spdlog::info("tokenizing {} ({} bytes)", a.data, text.size());
   const std::vector<int32_t> ids = lm.tokenizer->encode(text, false, false);
   spdlog::info("{} tokens, {} windows of {}", ids.size(), ids.size() / size_t(a.ctx), a.ctx);
-  PerplexityResult r = evaluate_perplexity(*lm.model, ids, a.ctx, a.max_windows);
+  PerplexityResult r;
+  if (a.tp > 1) {  // tensor-parallel ranks as threads: the CPU reference of multi-GPU serving
+    dist::TensorParallelModel tp(*lm.model, a.tp);
+    std::vector<KVCache> caches = tp.make_caches(a.ctx);
+    WindowModel wm;
+    wm.hidden_size = tp.config().hidden_size;
+    wm.vocab_size = tp.config().vocab_size;
+    wm.forward_window = [&](const int32_t* t, int64_t n, float* hidden) {
+      for (KVCache& c : caches) c.clear();
+      tp.forward(t, n, caches, hidden);
+    };
+    wm.logits = [&](const float* h, int64_t n, float* out) { tp.logits(h, n, out); };
+    spdlog::info("tensor parallel: {} ranks on the CPU", a.tp);
+    r = evaluate_perplexity(wm, ids, a.ctx, a.max_windows);
+  } else {
+    r = evaluate_perplexity(*lm.model, ids, a.ctx, a.max_windows);
+  }
   fmt::print("perplexity {:.4f} over {} of {} windows x {} ({} predicted tokens) in {:.1f}s\n", r.ppl, r.windows,
              r.total_windows, r.ctx, r.predicted_tokens, r.seconds);
   if (!a.json_out.empty()) {
@@ -52,7 +69,7 @@ void run_ppl(const PplArgs& a) {
                         {"predicted_tokens", r.predicted_tokens}, {"mean_nll", r.mean_nll},
                         {"ppl", r.ppl},             {"seconds", r.seconds},
                         {"weights", lm.model->weights_note}, {"kv_bits_override", a.kv_bits},
-                        {"kv_pre_rope", a.kv_pre_rope}};
+                        {"kv_pre_rope", a.kv_pre_rope}, {"tp", a.tp}};
     std::ofstream o(a.json_out);
     ATOM_CHECK(o.good(), "cannot write --json '{}'", a.json_out);
     o << j.dump(2) << "\n";
@@ -72,6 +89,8 @@ void add_ppl_command(CLI::App& app) {
   c->add_option("--kv-bits", a->kv_bits, "Override the KV-cache format: 4, 8 or 16 (0 = the model's own)")
       ->check(CLI::IsMember({0, 4, 8, 16}));
   c->add_flag("--kv-pre-rope", a->kv_pre_rope, "With --kv-bits: quantize K before RoPE");
+  c->add_option("--tp", a->tp, "Tensor-parallel ranks (CPU threads; the checkpoint needs --tp-segments "
+                             "a multiple of it when quantized)")->capture_default_str()->check(CLI::Range(1, 64));
   c->add_option("-t,--threads", a->threads, "CPU threads (0 = all)")->capture_default_str();
   c->callback([a] { run_ppl(*a); });
 }

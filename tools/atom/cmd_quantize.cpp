@@ -18,7 +18,7 @@ namespace {
 struct QuantizeArgs {
   std::string model, out, calib = "../shared/data/wikitext2-valid-tokenized.txt", method = "atom";
   std::string w_clip;  // a ratio or "search"
-  int outliers = 128, group = 128, outlier_bits = 8, kv_bits = 4, samples = 128, seqlen = 2048, threads = 0;
+  int outliers = 128, group = 128, outlier_bits = 8, kv_bits = 4, samples = 128, seqlen = 2048, threads = 0, tp_segments = 1;
   float a_clip = 0.9f;
   bool gptq_on = false, gptq_off = false, kv_pre_rope = false;
   uint64_t seed = 0;
@@ -68,6 +68,7 @@ quant::QuantConfig make_config(const QuantizeArgs& a) {
   }
   ATOM_CHECK(!(c.w_clip_search && c.gptq), "--w-clip search applies to RTN; add --no-gptq (GPTQ uses --w-clip R)");
   c.kv_pre_rope = a.kv_pre_rope;
+  c.tp_segments = a.tp_segments;
   c.samples = a.samples;
   c.seqlen = a.seqlen;
   c.seed = a.seed;
@@ -128,6 +129,9 @@ void add_quantize_command(CLI::App& app) {
   c->add_flag("--kv-pre-rope", a->kv_pre_rope, "Quantize K before RoPE (default: after)");
   c->add_option("--samples", a->samples, "Calibration windows")->capture_default_str();
   c->add_option("--seqlen", a->seqlen, "Calibration window length")->capture_default_str();
+  c->add_option("--tp-segments", a->tp_segments,
+                 "Quantize o_proj/down_proj as N K-segments so the checkpoint splits over N (or a divisor "
+                 "of N) tensor-parallel ranks")->capture_default_str()->check(CLI::Range(1, 64));
   c->add_option("--seed", a->seed, "Calibration sampling seed")->capture_default_str();
   c->add_option("-t,--threads", a->threads, "CPU threads (0 = all)")->capture_default_str();
   c->callback([a] { run_quantize(*a); });

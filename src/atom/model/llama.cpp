@@ -65,6 +65,7 @@ void LlamaModel::forward_layer(int l, float* x, int64_t n, KVCache& cache) const
   cpu::attention_causal(q.data(), cache.k(l), cache.v(l), att.data(), n, pos0, c.num_heads, c.num_kv_heads,
                         int(hd), kv_dim);
   run_linear(LinearSlot::O, att.data(), tmp.data());
+  if (reduce_partial) reduce_partial(tmp.data(), n * H);
   cpu::add_inplace(x, tmp.data(), n * H);
 
   // --- MLP block (SwiGLU) ---
@@ -73,6 +74,7 @@ void LlamaModel::forward_layer(int l, float* x, int64_t n, KVCache& cache) const
   run_linear(LinearSlot::Up, xn.data(), up.data());
   cpu::silu_mul(gate.data(), up.data(), gate.data(), n * F);
   run_linear(LinearSlot::Down, gate.data(), tmp.data());
+  if (reduce_partial) reduce_partial(tmp.data(), n * H);
   cpu::add_inplace(x, tmp.data(), n * H);
 }
 

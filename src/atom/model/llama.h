@@ -55,6 +55,10 @@ using LinearInputObserver =
 // K after RoPE, or before RoPE when `kv_hook_pre_rope` is set (RoPE then rotates the rounded K).
 using KVStoreHook = std::function<void(int layer, float* k_rows, float* v_rows, int64_t m)>;
 
+// Tensor parallelism: receives a row-parallel linear's partial output (o_proj, down_proj) before the
+// residual add; a TP rank all-reduces it across ranks there (src/atom/dist/tensor_parallel.h).
+using PartialSumReducer = std::function<void(float* y, int64_t count)>;
+
 struct LlamaModel {
   ModelConfig cfg;
   std::vector<float> embed;       // [vocab, hidden]
@@ -68,6 +72,8 @@ struct LlamaModel {
   LinearInputObserver observer;   // empty = none
   KVStoreHook kv_store_hook;      // empty = fp32 KV
   bool kv_hook_pre_rope = false;
+  int kv_bits = 16;               // the KV format the hook implements (quant::apply_kv_format sets both)
+  PartialSumReducer reduce_partial;  // empty = the whole model is on this device
 
   // Runs tokens[0..n) at positions cache.length().. , appends their K/V to the cache and
   // writes the final-normed hidden states [n, hidden] to `hidden_out`.

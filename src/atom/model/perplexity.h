@@ -3,6 +3,7 @@
 // evaluated from an empty cache, NLL of tokens 1..ctx-1 of each window, ppl = exp(mean NLL).
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 #include "atom/model/llama.h"
@@ -19,7 +20,18 @@ struct PerplexityResult {
   double seconds = 0;
 };
 
+// What perplexity needs from a model, so every backend (CPU, tensor-parallel ranks, GPU) shares the
+// protocol: run one window from an empty cache, then the logits of hidden rows.
+struct WindowModel {
+  int64_t hidden_size = 0, vocab_size = 0;
+  std::function<void(const int32_t* tokens, int64_t n, float* hidden)> forward_window;
+  std::function<void(const float* hidden, int64_t n, float* logits)> logits;
+};
+
 // max_windows <= 0: all windows. Throws if the text is shorter than one window.
+PerplexityResult evaluate_perplexity(const WindowModel& model, const std::vector<int32_t>& tokens, int ctx,
+                                     int64_t max_windows = 0, bool progress = true);
+// The CPU reference model.
 PerplexityResult evaluate_perplexity(const LlamaModel& model, const std::vector<int32_t>& tokens, int ctx,
                                      int64_t max_windows = 0, bool progress = true);
 

@@ -13,6 +13,7 @@
 #include "atom/io/safetensors.h"
 #include "atom/model/loader.h"
 #include "atom/model/rope.h"
+#include "atom/model/segmented_linear.h"
 #include "atom/quant/int4.h"
 #include "atom/quant/quantize.h"
 #include "atom/quant/w8a8_linear.h"
@@ -122,7 +123,9 @@ std::vector<T> values(const Tensor& t) {
 
 void add_linear(TensorList& out, const std::string& p, const Linear& lin) {
   const int64_t N = lin.out_features(), K = lin.in_features();
-  if (auto* a = dynamic_cast<const AtomLinear*>(&lin)) {
+  if (auto* sl = dynamic_cast<const SegmentedLinear*>(&lin)) {  // row-parallel, tp_segments > 1
+    for (int j = 0; j < sl->num_segments(); ++j) add_linear(out, fmt::format("{}.seg{}", p, j), sl->segment(j));
+  } else if (auto* a = dynamic_cast<const AtomLinear*>(&lin)) {
     const AtomWeights& w = a->weights();
     const AtomLayout lay = w.layout();
     out.emplace_back(p + ".perm", raw_tensor(DType::I32, {K}, w.perm.data(), w.perm.size()));
@@ -149,7 +152,17 @@ void add_linear(TensorList& out, const std::string& p, const Linear& lin) {
 }
 
 std::unique_ptr<Linear> read_linear(const io::SafetensorsCheckpoint& ck, const std::string& p, int64_t N, int64_t K,
-                                    const QuantConfig& cfg) {
+                                    const QuantConfig& cfg, int segments = 1) {
+  if (segments > 1 && cfg.method != "fp16") {  // K-segments of a row-parallel linear, each with its share of the outliers
+    ATOM_CHECK(K % segments == 0 && cfg.atom.n_outlier % segments == 0,
+               "checkpoint: '{}' cannot split into {} segments", p, segments);
+    QuantConfig seg_cfg = cfg;
+    seg_cfg.atom.n_outlier /= segments;
+    std::vector<std::unique_ptr<Linear>> segs;
+    for (int j = 0; j < segments; ++j)
+      segs.push_back(read_linear(ck, fmt::format("{}.seg{}", p, j), N, K / segments, seg_cfg));
+    return std::make_unique<SegmentedLinear>(std::move(segs));
+  }
   if (cfg.method == "fp16")
     return std::make_unique<DenseLinear>(K, N, to_f32(expect(ck, p + ".weight", DType::F16, {N, K}), p));
   if (cfg.method == "w8a8") {
@@ -281,7 +294,8 @@ LoadedCheckpoint load_checkpoint(const std::string& dir) {
     L.attn_norm = values<float>(expect(ck, p + "attn_norm", DType::F32, {H}));
     L.ffn_norm = values<float>(expect(ck, p + "ffn_norm", DType::F32, {H}));
     for (int s = 0; s < kNumLinearSlots; ++s)
-      L.linear[s] = read_linear(ck, p + linear_slot_name(LinearSlot(s)), out_dims[s], in_dims[s], out.config);
+      L.linear[s] = read_linear(ck, p + linear_slot_name(LinearSlot(s)), out_dims[s], in_dims[s], out.config,
+                                (s == int(LinearSlot::O) || s == int(LinearSlot::Down)) ? out.config.tp_segments : 1);
   }
   m->rope_inv_freq = rope_inv_freq(c);
   m->source = dir;

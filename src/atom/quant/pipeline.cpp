@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "atom/core/error.h"
+#include "atom/model/segmented_linear.h"
 #include "atom/quant/calibrate.h"
 #include "atom/quant/gptq.h"
 #include "atom/quant/kv_quant.h"
@@ -25,6 +26,7 @@ void QuantConfig::validate() const {
   ATOM_CHECK(atom.outlier_bits == 8 || atom.outlier_bits == 16, "outlier bits must be 8 or 16, got {}",
              atom.outlier_bits);
   ATOM_CHECK(samples > 0 && seqlen > 1, "calibration needs samples > 0 and seqlen > 1");
+  ATOM_CHECK(tp_segments >= 1 && tp_segments <= 64, "tp segments must be in 1..64, got {}", tp_segments);
   ATOM_CHECK(smooth_alpha >= 0 && smooth_alpha <= 1, "smoothing alpha must be in [0, 1], got {}", smooth_alpha);
 }
 
@@ -43,6 +45,7 @@ nlohmann::json QuantConfig::to_json() const {
           {"kv_bits", kv_bits},
           {"kv_pre_rope", kv_pre_rope},
           {"smooth_alpha", smooth_alpha},
+          {"tp_segments", tp_segments},
           {"samples", samples},
           {"seqlen", seqlen},
           {"seed", seed},
@@ -66,6 +69,7 @@ QuantConfig QuantConfig::from_json(const nlohmann::json& j) {
     c.kv_bits = j.at("kv_bits").get<int>();
     c.kv_pre_rope = j.value("kv_pre_rope", false);
     c.smooth_alpha = j.value("smooth_alpha", 0.5f);
+    c.tp_segments = j.value("tp_segments", 1);
     c.samples = j.value("samples", 0);
     c.seqlen = j.value("seqlen", 0);
     c.seed = j.value("seed", uint64_t(0));
@@ -89,11 +93,13 @@ nlohmann::json QuantizeReport::to_json() const {
 void apply_kv_format(LlamaModel& model, const QuantConfig& cfg) {
   if (cfg.method == "fp16" || cfg.kv_bits == 16) {
     model.kv_store_hook = nullptr;
+    model.kv_bits = 16;
     return;
   }
   const int bits = cfg.kv_bits, n_kv = model.cfg.num_kv_heads, hd = model.cfg.head_dim;
   const int64_t stride = int64_t(n_kv) * hd;
   model.kv_hook_pre_rope = cfg.kv_pre_rope;
+  model.kv_bits = bits;
   model.kv_store_hook = [=](int, float* k, float* v, int64_t m) {
     kv_fake_quant_rows(k, m, stride, n_kv, hd, bits);
     kv_fake_quant_rows(v, m, stride, n_kv, hd, bits);
@@ -122,6 +128,51 @@ std::vector<float> permute_rows(const std::vector<float>& w, int64_t k, const st
   for (size_t i = 0; i < perm.size(); ++i)
     std::memcpy(&out[i * size_t(k)], &w[size_t(perm[i]) * size_t(k)], size_t(k) * sizeof(float));
   return out;
+}
+
+bool is_row_parallel(LinearSlot s) { return s == LinearSlot::O || s == LinearSlot::Down; }
+
+// Channel reorder within each of S contiguous slices (S = 1: the plain reorder), so a row-parallel
+// shard keeps its own channels and picks its own outliers among them.
+std::vector<int32_t> segmented_reorder(const std::vector<double>& sumsq, int S) {
+  const size_t ks = sumsq.size() / size_t(S);
+  std::vector<int32_t> out;
+  out.reserve(sumsq.size());
+  for (int j = 0; j < S; ++j) {
+    const std::vector<double> sub(sumsq.begin() + long(j * ks), sumsq.begin() + long((j + 1) * ks));
+    for (int32_t i : reorder_by_magnitude(sub)) out.push_back(int32_t(j * ks) + i);
+  }
+  return out;
+}
+
+// Columns [c0, c0 + kc) of a row-major [n, k] matrix.
+template <typename T>
+std::vector<T> column_block(const T* w, int64_t n, int64_t k, int64_t c0, int64_t kc) {
+  std::vector<T> out(size_t(n * kc));
+  for (int64_t i = 0; i < n; ++i) std::memcpy(&out[size_t(i * kc)], w + i * k + c0, size_t(kc) * sizeof(T));
+  return out;
+}
+
+// The Atom weights of one linear (or one K-segment of it): w_r [n, k] in reordered column order,
+// h_r its reordered Hessian (empty without GPTQ / clip search), perm the reorder.
+std::unique_ptr<AtomLinear> quantize_atom_linear(const std::vector<float>& w_r, int64_t n, int64_t k,
+                                                 const std::vector<double>& h_r, std::vector<int32_t> perm,
+                                                 AtomConfig ac, const QuantConfig& cfg, float* clip_used) {
+  if (cfg.w_clip_search && !cfg.gptq) ac.w_clip = search_weight_clip(w_r.data(), n, k, h_r.data(), perm, ac).best_clip;
+  *clip_used = ac.w_clip;
+  if (cfg.gptq) return std::make_unique<AtomLinear>(gptq_quantize_atom(w_r.data(), n, k, h_r.data(), std::move(perm), ac).weights);
+  return std::make_unique<AtomLinear>(atom_quantize_rtn_reordered(w_r.data(), n, k, std::move(perm), ac));
+}
+
+void check_segments(const ModelConfig& c, const QuantConfig& cfg) {
+  const int S = cfg.tp_segments;
+  if (S == 1) return;
+  ATOM_CHECK(c.num_heads % S == 0 && c.num_kv_heads % S == 0 && c.intermediate_size % S == 0,
+             "tp segments {}: must divide the head counts ({} query, {} kv) and the FFN size {}", S, c.num_heads,
+             c.num_kv_heads, c.intermediate_size);
+  if (cfg.method == "atom")
+    ATOM_CHECK(cfg.atom.n_outlier % S == 0, "tp segments {}: must divide the outlier count {}", S,
+               cfg.atom.n_outlier);
 }
 
 double relative_output_error(const Linear& q, const std::vector<float>& w, const std::vector<float>& x, int64_t k,
@@ -166,6 +217,7 @@ QuantizeReport quantize_model(LlamaModel& model, const std::vector<std::vector<i
   round_16bit_parts(model, cfg.method == "fp16");
   if (cfg.method == "fp16") return report;
   const ModelConfig& c = model.cfg;
+  check_segments(c, cfg);
   const int64_t H = c.hidden_size, T = int64_t(windows[0].size()), S = int64_t(windows.size());
   const bool atom = cfg.method == "atom";
   const bool need_hessian = atom && (cfg.gptq || cfg.w_clip_search);
@@ -210,7 +262,10 @@ QuantizeReport quantize_model(LlamaModel& model, const std::vector<std::vector<i
     std::vector<float> w_ref[kNumLinearSlots];  // the fp32 weight each quantized layer approximates
     if (atom) {
       std::vector<int32_t> perm[kNumInputKinds];
-      for (int k = 0; k < kNumInputKinds; ++k) perm[k] = reorder_by_magnitude(st.in[k].sumsq);
+      for (int k = 0; k < kNumInputKinds; ++k) {
+        const bool row_par = k == int(InputKind::O) || k == int(InputKind::Down);
+        perm[k] = segmented_reorder(st.in[k].sumsq, row_par ? cfg.tp_segments : 1);
+      }
       // down_proj's reorder is free: gate/up produce their output rows already in down's order.
       const std::vector<int32_t> down_perm = perm[int(InputKind::Down)];
       for (LinearSlot s : {LinearSlot::Gate, LinearSlot::Up})
@@ -240,21 +295,26 @@ QuantizeReport quantize_model(LlamaModel& model, const std::vector<std::vector<i
         // Down's columns were permuted above; its Hessian is taken in that order.
         const bool is_down = kind == InputKind::Down;
         const std::vector<int32_t>& p = is_down ? identity : perm[int(kind)];
-        AtomConfig ac = cfg.atom;
+        const std::vector<float> w_r = permute_columns(d.weight().data(), N, K, p);
         std::vector<double> h_r;
-        std::vector<float> w_r;
-        if (need_hessian) {
-          h_r = st.in[int(kind)].hessian(is_down ? down_perm : p);
-          w_r = permute_columns(d.weight().data(), N, K, p);
-        }
-        if (cfg.w_clip_search && !cfg.gptq) {
-          ac.w_clip = search_weight_clip(w_r.data(), N, K, h_r.data(), p, ac).best_clip;
-        }
-        clip_used[s] = ac.w_clip;
-        if (cfg.gptq) {
-          q[s] = std::make_unique<AtomLinear>(gptq_quantize_atom(w_r.data(), N, K, h_r.data(), p, ac).weights);
-        } else {
-          q[s] = std::make_unique<AtomLinear>(d.weight().data(), N, K, p, ac);
+        if (need_hessian) h_r = st.in[int(kind)].hessian(is_down ? down_perm : p);
+        const int S = is_row_parallel(LinearSlot(s)) ? cfg.tp_segments : 1;
+        if (S == 1) {
+          q[s] = quantize_atom_linear(w_r, N, K, h_r, p, cfg.atom, cfg, &clip_used[s]);
+        } else {  // S independent segments along K, each with its own outliers and groups
+          const int64_t ks = K / S;
+          AtomConfig ac = cfg.atom;
+          ac.n_outlier /= S;
+          std::vector<std::unique_ptr<Linear>> segs;
+          for (int j = 0; j < S; ++j) {
+            std::vector<int32_t> pj(p.begin() + long(j * ks), p.begin() + long((j + 1) * ks));
+            for (int32_t& v : pj) v -= int32_t(j * ks);
+            std::vector<double> hj;
+            if (need_hessian) hj = column_block(&h_r[size_t(j * ks * K)], ks, K, j * ks, ks);
+            segs.push_back(quantize_atom_linear(column_block(w_r.data(), N, K, j * ks, ks), N, ks, hj,
+                                                std::move(pj), ac, cfg, &clip_used[s]));
+          }
+          q[s] = std::make_unique<SegmentedLinear>(std::move(segs));
         }
         w_ref[s] = d.weight();
       }
@@ -270,8 +330,20 @@ QuantizeReport quantize_model(LlamaModel& model, const std::vector<std::vector<i
         for (int s = 0; s < kNumLinearSlots; ++s)
           if (int(input_kind(LinearSlot(s))) == kind) {
             const DenseLinear& d = dense(L, LinearSlot(s));
-            q[s] = std::make_unique<W8A8Linear>(
-                w8a8_quantize(d.weight().data(), d.out_features(), d.in_features(), smooth));
+            const int64_t N = d.out_features(), K = d.in_features();
+            const int S = is_row_parallel(LinearSlot(s)) ? cfg.tp_segments : 1;
+            if (S == 1) {
+              q[s] = std::make_unique<W8A8Linear>(w8a8_quantize(d.weight().data(), N, K, smooth));
+            } else {  // per-token activation scales then span one segment (one TP rank's slice)
+              std::vector<std::unique_ptr<Linear>> segs;
+              const int64_t ks = K / S;
+              for (int j = 0; j < S; ++j) {
+                const std::vector<float> sj(smooth.begin() + long(j * ks), smooth.begin() + long((j + 1) * ks));
+                segs.push_back(std::make_unique<W8A8Linear>(
+                    w8a8_quantize(column_block(d.weight().data(), N, K, j * ks, ks).data(), N, ks, sj)));
+              }
+              q[s] = std::make_unique<SegmentedLinear>(std::move(segs));
+            }
             w_ref[s] = d.weight();
           }
       }

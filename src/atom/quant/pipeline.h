@@ -21,6 +21,10 @@ struct QuantConfig {
   int kv_bits = 4;              // 4, 8 or 16 (16 = fp KV)
   bool kv_pre_rope = false;     // quantize K before RoPE (RoPE applied to the rounded K)
   float smooth_alpha = 0.5f;    // w8a8
+  // Row-parallel linears (o_proj, down_proj) are quantized as this many independent K-segments
+  // (own reorder, outliers n_outlier/S and groups each), so the checkpoint splits over S (or a
+  // divisor of S) tensor-parallel ranks. 1 = plain layout. See docs/tensor-parallel.md.
+  int tp_segments = 1;
   int samples = 128, seqlen = 2048;
   uint64_t seed = 0;
   std::string calib_file;
