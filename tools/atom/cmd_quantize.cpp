@@ -18,7 +18,7 @@ namespace {
 struct QuantizeArgs {
   std::string model, out, calib = "../shared/data/wikitext2-valid-tokenized.txt", method = "atom";
   std::string w_clip;  // a ratio or "search"
-  int outliers = 128, group = 128, outlier_bits = 8, kv_bits = 4, samples = 128, seqlen = 2048, threads = 0, tp_segments = 1;
+  int outliers = 128, group = 128, outlier_bits = 8, a_bits = 4, kv_bits = 4, samples = 128, seqlen = 2048, threads = 0, tp_segments = 1;
   float a_clip = 0.9f;
   bool gptq_on = false, gptq_off = false, kv_pre_rope = false;
   uint64_t seed = 0;
@@ -49,6 +49,7 @@ quant::QuantConfig make_config(const QuantizeArgs& a) {
   if (given(a, "--group")) c.atom.group = a.group;
   if (given(a, "--a-clip")) c.atom.a_clip = a.a_clip;
   if (given(a, "--outlier-bits")) c.atom.outlier_bits = a.outlier_bits;
+  if (given(a, "--a-bits")) c.atom.a_bits = a.a_bits;
   if (given(a, "--kv-bits")) c.kv_bits = a.kv_bits;
   ATOM_CHECK(!(a.gptq_on && a.gptq_off), "--gptq and --no-gptq contradict each other");
   if (a.gptq_on) c.gptq = true;
@@ -120,6 +121,8 @@ void add_quantize_command(CLI::App& app) {
   c->add_option("--method", a->method, "atom | rtn | w8a8")->capture_default_str();
   c->add_option("--outliers", a->outliers, "INT8 outlier channels per linear input")->capture_default_str();
   c->add_option("--group", a->group, "INT4 group size (0 = one group per row)")->capture_default_str();
+  c->add_option("--a-bits", a->a_bits, "Activation bits: 4, or 16 for weight-only W4A16 (ablation)")
+      ->capture_default_str()->check(CLI::IsMember({4, 16}));
   c->add_option("--outlier-bits", a->outlier_bits, "8, or 16 to keep outliers in fp16 (ablation)")->capture_default_str();
   c->add_option("--w-clip", a->w_clip, "Weight clip ratio, or 'search' (per layer, RTN)");
   c->add_option("--a-clip", a->a_clip, "Activation clip ratio")->capture_default_str();
