@@ -11,13 +11,16 @@
 #include "atom/model/perplexity.h"
 #include "atom/quant/pipeline.h"
 #include "commands.h"
+#ifdef ATOM_WITH_CUDA
+#include "atom/backend/cuda/gpu_model.h"
+#endif
 
 namespace atom::cli {
 
 namespace {
 struct PplArgs {
-  std::string model, data = "../shared/data/wikitext2-test.txt", json_out;
-  int ctx = 2048, threads = 0, kv_bits = 0, tp = 1;
+  std::string model, data = "../shared/data/wikitext2-test.txt", json_out, device = "cpu";
+  int ctx = 2048, threads = 0, kv_bits = 0, tp = 1, chunk = 256;
   bool kv_pre_rope = false;
   int64_t max_windows = 0;
 };
@@ -44,7 +47,23 @@ void run_ppl(const PplArgs& a) {
   const std::vector<int32_t> ids = lm.tokenizer->encode(text, false, false);
   spdlog::info("{} tokens, {} windows of {}", ids.size(), ids.size() / size_t(a.ctx), a.ctx);
   PerplexityResult r;
-  if (a.tp > 1) {  // tensor-parallel ranks as threads: the CPU reference of multi-GPU serving
+  std::string gpu_summary;
+  if (a.device == "cuda") {
+#ifdef ATOM_WITH_CUDA
+    // The same model on the GPU (its linears pick the mode); one window's pages, chunked prefill.
+    cuda::GpuModelOptions o;
+    o.max_tokens = o.max_logit_rows = a.chunk;
+    o.max_seqs = 1;
+    o.kv_bits = a.kv_bits;
+    o.max_blocks_per_seq = o.kv_pages = (a.ctx + o.page_size - 1) / o.page_size;
+    auto gpu = cuda::GpuLlamaModel::from_cpu(*lm.model, o);
+    gpu_summary = gpu->summary();
+    spdlog::info("{}", gpu_summary);
+    r = cuda::evaluate_perplexity_gpu(*gpu, ids, a.ctx, a.max_windows, a.chunk);
+#else
+    fail("--device cuda: this build has no CUDA backend (configure with -DATOM_CUDA=ON)");
+#endif
+  } else if (a.tp > 1) {  // tensor-parallel ranks as threads: the CPU reference of multi-GPU serving
     dist::TensorParallelModel tp(*lm.model, a.tp);
     std::vector<KVCache> caches = tp.make_caches(a.ctx);
     WindowModel wm;
@@ -69,7 +88,8 @@ void run_ppl(const PplArgs& a) {
                         {"predicted_tokens", r.predicted_tokens}, {"mean_nll", r.mean_nll},
                         {"ppl", r.ppl},             {"seconds", r.seconds},
                         {"weights", lm.model->weights_note}, {"kv_bits_override", a.kv_bits},
-                        {"kv_pre_rope", a.kv_pre_rope}, {"tp", a.tp}};
+                        {"kv_pre_rope", a.kv_pre_rope}, {"tp", a.tp},
+                        {"device", a.device}, {"gpu", gpu_summary}};
     std::ofstream o(a.json_out);
     ATOM_CHECK(o.good(), "cannot write --json '{}'", a.json_out);
     o << j.dump(2) << "\n";
@@ -91,6 +111,10 @@ void add_ppl_command(CLI::App& app) {
   c->add_flag("--kv-pre-rope", a->kv_pre_rope, "With --kv-bits: quantize K before RoPE");
   c->add_option("--tp", a->tp, "Tensor-parallel ranks (CPU threads; the checkpoint needs --tp-segments "
                              "a multiple of it when quantized)")->capture_default_str()->check(CLI::Range(1, 64));
+  c->add_option("--device", a->device, "cpu (the reference) or cuda (GpuLlamaModel; mode from the model's linears)")
+      ->capture_default_str()->check(CLI::IsMember({"cpu", "cuda"}));
+  c->add_option("--chunk", a->chunk, "--device cuda: prefill chunk (tokens per step)")->capture_default_str()
+      ->check(CLI::Range(1, 1 << 16));
   c->add_option("-t,--threads", a->threads, "CPU threads (0 = all)")->capture_default_str();
   c->callback([a] { run_ppl(*a); });
 }

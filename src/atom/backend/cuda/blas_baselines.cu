@@ -80,12 +80,24 @@ void BlasBaselines::gemm_fp16(const uint16_t* x, const uint16_t* w, uint16_t* y,
                                  &beta, y, CUDA_R_16F, n, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
 }
 
-void BlasBaselines::gemm_int8(const int8_t* x, const int8_t* w, const float* sx, const float* sw, int32_t* acc,
-                              uint16_t* y, int m, int n, int k, cudaStream_t s) {
+void BlasBaselines::gemm_fp16_f32(const uint16_t* x, const uint16_t* w, float* y, int m, int n, int k, float beta,
+                                  cudaStream_t s) {
+  ATOM_CUBLAS_CHECK(cublasSetStream(handle_, s));
+  const float alpha = 1.0f;
+  ATOM_CUBLAS_CHECK(cublasGemmEx(handle_, CUBLAS_OP_T, CUBLAS_OP_N, n, m, k, &alpha, w, CUDA_R_16F, k, x, CUDA_R_16F, k,
+                                 &beta, y, CUDA_R_32F, n, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+}
+
+void BlasBaselines::gemm_s8s32(const int8_t* x, const int8_t* w, int32_t* acc, int m, int n, int k, cudaStream_t s) {
   Plan& p = plan(1, m, n, k);
   const int32_t alpha = 1, beta = 0;
   ATOM_CUBLAS_CHECK(cublasLtMatmul(lt_, p.desc, &alpha, w, p.a, x, p.b, &beta, acc, p.c, acc, p.c, &p.algo,
                                    workspace_.data(), workspace_.bytes(), s));
+}
+
+void BlasBaselines::gemm_int8(const int8_t* x, const int8_t* w, const float* sx, const float* sw, int32_t* acc,
+                              uint16_t* y, int m, int n, int k, cudaStream_t s) {
+  gemm_s8s32(x, w, acc, m, n, k, s);
   const int64_t total = int64_t(m) * n;
   const unsigned blocks = unsigned(std::min<int64_t>((total + 255) / 256, 132 * 16));
   int8_epilogue_kernel<<<blocks, 256, 0, s>>>(acc, sx, sw, reinterpret_cast<__half*>(y), m, n);

@@ -19,6 +19,10 @@ class BlasBaselines {
   BlasBaselines& operator=(const BlasBaselines&) = delete;
 
   void gemm_fp16(const uint16_t* x, const uint16_t* w, uint16_t* y, int m, int n, int k, cudaStream_t s);
+  // Same with fp32 output y = x·Wᵀ + beta·y (beta 1: accumulate into an fp32 residual stream / logits).
+  void gemm_fp16_f32(const uint16_t* x, const uint16_t* w, float* y, int m, int n, int k, float beta, cudaStream_t s);
+  // acc[m, n] = x · Wᵀ exactly (int32), the cuBLASLt INT8 GEMM alone (w8a8_gemm.h adds the epilogue).
+  void gemm_s8s32(const int8_t* x, const int8_t* w, int32_t* acc, int m, int n, int k, cudaStream_t s);
   // acc: int32 scratch [m, n]; y = fp16(float(acc) * (sx[m]*sw[n])).
   void gemm_int8(const int8_t* x, const int8_t* w, const float* sx, const float* sw, int32_t* acc, uint16_t* y,
                  int m, int n, int k, cudaStream_t s);

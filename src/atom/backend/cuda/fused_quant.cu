@@ -1,0 +1,307 @@
+// Fused activation kernels (fused_quant.h): one templated kernel, one block per row.
+//   phase 1  the op (RMSNorm / copy / SiLU·up) in fp32 from 16-byte vector loads; the fp16-rounded
+//            result is staged in shared memory (and written out as fp16 if asked)
+//   phase 2  the quantizers read the staged row: W8A8 (block max, then INT8) and/or Atom (one warp per
+//            128-channel group or the outlier tail, gathering through perm — shared-memory reads, so
+//            the reorder costs no extra device-memory traffic).
+// The scalar rules are quantize.h's, reproduced bit for bit (IEEE division, rint, fp16 scales).
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include "atom/backend/cuda/fused_quant.h"
+
+namespace atom::cuda {
+namespace {
+
+constexpr int kThreads = 256;
+constexpr int kWarps = kThreads / 32;
+constexpr int64_t kMaxK = 32768;  // 64 KiB of staged fp16 row
+enum Op { kNorm = 0, kCopy = 1, kSilu = 2 };
+
+// quantize.h's sym_scale: fp16(clip*amax/qmax), saturating at 65504, 0 for non-positive.
+__device__ __forceinline__ float sym_scale_fp16(float amax, float clip, float qmax, __half& h) {
+  const float s = __fdiv_rn(__fmul_rn(clip, amax), qmax);
+  if (!(s > 0.0f)) { h = __float2half_rn(0.0f); return 0.0f; }
+  h = __float2half_rn(s);
+  float r = __half2float(h);
+  if (isinf(r)) { h = __float2half_rn(65504.0f); r = 65504.0f; }
+  return r;
+}
+
+// quantize.h's sym_quant: clamp(rint(x/s), qmin, qmax) in float, NaN -> 0, s == 0 -> 0.
+__device__ __forceinline__ int sym_quant(float x, float s, float qmin, float qmax) {
+  if (s == 0.0f) return 0;
+  float r = rintf(__fdiv_rn(x, s));
+  if (isnan(r)) return 0;
+  r = fmaxf(r, qmin);
+  r = fminf(r, qmax);
+  return __float2int_rn(r);
+}
+
+__device__ __forceinline__ float warp_max(float v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  return v;
+}
+
+// Block-wide reductions over kThreads threads (result broadcast to all).
+__device__ double block_sum(double v, double* red) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  if (threadIdx.x % 32 == 0) red[threadIdx.x / 32] = v;
+  __syncthreads();
+  double t = 0;
+  for (int w = 0; w < kWarps; ++w) t += red[w];
+  __syncthreads();
+  return t;
+}
+__device__ float block_max(float v, float* red) {
+  v = warp_max(v);
+  if (threadIdx.x % 32 == 0) red[threadIdx.x / 32] = v;
+  __syncthreads();
+  float t = 0.0f;
+  for (int w = 0; w < kWarps; ++w) t = fmaxf(t, red[w]);
+  __syncthreads();
+  return t;
+}
+
+__device__ __forceinline__ float to_f(float v) { return v; }
+__device__ __forceinline__ float to_f(__half v) { return __half2float(v); }
+__device__ __forceinline__ float to_f(__nv_bfloat16 v) { return __bfloat162float(v); }
+
+// 8 consecutive elements from a 16-byte-aligned (32 for fp32) address.
+template <typename T>
+__device__ __forceinline__ void load8(const T* p, float (&v)[8]) {
+  if constexpr (sizeof(T) == 4) {
+    const float4 a = __ldg(reinterpret_cast<const float4*>(p)), b = __ldg(reinterpret_cast<const float4*>(p) + 1);
+    v[0] = a.x; v[1] = a.y; v[2] = a.z; v[3] = a.w; v[4] = b.x; v[5] = b.y; v[6] = b.z; v[7] = b.w;
+  } else {
+    const uint4 u = __ldg(reinterpret_cast<const uint4*>(p));
+    const T* e = reinterpret_cast<const T*>(&u);
+#pragma unroll
+    for (int i = 0; i < 8; ++i) v[i] = to_f(e[i]);
+  }
+}
+
+struct Params {
+  const void* x;
+  int64_t m, K, ld;  // ld: input row stride (elements)
+  const int32_t* rows;
+  const float* w;
+  float eps;
+  __half* f16;
+  int8_t* i8;
+  float* i8_scale;
+  const float* smooth;
+  uint8_t* q4;
+  __half* scale;
+  int8_t* q8;
+  __half* oscale;
+  const int32_t* perm;
+  int G, kn, O;
+  float a_clip, o_clip;
+  bool vec;  // 8-wide vector loads are aligned
+};
+
+// The op on element j of the row (fp32): RMSNorm's w[j]*(x*r) (cpu::rmsnorm's order), SiLU(g)*u.
+// u: SiLU's `up` value (unused otherwise).
+template <int OP>
+__device__ __forceinline__ float op_value(int64_t j, float xv, float u, const Params& p, float rstd) {
+  if constexpr (OP == kNorm) return __fmul_rn(__ldg(p.w + j), __fmul_rn(xv, rstd));
+  if constexpr (OP == kSilu) return __fmul_rn(__fdiv_rn(xv, __fadd_rn(1.0f, expf(-xv))), u);
+  return xv;
+}
+
+template <int OP, typename T>
+__global__ void __launch_bounds__(kThreads) fused_act_kernel(const Params p) {
+  extern __shared__ __align__(16) __half srow[];
+  __shared__ double red_d[kWarps];
+  __shared__ float red_f[kWarps];
+  const int64_t i = blockIdx.x;
+  const int64_t r = p.rows ? p.rows[i] : i;
+  const T* xr = static_cast<const T*>(p.x) + r * p.ld;
+  const int64_t K = p.K;
+
+  // ---- phase 1: the op, fp16-rounded into shared memory ----
+  float rstd = 0.0f;
+  if constexpr (OP == kNorm) {
+    double ss = 0.0;  // squares of fp32 values are exact in double, as in cpu::rmsnorm
+    if (p.vec) {
+      for (int64_t j = int64_t(threadIdx.x) * 8; j < K; j += kThreads * 8) {
+        float v[8];
+        load8(xr + j, v);
+#pragma unroll
+        for (int e = 0; e < 8; ++e) ss += double(v[e]) * double(v[e]);
+      }
+    } else {
+      for (int64_t j = threadIdx.x; j < K; j += kThreads) ss += double(to_f(xr[j])) * double(to_f(xr[j]));
+    }
+    ss = block_sum(ss, red_d);
+    rstd = __fdiv_rn(1.0f, __fsqrt_rn(__fadd_rn(float(ss / double(K)), p.eps)));
+  }
+  __half* f16 = p.f16 ? p.f16 + i * K : nullptr;
+  if (p.vec) {
+    for (int64_t j = int64_t(threadIdx.x) * 8; j < K; j += kThreads * 8) {
+      float v[8], u[8] = {};
+      load8(xr + j, v);
+      if constexpr (OP == kSilu) load8(xr + K + j, u);
+      alignas(16) __half h[8];
+#pragma unroll
+      for (int e = 0; e < 8; ++e) h[e] = __float2half_rn(op_value<OP>(j + e, v[e], u[e], p, rstd));
+      *reinterpret_cast<uint4*>(srow + j) = *reinterpret_cast<const uint4*>(h);
+      if (f16) *reinterpret_cast<uint4*>(f16 + j) = *reinterpret_cast<const uint4*>(h);
+    }
+  } else {
+    for (int64_t j = threadIdx.x; j < K; j += kThreads) {
+      const float u = OP == kSilu ? to_f(xr[K + j]) : 0.0f;
+      const __half h = __float2half_rn(op_value<OP>(j, to_f(xr[j]), u, p, rstd));
+      srow[j] = h;
+      if (f16) f16[j] = h;
+    }
+  }
+  __syncthreads();
+
+  // ---- phase 2a: W8A8, per-token INT8 of x/smooth ----
+  if (p.i8) {
+    float amax = 0.0f;
+    for (int64_t j = threadIdx.x; j < K; j += kThreads) {
+      const float v = __half2float(srow[j]);
+      amax = fmaxf(amax, fabsf(p.smooth ? __fdiv_rn(v, __ldg(p.smooth + j)) : v));
+    }
+    amax = block_max(amax, red_f);
+    __half hs;
+    const float s = sym_scale_fp16(amax, 1.0f, 127.0f, hs);
+    int8_t* q = p.i8 + i * K;
+    for (int64_t j = threadIdx.x; j < K; j += kThreads) {
+      const float v = __half2float(srow[j]);
+      q[j] = int8_t(sym_quant(p.smooth ? __fdiv_rn(v, __ldg(p.smooth + j)) : v, s, -127.0f, 127.0f));
+    }
+    if (threadIdx.x == 0) p.i8_scale[i] = s;
+  }
+
+  // ---- phase 2b: Atom, one warp per INT4 group / the INT8 outlier tail ----
+  if (p.q4) {
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    const int segs = p.G + (p.O > 0 ? 1 : 0);
+    for (int seg = warp; seg < segs; seg += kWarps) {
+      if (seg < p.G) {
+        float v[4];  // lane covers group elements 4*lane .. 4*lane+3
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const int j = seg * 128 + 4 * lane + e;
+          v[e] = j < p.kn ? __half2float(srow[__ldg(p.perm + j)]) : 0.0f;
+        }
+        float amax = fmaxf(fmaxf(fabsf(v[0]), fabsf(v[1])), fmaxf(fabsf(v[2]), fabsf(v[3])));
+        amax = warp_max(amax);
+        __half hs;
+        const float s = sym_scale_fp16(amax, p.a_clip, 7.0f, hs);
+        uint32_t packed = 0;
+#pragma unroll
+        for (int e = 0; e < 4; ++e) packed |= uint32_t(sym_quant(v[e], s, -8.0f, 7.0f) & 0xF) << (4 * e);
+        // MMA order (atom_gemm.h): chunk c = lane/8, word t = lane%4, half = (lane%8)/4
+        const int off = (lane / 8) * 16 + (lane % 4) * 4 + ((lane % 8) / 4) * 2;
+        *reinterpret_cast<uint16_t*>(p.q4 + i * int64_t(p.G) * 64 + seg * 64 + off) = uint16_t(packed);
+        if (lane == 0) p.scale[i * p.G + seg] = hs;
+      } else {
+        float amax = 0.0f;
+        for (int e = lane; e < p.O; e += 32) amax = fmaxf(amax, fabsf(__half2float(srow[__ldg(p.perm + p.kn + e)])));
+        amax = warp_max(amax);
+        __half hs;
+        const float s = sym_scale_fp16(amax, p.o_clip, 127.0f, hs);
+        for (int e = lane; e < p.O; e += 32)
+          p.q8[i * p.O + e] = int8_t(sym_quant(__half2float(srow[__ldg(p.perm + p.kn + e)]), s, -127.0f, 127.0f));
+        if (lane == 0) p.oscale[i] = hs;
+      }
+    }
+  }
+}
+
+template <int OP, typename T>
+void launch_typed(const Params& p, cudaStream_t s) {
+  static bool attr_set = false;  // per instantiation
+  if (!attr_set) {
+    ATOM_CUDA_CHECK(cudaFuncSetAttribute(fused_act_kernel<OP, T>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                         int(kMaxK * 2)));
+    attr_set = true;
+  }
+  const size_t smem = size_t((p.K + 7) / 8 * 8) * 2;
+  fused_act_kernel<OP, T><<<unsigned(p.m), kThreads, smem, s>>>(p);
+  ATOM_CUDA_CHECK_LAUNCH();
+}
+
+template <int OP>
+void launch(Params p, ActDtype dt, const FusedOut& out, cudaStream_t s) {
+  ATOM_CUDA_REQUIRE(p.K > 0 && p.K <= kMaxK, "fused activation kernel: K must be in [1, 32768]");
+  ATOM_CUDA_REQUIRE(p.m >= 0 && p.m < (int64_t(1) << 31), "fused activation kernel: bad row count");
+  ATOM_CUDA_REQUIRE(out.f16 || out.i8 || out.atom, "fused activation kernel: no output requested");
+  ATOM_CUDA_REQUIRE(!out.i8 || out.i8_scale, "fused activation kernel: W8A8 output needs i8_scale");
+  p.f16 = reinterpret_cast<__half*>(out.f16);
+  p.i8 = out.i8;
+  p.i8_scale = out.i8_scale;
+  p.smooth = out.smooth;
+  if (out.atom) {
+    const GpuAtomLayout& L = out.L;
+    ATOM_CUDA_REQUIRE(out.perm && L.k == p.K, "fused activation kernel: Atom layout/perm do not match K");
+    GpuAtomActs& a = *out.atom;
+    ATOM_CUDA_REQUIRE(int64_t(a.scale.size()) >= p.m * L.n_groups && int64_t(a.q4.size()) >= p.m * L.q4_row_bytes() &&
+                          int64_t(a.q8.size()) >= p.m * L.n_outlier && (L.n_outlier == 0 || int64_t(a.oscale.size()) >= p.m),
+                      "fused activation kernel: Atom activation buffers are too small for m rows");
+    a.m = p.m;
+    p.q4 = a.q4.data();
+    p.scale = reinterpret_cast<__half*>(a.scale.data());
+    p.q8 = a.q8.data();
+    p.oscale = reinterpret_cast<__half*>(a.oscale.data());
+    p.perm = out.perm;
+    p.G = int(L.n_groups);
+    p.kn = int(L.k_normal);
+    p.O = int(L.n_outlier);
+    p.a_clip = out.a_clip;
+    p.o_clip = out.a_outlier_clip;
+  }
+  if (p.m == 0) return;
+  const size_t esz = dt == ActDtype::F32 ? 4 : 2;
+  p.vec = p.K % 8 == 0 && p.ld % 8 == 0 && reinterpret_cast<uintptr_t>(p.x) % (8 * esz) == 0 &&
+          (!p.f16 || reinterpret_cast<uintptr_t>(p.f16) % 16 == 0);
+  switch (dt) {
+    case ActDtype::F32: launch_typed<OP, float>(p, s); break;
+    case ActDtype::F16: launch_typed<OP, __half>(p, s); break;
+    case ActDtype::BF16: launch_typed<OP, __nv_bfloat16>(p, s); break;
+  }
+}
+
+}  // namespace
+
+void rmsnorm_quant(const void* x, ActDtype dt, int64_t m, int64_t K, const float* w, float eps, const FusedOut& out,
+                   cudaStream_t s, const int32_t* rows) {
+  ATOM_CUDA_REQUIRE(w != nullptr, "rmsnorm_quant: no norm weight");
+  Params p{};
+  p.x = x; p.m = m; p.K = K; p.ld = K; p.rows = rows; p.w = w; p.eps = eps;
+  launch<kNorm>(p, dt, out, s);
+}
+
+void reorder_quant(const void* x, ActDtype dt, int64_t m, int64_t K, const FusedOut& out, cudaStream_t s) {
+  Params p{};
+  p.x = x; p.m = m; p.K = K; p.ld = K;
+  launch<kCopy>(p, dt, out, s);
+}
+
+void silu_mul_quant(const void* gu, ActDtype dt, int64_t m, int64_t F, const FusedOut& out, cudaStream_t s) {
+  Params p{};
+  p.x = gu; p.m = m; p.K = F; p.ld = 2 * F;
+  launch<kSilu>(p, dt, out, s);
+}
+
+// The o_proj-style quantizer of atom_gemm.h: reorder_quant on fp16 rows into `acts`.
+void atom_quantize_acts_fp16(const uint16_t* x, int64_t m, const int32_t* perm, const GpuAtomLayout& L, float a_clip,
+                             float a_outlier_clip, GpuAtomActs& acts, cudaStream_t s) {
+  ATOM_CUDA_REQUIRE(acts.m == m, "atom_quantize_acts_fp16: acts not resized for m rows");
+  FusedOut o;
+  o.atom = &acts;
+  o.perm = perm;
+  o.L = L;
+  o.a_clip = a_clip;
+  o.a_outlier_clip = a_outlier_clip;
+  reorder_quant(x, ActDtype::F16, m, L.k, o, s);
+}
+
+}  // namespace atom::cuda

@@ -1,0 +1,333 @@
+// GpuLlamaModel (gpu_model.h): weights, workspaces, the KV pool, and the forward pass.
+// Weight construction (from a CPU model / synthetic) is in gpu_model_weights.cpp.
+#include "atom/backend/cuda/gpu_model_impl.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+
+#include "atom/backend/cpu/ops.h"
+#include "atom/backend/cuda/elementwise.h"
+#include "atom/core/error.h"
+#include "atom/core/progress.h"
+
+namespace atom::cuda {
+
+const char* gpu_mode_name(GpuMode m) {
+  switch (m) {
+    case GpuMode::Fp16: return "fp16";
+    case GpuMode::W8A8: return "w8a8";
+    case GpuMode::Atom: return "atom";
+  }
+  return "?";
+}
+
+GpuMode parse_gpu_mode(const std::string& s) {
+  if (s == "fp16") return GpuMode::Fp16;
+  if (s == "w8a8") return GpuMode::W8A8;
+  if (s == "atom") return GpuMode::Atom;
+  fail("unknown GPU mode '{}' (fp16, w8a8, atom)", s);
+}
+
+// ------------------------------------------------------------------ one linear, per mode
+
+// Where the fused kernel in front of `lin` writes: the mode's input format of that linear.
+FusedOut GpuLlamaModel::Impl::input_of(GpuLinear& lin) {
+  FusedOut o;
+  switch (mode) {
+    case GpuMode::Fp16: o.f16 = act_f16.data(); break;
+    case GpuMode::W8A8:
+      o.i8 = act_i8.data();
+      o.i8_scale = act_i8_scale.data();
+      o.smooth = lin.w8.smooth.size() ? lin.w8.smooth.data() : nullptr;
+      break;
+    case GpuMode::Atom: o = atom_target(act_atom, lin.atom); break;
+  }
+  return o;
+}
+
+// y = input · Wᵀ for T rows: fp16 out (y16), or fp32 added into the residual stream (residual).
+// fp16_in overrides the fp16-mode input (the attention output goes to o_proj without a copy).
+void GpuLlamaModel::Impl::gemm(GpuLinear& lin, int64_t T, uint16_t* y16, float* residual, const uint16_t* fp16_in) {
+  const int m = int(T), n = int(lin.n), k = int(lin.k);
+  switch (mode) {
+    case GpuMode::Fp16: {
+      const uint16_t* x = fp16_in ? fp16_in : act_f16.data();
+      if (y16) blas.gemm_fp16(x, lin.f16.data(), y16, m, n, k, stream);
+      else blas.gemm_fp16_f32(x, lin.f16.data(), residual, m, n, k, 1.0f, stream);
+      break;
+    }
+    case GpuMode::W8A8: {
+      W8A8Out o;
+      o.y16 = y16;
+      o.y32 = residual;
+      o.accumulate = residual != nullptr;
+      w8a8_gemm(blas, act_i8.data(), act_i8_scale.data(), T, lin.w8, acc_i32.data(), o, stream);
+      break;
+    }
+    case GpuMode::Atom:
+      if (y16) {
+        atom_gemm(act_atom, lin.atom, y16, nullptr, nullptr, stream);
+      } else {  // atom_gemm may split K with atomics into its fp32 output: sum into scratch, then add
+        atom_gemm(act_atom, lin.atom, nullptr, tmp_f32.data(), nullptr, stream);
+        add_f32(residual, tmp_f32.data(), T * lin.n, stream);
+      }
+      break;
+  }
+}
+
+// ------------------------------------------------------------------ the forward pass
+
+// Packs the batch's host metadata into one int32 array, copied to the device in one transfer.
+void GpuLlamaModel::Impl::upload_batch(const std::vector<SeqStep>& batch, bool all_logits) {
+  const ModelConfig& c = cfg;
+  const int64_t B = int64_t(batch.size());
+  ATOM_CHECK(B > 0 && B <= opt.max_seqs, "GPU step: {} sequences (1..{} allowed)", B, opt.max_seqs);
+  int64_t T = 0, R = 0, max_q = 0, max_blocks = 1;
+  for (const SeqStep& sq : batch) {
+    ATOM_CHECK(sq.n_tokens > 0 && sq.tokens, "GPU step: sequence {} has no tokens", sq.seq_id);
+    ATOM_CHECK(sq.start_pos >= 0 && sq.block_table && sq.n_blocks * page_size >= sq.start_pos + sq.n_tokens,
+               "GPU step: sequence {} needs pages for {} positions, its block table has {} pages of {}", sq.seq_id,
+               sq.start_pos + sq.n_tokens, sq.n_blocks, page_size);
+    ATOM_CHECK(sq.n_blocks <= max_blocks_cap, "GPU step: sequence {} has {} blocks (max {})", sq.seq_id, sq.n_blocks,
+               max_blocks_cap);
+    T += sq.n_tokens;
+    R += all_logits ? sq.n_tokens : (sq.want_logits ? 1 : 0);
+    max_q = std::max(max_q, sq.n_tokens);
+    max_blocks = std::max(max_blocks, sq.n_blocks);
+  }
+  ATOM_CHECK(T <= opt.max_tokens, "GPU step: {} tokens exceed max_tokens {}", T, opt.max_tokens);
+  ATOM_CHECK(R <= max_logit_rows, "GPU step: {} logits rows exceed max_logit_rows {}", R, max_logit_rows);
+  step_T = T;
+  step_B = B;
+  step_R = R;
+  step_max_q = int(max_q);
+  step_max_blocks = int(max_blocks);
+  // layout: tokens[T] pos[T] slots[T] cu_q[B+1] seq_lens[B] block_tables[B*max_blocks] logit_rows[R]
+  off_tokens = 0;
+  off_pos = T;
+  off_slots = 2 * T;
+  off_cu_q = 3 * T;
+  off_seq_lens = off_cu_q + B + 1;
+  off_bt = off_seq_lens + B;
+  off_rows = off_bt + B * max_blocks;
+  const int64_t total = off_rows + R;
+  int32_t* h = host_meta.data();
+  int64_t t = 0, rr = 0;
+  h[off_cu_q] = 0;
+  for (int64_t b = 0; b < B; ++b) {
+    const SeqStep& sq = batch[size_t(b)];
+    for (int64_t i = 0; i < sq.n_tokens; ++i, ++t) {
+      const int32_t tok = sq.tokens[i];
+      ATOM_CHECK(tok >= 0 && tok < c.vocab_size, "token id {} out of range [0, {})", tok, c.vocab_size);
+      const int64_t p = sq.start_pos + i;
+      const int32_t page = sq.block_table[p / page_size];
+      ATOM_CHECK(page >= 0 && page < kv->spec().n_pages, "GPU step: page {} outside the pool of {}", page,
+                 kv->spec().n_pages);
+      h[off_tokens + t] = tok;
+      h[off_pos + t] = int32_t(p);
+      h[off_slots + t] = int32_t(int64_t(page) * page_size + p % page_size);
+      if (all_logits || (sq.want_logits && i == sq.n_tokens - 1)) h[off_rows + rr++] = int32_t(t);
+    }
+    h[off_cu_q + b + 1] = int32_t(t);
+    h[off_seq_lens + b] = int32_t(sq.start_pos + sq.n_tokens);
+    for (int64_t j = 0; j < max_blocks; ++j)
+      h[off_bt + b * max_blocks + j] = j < sq.n_blocks ? sq.block_table[j] : 0;
+  }
+  ATOM_CUDA_CHECK(cudaMemcpyAsync(meta.data(), h, size_t(total) * sizeof(int32_t), cudaMemcpyHostToDevice, stream));
+}
+
+void GpuLlamaModel::Impl::forward(const std::vector<SeqStep>& batch, bool all_logits, float* logits_host) {
+  upload_batch(batch, all_logits);
+  const ModelConfig& c = cfg;
+  const int64_t T = step_T, H = c.hidden_size, F = c.intermediate_size;
+  const int nh = c.num_heads, nkv = c.num_kv_heads, hd = c.head_dim;
+  const int32_t* d = meta.data();
+  const float scale = 1.0f / std::sqrt(float(hd));
+  float* x = x_f32.data();
+
+  embed_rows(embed.data(), d + off_tokens, T, H, x, stream);
+  for (int l = 0; l < c.num_layers; ++l) {
+    GpuLayer& L = layers[size_t(l)];
+    // --- attention block: x += o_proj(attn(rope(q), rope(k), v)), q/k/v = stacked GEMM of norm1(x) ---
+    rmsnorm_quant(x, ActDtype::F32, T, H, L.attn_norm.data(), c.rms_norm_eps, input_of(L.qkv), stream);
+    gemm(L.qkv, T, qkv16.data(), nullptr);
+    rope_split(qkv16.data(), d + off_pos, inv_freq.data(), T, nh, nkv, hd, q16.data(), k16.data(), v16.data(), stream);
+    kv_append(*kv, l, k16.data(), v16.data(), d + off_slots, T, stream);
+    paged_attention(*kv, l, q16.data(), d + off_cu_q, d + off_seq_lens, d + off_bt, step_max_blocks, int(step_B), T,
+                    nh, scale, att16.data(), *attn_ws, stream, step_max_q);
+    if (mode != GpuMode::Fp16) reorder_quant(att16.data(), ActDtype::F16, T, int64_t(nh) * hd, input_of(L.o), stream);
+    gemm(L.o, T, nullptr, x, att16.data());
+    // --- MLP block: x += down(silu(gate(norm2(x))) * up(norm2(x))), gate/up = one stacked GEMM ---
+    rmsnorm_quant(x, ActDtype::F32, T, H, L.ffn_norm.data(), c.rms_norm_eps, input_of(L.gate_up), stream);
+    gemm(L.gate_up, T, gu16.data(), nullptr);
+    silu_mul_quant(gu16.data(), ActDtype::F16, T, F, input_of(L.down), stream);
+    gemm(L.down, T, nullptr, x);
+  }
+  // --- final norm of the rows that want logits, lm_head (fp16 weights, fp32 logits) ---
+  const int64_t R = step_R;
+  if (R == 0) {
+    ATOM_CUDA_CHECK(cudaStreamSynchronize(stream));
+    return;
+  }
+  FusedOut hn;
+  hn.f16 = act_f16.data();
+  rmsnorm_quant(x, ActDtype::F32, R, H, final_norm.data(), c.rms_norm_eps, hn, stream, d + off_rows);
+  blas.gemm_fp16_f32(act_f16.data(), lm_head().data(), logits_f32.data(), int(R), c.vocab_size, int(H), 0.0f, stream);
+  ATOM_CUDA_CHECK(cudaMemcpyAsync(logits_host, logits_f32.data(), size_t(R) * c.vocab_size * sizeof(float),
+                                  cudaMemcpyDeviceToHost, stream));
+  ATOM_CUDA_CHECK(cudaStreamSynchronize(stream));
+}
+
+// ------------------------------------------------------------------ workspaces and the KV pool
+
+void GpuLlamaModel::Impl::allocate_runtime() {
+  const ModelConfig& c = cfg;
+  const int64_t T = opt.max_tokens, H = c.hidden_size, F = c.intermediate_size;
+  const int64_t qd = int64_t(c.num_heads) * c.head_dim, kvd = int64_t(c.num_kv_heads) * c.head_dim;
+  ATOM_CHECK(T > 0 && opt.max_seqs > 0 && opt.page_size > 0, "GPU model: bad options");
+  page_size = opt.page_size;
+  max_logit_rows = opt.max_logit_rows > 0 ? opt.max_logit_rows : opt.max_seqs;
+  max_blocks_cap = opt.max_blocks_per_seq > 0 ? opt.max_blocks_per_seq
+                                              : (c.max_position_embeddings + page_size - 1) / page_size;
+  const int64_t kmax = std::max({H, F, qd});
+  x_f32.resize(size_t(T * H));
+  qkv16.resize(size_t(T * (qd + 2 * kvd)));
+  q16.resize(size_t(T * qd));
+  k16.resize(size_t(T * kvd));
+  v16.resize(size_t(T * kvd));
+  att16.resize(size_t(T * qd));
+  gu16.resize(size_t(T * 2 * F));
+  act_f16.resize(size_t(T * kmax));
+  if (mode == GpuMode::W8A8) {
+    act_i8.resize(size_t(T * kmax));
+    act_i8_scale.resize(size_t(T));
+    acc_i32.resize(size_t(T * std::max({2 * F, qd + 2 * kvd, H})));
+  }
+  if (mode == GpuMode::Atom) {
+    // one activation buffer for every linear input: sized for the largest layout
+    GpuAtomLayout big;
+    for (const GpuLayer& L : layers)
+      for (const GpuLinear* lin : {&L.qkv, &L.o, &L.gate_up, &L.down}) {
+        big.n_groups = std::max(big.n_groups, lin->atom.L.n_groups);
+        big.n_outlier = std::max(big.n_outlier, lin->atom.L.n_outlier);
+      }
+    act_atom.resize(T, big);
+    tmp_f32.resize(size_t(T * H));
+  }
+  logits_f32.resize(size_t(max_logit_rows * c.vocab_size));
+  const int64_t meta_n = 3 * T + 2 * int64_t(opt.max_seqs) + 1 + int64_t(opt.max_seqs) * max_blocks_cap + max_logit_rows;
+  meta.resize(size_t(meta_n));
+  host_meta.resize(size_t(meta_n));
+  inv_freq.upload(rope_inv_freq(c), stream);
+  attn_ws = std::make_unique<AttentionWorkspace>(T, c.num_heads, c.head_dim);
+
+  PagedKvSpec spec;
+  spec.n_layers = c.num_layers;
+  spec.n_kv_heads = c.num_kv_heads;
+  spec.head_dim = c.head_dim;
+  spec.page_size = page_size;
+  const int bits = opt.kv_bits != 0 ? opt.kv_bits : (mode == GpuMode::Fp16 ? 16 : mode == GpuMode::W8A8 ? 8 : 4);
+  ATOM_CHECK(bits == 4 || bits == 8 || bits == 16, "GPU model: kv_bits must be 4, 8 or 16, got {}", bits);
+  spec.dtype = bits == 16 ? KvDtype::F16 : bits == 8 ? KvDtype::I8 : KvDtype::I4;
+  if (opt.kv_pages > 0) {
+    spec.n_pages = opt.kv_pages;
+  } else {
+    ATOM_CHECK(opt.gpu_memory_utilization > 0.0f && opt.gpu_memory_utilization <= 1.0f,
+               "gpu_memory_utilization must be in (0, 1], got {}", opt.gpu_memory_utilization);
+    ATOM_CUDA_CHECK(cudaStreamSynchronize(stream));
+    size_t free_b = 0, total_b = 0;
+    ATOM_CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
+    const double budget = double(free_b) - (1.0 - double(opt.gpu_memory_utilization)) * double(total_b);
+    spec.n_pages = PagedKvCache::pages_that_fit(spec, int64_t(std::max(0.0, budget)));
+  }
+  ATOM_CHECK(spec.n_pages > 0, "GPU model: no memory left for the KV cache (weights take {:.2f} GiB)",
+             double(weight_bytes) / double(1 << 30));
+  spec.validate();
+  kv = std::make_unique<PagedKvCache>(spec);
+  ATOM_CUDA_CHECK(cudaStreamSynchronize(stream));
+}
+
+// ------------------------------------------------------------------ the public class
+
+GpuLlamaModel::GpuLlamaModel(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+GpuLlamaModel::~GpuLlamaModel() = default;
+const ModelConfig& GpuLlamaModel::config() const { return impl_->cfg; }
+GpuMode GpuLlamaModel::mode() const { return impl_->mode; }
+int GpuLlamaModel::kv_bits() const { return cuda::kv_bits(impl_->kv->spec().dtype); }
+int GpuLlamaModel::page_size() const { return impl_->page_size; }
+int64_t GpuLlamaModel::num_pages() const { return impl_->kv->spec().n_pages; }
+int64_t GpuLlamaModel::weight_bytes() const { return impl_->weight_bytes; }
+int64_t GpuLlamaModel::max_blocks_per_seq() const { return impl_->max_blocks_cap; }
+
+std::string GpuLlamaModel::summary() const {
+  const Impl& m = *impl_;
+  return fmt::format("GPU model {}: mode {}, weights {:.2f} GiB, KV {} bits, {} pages of {} tokens ({:.2f} GiB)",
+                     m.name, gpu_mode_name(m.mode), double(m.weight_bytes) / double(1 << 30), kv_bits(),
+                     num_pages(), m.page_size, double(m.kv->bytes()) / double(1 << 30));
+}
+
+void GpuLlamaModel::step(const std::vector<SeqStep>& batch, float* logits) { impl_->forward(batch, false, logits); }
+
+void GpuLlamaModel::step_all_logits(const SeqStep& seq, float* logits) { impl_->forward({seq}, true, logits); }
+
+std::unique_ptr<GpuLlamaModel> GpuLlamaModel::Impl::finish(std::unique_ptr<Impl> impl) {
+  impl->allocate_runtime();
+  return std::unique_ptr<GpuLlamaModel>(new GpuLlamaModel(std::move(impl)));
+}
+
+// ------------------------------------------------------------------ perplexity
+
+PerplexityResult evaluate_perplexity_gpu(GpuLlamaModel& model, const std::vector<int32_t>& tokens, int ctx,
+                                         int64_t max_windows, int64_t chunk, bool progress) {
+  ATOM_CHECK(ctx >= 2, "perplexity: ctx must be >= 2, got {}", ctx);
+  ATOM_CHECK(chunk > 0, "perplexity: chunk must be positive");
+  const int64_t total = int64_t(tokens.size()) / ctx;
+  ATOM_CHECK(total > 0, "perplexity: the text has {} tokens, fewer than one window of {}", tokens.size(), ctx);
+  const int64_t windows = max_windows > 0 ? std::min(max_windows, total) : total;
+  const int64_t V = model.config().vocab_size, ps = model.page_size();
+  const int64_t n_blocks = (ctx + ps - 1) / ps;
+  ATOM_CHECK(n_blocks <= model.num_pages() && n_blocks <= model.max_blocks_per_seq(),
+             "perplexity: a window of {} needs {} KV pages, the pool has {}", ctx, n_blocks, model.num_pages());
+  std::vector<int32_t> block_table(static_cast<size_t>(n_blocks));
+  for (int64_t i = 0; i < n_blocks; ++i) block_table[size_t(i)] = int32_t(i);
+  std::vector<float> logits(size_t(chunk * V));
+
+  PerplexityResult r;
+  r.ctx = ctx;
+  r.total_windows = total;
+  const auto t0 = std::chrono::steady_clock::now();
+  double nll = 0;
+  ProgressBar bar("ppl (gpu)", windows, progress);
+  for (int64_t w = 0; w < windows; ++w) {
+    const int32_t* win = tokens.data() + w * ctx;
+    for (int64_t p0 = 0; p0 < ctx - 1; p0 += chunk) {  // the last token is never an input that is scored
+      const int64_t n = std::min(chunk, ctx - 1 - p0);
+      SeqStep s;
+      s.seq_id = w;
+      s.tokens = win + p0;
+      s.n_tokens = n;
+      s.start_pos = p0;
+      s.block_table = block_table.data();
+      s.n_blocks = n_blocks;
+      model.step_all_logits(s, logits.data());
+#pragma omp parallel for reduction(+ : nll)
+      for (int64_t i = 0; i < n; ++i) {
+        const float* li = &logits[size_t(i * V)];
+        nll += cpu::logsumexp(li, V) - double(li[win[p0 + i + 1]]);
+      }
+    }
+    r.predicted_tokens += ctx - 1;
+    bar.tick(fmt::format("ppl {:.4f}", std::exp(nll / double(r.predicted_tokens))));
+  }
+  bar.finish();
+  r.windows = windows;
+  r.mean_nll = nll / double(r.predicted_tokens);
+  r.ppl = std::exp(r.mean_nll);
+  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return r;
+}
+
+}  // namespace atom::cuda

@@ -1,0 +1,96 @@
+// The Llama decoder on the GPU (issue 6 item 1): one forward definition (GpuLlamaModel::forward in
+// gpu_model.cpp, read top to bottom) for three modes that differ only in how a linear's input is
+// quantized and which GEMM runs it:
+//   fp16  cuBLAS fp16 GEMMs (fp32 accumulate), fp16 KV
+//   w8a8  SmoothQuant INT8 (fused quantizer + cuBLASLt INT8 + scale epilogue), INT8 KV
+//   atom  W4A4 + 128 INT8 outliers (fused norm/reorder/SiLU quantizers + atom_gemm), INT4 KV
+// The residual stream is fp32 (as the CPU reference); linear inputs/outputs, q/k/v and the attention
+// output are fp16; logits are fp32. q/k/v and gate/up run as one stacked GEMM each (they share an input,
+// and in atom/w8a8 mode the same reorder / smoothing vector). Attention and the paged KV cache are
+// paged_kv.h's. Built from a loaded CPU LlamaModel (its linears name the mode: DenseLinear -> fp16,
+// W8A8Linear -> w8a8, AtomLinear -> atom) or as a synthetic model of a named shape generated on the GPU.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "atom/model/config.h"
+#include "atom/model/perplexity.h"
+
+namespace atom {
+struct LlamaModel;
+}
+
+namespace atom::cuda {
+
+enum class GpuMode { Fp16, W8A8, Atom };
+const char* gpu_mode_name(GpuMode m);         // "fp16", "w8a8", "atom"
+GpuMode parse_gpu_mode(const std::string& s);  // throws atom::Error
+
+// One sequence's share of a step — the engine's Executor::step interface, field for field.
+// Tokens at positions start_pos .. start_pos+n_tokens-1; the block table (host array) names the KV
+// pages holding positions 0 .. start_pos+n_tokens-1 (n_blocks * page_size of them at least).
+struct SeqStep {
+  int64_t seq_id = 0;
+  const int32_t* tokens = nullptr;
+  int64_t n_tokens = 0;
+  int64_t start_pos = 0;
+  const int32_t* block_table = nullptr;
+  int64_t n_blocks = 0;
+  bool want_logits = true;
+};
+
+struct GpuModelOptions {
+  int64_t max_tokens = 4096;            // rows of one step (sum of n_tokens)
+  int max_seqs = 256;                   // sequences of one step
+  int64_t max_logit_rows = 0;           // logits rows of one step (0: max_seqs)
+  int64_t max_blocks_per_seq = 0;       // 0: from max_position_embeddings
+  int page_size = 16;
+  int kv_bits = 0;                      // 0: the mode's (fp16 16, w8a8 8, atom 4); else 4, 8, 16
+  float gpu_memory_utilization = 0.9f;  // KV pool = this share of total memory minus what is in use
+  int64_t kv_pages = 0;                 // > 0: exactly this many pages instead
+};
+
+class GpuLlamaModel {
+ public:
+  // Uploads a CPU model (weights fp16 / int8 / GpuAtomWeights by its linears' kind).
+  static std::unique_ptr<GpuLlamaModel> from_cpu(const LlamaModel& m, const GpuModelOptions& opt = {});
+  // Seeded random weights generated on the GPU for a named shape (named_shape()), for speed work.
+  static std::unique_ptr<GpuLlamaModel> synthetic(const std::string& shape, GpuMode mode, uint64_t seed,
+                                                  const GpuModelOptions& opt = {});
+  // "llama2-7b", "llama2-13b", "llama2-70b", "llama3-8b" (Llama-3.1 RoPE scaling); throws otherwise.
+  static ModelConfig named_shape(const std::string& name);
+
+  ~GpuLlamaModel();
+  GpuLlamaModel(const GpuLlamaModel&) = delete;
+  GpuLlamaModel& operator=(const GpuLlamaModel&) = delete;
+
+  const ModelConfig& config() const;
+  GpuMode mode() const;
+  int kv_bits() const;
+  int page_size() const;
+  int64_t num_pages() const;        // KV pool size
+  int64_t weight_bytes() const;     // device bytes of all weights
+  int64_t max_blocks_per_seq() const;
+  std::string summary() const;
+
+  // One engine step: logits fp32 [count(want_logits), vocab] (host), for each want_logits sequence in
+  // batch order the logits of its last token.
+  void step(const std::vector<SeqStep>& batch, float* logits);
+  // Logits of every token of one sequence's step, [n_tokens, vocab] (perplexity); n_tokens <= max_logit_rows.
+  void step_all_logits(const SeqStep& seq, float* logits);
+
+  struct Impl;
+
+ private:
+  explicit GpuLlamaModel(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+// Perplexity with evaluate_perplexity's protocol (windows of ctx, NLL of tokens 1..ctx-1), each window
+// run as chunked prefill of `chunk` tokens (<= max_logit_rows) through the paged cache (pages 0..).
+PerplexityResult evaluate_perplexity_gpu(GpuLlamaModel& model, const std::vector<int32_t>& tokens, int ctx,
+                                         int64_t max_windows = 0, int64_t chunk = 256, bool progress = true);
+
+}  // namespace atom::cuda

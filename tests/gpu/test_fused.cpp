@@ -1,0 +1,226 @@
+// Fused activation kernels (fused_quant.h) and the W8A8 GEMM (w8a8_gemm.h) against the CPU reference,
+// fresh random inputs, outputs poisoned before each run.
+//   fused kernels, two checks per run:
+//     (1) the fp16 row the kernel produced vs the CPU op (cpu::rmsnorm / cpu::silu_mul / identity) rounded
+//         to fp16: equal, except RMSNorm/SiLU values may differ by 1 fp16 ulp in at most 0.5% of elements
+//         (rounding order: the GPU's tree-reduced sum of squares / expf vs glibc; see fused_quant.h);
+//     (2) the INT4/INT8 Atom activations and the W8A8 INT8 + scales: bit-exact vs the CPU quantizers
+//         (atom_quantize_activations, w8a8_quantize_activations) applied to that fp16 row.
+//   W8A8 GEMM: fp32 outputs bit-exact vs W8A8Linear::forward (same integers, same scale formula), fp16
+//   outputs equal to the fp16 rounding of the CPU value, accumulation = residual + CPU value exactly.
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "atom/backend/cpu/ops.h"
+#include "atom/backend/cuda/blas_baselines.h"
+#include "atom/backend/cuda/fused_quant.h"
+#include "atom/backend/cuda/w8a8_gemm.h"
+#include "atom/core/error.h"
+#include "atom/quant/w8a8_linear.h"
+#include "gpu_test_util.h"
+
+using namespace gpu_test;
+
+namespace {
+
+enum class Op { Norm, Copy, Silu };
+
+uint16_t to_bits(float v, ActDtype dt) { return dt == ActDtype::BF16 ? float_to_bf16(v) : float_to_fp16(v); }
+float from_bits(uint16_t b, ActDtype dt) { return dt == ActDtype::BF16 ? bf16_to_float(b) : fp16_to_float(b); }
+
+// Rows of `cols` values representable in dt (random_acts' mix of scales, zero rows, tiny rows).
+std::vector<float> inputs(int64_t m, int64_t cols, ActDtype dt, std::mt19937_64& rng) {
+  std::vector<float> x = random_acts(m, cols, rng);
+  if (dt == ActDtype::BF16)
+    for (float& v : x) v = bf16_to_float(float_to_bf16(v));
+  return x;
+}
+
+DeviceBuffer<uint8_t> upload_as(const std::vector<float>& x, ActDtype dt, cudaStream_t s) {
+  DeviceBuffer<uint8_t> d;
+  if (dt == ActDtype::F32) {
+    d.upload(reinterpret_cast<const uint8_t*>(x.data()), x.size() * 4, s);
+  } else {
+    std::vector<uint16_t> h(x.size());
+    for (size_t i = 0; i < x.size(); ++i) h[i] = to_bits(x[i], dt);
+    d.upload(reinterpret_cast<const uint8_t*>(h.data()), h.size() * 2, s);
+  }
+  return d;
+}
+
+void check_fused(Op op, ActDtype dt, int64_t K, int64_t m, bool gather_rows, std::mt19937_64& rng) {
+  SCOPED_TRACE("op=" + std::to_string(int(op)) + " dtype=" + std::to_string(int(dt)) + " K=" + std::to_string(K) +
+               " m=" + std::to_string(m) + (gather_rows ? " gathered" : ""));
+  Stream st;
+  const int64_t cols = op == Op::Silu ? 2 * K : K;
+  const int64_t m_in = gather_rows ? m + 3 : m;
+  const std::vector<float> x = inputs(m_in, cols, dt, rng);
+  std::vector<int32_t> rows(static_cast<size_t>(m));
+  for (int64_t i = 0; i < m; ++i) rows[size_t(i)] = gather_rows ? int32_t(rng() % uint64_t(m_in)) : int32_t(i);
+  std::uniform_real_distribution<float> ud(0.5f, 1.5f);
+  std::vector<float> w(static_cast<size_t>(K)), smooth(static_cast<size_t>(K));
+  for (auto& v : w) v = ud(rng);
+  for (auto& v : smooth) v = ud(rng) * ud(rng);
+  const float eps = 1e-5f;
+
+  // CPU op in fp32 on the gathered rows, rounded to fp16
+  std::vector<float> xin(static_cast<size_t>(m * cols)), ref(static_cast<size_t>(m * K));
+  for (int64_t i = 0; i < m; ++i)
+    std::copy_n(&x[size_t(rows[size_t(i)] * cols)], cols, &xin[size_t(i * cols)]);
+  for (int64_t i = 0; i < m; ++i) {
+    const float* xi = &xin[size_t(i * cols)];
+    float* ri = &ref[size_t(i * K)];
+    if (op == Op::Norm) cpu::rmsnorm(xi, w.data(), ri, 1, K, eps);
+    else if (op == Op::Silu) cpu::silu_mul(xi, xi + K, ri, K);
+    else std::copy_n(xi, K, ri);
+  }
+
+  const quant::AtomConfig acfg;
+  const quant::AtomLayout QL(K, acfg);
+  const GpuAtomLayout L = make_gpu_layout(K, QL.n_outlier, QL.group);
+  const auto perm = random_perm(K, rng);
+  DeviceBuffer<int32_t> dperm, drows;
+  dperm.upload(perm, st);
+  drows.upload(rows, st);
+  DeviceBuffer<float> dw, dsmooth, di8s;
+  dw.upload(w, st);
+  dsmooth.upload(smooth, st);
+  auto dx = upload_as(x, dt, st);
+  DeviceBuffer<uint16_t> f16(static_cast<size_t>(m * K));
+  DeviceBuffer<int8_t> i8(static_cast<size_t>(m * K));
+  di8s.resize(static_cast<size_t>(m));
+  GpuAtomActs acts;
+  acts.resize(m, L);
+  for (auto* b : {&acts.q4}) b->fill_bytes(0xA5, st);
+  acts.scale.fill_bytes(0xFF, st);
+  acts.q8.fill_bytes(0x80, st);
+  acts.oscale.fill_bytes(0xFF, st);
+  f16.fill_bytes(0xFF, st);  // NaN
+  i8.fill_bytes(0x80, st);
+  di8s.fill_bytes(0xFF, st);
+
+  FusedOut o;
+  o.f16 = f16.data();
+  o.i8 = i8.data();
+  o.i8_scale = di8s.data();
+  o.smooth = dsmooth.data();
+  o.atom = &acts;
+  o.perm = dperm.data();
+  o.L = L;
+  o.a_clip = acfg.a_clip;
+  o.a_outlier_clip = acfg.a_outlier_clip;
+  if (op == Op::Norm) rmsnorm_quant(dx.data(), dt, m, K, dw.data(), eps, o, st, gather_rows ? drows.data() : nullptr);
+  else if (op == Op::Silu) silu_mul_quant(dx.data(), dt, m, K, o, st);
+  else reorder_quant(dx.data(), dt, m, K, o, st);
+  st.sync();
+
+  // (1) the fp16 row
+  const auto g16 = f16.download();
+  std::vector<float> g(static_cast<size_t>(m * K));
+  int64_t off1 = 0, bad = 0;
+  for (size_t i = 0; i < g.size(); ++i) {
+    g[i] = fp16_to_float(g16[i]);
+    const uint16_t want = float_to_fp16(ref[i]);
+    if (g16[i] == want) continue;
+    const int d = std::abs(int(int16_t(g16[i])) - int(int16_t(want)));  // same sign: ulp distance
+    if (op != Op::Copy && d == 1 && (g16[i] ^ want) < 0x8000) ++off1;
+    else if (bad++ < 5) ADD_FAILURE() << "fp16 row at " << i << ": gpu " << g[i] << " cpu " << ref[i];
+  }
+  EXPECT_EQ(bad, 0);
+  EXPECT_LE(off1, std::max<int64_t>(1, m * K / 200)) << "too many 1-ulp differences";
+
+  // (2) quantizers on that row, bit-exact
+  quant::AtomActivations ca;
+  quant::atom_quantize_activations(g.data(), m, perm, QL, acfg, ca);
+  expect_acts_equal(acts, ca, L, m);
+  std::vector<int8_t> cq(static_cast<size_t>(m * K));
+  std::vector<float> cs(static_cast<size_t>(m));
+  quant::w8a8_quantize_activations(g.data(), m, K, smooth, cq.data(), cs.data());
+  const auto gq = i8.download();
+  const auto gs = di8s.download();
+  EXPECT_EQ(std::memcmp(gq.data(), cq.data(), cq.size()), 0) << "W8A8 INT8 values differ";
+  EXPECT_EQ(std::memcmp(gs.data(), cs.data(), cs.size() * 4), 0) << "W8A8 scales differ";
+}
+
+TEST(GpuFused, KernelsMatchCpuReference) {
+  REQUIRE_GPU();
+  std::mt19937_64 rng(fresh_seed());
+  std::vector<int64_t> ks = {576, 1536, 396, 4096};  // 396: rows not a multiple of 8 (scalar path), ragged group of 12
+  std::vector<int64_t> ms = {1, 7, 130};
+  if (small_only()) ks = {576, 396}, ms = {1, 9};
+  for (Op op : {Op::Norm, Op::Copy, Op::Silu})
+    for (ActDtype dt : {ActDtype::F32, ActDtype::F16, ActDtype::BF16})
+      for (int64_t k : ks)
+        for (int64_t m : ms) check_fused(op, dt, k, m, false, rng);
+  check_fused(Op::Norm, ActDtype::F32, 576, 5, true, rng);  // final-norm row gather
+}
+
+TEST(GpuFused, RejectsBadShapes) {
+  REQUIRE_GPU();
+  FusedOut none;
+  DeviceBuffer<uint16_t> x(64);
+  EXPECT_THROW(reorder_quant(x.data(), ActDtype::F16, 1, 64, none, nullptr), atom::Error);  // no output
+  DeviceBuffer<uint16_t> y(64);
+  FusedOut o;
+  o.f16 = y.data();
+  EXPECT_THROW(reorder_quant(x.data(), ActDtype::F16, 1, 40000, o, nullptr), atom::Error);  // K too large
+}
+
+TEST(GpuW8A8, GemmMatchesW8A8Linear) {
+  REQUIRE_GPU();
+  std::mt19937_64 rng(fresh_seed());
+  Stream st;
+  BlasBaselines blas;
+  struct S { int64_t n, k; };
+  std::vector<S> shapes = {{576, 576}, {192, 576}, {1536, 576}, {576, 1536}};
+  if (!small_only()) shapes.push_back({4096, 4096});
+  for (S sh : shapes) {
+    std::normal_distribution<float> nd(0.0f, 0.05f);
+    std::vector<float> w(static_cast<size_t>(sh.n * sh.k)), amax(static_cast<size_t>(sh.k));
+    for (auto& v : w) v = nd(rng);
+    std::uniform_real_distribution<float> ud(0.1f, 30.0f);
+    for (auto& v : amax) v = ud(rng);
+    const quant::W8A8Linear lin(w.data(), sh.n, sh.k, amax.data());
+    GpuW8A8Weights gw;
+    upload_w8a8_weights({&lin.weights()}, gw, st);
+    for (int64_t m : {1, 5, 64, 300}) {
+      SCOPED_TRACE("n=" + std::to_string(sh.n) + " k=" + std::to_string(sh.k) + " m=" + std::to_string(m));
+      const auto x = random_acts(m, sh.k, rng);
+      std::vector<float> yc(static_cast<size_t>(m * sh.n));
+      lin.forward(x.data(), m, yc.data());
+      DeviceBuffer<uint16_t> dx;
+      dx.upload(to_fp16(x), st);
+      DeviceBuffer<int8_t> q(static_cast<size_t>(m * sh.k));
+      DeviceBuffer<float> sx(static_cast<size_t>(m)), y32(static_cast<size_t>(m * sh.n));
+      DeviceBuffer<uint16_t> y16(static_cast<size_t>(m * sh.n));
+      DeviceBuffer<int32_t> acc(static_cast<size_t>(m * sh.n));
+      FusedOut o;
+      o.i8 = q.data();
+      o.i8_scale = sx.data();
+      o.smooth = gw.smooth.data();
+      reorder_quant(dx.data(), ActDtype::F16, m, sh.k, o, st);
+      y32.fill_bytes(0xFF, st);
+      y16.fill_bytes(0xFF, st);
+      w8a8_gemm(blas, q.data(), sx.data(), m, gw, acc.data(), W8A8Out{nullptr, y32.data(), false}, st);
+      w8a8_gemm(blas, q.data(), sx.data(), m, gw, acc.data(), W8A8Out{y16.data(), nullptr, false}, st);
+      const auto g32 = y32.download(st);
+      const auto g16 = y16.download(st);
+      EXPECT_EQ(std::memcmp(g32.data(), yc.data(), yc.size() * 4), 0) << "fp32 output not bit-exact";
+      int64_t bad16 = 0;
+      for (size_t i = 0; i < yc.size(); ++i) bad16 += g16[i] != float_to_fp16(yc[i]);
+      EXPECT_EQ(bad16, 0);
+      // accumulate: residual + y
+      std::vector<float> res(yc.size());
+      for (auto& v : res) v = nd(rng);
+      y32.upload(res, st);
+      w8a8_gemm(blas, q.data(), sx.data(), m, gw, acc.data(), W8A8Out{nullptr, y32.data(), true}, st);
+      const auto ga = y32.download(st);
+      int64_t bada = 0;
+      for (size_t i = 0; i < yc.size(); ++i) bada += ga[i] != res[i] + yc[i];
+      EXPECT_EQ(bada, 0);
+    }
+  }
+}
+
+}  // namespace
