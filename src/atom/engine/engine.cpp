@@ -224,12 +224,13 @@ void Engine::run_iteration(std::vector<std::unique_ptr<Live>>& fresh, std::vecto
   int64_t row = 0;
   for (const ScheduledChunk& c : step.chunks) {
     if (!c.want_logits) continue;
-    Live& live = *live_.at(c.seq->id);
+    const int64_t id = c.seq->id;
     try {
-      on_token(live, logits_.data() + row++ * vocab);
+      on_token(*live_.at(id), logits_.data() + row++ * vocab);
     } catch (const std::exception& e) {  // e.g. a sampled id the tokenizer cannot decode
-      spdlog::error("engine: request {} failed: {}", live.seq.id, e.what());
-      finish(live, FinishReason::Abort, {}, fmt::format("internal error: {}", e.what()));
+      spdlog::error("engine: request {} failed: {}", id, e.what());
+      if (auto it = live_.find(id); it != live_.end())
+        finish(*it->second, FinishReason::Abort, {}, fmt::format("internal error: {}", e.what()));
     }
   }
   publish_stats();
