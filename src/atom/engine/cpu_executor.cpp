@@ -12,6 +12,9 @@ CpuExecutor::CpuExecutor(std::shared_ptr<const LlamaModel> model, int64_t page_s
   ATOM_CHECK(model_ != nullptr, "CpuExecutor: no model");
   ATOM_CHECK(page_size > 0 && num_pages > 0, "CpuExecutor: page size ({}) and page count ({}) must be positive",
              page_size, num_pages);
+  // Name the mode by the model's linears (a quantized checkpoint is still a LlamaModel).
+  const std::string kind = model_->layers.empty() ? "dense" : model_->layers[0].at(LinearSlot::Q).kind();
+  name_ = kind == "dense" ? "cpu-fp32" : "cpu-" + kind;
 }
 
 KVCache& CpuExecutor::cache_for(const SeqStep& s) {

@@ -19,7 +19,7 @@ class CpuExecutor final : public Executor {
   int64_t num_pages() const override { return num_pages_; }
   void step(const std::vector<SeqStep>& batch, float* logits) override;
   void release(int64_t seq_id) override { caches_.erase(seq_id); }
-  std::string name() const override { return "cpu-fp32"; }
+  std::string name() const override { return name_; }  // "cpu-fp32", "cpu-<quantized linear kind>"
 
   int64_t num_live_sequences() const { return int64_t(caches_.size()); }
 
@@ -28,6 +28,7 @@ class CpuExecutor final : public Executor {
 
   std::shared_ptr<const LlamaModel> model_;
   int64_t page_size_, num_pages_;
+  std::string name_;
   std::unordered_map<int64_t, KVCache> caches_;
   std::vector<float> hidden_;
 };
