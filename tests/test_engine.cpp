@@ -3,7 +3,7 @@
 // queue limits, invalid requests and shutdown.
 #include <gtest/gtest.h>
 
-#include <future>
+#include <filesystem>
 
 #include "atom/model/generate.h"
 #include "atom/tokenizer/utf8.h"
@@ -362,6 +362,44 @@ TEST(EngineMetrics, HistogramAndPercentiles) {
   EXPECT_DOUBLE_EQ(percentile({1, 2}, 50), 1.5);
   EXPECT_DOUBLE_EQ(percentile({1, 2, 3, 4, 5}, 100), 5.0);
   EXPECT_DOUBLE_EQ(percentile({}, 99), 0.0);
+}
+
+}  // namespace
+}  // namespace atom::engine
+
+namespace atom::engine {
+namespace {
+
+// With SmolLM2's real tokenizer (when the GGUF is present): chat-templated prompts, whole UTF-8
+// characters in every delta, and the same text as generate().
+TEST(Engine, RealTokenizerChatPromptsStreamWholeCharacters) {
+  const std::string gguf = ATOM_MODEL_DIR "/SmolLM2-135M-Instruct.Q4_1.gguf";
+  if (!std::filesystem::exists(gguf)) GTEST_SKIP() << "SmolLM2 GGUF not found at " << gguf;
+  static std::shared_ptr<const Tokenizer> tok(load_tokenizer(gguf));
+  const uint64_t seed = fresh_seed();
+  SCOPED_TRACE(seed);
+  std::mt19937_64 rng(seed);
+  std::shared_ptr<const LlamaModel> model = make_random_llama(test::tiny_engine_config(tok->vocab_size()), seed);
+  EngineOptions o;
+  Engine engine(std::make_unique<CpuExecutor>(model, 16, 64), tok, o);
+  const std::string text = tok->apply_chat_template({{"user", "Ünïcödé 🙂 and 中文, please"}}, true);
+  Request r;
+  r.prompt = tok->encode(text);
+  r.max_tokens = 24;
+  r.ignore_eos = true;
+  r.sampling = {1.0f, 0, 1.0f, rng()};
+  RequestHandle h = engine.submit(r);
+  std::string streamed;
+  for (RequestEvent ev = h->next();; ev = h->next()) {
+    EXPECT_TRUE(tok::is_valid_utf8(ev.text));
+    streamed += ev.text;
+    if (ev.finished) break;
+  }
+  GenerateOptions g;
+  g.max_tokens = 24;
+  g.sampling = r.sampling;
+  g.stop_at_eos = false;
+  EXPECT_EQ(streamed, generate(*model, *tok, r.prompt, g).text);
 }
 
 }  // namespace
