@@ -45,7 +45,8 @@ struct EngineStats {
   int64_t kv_pages_used = 0, kv_pages_total = 0, kv_pages_peak = 0;
   int64_t largest_batch = 0;                   // most sequences in one iteration so far
   int64_t iterations = 0, preemptions = 0;
-  int64_t prompt_tokens = 0, generated_tokens = 0;  // totals over finished and running requests
+  int64_t prompt_tokens = 0;     // prompts of finished requests
+  int64_t generated_tokens = 0;  // every token sampled so far (running requests included)
   int64_t finished_stop = 0, finished_length = 0, finished_abort = 0;
   Histogram ttft{ttft_buckets()}, tpot{tpot_buckets()};
 };
