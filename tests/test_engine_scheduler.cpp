@@ -122,7 +122,7 @@ TEST(Scheduler, ChunkedPrefillRespectsTheTokenBudget) {
 
 TEST(Scheduler, DecodesGoFirstThenPrefillsShareTheRest) {
   PagePool pool(100, 4);
-  Scheduler sched({.max_num_seqs = 8, .max_num_batched_tokens = 6}, pool);
+  Scheduler sched({.max_num_seqs = 4, .max_num_batched_tokens = 6}, pool);
   Sequence a = make_seq(1, 3), b = make_seq(2, 3), c = make_seq(3, 30);
   sched.add(&a);
   sched.add(&b);
@@ -140,6 +140,13 @@ TEST(Scheduler, DecodesGoFirstThenPrefillsShareTheRest) {
   EXPECT_EQ(st.chunks[2].n_tokens, 4);  // what the budget leaves
   EXPECT_FALSE(st.chunks[2].want_logits);
   EXPECT_EQ(st.num_tokens, 6);
+}
+
+TEST(Scheduler, ConfigIsValidated) {
+  PagePool pool(4, 4);
+  expect_error([&] { Scheduler(SchedulerConfig{.max_num_seqs = 0}, pool); }, {"max_num_seqs must be >= 1"});
+  expect_error([&] { Scheduler(SchedulerConfig{.max_num_seqs = 8, .max_num_batched_tokens = 4}, pool); },
+               {"max_num_batched_tokens (4) must be >= max_num_seqs (8)"});
 }
 
 TEST(Scheduler, MaxNumSeqsAndFcfsAdmission) {

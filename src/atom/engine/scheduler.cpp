@@ -8,7 +8,11 @@ namespace atom::engine {
 
 void SchedulerConfig::validate() const {
   ATOM_CHECK(max_num_seqs >= 1, "max_num_seqs must be >= 1, got {}", max_num_seqs);
-  ATOM_CHECK(max_num_batched_tokens >= 1, "max_num_batched_tokens must be >= 1, got {}", max_num_batched_tokens);
+  // Every running sequence must be able to decode in every iteration, or the newest would starve.
+  ATOM_CHECK(max_num_batched_tokens >= max_num_seqs,
+             "max_num_batched_tokens ({}) must be >= max_num_seqs ({}): each running sequence decodes a token "
+             "per iteration",
+             max_num_batched_tokens, max_num_seqs);
 }
 
 Scheduler::Scheduler(const SchedulerConfig& cfg, PagePool& pool) : cfg_(cfg), pool_(pool) { cfg_.validate(); }
