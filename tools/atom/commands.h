@@ -14,6 +14,8 @@ void add_generate_command(CLI::App& app);
 void add_ppl_command(CLI::App& app);
 void add_logits_command(CLI::App& app);
 void add_quantize_command(CLI::App& app);
+void add_serve_command(CLI::App& app);
+void add_bench_command(CLI::App& app);  // `bench serve` (and later benchmarks)
 
 // The model and its tokenizer from one path (HF directory, .gguf, or Atom checkpoint).
 struct LoadedModel {

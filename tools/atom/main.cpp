@@ -17,6 +17,8 @@ int main(int argc, char** argv) {
   atom::cli::add_ppl_command(app);
   atom::cli::add_generate_command(app);
   atom::cli::add_logits_command(app);
+  atom::cli::add_serve_command(app);
+  atom::cli::add_bench_command(app);
   add_tokenize_command(app);
 
   try {

@@ -4,6 +4,7 @@
 #include <chrono>
 
 #include "atom/core/error.h"
+#include "atom/model/text_stream.h"
 
 namespace atom {
 
@@ -31,7 +32,7 @@ GenerateResult generate(const LlamaModel& model, const Tokenizer& tok, const std
   res.prefill_seconds = std::chrono::duration<double>(t1 - t0).count();
 
   const auto& stops = tok.stop_ids();
-  size_t emitted = 0;  // bytes of res.text already handed to on_text
+  StopStringStream text(tok, opt.stop_strings);
   for (int i = 0; i < opt.max_tokens; ++i) {
     const int32_t id = sampler.sample(logits.data(), model.cfg.vocab_size);
     if (opt.stop_at_eos && std::find(stops.begin(), stops.end(), id) != stops.end()) {
@@ -39,29 +40,9 @@ GenerateResult generate(const LlamaModel& model, const Tokenizer& tok, const std
       break;
     }
     res.tokens.push_back(id);
-    res.text += stream.push(id);
-    // Stop strings: cut the text at the first match and end.
-    bool stopped = false;
-    for (const std::string& s : opt.stop_strings) {
-      const size_t at = s.empty() ? std::string::npos : res.text.find(s);
-      if (at != std::string::npos) {
-        res.text.resize(at);
-        stopped = true;
-      }
-    }
-    // Hold back a tail that could still become a stop string.
-    size_t safe = res.text.size();
-    if (!stopped)
-      for (const std::string& s : opt.stop_strings)
-        for (size_t k = std::min(s.size() - (s.empty() ? 0 : 1), res.text.size()); k > 0; --k)
-          if (res.text.compare(res.text.size() - k, k, s, 0, k) == 0) {
-            safe = std::min(safe, res.text.size() - k);
-            break;
-          }
-    if (on_text && safe > emitted) {
-      if (!on_text(res.text.substr(emitted, safe - emitted))) stopped = true;
-      emitted = safe;
-    }
+    const std::string piece = text.push(id);
+    bool stopped = text.stopped();
+    if (on_text && !piece.empty() && !on_text(piece)) stopped = true;
     if (stopped) {
       res.finish_reason = "stop";
       break;
@@ -71,8 +52,9 @@ GenerateResult generate(const LlamaModel& model, const Tokenizer& tok, const std
     model.forward(&id, 1, cache, h.data());
     model.logits(h.data(), 1, logits.data());
   }
-  if (res.finish_reason == "length") res.text += stream.flush();
-  if (on_text && res.text.size() > emitted) on_text(res.text.substr(emitted));
+  const std::string tail = text.finish(/*flush_decoder=*/res.finish_reason == "length");
+  if (on_text && !tail.empty()) on_text(tail);
+  res.text = text.text();
   res.decode_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count();
   return res;
 }

@@ -1,0 +1,54 @@
+// The contract between the serving engine and a model backend. The engine owns scheduling and
+// page accounting (PagePool, block tables); an executor runs one iteration over a ragged batch
+// and keeps the K/V of each sequence in the pages the engine assigned to it.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "atom/model/config.h"
+
+namespace atom {
+struct LlamaModel;
+}
+
+namespace atom::engine {
+
+struct SeqStep {                 // one sequence's slice of a batch iteration
+  int64_t seq_id;
+  const int32_t* tokens;         // new tokens: a prefill chunk, or 1 token when decoding
+  int64_t n_tokens;
+  int64_t start_pos;             // tokens of this sequence already in its KV pages
+  const int32_t* block_table;    // page ids holding positions [0, start_pos + n_tokens)
+  int64_t n_blocks;
+  bool want_logits;              // logits of the last new token are needed
+};
+
+class Executor {
+ public:
+  virtual ~Executor() = default;
+  virtual const ModelConfig& config() const = 0;
+  virtual int64_t page_size() const = 0;   // tokens per KV page
+  virtual int64_t num_pages() const = 0;   // KV pool capacity in pages
+  // One iteration over a ragged batch; writes fp32 logits [count(want_logits), vocab] in batch order.
+  virtual void step(const std::vector<SeqStep>& batch, float* logits) = 0;
+  virtual void release(int64_t seq_id) {}  // the sequence finished or was preempted: its pages are free again
+  virtual std::string name() const = 0;    // e.g. "cpu-fp32", "cuda-atom"
+};
+
+// How to build an executor. `device` picks the backend: "cpu" today; a GPU executor registers
+// here (make_executor) so the engine, server and benchmark need no change.
+struct ExecutorOptions {
+  std::string device = "cpu";
+  int64_t page_size = 16;
+  int64_t num_pages = 0;        // 0 = enough for max_num_seqs sequences of max_model_len
+  int64_t max_num_seqs = 8;     // only used to size the default pool
+  int64_t max_model_len = 0;    // only used to size the default pool (0 = the model context)
+};
+
+// Builds the executor for `options.device` over a loaded model; throws atom::Error naming the
+// device when it is unknown or unavailable in this build.
+std::unique_ptr<Executor> make_executor(std::shared_ptr<const LlamaModel> model, const ExecutorOptions& options);
+
+}  // namespace atom::engine

@@ -1,0 +1,47 @@
+#include "engine_args.h"
+
+#include <spdlog/spdlog.h>
+
+#include "atom/engine/executor.h"
+
+namespace atom::cli {
+
+void add_engine_options(CLI::App* c, EngineArgs& a) {
+  c->add_option("--device", a.device, "Backend that runs the model (cpu)")->capture_default_str();
+  c->add_option("--max-num-seqs", a.max_num_seqs, "Sequences in the running batch at most")
+      ->capture_default_str()->check(CLI::Range(int64_t(1), int64_t(1) << 20));
+  c->add_option("--max-num-batched-tokens", a.max_num_batched_tokens,
+                "New tokens per iteration at most (long prompts are prefilled in chunks of this)")
+      ->capture_default_str()->check(CLI::Range(int64_t(1), int64_t(1) << 24));
+  c->add_option("--max-queue", a.max_queue, "Waiting requests at most (more are refused: HTTP 429)")
+      ->capture_default_str()->check(CLI::Range(int64_t(1), int64_t(1) << 24));
+  c->add_option("--page-size", a.page_size, "Tokens per KV page")->capture_default_str()->check(CLI::Range(1, 4096));
+  c->add_option("--kv-pages", a.kv_pages, "KV pool size in pages (0 = max-num-seqs sequences of max-model-len)")
+      ->capture_default_str()->check(CLI::NonNegativeNumber);
+  c->add_option("--max-model-len", a.max_model_len, "Prompt + completion tokens at most (0 = the model context)")
+      ->capture_default_str()->check(CLI::NonNegativeNumber);
+  c->add_option("-t,--threads", a.threads, "CPU threads (0 = all)")->capture_default_str();
+}
+
+std::unique_ptr<engine::Engine> make_engine(const EngineArgs& a, LoadedModel loaded) {
+  set_threads(a.threads);
+  engine::ExecutorOptions xo;
+  xo.device = a.device;
+  xo.page_size = a.page_size;
+  xo.num_pages = a.kv_pages;
+  xo.max_num_seqs = a.max_num_seqs;
+  xo.max_model_len = a.max_model_len;
+  auto executor = engine::make_executor(std::shared_ptr<const LlamaModel>(std::move(loaded.model)), xo);
+  engine::EngineOptions eo;
+  eo.scheduler.max_num_seqs = a.max_num_seqs;
+  eo.scheduler.max_num_batched_tokens = a.max_num_batched_tokens;
+  eo.max_queue = a.max_queue;
+  eo.max_model_len = a.max_model_len;
+  spdlog::info("engine: {} executor, KV pool {} pages x {} tokens, batch <= {} seqs / {} tokens, queue <= {}",
+               executor->name(), executor->num_pages(), executor->page_size(), a.max_num_seqs,
+               a.max_num_batched_tokens, a.max_queue);
+  return std::make_unique<engine::Engine>(std::move(executor),
+                                          std::shared_ptr<const Tokenizer>(std::move(loaded.tokenizer)), eo);
+}
+
+}  // namespace atom::cli
