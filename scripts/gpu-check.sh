@@ -17,7 +17,11 @@
 # and are unpacked with dpkg -x into a private prefix (never into /).
 #
 # Environment knobs: GPU_CHECK_STAGES (default "env deps build cpu gpu sanitize bench"),
-#   BENCH_ARGS (extra arguments for bench_gemm), BUILD (build dir, default build-gpu).
+#   BENCH_ARGS (extra arguments for bench_gemm), BUILD (build dir, default build-gpu),
+#   BUILD_TARGETS (only these targets, e.g. "atom_gpu_tests bench_attention"), GPU_TEST_FILTER (gtest filter
+#   for the gpu stage), SANITIZE_FILTER (gtest filter for compute-sanitizer), BENCH (which benchmarks:
+#   default "gemm attention"; "fused" adds bench_fused), ATTN_BENCH_ARGS (extra arguments for bench_attention),
+#   FUSED_BENCH_ARGS (extra arguments for bench_fused).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-$PWD/out}
@@ -69,21 +73,35 @@ if has build; then
   t0=$(date +%s)
   cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DATOM_CUDA=ON "${CMAKE_DEP_ARGS[@]}" \
     >"$OUT/configure.log" 2>&1 || { tail -40 "$OUT/configure.log"; echo "CONFIGURE FAILED"; exit 1; }
-  cmake --build "$BUILD" -j"$JOBS" >"$OUT/build.log" 2>&1 || { grep -E 'error|Error' -A3 "$OUT/build.log" | head -60; echo "BUILD FAILED"; exit 1; }
+  cmake --build "$BUILD" -j"$JOBS" ${BUILD_TARGETS:+--target $BUILD_TARGETS} >"$OUT/build.log" 2>&1 || { grep -E 'error|Error' -A3 "$OUT/build.log" | head -60; echo "BUILD FAILED"; exit 1; }
   SUMMARY+=("build: ok in $(( $(date +%s) - t0 )) s")
 fi
 
 if has gpu; then
   say "GPU tests (atom_gpu_tests directly, then ctest -L gpu)"
-  "$BUILD/tests/gpu/atom_gpu_tests" 2>&1 | tee "$OUT/gpu-tests.log" | grep -E '^\[  (FAILED|PASSED|  OK|SKIPPED)|Failure|expected|error' | head -80
-  ctest --test-dir "$BUILD" -L gpu -j4 --timeout 600 >"$OUT/ctest-gpu.log" 2>&1
-  rc=$?; SUMMARY+=("ctest -L gpu: rc=$rc, $(grep -E 'tests passed' "$OUT/ctest-gpu.log")")
+  "$BUILD/tests/gpu/atom_gpu_tests" ${GPU_TEST_FILTER:+--gtest_filter=$GPU_TEST_FILTER} 2>&1 | tee "$OUT/gpu-tests.log" | grep -E '^\[  (FAILED|PASSED|  OK|SKIPPED)|Failure|expected|error' | head -80
+  if [ -z "${GPU_TEST_FILTER:-}" ]; then
+    ctest --test-dir "$BUILD" -L gpu -j4 --timeout 600 >"$OUT/ctest-gpu.log" 2>&1
+    rc=$?; SUMMARY+=("ctest -L gpu: rc=$rc, $(grep -E 'tests passed' "$OUT/ctest-gpu.log")")
+  else
+    SUMMARY+=("gpu tests ($GPU_TEST_FILTER): $(grep -E '^\[  (PASSED|FAILED) ' "$OUT/gpu-tests.log" | tr '\n' ' ')")
+  fi
 fi
 
 if has bench; then
   say "benchmark"
-  "$BUILD/bench/bench_gemm" --json "$OUT/bench_gemm.json" ${BENCH_ARGS:-} 2>&1 | tee "$OUT/bench.log" | tail -120
-  if command -v gnuplot >/dev/null && [ -f bench/plot_gemm.sh ]; then bash bench/plot_gemm.sh "$OUT/bench_gemm.json" "$OUT/bench_gemm.png"; fi
+  BENCH=${BENCH:-gemm attention}
+  if [[ " $BENCH " == *" gemm "* ]]; then
+    "$BUILD/bench/bench_gemm" --json "$OUT/bench_gemm.json" ${BENCH_ARGS:-} 2>&1 | tee "$OUT/bench.log" | tail -120
+    if command -v gnuplot >/dev/null && [ -f bench/plot_gemm.sh ]; then bash bench/plot_gemm.sh "$OUT/bench_gemm.json" "$OUT/bench_gemm.png"; fi
+  fi
+  if [[ " $BENCH " == *" fused "* ]]; then
+    "$BUILD/bench/bench_fused" --json "$OUT/bench_fused.json" ${FUSED_BENCH_ARGS:-} 2>&1 | tee "$OUT/bench-fused.log" | tail -80
+  fi
+  if [[ " $BENCH " == *" attention "* ]]; then
+    "$BUILD/bench/bench_attention" --json "$OUT/bench_attention.json" ${ATTN_BENCH_ARGS:-} 2>&1 | tee "$OUT/bench-attention.log" | tail -80
+    if command -v gnuplot >/dev/null && [ -f bench/plot_attention.sh ]; then bash bench/plot_attention.sh "$OUT/bench_attention.json" "$OUT/bench_attention.png"; fi
+  fi
 fi
 
 if has cpu; then
@@ -98,7 +116,7 @@ if has sanitize; then
   if command -v compute-sanitizer >/dev/null; then
     for tool in memcheck racecheck; do
       ATOM_GPU_TEST_SMALL=1 timeout ${SANITIZE_TIMEOUT:-120} compute-sanitizer --tool $tool --error-exitcode 3 \
-        "$BUILD/tests/gpu/atom_gpu_tests" --gtest_brief=1 --gtest_filter='GpuAtom.*' >"$OUT/sanitize-$tool.log" 2>&1
+        "$BUILD/tests/gpu/atom_gpu_tests" --gtest_brief=1 --gtest_filter="${SANITIZE_FILTER:-GpuAtom.*:GpuAttention.*}" >"$OUT/sanitize-$tool.log" 2>&1
       rc=$?; [ $rc -ne 0 ] && grep -E '=========' "$OUT/sanitize-$tool.log" | head -30; SUMMARY+=("compute-sanitizer $tool: rc=$rc ($(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$OUT/sanitize-$tool.log" | tail -1))")
     done
   else

@@ -6,7 +6,8 @@
 //   fence.proxy.async                                   generic-proxy writes -> async proxy
 //   wgmma (sm_90a): shared-memory matrix descriptors (no-swizzle K-major canonical layout),
 //   wgmma.fence / commit_group / wait_group, wgmma.mma_async m64n128k32 / m64n64k32 s8.s8 -> s32
-// Still to add: e4m3 wgmma, mbarrier, cp.async.bulk.tensor (TMA), ldmatrix/stmatrix, swizzled layouts.
+//   mma.sync m16n8k16 f16 -> f32, ldmatrix x4 (+ .trans)     paged attention (issue 5)
+// Still to add: e4m3 wgmma, mbarrier, cp.async.bulk.tensor (TMA), stmatrix, swizzled layouts.
 #pragma once
 #include <cstdint>
 
@@ -133,6 +134,36 @@ __device__ __forceinline__ void wgmma_m64n64k32_s8(int32_t (&d)[32], uint64_t de
         "+r"(d[16]), "+r"(d[17]), "+r"(d[18]), "+r"(d[19]), "+r"(d[20]), "+r"(d[21]), "+r"(d[22]), "+r"(d[23]),
         "+r"(d[24]), "+r"(d[25]), "+r"(d[26]), "+r"(d[27]), "+r"(d[28]), "+r"(d[29]), "+r"(d[30]), "+r"(d[31])
       : "l"(desc_a), "l"(desc_b), "r"(scale_d));
+}
+
+
+// ---------------------------------------------------------------------------------------------------
+// fp16 tensor-core MMA and ldmatrix (paged attention, issue 5).
+// D(16x8, f32) += A(16x16, f16, row) * B(16x8, f16, col). Fragment layout (g = lane/4, t = lane%4), each
+// 32-bit register a pair of halves, the lower-indexed element in the low 16 bits:
+//   a0a1: A[g][2t,2t+1]  a2a3: A[g+8][2t,2t+1]  a4a5: A[g][2t+8,2t+9]  a6a7: A[g+8][2t+8,2t+9]
+//   b0b1: B[2t,2t+1][g]  b2b3: B[2t+8,2t+9][g]
+//   c0,c1: C[g][2t,2t+1]  c2,c3: C[g+8][2t,2t+1]
+__device__ __forceinline__ void mma_f16_16816(float (&c)[4], uint32_t a01, uint32_t a23, uint32_t a45, uint32_t a67,
+                                              uint32_t b01, uint32_t b23) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a01), "r"(a23), "r"(a45), "r"(a67), "r"(b01), "r"(b23));
+}
+
+// Four 8x8 b16 matrices from shared memory; lanes 8i..8i+7 give the row addresses of matrix i, and
+// register i receives matrix i in mma fragment order (thread l: row l/4, columns 2(l%4), 2(l%4)+1).
+__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const void* smem_row) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(smem_addr(smem_row)));
+}
+// The same, transposed: thread l receives rows 2(l%4), 2(l%4)+1 of column l/4.
+__device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&r)[4], const void* smem_row) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(smem_addr(smem_row)));
 }
 
 }  // namespace atom::cuda::ptx

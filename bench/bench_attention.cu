@@ -1,0 +1,268 @@
+// bench_attention: paged attention (issue 5) on the H100.
+//   decode: batch {1,16,64,256} x context {512,2048,8192,32768} for Llama-2-7B (32 heads, MHA, d 128) and
+//           Llama-3-8B (32 q / 8 kv heads, d 128), int4 / int8 / fp16 caches side by side; effective
+//           bandwidth on bytes moved (K+V values, scales/zeros, Q, out, block tables) vs a device-to-device
+//           copy measured in the same run;
+//   prefill: causal prefill / chunked prefill TFLOPS vs cuBLAS FP16 GEMM TFLOPS measured in the same run.
+// Median of batches of cudaEvent-timed launches; caches rotated over enough layers to exceed L2; random
+// cache contents (valid scales), random page order. Combinations over ~85% of free memory are skipped
+// with a note. Writes JSON (--json FILE).
+//   bench_attention [--json FILE] [--quick] [--decode-only] [--prefill-only]
+#include <cuda_fp16.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <functional>
+#include <numeric>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "atom/backend/cuda/blas_baselines.h"
+#include "atom/backend/cuda/device.h"
+#include "atom/backend/cuda/paged_kv.h"
+
+using namespace atom::cuda;
+
+namespace {
+
+__device__ __forceinline__ uint32_t hash32(uint64_t i, uint32_t seed) {
+  uint32_t x = uint32_t(i) * 0x9E3779B1u ^ uint32_t(i >> 32) * 0x85EBCA77u ^ seed * 0xC2B2AE3Du;
+  x ^= x >> 15; x *= 0x2C1B3C6Du; x ^= x >> 12; x *= 0x297A2D39u; x ^= x >> 15;
+  return x;
+}
+__global__ void fill_half_kernel(__half* p, size_t n, uint32_t seed, float lo, float hi) {
+  for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < n; i += size_t(gridDim.x) * blockDim.x)
+    p[i] = __float2half_rn(lo + (hi - lo) * (hash32(i, seed) >> 8) * (1.0f / 16777216.0f));
+}
+// Random cache contents with valid per-token scales (0.01..0.05) and zero points for int caches.
+__global__ void fill_cache_kernel(PagedKvLayout L, uint8_t* pool, uint32_t seed) {
+  const int64_t n_blocks = L.n_layers * L.n_pages * L.n_kv_heads;
+  const int qmax = L.dtype == KvDtype::I4 ? 15 : 255;
+  for (int64_t blk = blockIdx.x; blk < n_blocks; blk += gridDim.x) {
+    uint8_t* p = pool + blk * L.block_bytes();
+    if (L.dtype == KvDtype::F16) {
+      auto* h = reinterpret_cast<__half*>(p);
+      for (int64_t i = threadIdx.x; i < L.block_bytes() / 2; i += blockDim.x)
+        h[i] = __float2half_rn(float(int(hash32(blk * 65536 + i, seed) % 2001) - 1000) * 1e-3f);
+      continue;
+    }
+    for (int64_t i = threadIdx.x; i < 2 * L.values_bytes() / 4; i += blockDim.x)
+      reinterpret_cast<uint32_t*>(p)[i] = hash32(blk * 65536 + i, seed);
+    for (int i = threadIdx.x; i < L.page_size; i += blockDim.x) {
+      const uint32_t r = hash32(blk * 65536 + 40000 + i, seed);
+      reinterpret_cast<__half*>(p + L.k_scales())[i] = __float2half_rn(0.01f + 0.04f * (r & 1023) / 1024.0f);
+      reinterpret_cast<__half*>(p + L.v_scales())[i] = __float2half_rn(0.01f + 0.04f * ((r >> 10) & 1023) / 1024.0f);
+      p[L.k_zeros() + i] = uint8_t((r >> 20) % (qmax + 1));
+      p[L.v_zeros() + i] = uint8_t((r >> 26) % (qmax + 1));
+    }
+  }
+}
+
+uint32_t g_seed = 777;
+void fill_half(DeviceBuffer<uint16_t>& b, float lo, float hi) {
+  fill_half_kernel<<<1024, 256>>>(reinterpret_cast<__half*>(b.data()), b.size(), g_seed++, lo, hi);
+  ATOM_CUDA_CHECK_LAUNCH();
+}
+
+// Median over 15 batches of the per-launch time (ms); fn(i) launches iteration i.
+double time_ms(cudaStream_t s, const std::function<void(int)>& fn) {
+  Event a, b;
+  for (int i = 0; i < 3; ++i) fn(i);
+  a.record(s);
+  for (int i = 0; i < 3; ++i) fn(i);
+  b.record(s);
+  const double est = std::max(1e-4, double(b.since(a)) / 3);
+  const int batch = int(std::clamp(2.0 / est, 1.0, 200.0));
+  std::vector<double> t;
+  int it = 0;
+  for (int r = 0; r < 15; ++r) {
+    a.record(s);
+    for (int i = 0; i < batch; ++i) fn(it++);
+    b.record(s);
+    t.push_back(double(b.since(a)) / batch);
+  }
+  std::sort(t.begin(), t.end());
+  return t[t.size() / 2];
+}
+
+struct Model {
+  const char* name;
+  int n_heads, n_kv_heads, head_dim;
+};
+const char* dt_name(KvDtype d) { return d == KvDtype::F16 ? "fp16" : d == KvDtype::I8 ? "int8" : "int4"; }
+
+struct Rec {
+  std::string kind, model, dtype, note;
+  int B = 0, ctx = 0, nq = 0;
+  double ms = 0, gbs = 0, tflops = 0;
+};
+
+// A batch of B sequences of `ctx` keys in a cache of `layers` layers; random page order.
+struct Setup {
+  PagedKvCache cache;
+  DeviceBuffer<int32_t> lens, cu_q, bt;
+  DeviceBuffer<uint16_t> q, out;
+  int max_blocks = 0;
+  Setup(const Model& m, KvDtype dt, int B, int ctx, int nq, int layers, int page_size)
+      : cache([&] {
+          PagedKvSpec s;
+          s.n_layers = layers; s.n_kv_heads = m.n_kv_heads; s.head_dim = m.head_dim; s.page_size = page_size;
+          s.dtype = dt; s.n_pages = int64_t(B) * ((ctx + page_size - 1) / page_size);
+          return s;
+        }()) {
+    max_blocks = (ctx + page_size - 1) / page_size;
+    fill_cache_kernel<<<4096, 256>>>(cache.layout(), cache.data(), g_seed++);
+    ATOM_CUDA_CHECK_LAUNCH();
+    std::vector<int32_t> perm(size_t(cache.spec().n_pages));
+    std::iota(perm.begin(), perm.end(), 0);
+    std::shuffle(perm.begin(), perm.end(), std::mt19937(g_seed++));
+    bt.upload(perm);
+    lens.upload(std::vector<int32_t>(size_t(B), ctx));
+    std::vector<int32_t> cu(size_t(B) + 1);
+    for (int b = 0; b <= B; ++b) cu[size_t(b)] = b * nq;
+    cu_q.upload(cu);
+    q.resize(size_t(B) * nq * m.n_heads * m.head_dim);
+    fill_half(q, -1.0f, 1.0f);
+    out.resize(q.size());
+    ATOM_CUDA_CHECK(cudaDeviceSynchronize());
+  }
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string json;
+  bool quick = false, do_decode = true, do_prefill = true;
+  for (int i = 1; i < argc; ++i) {
+    if (!std::strcmp(argv[i], "--json") && i + 1 < argc) json = argv[++i];
+    else if (!std::strcmp(argv[i], "--quick")) quick = true;
+    else if (!std::strcmp(argv[i], "--decode-only")) do_prefill = false;
+    else if (!std::strcmp(argv[i], "--prefill-only")) do_decode = false;
+  }
+  try {
+    const DeviceProps props = device_props(0);
+    const size_t rotate_bytes = props.l2_bytes * 5 / 2;
+    std::printf("device: %s, %d SMs, L2 %zu MB\n", props.name.c_str(), props.sm_count, props.l2_bytes >> 20);
+    Stream st;
+    std::vector<Rec> recs;
+    double d2d_gbs = 0, cublas_tflops = 0;
+    {  // device-to-device copy ceiling (read + write bytes)
+      const size_t bytes = size_t(1) << 30;
+      DeviceBuffer<uint8_t> a(bytes), b(bytes);
+      ATOM_CUDA_CHECK(cudaMemset(a.data(), 0x5A, bytes));
+      const double ms = time_ms(st, [&](int) { ATOM_CUDA_CHECK(cudaMemcpyAsync(b.data(), a.data(), bytes, cudaMemcpyDeviceToDevice, st)); });
+      d2d_gbs = 2.0 * bytes / ms * 1e-6;
+      std::printf("D2D copy 1 GiB: %.3f ms, %.0f GB/s (read + write)\n", ms, d2d_gbs);
+      recs.push_back({"copy", "d2d 1GiB", "", "", 0, 0, 0, ms, d2d_gbs, 0});
+    }
+    {  // cuBLAS FP16 tensor-core rate
+      BlasBaselines blas;
+      const int n = 8192;
+      DeviceBuffer<uint16_t> x(size_t(n) * n), w(size_t(n) * n), y(size_t(n) * n);
+      fill_half(x, -1, 1);
+      fill_half(w, -1, 1);
+      const double ms = time_ms(st, [&](int) { blas.gemm_fp16(x.data(), w.data(), y.data(), n, n, n, st); });
+      cublas_tflops = 2.0 * n * n * double(n) / ms * 1e-9;
+      std::printf("cuBLAS FP16 GEMM 8192^3: %.3f ms, %.0f TFLOPS\n", ms, cublas_tflops);
+      recs.push_back({"gemm", "cublas fp16 8192^3", "fp16", "", 0, 0, 0, ms, 0, cublas_tflops});
+    }
+    const std::vector<Model> models = {{"Llama-2-7B", 32, 32, 128}, {"Llama-3-8B", 32, 8, 128}};
+    const KvDtype dts[] = {KvDtype::I4, KvDtype::I8, KvDtype::F16};
+
+    if (do_decode) {
+      std::printf("\ndecode (page 16): time us | GB/s on bytes moved | %% of D2D copy\n");
+      std::printf("%-11s %4s %6s | %9s %9s %9s | %7s %7s %7s | %5s %5s %5s | %6s\n", "model", "B", "ctx", "int4 us", "int8 us",
+                  "fp16 us", "int4", "int8", "fp16", "%cp4", "%cp8", "%cp16", "x4/16");
+      const std::vector<int> Bs = quick ? std::vector<int>{16} : std::vector<int>{1, 16, 64, 256};
+      const std::vector<int> ctxs = quick ? std::vector<int>{2048} : std::vector<int>{512, 2048, 8192, 32768};
+      for (const Model& m : models)
+        for (int B : Bs)
+          for (int ctx : ctxs) {
+            double us[3] = {0, 0, 0}, gbs[3] = {0, 0, 0};
+            for (int di = 0; di < 3; ++di) {
+              const KvDtype dt = dts[di];
+              PagedKvLayout L{1, m.n_kv_heads, m.head_dim, 16, dt, int64_t(B) * ((ctx + 15) / 16)};
+              const size_t layer_bytes = size_t(L.total_bytes());
+              const int layers = int(std::clamp<size_t>((rotate_bytes + layer_bytes - 1) / layer_bytes, 1, 64));
+              size_t free_b = 0, total_b = 0;
+              ATOM_CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
+              if (layer_bytes * layers > free_b * 0.85) {
+                recs.push_back({"decode", m.name, dt_name(dt), "skipped: exceeds memory", B, ctx, 1, 0, 0, 0});
+                continue;
+              }
+              Setup su(m, dt, B, ctx, 1, layers, 16);
+              AttentionWorkspace ws(B, m.n_heads, m.head_dim);
+              const float scale = 1.0f / std::sqrt(float(m.head_dim));
+              const double ms = time_ms(st, [&](int i) {
+                paged_attention(su.cache, i % layers, su.q.data(), su.cu_q.data(), su.lens.data(), su.bt.data(),
+                                su.max_blocks, B, B, m.n_heads, scale, su.out.data(), ws, st, 1);
+              });
+              // Bytes moved: every K/V value + scale/zero byte of the B*ctx tokens, Q, out, block tables.
+              const double kv = double(B) * ctx * m.n_kv_heads * (L.block_bytes() / double(L.page_size));
+              const double bytes = kv + 2.0 * 2 * B * m.n_heads * m.head_dim + 4.0 * B * su.max_blocks;
+              us[di] = ms * 1e3;
+              gbs[di] = bytes / ms * 1e-6;
+              recs.push_back({"decode", m.name, dt_name(dt), "", B, ctx, 1, ms, gbs[di], 0});
+            }
+            auto pct = [&](int i) { return gbs[i] > 0 ? 100.0 * gbs[i] / d2d_gbs : 0.0; };
+            std::printf("%-11s %4d %6d | %9.1f %9.1f %9.1f | %7.0f %7.0f %7.0f | %5.0f %5.0f %5.0f | %6.2f\n", m.name, B, ctx,
+                        us[0], us[1], us[2], gbs[0], gbs[1], gbs[2], pct(0), pct(1), pct(2), us[2] > 0 ? us[2] / us[0] : 0.0);
+            std::fflush(stdout);
+          }
+    }
+
+    if (do_prefill) {
+      std::printf("\nprefill (causal, page 16): TFLOPS (%% of cuBLAS FP16 %.0f TFLOPS)\n", cublas_tflops);
+      std::printf("%-11s %3s %6s %6s | %16s %16s %16s\n", "model", "B", "ctx", "chunk", "int4", "int8", "fp16");
+      struct P { int B, ctx, nq; };
+      const std::vector<P> shapes = quick ? std::vector<P>{{1, 4096, 4096}}
+                                          : std::vector<P>{{1, 2048, 2048}, {1, 8192, 8192}, {4, 4096, 4096}, {1, 8192, 2048}};
+      for (const Model& m : models)
+        for (const P& p : shapes) {
+          double tf[3] = {0, 0, 0};
+          for (int di = 0; di < 3; ++di) {
+            const KvDtype dt = dts[di];
+            Setup su(m, dt, p.B, p.ctx, p.nq, 1, 16);
+            const float scale = 1.0f / std::sqrt(float(m.head_dim));
+            AttentionWorkspace ws(int64_t(p.B) * p.nq, m.n_heads, m.head_dim);
+            const double ms = time_ms(st, [&](int) {
+              paged_attention(su.cache, 0, su.q.data(), su.cu_q.data(), su.lens.data(), su.bt.data(), su.max_blocks,
+                              p.B, int64_t(p.B) * p.nq, m.n_heads, scale, su.out.data(), ws, st, p.nq);
+            });
+            // Causal FLOPs actually needed: query at position pos sees pos+1 keys; QK^T and PV, 2 flops/MAC.
+            double pairs = 0;
+            for (int i = 0; i < p.nq; ++i) pairs += double(p.ctx - p.nq + i + 1);
+            const double flops = 4.0 * m.head_dim * m.n_heads * pairs * p.B;
+            tf[di] = flops / ms * 1e-9;
+            recs.push_back({"prefill", m.name, dt_name(dt), "", p.B, p.ctx, p.nq, ms, 0, tf[di]});
+          }
+          std::printf("%-11s %3d %6d %6d | %7.0f (%4.0f%%) %7.0f (%4.0f%%) %7.0f (%4.0f%%)\n", m.name, p.B, p.ctx, p.nq, tf[0],
+                      100 * tf[0] / cublas_tflops, tf[1], 100 * tf[1] / cublas_tflops, tf[2], 100 * tf[2] / cublas_tflops);
+          std::fflush(stdout);
+        }
+    }
+    for (const Rec& r : recs)
+      if (!r.note.empty()) std::printf("note: %s %s %s B=%d ctx=%d %s\n", r.kind.c_str(), r.model.c_str(), r.dtype.c_str(), r.B, r.ctx, r.note.c_str());
+    if (!json.empty()) {
+      FILE* f = std::fopen(json.c_str(), "w");
+      if (!f) { std::perror(json.c_str()); return 1; }
+      std::fprintf(f, "{\n  \"device\": \"%s\",\n  \"d2d_gbs\": %.1f,\n  \"cublas_fp16_tflops\": %.1f,\n  \"results\": [\n",
+                   props.name.c_str(), d2d_gbs, cublas_tflops);
+      for (size_t i = 0; i < recs.size(); ++i) {
+        const Rec& r = recs[i];
+        std::fprintf(f, "    {\"kind\": \"%s\", \"model\": \"%s\", \"dtype\": \"%s\", \"B\": %d, \"ctx\": %d, \"nq\": %d, \"ms\": %.6f, \"gbs\": %.1f, \"tflops\": %.2f, \"note\": \"%s\"}%s\n",
+                     r.kind.c_str(), r.model.c_str(), r.dtype.c_str(), r.B, r.ctx, r.nq, r.ms, r.gbs, r.tflops, r.note.c_str(),
+                     i + 1 < recs.size() ? "," : "");
+      }
+      std::fprintf(f, "  ]\n}\n");
+      std::fclose(f);
+    }
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "bench_attention: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}

@@ -1,0 +1,378 @@
+// Decode attention over the paged cache: split-KV flash-decoding on fp16 tensor cores.
+//
+// Grid (split, sequence, kv head x head group of <= 8 query heads). A CTA of 4 warps takes one split
+// (a run of whole pages) of one sequence for one kv head and computes it for all (<= 8) query heads of
+// the GQA group at once, so each KV byte is read from HBM exactly once. Warps take 16-token groups in
+// turn and keep their own online softmax; the CTA merges its warps in shared memory and writes either
+// the final output (one split) or an unnormalised partial (O, max, sum) that decode_reduce merges.
+//
+// Tensor-core mapping per 16-token group (m16n8k16, f32 accumulate):
+//   S^T[head][tok] = Q[head][d] . K^T[d][tok]   A = Q (rows = query heads, rows >= G zero, built once),
+//                                               B = K rows straight from global memory: lane (tok g,
+//                                               quarter c) loads a quarter of token g's row with 16-byte
+//                                               loads; the dot product does not care which physical dims
+//                                               a k-slot holds as long as Q uses the same assignment.
+//   O[head][d]   += P'[head][tok] . V[tok][d]   A = P' = exp(S - m) * v_scale[tok] (the C layout of the
+//                                               scores is the A layout here), B = V: lane (col g, c)
+//                                               reads an eighth of the rows of tokens 2c,2c+1,2c+8,2c+9;
+//                                               column n of n-tile j is physical dim (D/8)*n + j.
+// Stored integers become exact fp16 operands (q - zero) with the 0x6400 magic and one hsub2; the
+// per-token scales are applied to the fp32 scores (K) and folded into P (V).
+#include <cuda_fp16.h>
+
+#include <algorithm>
+#include <cfloat>
+
+#include "atom/backend/cuda/attention_common.cuh"
+#include "atom/backend/cuda/paged_kv.h"
+
+namespace atom::cuda {
+namespace {
+
+constexpr int kWarps = 4;
+
+template <KvDtype DT, int D>
+struct Dec {
+  static constexpr bool kQuant = DT != KvDtype::F16;
+  static constexpr int kBits = DT == KvDtype::F16 ? 16 : DT == KvDtype::I8 ? 8 : 4;
+  static constexpr int kRowBytes = D * kBits / 8;
+  static constexpr int kKWords = kRowBytes / 16;  // a quarter row per lane
+  static constexpr int kVWords = kRowBytes / 32;  // an eighth of a row per lane
+  static constexpr int kNKB = D / 16;             // k-blocks of the score product
+  static constexpr int kNT = D / 8;               // n-tiles of the output
+  // int4 at d=128 needs ~172 registers; capping at 168 gives 3 CTAs (12 warps) per SM for more loads in
+  // flight. int8/fp16 move 2-4x the bytes per warp and keep 2 CTAs per SM.
+  static constexpr int kMinBlocks = DT == KvDtype::I4 ? 3 : 2;
+
+  // Element (within the lane's quarter row) that k-slot s (0..3 = b0,b1,b2,b3) of k-block kb holds.
+  __device__ static constexpr int k_elem(int kb, int s) {
+    if constexpr (DT == KvDtype::I4) {
+      const int base = 8 * (kb / 2) + 2 * (kb % 2);
+      return base + (s == 0 ? 0 : s == 1 ? 4 : s == 2 ? 1 : 5);
+    } else {
+      return 4 * kb + s;
+    }
+  }
+  // B fragment (b01, b23) of k-block kb from one token row's quarter; zz = half2(1024+z, 1024+z).
+  __device__ static void k_frag(const uint32_t (&w)[kKWords], int kb, uint32_t zz, uint32_t& b01, uint32_t& b23) {
+    if constexpr (DT == KvDtype::F16) {
+      b01 = w[2 * kb]; b23 = w[2 * kb + 1];
+    } else if constexpr (DT == KvDtype::I8) {
+      b01 = attn::hsub2_u32(attn::bytes01_to_half2_biased(w[kb]), zz);
+      b23 = attn::hsub2_u32(attn::bytes23_to_half2_biased(w[kb]), zz);
+    } else {
+      const uint32_t x = w[kb / 2] >> (8 * (kb % 2));
+      b01 = attn::hsub2_u32(attn::nibbles_to_half2_biased(x), zz);
+      b23 = attn::hsub2_u32(attn::nibbles_to_half2_biased(x >> 4), zz);
+    }
+  }
+  // B fragments of n-tiles j..j+P-1 from two token rows' eighths x0 (token t0) and x1 (token t1):
+  // element j of the eighth (dim (D/8)*lane_group + j) of both tokens, as half2(t0, t1) minus zz.
+  __device__ static void v_frags(const uint32_t (&x0)[kVWords], const uint32_t (&x1)[kVWords], uint32_t zz,
+                                 uint32_t (&b)[kNT]) {
+    if constexpr (DT == KvDtype::F16) {
+#pragma unroll
+      for (int j = 0; j < kNT; ++j) b[j] = __byte_perm(x0[j / 2], x1[j / 2], j % 2 ? 0x7632 : 0x5410);
+    } else if constexpr (DT == KvDtype::I8) {
+#pragma unroll
+      for (int j = 0; j < kNT; j += 2) {
+        const int k = j % 4;
+        const uint32_t y = __byte_perm(x0[j / 4], x1[j / 4], k | (k + 4) << 4 | (k + 1) << 8 | (k + 5) << 12);
+        b[j] = attn::hsub2_u32(attn::bytes01_to_half2_biased(y), zz);
+        b[j + 1] = attn::hsub2_u32(attn::bytes23_to_half2_biased(y), zz);
+      }
+    } else {
+#pragma unroll
+      for (int j = 0; j < kNT; j += 4) {
+        const int k = (j / 2) % 4;  // byte of the word holding elements j..j+3
+        const uint32_t y = __byte_perm(x0[j / 8], x1[j / 8], k | (k + 1) << 4 | (k + 4) << 8 | (k + 5) << 12);
+#pragma unroll
+        for (int i = 0; i < 4; ++i) b[j + i] = attn::hsub2_u32(attn::nibbles_to_half2_biased(y >> (4 * i)), zz);
+      }
+    }
+  }
+};
+
+// What one lane loads for one 16-token group.
+template <KvDtype DT, int D>
+struct GroupRegs {
+  using T = Dec<DT, D>;
+  uint32_t k[2][T::kKWords];  // token rows g and g+8
+  uint32_t v[4][T::kVWords];  // tokens 2c, 2c+1, 2c+8, 2c+9
+  uint32_t ks[2], vs[2];      // half2 scales of tokens (2c, 2c+1) and (2c+8, 2c+9)
+  uint32_t kz[2];             // zero points of token rows g, g+8
+  uint32_t vz[2];             // zero points of (2c, 2c+1), (2c+8, 2c+9): two bytes each
+
+  __device__ void load(const PagedKvLayout& L, const uint8_t* blk, int off0, int g, int c) {
+    const uint8_t* kv = blk + L.k_values() + int64_t(off0) * T::kRowBytes;
+    const uint8_t* vv = blk + L.v_values() + int64_t(off0) * T::kRowBytes;
+#pragma unroll
+    for (int i = 0; i < 2; ++i) attn::load_words(k[i], kv + (g + 8 * i) * T::kRowBytes + c * (T::kRowBytes / 4));
+    const int tok[4] = {2 * c, 2 * c + 1, 2 * c + 8, 2 * c + 9};
+#pragma unroll
+    for (int i = 0; i < 4; ++i) attn::load_words(v[i], vv + tok[i] * T::kRowBytes + g * (T::kRowBytes / 8));
+    if constexpr (T::kQuant) {
+#pragma unroll
+      for (int i = 0; i < 2; ++i) {
+        ks[i] = __ldg(reinterpret_cast<const uint32_t*>(blk + L.k_scales() + 2 * (off0 + 2 * c + 8 * i)));
+        vs[i] = __ldg(reinterpret_cast<const uint32_t*>(blk + L.v_scales() + 2 * (off0 + 2 * c + 8 * i)));
+        kz[i] = __ldg(blk + L.k_zeros() + off0 + g + 8 * i);
+        vz[i] = __ldg(reinterpret_cast<const uint16_t*>(blk + L.v_zeros() + off0 + 2 * c + 8 * i));
+      }
+    } else {
+      ks[0] = ks[1] = vs[0] = vs[1] = kz[0] = kz[1] = vz[0] = vz[1] = 0u;
+    }
+  }
+};
+
+struct DecodeArgs {
+  PagedKvLayout L;
+  const uint8_t* pool;
+  int layer;
+  const __half* q;
+  const int32_t* seq_lens;
+  const int32_t* block_tables;
+  int max_blocks, n_heads, group, n_head_groups, n_splits, pages_per_split;
+  float scale_log2;
+  __half* out;
+  float* partials;
+};
+
+template <KvDtype DT, int D>
+__global__ void __launch_bounds__(kWarps * 32, Dec<DT, D>::kMinBlocks) decode_kernel(const DecodeArgs a) {
+  using T = Dec<DT, D>;
+  const int split = blockIdx.x, b = blockIdx.y;
+  const int hk = blockIdx.z / a.n_head_groups, hg = blockIdx.z % a.n_head_groups;
+  const int h0 = hk * a.group + hg * 8, nh = min(8, a.group - hg * 8);
+  const int len = a.seq_lens[b];
+  const int P = a.L.page_size;
+  const int tb = split * a.pages_per_split * P;
+  if (tb >= len && !(split == 0 && len <= 0)) return;
+  const int te = min(len, tb + a.pages_per_split * P);
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, c = lane % 4;
+
+  __shared__ __align__(16) __half sQ[8][D];
+  __shared__ float sO[kWarps][8][D + 1];
+  __shared__ float sM[kWarps][8], sL[kWarps][8];
+  for (int i = threadIdx.x; i < 8 * D; i += blockDim.x) {
+    const int r = i / D, d = i % D;
+    sQ[r][d] = r < nh ? a.q[(int64_t(b) * a.n_heads + h0 + r) * D + d] : __float2half(0.0f);
+  }
+  __syncthreads();
+  // Q as the A operand: rows = query heads (g), k-slots mapped to this lane's quarter of the dims.
+  uint32_t qa01[T::kNKB], qa45[T::kNKB];
+#pragma unroll
+  for (int kb = 0; kb < T::kNKB; ++kb) {
+    const __half* qr = &sQ[g][c * (D / 4)];
+    __half2 lo = __halves2half2(qr[T::k_elem(kb, 0)], qr[T::k_elem(kb, 1)]);
+    __half2 hi = __halves2half2(qr[T::k_elem(kb, 2)], qr[T::k_elem(kb, 3)]);
+    qa01[kb] = *reinterpret_cast<uint32_t*>(&lo);
+    qa45[kb] = *reinterpret_cast<uint32_t*>(&hi);
+  }
+
+  float m = -INFINITY, l = 0.0f;
+  float o[T::kNT][4];
+#pragma unroll
+  for (int j = 0; j < T::kNT; ++j) o[j][0] = o[j][1] = o[j][2] = o[j][3] = 0.0f;
+
+  const int n_groups = (te - tb + 15) / 16;
+  const int32_t* bt = a.block_tables + int64_t(b) * a.max_blocks;
+  auto block_of = [&](int t0) { return a.pool + a.L.block_offset(a.layer, bt[t0 / P], hk); };
+  GroupRegs<DT, D> cur, nxt;
+  int gi = warp;
+  if (gi < n_groups) cur.load(a.L, block_of(tb + 16 * gi), (tb + 16 * gi) % P, g, c);
+  for (; gi < n_groups; gi += kWarps) {
+    const int t0 = tb + 16 * gi;
+    if (gi + kWarps < n_groups) {  // prefetch the next group while this one computes
+      const int t1 = t0 + 16 * kWarps;
+      nxt.load(a.L, block_of(t1), t1 % P, g, c);
+    }
+    // ---- scores ----
+    float sc[2][4] = {};
+#pragma unroll
+    for (int i = 0; i < 2; ++i) {
+      const uint32_t zz = attn::zero_bias_half2(cur.kz[i], cur.kz[i]);
+#pragma unroll
+      for (int kb = 0; kb < T::kNKB; ++kb) {
+        uint32_t b01, b23;
+        T::k_frag(cur.k[i], kb, zz, b01, b23);
+        ptx::mma_f16_16816(sc[i], qa01[kb], 0u, qa45[kb], 0u, b01, b23);
+      }
+    }
+    const int tok[4] = {2 * c, 2 * c + 1, 2 * c + 8, 2 * c + 9};
+    float s[4] = {sc[0][0], sc[0][1], sc[1][0], sc[1][1]};
+    float vscale[4] = {1.0f, 1.0f, 1.0f, 1.0f};
+    if constexpr (T::kQuant) {
+      const float2 k01 = __half22float2(*reinterpret_cast<const __half2*>(&cur.ks[0]));
+      const float2 k89 = __half22float2(*reinterpret_cast<const __half2*>(&cur.ks[1]));
+      const float2 v01 = __half22float2(*reinterpret_cast<const __half2*>(&cur.vs[0]));
+      const float2 v89 = __half22float2(*reinterpret_cast<const __half2*>(&cur.vs[1]));
+      s[0] *= k01.x; s[1] *= k01.y; s[2] *= k89.x; s[3] *= k89.y;
+      vscale[0] = v01.x; vscale[1] = v01.y; vscale[2] = v89.x; vscale[3] = v89.y;
+    }
+    bool valid[4];
+    float mloc = -INFINITY;
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      valid[i] = t0 + tok[i] < te;
+      s[i] = valid[i] ? s[i] * a.scale_log2 : -INFINITY;  // select: garbage past the end never leaks
+      mloc = fmaxf(mloc, s[i]);
+    }
+    mloc = attn::warp_max_quad(mloc);
+    const float mnew = fmaxf(m, mloc);
+    const float muse = mnew == -INFINITY ? 0.0f : mnew;
+    const float corr = exp2f(m - muse);
+    m = mnew;
+    float p[4], psum = 0.0f;
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      p[i] = exp2f(s[i] - muse);
+      psum += p[i];
+      p[i] = valid[i] ? p[i] * vscale[i] : 0.0f;
+    }
+    l = l * corr + psum;
+#pragma unroll
+    for (int j = 0; j < T::kNT; ++j) { o[j][0] *= corr; o[j][1] *= corr; }
+    const uint32_t pa01 = attn::pack_half2(p[0], p[1]), pa45 = attn::pack_half2(p[2], p[3]);
+    // ---- P.V ----
+    if constexpr (DT == KvDtype::F16) {  // fp16 garbage past the end may be NaN: zero it (0 * NaN = NaN)
+#pragma unroll
+      for (int i = 0; i < 4; ++i)
+#pragma unroll
+        for (int w = 0; w < T::kVWords; ++w) cur.v[i][w] = valid[i] ? cur.v[i][w] : 0u;
+    }
+    uint32_t b01[T::kNT], b23[T::kNT];
+    T::v_frags(cur.v[0], cur.v[1], attn::zero_bias_half2(cur.vz[0] & 0xFF, cur.vz[0] >> 8), b01);
+    T::v_frags(cur.v[2], cur.v[3], attn::zero_bias_half2(cur.vz[1] & 0xFF, cur.vz[1] >> 8), b23);
+#pragma unroll
+    for (int j = 0; j < T::kNT; ++j) ptx::mma_f16_16816(o[j], pa01, 0u, pa45, 0u, b01[j], b23[j]);
+    cur = nxt;
+  }
+
+  // ---- merge the warps (rows g < nh; c2/c3 hold the zero head rows 8..15) ----
+  l = attn::warp_sum_quad(l);
+  if (g < nh) {
+#pragma unroll
+    for (int j = 0; j < T::kNT; ++j) {
+      sO[warp][g][(D / 8) * (2 * c) + j] = o[j][0];
+      sO[warp][g][(D / 8) * (2 * c + 1) + j] = o[j][1];
+    }
+    if (c == 0) { sM[warp][g] = m; sL[warp][g] = l; }
+  }
+  __syncthreads();
+  for (int i = threadIdx.x; i < nh * D; i += blockDim.x) {
+    const int r = i / D, d = i % D;
+    float M = -INFINITY;
+#pragma unroll
+    for (int w = 0; w < kWarps; ++w) M = fmaxf(M, sM[w][r]);
+    const float Mu = M == -INFINITY ? 0.0f : M;
+    float L = 0.0f, acc = 0.0f;
+#pragma unroll
+    for (int w = 0; w < kWarps; ++w) {
+      const float f = exp2f(sM[w][r] - Mu);
+      L += f * sL[w][r];
+      acc += f * sO[w][r][d];
+    }
+    const int h = h0 + r;
+    if (a.n_splits == 1) {
+      a.out[(int64_t(b) * a.n_heads + h) * D + d] = __float2half_rn(L > 0.0f ? acc / L : 0.0f);
+    } else {
+      float* row = a.partials + ((int64_t(b) * a.n_heads + h) * a.n_splits + split) * (D + 2);
+      row[d] = acc;
+      if (d == 0) { row[D] = M; row[D + 1] = L; }
+    }
+  }
+}
+
+// Merges the splits of one (sequence, head): block of D threads.
+template <int D>
+__global__ void __launch_bounds__(D) decode_reduce_kernel(const DecodeArgs a) {
+  const int b = blockIdx.x, h = blockIdx.y, d = threadIdx.x;
+  const int len = a.seq_lens[b];
+  const int tps = a.pages_per_split * a.L.page_size;
+  const int n = min(a.n_splits, max(1, (len + tps - 1) / tps));
+  const float* rows = a.partials + (int64_t(b) * a.n_heads + h) * a.n_splits * (D + 2);
+  float M = -INFINITY;
+  for (int s = 0; s < n; ++s) M = fmaxf(M, rows[s * (D + 2) + D]);
+  const float Mu = M == -INFINITY ? 0.0f : M;
+  float L = 0.0f, acc = 0.0f;
+  for (int s = 0; s < n; ++s) {
+    const float f = exp2f(rows[s * (D + 2) + D] - Mu);
+    L += f * rows[s * (D + 2) + D + 1];
+    acc += f * rows[s * (D + 2) + d];
+  }
+  a.out[(int64_t(b) * a.n_heads + h) * D + d] = __float2half_rn(L > 0.0f ? acc / L : 0.0f);
+}
+
+int sm_count() {
+  static const int n = [] {
+    int dev = 0, v = 0;
+    ATOM_CUDA_CHECK(cudaGetDevice(&dev));
+    ATOM_CUDA_CHECK(cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, dev));
+    return v;
+  }();
+  return n;
+}
+
+template <KvDtype DT, int D>
+void launch_decode(const DecodeArgs& a, int B, int n_kv_heads, cudaStream_t s) {
+  const dim3 grid(unsigned(a.n_splits), unsigned(B), unsigned(n_kv_heads * a.n_head_groups));
+  decode_kernel<DT, D><<<grid, kWarps * 32, 0, s>>>(a);
+  ATOM_CUDA_CHECK_LAUNCH();
+  if (a.n_splits > 1) {
+    decode_reduce_kernel<D><<<dim3(unsigned(B), unsigned(a.n_heads)), D, 0, s>>>(a);
+    ATOM_CUDA_CHECK_LAUNCH();
+  }
+}
+
+}  // namespace
+
+void paged_attention_decode(const PagedKvCache& kv, int layer, const uint16_t* q, const int32_t* seq_lens,
+                            const int32_t* block_tables, int max_blocks, int B, int n_heads, float scale,
+                            uint16_t* out, AttentionWorkspace& ws, cudaStream_t s, int num_splits) {
+  const PagedKvLayout L = kv.layout();
+  check_attention_args(L, layer, max_blocks, B, n_heads);
+  ATOM_CUDA_REQUIRE(ws.head_dim == L.head_dim, "paged_attention_decode: workspace head_dim differs from the cache's");
+  if (B == 0) return;
+  ATOM_CUDA_REQUIRE(B <= 65535, "paged_attention_decode: B must be <= 65535");
+  DecodeArgs a{};
+  a.L = L;
+  a.pool = kv.data();
+  a.layer = layer;
+  a.q = reinterpret_cast<const __half*>(q);
+  a.seq_lens = seq_lens;
+  a.block_tables = block_tables;
+  a.max_blocks = max_blocks;
+  a.n_heads = n_heads;
+  a.group = n_heads / L.n_kv_heads;
+  a.n_head_groups = (a.group + 7) / 8;
+  a.scale_log2 = scale * attn::kLog2e;
+  a.out = reinterpret_cast<__half*>(out);
+  a.partials = ws.partials.data();
+  // Splits: enough CTAs for ~4 waves of the SMs, each split at least 64 tokens (one group per warp),
+  // at most what the workspace holds.
+  const int64_t base = int64_t(B) * L.n_kv_heads * a.n_head_groups;
+  int splits = num_splits > 0 ? num_splits : int(std::min<int64_t>(kDecodeMaxSplits, (4 * sm_count() + base - 1) / base));
+  const int64_t cap = ws.max_partials / (int64_t(B) * n_heads);
+  splits = int(std::max<int64_t>(1, std::min<int64_t>({int64_t(splits), cap, int64_t(kDecodeMaxSplits)})));
+  const int min_pages = std::max(1, 64 / L.page_size);
+  int pps = std::max(min_pages, (max_blocks + splits - 1) / splits);
+  if (num_splits > 0) pps = (max_blocks + splits - 1) / splits;  // explicit request (tests): honour it
+  a.pages_per_split = pps;
+  a.n_splits = (max_blocks + pps - 1) / pps;
+  ATOM_CUDA_REQUIRE(a.n_splits == 1 || int64_t(B) * n_heads * a.n_splits <= ws.max_partials,
+                    "paged_attention_decode: workspace too small for this batch");
+  switch (L.dtype) {
+    case KvDtype::F16:
+      L.head_dim == 128 ? launch_decode<KvDtype::F16, 128>(a, B, L.n_kv_heads, s) : launch_decode<KvDtype::F16, 64>(a, B, L.n_kv_heads, s);
+      break;
+    case KvDtype::I8:
+      L.head_dim == 128 ? launch_decode<KvDtype::I8, 128>(a, B, L.n_kv_heads, s) : launch_decode<KvDtype::I8, 64>(a, B, L.n_kv_heads, s);
+      break;
+    case KvDtype::I4:
+      L.head_dim == 128 ? launch_decode<KvDtype::I4, 128>(a, B, L.n_kv_heads, s) : launch_decode<KvDtype::I4, 64>(a, B, L.n_kv_heads, s);
+      break;
+  }
+}
+
+}  // namespace atom::cuda

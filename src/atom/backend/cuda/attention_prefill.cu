@@ -1,0 +1,276 @@
+// Prefill / chunked-prefill attention over the paged cache: flash-attention (FA2 style) on mma.sync
+// m16n8k16 f16 with fp32 accumulation.
+//
+// Grid (query tile of 64 rows, sequence, query head); 4 warps, 16 query rows each. Query row i of
+// sequence b sits at position seq_len - n_q + i and sees keys 0..position (the cached prefix plus the
+// causal part of the new chunk). Per 64-key tile the CTA gathers K and V rows through the block table,
+// dequantizes int8/int4 to fp16 in shared memory ((q - zero) exact in fp16, times the fp16 scale:
+// one rounding, as an fp16 cache would hold it), then QK^T from ldmatrix fragments, online softmax in
+// registers (the score C layout is the A layout of P.V), and P.V with ldmatrix.trans fragments of V.
+#include <cuda_fp16.h>
+
+#include <algorithm>
+
+#include "atom/backend/cuda/attention_common.cuh"
+#include "atom/backend/cuda/paged_kv.h"
+
+namespace atom::cuda {
+namespace {
+
+constexpr int kBM = 64, kBN = 64, kThreads = 128;
+
+struct PrefillArgs {
+  PagedKvLayout L;
+  const uint8_t* pool;
+  int layer;
+  const __half* q;
+  const int32_t* cu_q;
+  const int32_t* seq_lens;
+  const int32_t* block_tables;
+  int max_blocks, n_heads, group;
+  float scale_log2;
+  __half* out;
+};
+
+template <int D>
+constexpr int smem_stride() { return D + 8; }  // halves; +16 B per row keeps ldmatrix conflict-free
+template <int D>
+constexpr size_t prefill_smem_bytes() { return size_t(3) * kBM * smem_stride<D>() * sizeof(__half); }
+
+// Dequantizes one 16-byte chunk of stored values into fp16 at dst (8, 16 or 32 halves).
+template <KvDtype DT>
+__device__ __forceinline__ void dequant_chunk(const uint4 x, uint32_t zz, uint32_t s2, __half* dst) {
+  const uint32_t w[4] = {x.x, x.y, x.z, x.w};
+  auto mul = [&](uint32_t v) {
+    __half2 r = __hmul2(*reinterpret_cast<__half2*>(&v), *reinterpret_cast<const __half2*>(&s2));
+    return *reinterpret_cast<uint32_t*>(&r);
+  };
+  if constexpr (DT == KvDtype::F16) {
+    *reinterpret_cast<uint4*>(dst) = x;
+  } else if constexpr (DT == KvDtype::I8) {
+    uint32_t o[8];
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      o[2 * i] = mul(attn::hsub2_u32(attn::bytes01_to_half2_biased(w[i]), zz));
+      o[2 * i + 1] = mul(attn::hsub2_u32(attn::bytes23_to_half2_biased(w[i]), zz));
+    }
+    reinterpret_cast<uint4*>(dst)[0] = make_uint4(o[0], o[1], o[2], o[3]);
+    reinterpret_cast<uint4*>(dst)[1] = make_uint4(o[4], o[5], o[6], o[7]);
+  } else {
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {  // word i: elements 8i..8i+7
+      uint32_t e[4];               // (e0,e4) (e1,e5) (e2,e6) (e3,e7)
+#pragma unroll
+      for (int k = 0; k < 4; ++k) e[k] = mul(attn::hsub2_u32(attn::nibbles_to_half2_biased(w[i] >> (4 * k)), zz));
+      const uint4 o = make_uint4(__byte_perm(e[0], e[1], 0x5410), __byte_perm(e[2], e[3], 0x5410),
+                                 __byte_perm(e[0], e[1], 0x7632), __byte_perm(e[2], e[3], 0x7632));
+      reinterpret_cast<uint4*>(dst)[i] = o;
+    }
+  }
+}
+
+template <KvDtype DT, int D>
+__global__ void __launch_bounds__(kThreads) prefill_kernel(const PrefillArgs a) {
+  constexpr int S = smem_stride<D>();
+  constexpr int kBits = DT == KvDtype::F16 ? 16 : DT == KvDtype::I8 ? 8 : 4;
+  constexpr int kRowBytes = D * kBits / 8;
+  constexpr int kChunks = kRowBytes / 16;        // 16-byte chunks per stored row
+  constexpr int kChunkElems = 128 / kBits;       // elements per chunk
+  constexpr int kNKB = D / 16, kNT = D / 8;
+  extern __shared__ __align__(16) __half smem[];
+  __half* sQ = smem;
+  __half* sK = sQ + kBM * S;
+  __half* sV = sK + kBN * S;
+
+  const int qt = blockIdx.x, b = blockIdx.y, h = blockIdx.z, hk = h / a.group;
+  const int q_begin = a.cu_q[b], nq = a.cu_q[b + 1] - q_begin;
+  const int row0 = qt * kBM;
+  if (row0 >= nq) return;
+  const int len = a.seq_lens[b];
+  const int nrows = min(kBM, nq - row0);
+  const int qpos0 = len - nq + row0;
+  const int kend = min(len, qpos0 + nrows);
+  const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, g = lane / 4, c = lane % 4;
+  const int64_t qstride = int64_t(a.n_heads) * D;
+
+  for (int i = tid; i < kBM * (D / 8); i += kThreads) {
+    const int r = i / (D / 8), col = 8 * (i % (D / 8));
+    uint4 v = make_uint4(0, 0, 0, 0);
+    if (r < nrows) v = *reinterpret_cast<const uint4*>(a.q + (q_begin + row0 + r) * qstride + int64_t(h) * D + col);
+    *reinterpret_cast<uint4*>(sQ + r * S + col) = v;
+  }
+  __syncthreads();
+  uint32_t qf[kNKB][4];
+#pragma unroll
+  for (int kb = 0; kb < kNKB; ++kb) ptx::ldmatrix_x4(qf[kb], sQ + (16 * warp + lane % 16) * S + 16 * kb + 8 * (lane / 16));
+
+  // Positions of this lane's two rows (g, g+8 of the warp); -1 masks every key for padding rows.
+  int qpos[2];
+#pragma unroll
+  for (int i = 0; i < 2; ++i) {
+    const int r = 16 * warp + g + 8 * i;
+    qpos[i] = r < nrows ? qpos0 + r : -1;
+  }
+  float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
+  float o[kNT][4];
+#pragma unroll
+  for (int j = 0; j < kNT; ++j) o[j][0] = o[j][1] = o[j][2] = o[j][3] = 0.0f;
+
+  const int32_t* bt = a.block_tables + int64_t(b) * a.max_blocks;
+  const int P = a.L.page_size;
+  const int n_tiles = (kend + kBN - 1) / kBN;
+  for (int kt = 0; kt < n_tiles; ++kt) {
+    __syncthreads();  // the previous tile's K/V reads are done
+    for (int i = tid; i < 2 * kBN * kChunks; i += kThreads) {
+      const int which = i / (kBN * kChunks);  // 0 K, 1 V
+      const int r = (i / kChunks) % kBN, ch = i % kChunks;
+      const int t = kt * kBN + r;
+      __half* dst = (which ? sV : sK) + r * S + ch * kChunkElems;
+      if (t < kend) {
+        const uint8_t* blk = a.pool + a.L.block_offset(a.layer, bt[t / P], hk);
+        const int off = t % P;
+        const uint4 x = __ldg(reinterpret_cast<const uint4*>(blk + (which ? a.L.v_values() : a.L.k_values()) +
+                                                              int64_t(off) * kRowBytes) + ch);
+        uint32_t zz = 0, s2 = 0;
+        if constexpr (DT != KvDtype::F16) {
+          const uint32_t z = blk[(which ? a.L.v_zeros() : a.L.k_zeros()) + off];
+          zz = attn::zero_bias_half2(z, z);
+          const uint32_t sh = *reinterpret_cast<const uint16_t*>(blk + (which ? a.L.v_scales() : a.L.k_scales()) + 2 * off);
+          s2 = sh | (sh << 16);
+        }
+        dequant_chunk<DT>(x, zz, s2, dst);
+      } else {  // past the end: zeros (stored garbage may be NaN, and 0 * NaN = NaN)
+#pragma unroll
+        for (int e = 0; e < kChunkElems; e += 8) *reinterpret_cast<uint4*>(dst + e) = make_uint4(0, 0, 0, 0);
+      }
+    }
+    __syncthreads();
+
+    // ---- S = Q K^T: 16 rows x 64 keys per warp ----
+    float sacc[kBN / 8][4];
+#pragma unroll
+    for (int j = 0; j < kBN / 8; ++j) sacc[j][0] = sacc[j][1] = sacc[j][2] = sacc[j][3] = 0.0f;
+#pragma unroll
+    for (int j = 0; j < kBN / 8; j += 2) {
+#pragma unroll
+      for (int kb = 0; kb < kNKB; ++kb) {
+        uint32_t kf[4];
+        ptx::ldmatrix_x4(kf, sK + (8 * (j + lane / 16) + lane % 8) * S + 16 * kb + 8 * ((lane / 8) % 2));
+        ptx::mma_f16_16816(sacc[j], qf[kb][0], qf[kb][1], qf[kb][2], qf[kb][3], kf[0], kf[1]);
+        ptx::mma_f16_16816(sacc[j + 1], qf[kb][0], qf[kb][1], qf[kb][2], qf[kb][3], kf[2], kf[3]);
+      }
+    }
+    // ---- causal mask + online softmax (rows g and g+8) ----
+    float mloc[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+    for (int j = 0; j < kBN / 8; ++j)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int key = kt * kBN + 8 * j + 2 * c + (e & 1);
+        float v = sacc[j][e] * a.scale_log2;
+        v = key <= qpos[e / 2] ? v : -INFINITY;
+        sacc[j][e] = v;
+        mloc[e / 2] = fmaxf(mloc[e / 2], v);
+      }
+    float corr[2], muse[2];
+#pragma unroll
+    for (int i = 0; i < 2; ++i) {
+      const float mnew = fmaxf(m[i], attn::warp_max_quad(mloc[i]));
+      muse[i] = mnew == -INFINITY ? 0.0f : mnew;
+      corr[i] = exp2f(m[i] - muse[i]);
+      m[i] = mnew;
+      l[i] *= corr[i];
+    }
+#pragma unroll
+    for (int j = 0; j < kBN / 8; ++j)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        sacc[j][e] = exp2f(sacc[j][e] - muse[e / 2]);
+        l[e / 2] += sacc[j][e];
+      }
+#pragma unroll
+    for (int j = 0; j < kNT; ++j) {
+      o[j][0] *= corr[0]; o[j][1] *= corr[0];
+      o[j][2] *= corr[1]; o[j][3] *= corr[1];
+    }
+    // ---- O += P V ----
+#pragma unroll
+    for (int kk = 0; kk < kBN / 16; ++kk) {
+      const uint32_t a01 = attn::pack_half2(sacc[2 * kk][0], sacc[2 * kk][1]);
+      const uint32_t a23 = attn::pack_half2(sacc[2 * kk][2], sacc[2 * kk][3]);
+      const uint32_t a45 = attn::pack_half2(sacc[2 * kk + 1][0], sacc[2 * kk + 1][1]);
+      const uint32_t a67 = attn::pack_half2(sacc[2 * kk + 1][2], sacc[2 * kk + 1][3]);
+#pragma unroll
+      for (int j = 0; j < kNT; j += 2) {
+        uint32_t vf[4];
+        ptx::ldmatrix_x4_trans(vf, sV + (16 * kk + lane % 8 + 8 * ((lane / 8) % 2)) * S + 8 * (j + lane / 16));
+        ptx::mma_f16_16816(o[j], a01, a23, a45, a67, vf[0], vf[1]);
+        ptx::mma_f16_16816(o[j + 1], a01, a23, a45, a67, vf[2], vf[3]);
+      }
+    }
+  }
+
+  // ---- normalise and store ----
+#pragma unroll
+  for (int i = 0; i < 2; ++i) {
+    const float L = attn::warp_sum_quad(l[i]);
+    const int r = 16 * warp + g + 8 * i;
+    if (r >= nrows) continue;
+    const float inv = L > 0.0f ? 1.0f / L : 0.0f;
+    __half* dst = a.out + (q_begin + row0 + r) * qstride + int64_t(h) * D + 2 * c;
+#pragma unroll
+    for (int j = 0; j < kNT; ++j)
+      *reinterpret_cast<__half2*>(dst + 8 * j) = __floats2half2_rn(o[j][2 * i] * inv, o[j][2 * i + 1] * inv);
+  }
+}
+
+template <KvDtype DT, int D>
+void launch_prefill(const PrefillArgs& a, int B, int max_q, cudaStream_t s) {
+  constexpr size_t smem = prefill_smem_bytes<D>();
+  static const bool attr_set = [] {
+    ATOM_CUDA_CHECK(cudaFuncSetAttribute(prefill_kernel<DT, D>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
+    return true;
+  }();
+  (void)attr_set;
+  const dim3 grid(unsigned((max_q + kBM - 1) / kBM), unsigned(B), unsigned(a.n_heads));
+  prefill_kernel<DT, D><<<grid, kThreads, smem, s>>>(a);
+  ATOM_CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace
+
+void paged_attention_prefill(const PagedKvCache& kv, int layer, const uint16_t* q, const int32_t* cu_q,
+                             const int32_t* seq_lens, const int32_t* block_tables, int max_blocks, int B, int64_t T,
+                             int n_heads, float scale, uint16_t* out, cudaStream_t s, int max_q_per_seq) {
+  const PagedKvLayout L = kv.layout();
+  check_attention_args(L, layer, max_blocks, B, n_heads);
+  ATOM_CUDA_REQUIRE(max_q_per_seq >= 1 && max_q_per_seq <= T, "paged_attention_prefill: need 1 <= max_q_per_seq <= T");
+  ATOM_CUDA_REQUIRE(B <= 65535 && n_heads <= 65535, "paged_attention_prefill: B and n_heads must be <= 65535");
+  if (B == 0 || T == 0) return;
+  PrefillArgs a{};
+  a.L = L;
+  a.pool = kv.data();
+  a.layer = layer;
+  a.q = reinterpret_cast<const __half*>(q);
+  a.cu_q = cu_q;
+  a.seq_lens = seq_lens;
+  a.block_tables = block_tables;
+  a.max_blocks = max_blocks;
+  a.n_heads = n_heads;
+  a.group = n_heads / L.n_kv_heads;
+  a.scale_log2 = scale * attn::kLog2e;
+  a.out = reinterpret_cast<__half*>(out);
+  switch (L.dtype) {
+    case KvDtype::F16:
+      L.head_dim == 128 ? launch_prefill<KvDtype::F16, 128>(a, B, max_q_per_seq, s) : launch_prefill<KvDtype::F16, 64>(a, B, max_q_per_seq, s);
+      break;
+    case KvDtype::I8:
+      L.head_dim == 128 ? launch_prefill<KvDtype::I8, 128>(a, B, max_q_per_seq, s) : launch_prefill<KvDtype::I8, 64>(a, B, max_q_per_seq, s);
+      break;
+    case KvDtype::I4:
+      L.head_dim == 128 ? launch_prefill<KvDtype::I4, 128>(a, B, max_q_per_seq, s) : launch_prefill<KvDtype::I4, 64>(a, B, max_q_per_seq, s);
+      break;
+  }
+}
+
+}  // namespace atom::cuda
