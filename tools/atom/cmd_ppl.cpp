@@ -66,14 +66,13 @@ void run_ppl(const PplArgs& a) {
   } else if (a.tp > 1) {  // tensor-parallel ranks as threads: the CPU reference of multi-GPU serving
     dist::TensorParallelModel tp(*lm.model, a.tp);
     std::vector<KVCache> caches = tp.make_caches(a.ctx);
-    WindowModel wm;
-    wm.hidden_size = tp.config().hidden_size;
-    wm.vocab_size = tp.config().vocab_size;
-    wm.forward_window = [&](const int32_t* t, int64_t n, float* hidden) {
-      for (KVCache& c : caches) c.clear();
-      tp.forward(t, n, caches, hidden);
-    };
-    wm.logits = [&](const float* h, int64_t n, float* out) { tp.logits(h, n, out); };
+    const WindowModel wm = hidden_state_window_model(
+        tp.config().hidden_size, tp.config().vocab_size,
+        [&](const int32_t* t, int64_t n, float* hidden) {
+          for (KVCache& c : caches) c.clear();
+          tp.forward(t, n, caches, hidden);
+        },
+        [&](const float* h, int64_t n, float* out) { tp.logits(h, n, out); });
     spdlog::info("tensor parallel: {} ranks on the CPU", a.tp);
     r = evaluate_perplexity(wm, ids, a.ctx, a.max_windows);
   } else {

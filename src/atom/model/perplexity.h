@@ -4,6 +4,7 @@
 #pragma once
 #include <cstdint>
 #include <functional>
+#include <string>
 #include <vector>
 
 #include "atom/model/llama.h"
@@ -21,12 +22,20 @@ struct PerplexityResult {
 };
 
 // What perplexity needs from a model, so every backend (CPU, tensor-parallel ranks, GPU) shares the
-// protocol: run one window from an empty cache, then the logits of hidden rows.
+// protocol: run one window from an empty cache and hand its logits over in row blocks,
+// sink(row0, rows, logits[rows, vocab]). Rows >= n-1 (no next token to score) may be skipped.
+using LogitsSink = std::function<void(int64_t row0, int64_t rows, const float* logits)>;
 struct WindowModel {
-  int64_t hidden_size = 0, vocab_size = 0;
-  std::function<void(const int32_t* tokens, int64_t n, float* hidden)> forward_window;
-  std::function<void(const float* hidden, int64_t n, float* logits)> logits;
+  int64_t vocab_size = 0;
+  std::string label = "ppl";  // progress bar
+  std::function<void(const int32_t* tokens, int64_t n, const LogitsSink& sink)> run_window;
 };
+
+// A WindowModel over a model that computes a window's hidden states [n, hidden] (fresh cache each
+// call), then logits of hidden rows, 64 rows at a time.
+WindowModel hidden_state_window_model(int64_t hidden_size, int64_t vocab_size,
+                                      std::function<void(const int32_t*, int64_t, float*)> forward_window,
+                                      std::function<void(const float*, int64_t, float*)> logits);
 
 // max_windows <= 0: all windows. Throws if the text is shorter than one window.
 PerplexityResult evaluate_perplexity(const WindowModel& model, const std::vector<int32_t>& tokens, int ctx,

@@ -5,13 +5,9 @@
 #include <fmt/format.h>
 
 #include <algorithm>
-#include <chrono>
-#include <cmath>
 
-#include "atom/backend/cpu/ops.h"
 #include "atom/backend/cuda/elementwise.h"
 #include "atom/core/error.h"
-#include "atom/core/progress.h"
 
 namespace atom::cuda {
 
@@ -284,50 +280,30 @@ PerplexityResult evaluate_perplexity_gpu(GpuLlamaModel& model, const std::vector
                                          int64_t max_windows, int64_t chunk, bool progress) {
   ATOM_CHECK(ctx >= 2, "perplexity: ctx must be >= 2, got {}", ctx);
   ATOM_CHECK(chunk > 0, "perplexity: chunk must be positive");
-  const int64_t total = int64_t(tokens.size()) / ctx;
-  ATOM_CHECK(total > 0, "perplexity: the text has {} tokens, fewer than one window of {}", tokens.size(), ctx);
-  const int64_t windows = max_windows > 0 ? std::min(max_windows, total) : total;
   const int64_t V = model.config().vocab_size, ps = model.page_size();
   const int64_t n_blocks = (ctx + ps - 1) / ps;
   ATOM_CHECK(n_blocks <= model.num_pages() && n_blocks <= model.max_blocks_per_seq(),
              "perplexity: a window of {} needs {} KV pages, the pool has {}", ctx, n_blocks, model.num_pages());
   std::vector<int32_t> block_table(static_cast<size_t>(n_blocks));
   for (int64_t i = 0; i < n_blocks; ++i) block_table[size_t(i)] = int32_t(i);
-  std::vector<float> logits(size_t(chunk * V));
-
-  PerplexityResult r;
-  r.ctx = ctx;
-  r.total_windows = total;
-  const auto t0 = std::chrono::steady_clock::now();
-  double nll = 0;
-  ProgressBar bar("ppl (gpu)", windows, progress);
-  for (int64_t w = 0; w < windows; ++w) {
-    const int32_t* win = tokens.data() + w * ctx;
-    for (int64_t p0 = 0; p0 < ctx - 1; p0 += chunk) {  // the last token is never an input that is scored
-      const int64_t n = std::min(chunk, ctx - 1 - p0);
+  WindowModel wm;
+  wm.vocab_size = V;
+  wm.label = "ppl (gpu)";
+  wm.run_window = [&, logits = std::vector<float>(size_t(chunk * V))](const int32_t* win, int64_t n,
+                                                                        const LogitsSink& sink) mutable {
+    for (int64_t p0 = 0; p0 < n - 1; p0 += chunk) {  // the last token is never an input that is scored
       SeqStep s;
-      s.seq_id = w;
+      s.seq_id = 0;
       s.tokens = win + p0;
-      s.n_tokens = n;
+      s.n_tokens = std::min(chunk, n - 1 - p0);
       s.start_pos = p0;
       s.block_table = block_table.data();
       s.n_blocks = n_blocks;
       model.step_all_logits(s, logits.data());
-#pragma omp parallel for reduction(+ : nll)
-      for (int64_t i = 0; i < n; ++i) {
-        const float* li = &logits[size_t(i * V)];
-        nll += cpu::logsumexp(li, V) - double(li[win[p0 + i + 1]]);
-      }
+      sink(p0, s.n_tokens, logits.data());
     }
-    r.predicted_tokens += ctx - 1;
-    bar.tick(fmt::format("ppl {:.4f}", std::exp(nll / double(r.predicted_tokens))));
-  }
-  bar.finish();
-  r.windows = windows;
-  r.mean_nll = nll / double(r.predicted_tokens);
-  r.ppl = std::exp(r.mean_nll);
-  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  return r;
+  };
+  return evaluate_perplexity(wm, tokens, ctx, max_windows, progress);
 }
 
 }  // namespace atom::cuda
