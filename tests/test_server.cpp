@@ -5,6 +5,7 @@
 #include <httplib.h>
 
 #include <condition_variable>
+#include <thread>
 #include <nlohmann/json.hpp>
 
 #include "atom/model/generate.h"
@@ -404,6 +405,77 @@ TEST_F(ServerTest, ClientThatDisconnectsMidStreamIsCancelledAndFreesItsPages) {
   EXPECT_LT(s.generated_tokens, 400);
   EXPECT_EQ(s.kv_pages_used, 0);
   EXPECT_EQ(s.waiting + s.running, 0);
+}
+
+TEST_F(ServerTest, ConcurrentStreamsWithDisconnectsLeakNothingAndMatchGreedy) {
+  // A small pool forces preemption; every fourth client hangs up after its first event.
+  boot({.page_size = 4, .num_pages = 96, .max_num_seqs = 8, .max_num_batched_tokens = 32, .max_queue = 64});
+  SCOPED_TRACE(seed_);
+  std::mt19937_64 rng(seed_);
+  constexpr int kClients = 24;
+  struct Job {
+    std::vector<int32_t> prompt;
+    int max_tokens = 0;
+    bool hang_up = false;
+    std::string text, finish, transport_error;
+    bool transport_ok = false;
+  };
+  std::vector<Job> jobs(kClients);
+  for (int i = 0; i < kClients; ++i) {
+    jobs[size_t(i)].prompt = test::random_prompt(rng, 1 + rng() % 40);
+    jobs[size_t(i)].hang_up = i % 4 == 3;
+    jobs[size_t(i)].max_tokens = jobs[size_t(i)].hang_up ? 300 : 8 + int(rng() % 40);
+  }
+  std::vector<std::thread> threads;
+  for (Job& job : jobs)
+    threads.emplace_back([&, port = server_->port()] {
+      httplib::Client cli("127.0.0.1", port);
+      cli.set_read_timeout(60, 0);
+      httplib::Request req;
+      req.method = "POST";
+      req.path = "/v1/completions";
+      req.headers = {{"Content-Type", "application/json"}};
+      req.body = json{{"prompt", job.prompt}, {"max_tokens", job.max_tokens}, {"temperature", 0},
+                      {"ignore_eos", true}, {"stream", true}}.dump();
+      std::string body;
+      req.content_receiver = [&](const char* d, size_t n, uint64_t, uint64_t) {
+        body.append(d, n);
+        return !(job.hang_up && body.find("\n\n") != std::string::npos);
+      };
+      const httplib::Result res = cli.send(req);
+      job.transport_ok = bool(res);
+      if (!job.transport_ok) {
+        job.transport_error = httplib::to_string(res.error()) + " after " + std::to_string(body.size()) + " bytes";
+        return;
+      }
+      const Sse sse = parse_sse(body);
+      for (const json& c : sse.chunks) {
+        if (c.contains("error")) job.finish = "error";
+        if (!c.contains("choices") || c["choices"].empty()) continue;
+        job.text += c["choices"][0]["text"].get<std::string>();
+        if (!c["choices"][0]["finish_reason"].is_null()) job.finish = c["choices"][0]["finish_reason"];
+      }
+    });
+  for (auto& t : threads) t.join();
+  ASSERT_TRUE(engine_->wait_idle(30s));
+  const engine::EngineStats s = engine_->stats();
+  EXPECT_EQ(s.kv_pages_used, 0) << "leaked pages";
+  EXPECT_EQ(engine_->executor().name(), "gated cpu-fp32");
+  int completed = 0;
+  for (const Job& job : jobs) {
+    if (job.hang_up) {
+      EXPECT_FALSE(job.transport_ok) << "the client hung up";
+      continue;
+    }
+    ASSERT_TRUE(job.transport_ok) << job.transport_error << "; aborted " << s.finished_abort << " finished " << s.finished_length;
+    EXPECT_EQ(job.finish, "length");
+    EXPECT_EQ(job.text, reference(job.prompt, job.max_tokens).text) << "prompt of " << job.prompt.size();
+    ++completed;
+  }
+  EXPECT_EQ(completed, kClients - kClients / 4);
+  EXPECT_EQ(s.finished_length + s.finished_abort, kClients);
+  EXPECT_GE(s.finished_length, completed);
+  EXPECT_GT(s.largest_batch, 1);
 }
 
 }  // namespace

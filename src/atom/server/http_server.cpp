@@ -6,6 +6,7 @@
 #include <atomic>
 #include <chrono>
 #include <csignal>
+#include <sys/socket.h>
 #include <thread>
 
 #include "atom/server/openai_protocol.h"
@@ -95,6 +96,12 @@ struct HttpServer::Impl {
     svr.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
     svr.set_payload_max_length(opt.max_body_bytes);
     svr.set_keep_alive_timeout(2);
+    // Remember the listening socket: httplib 0.11 listens with a backlog of 5, which drops the
+    // connections of a burst of clients (they retry after a second, or fail); bind() raises it.
+    svr.set_socket_options([this](socket_t sock) {
+      httplib::default_socket_options(sock);
+      listen_socket = sock;
+    });
     svr.Post("/v1/completions", [this](const httplib::Request& q, httplib::Response& r) {
       generation(q, r, Endpoint::Completions);
     });
@@ -177,6 +184,7 @@ struct HttpServer::Impl {
   httplib::Server svr;
   std::thread thread;
   int port = -1;
+  socket_t listen_socket = -1;
 };
 
 HttpServer::HttpServer(engine::Engine& engine, ServerOptions options)
@@ -197,6 +205,7 @@ int HttpServer::bind() {
     impl_->port = o.port;
   }
   ATOM_CHECK(impl_->port > 0, "cannot listen on {}:{} (address in use, or not a local address?)", o.host, o.port);
+  if (impl_->listen_socket >= 0) ::listen(impl_->listen_socket, SOMAXCONN);  // Linux updates the backlog
   return impl_->port;
 }
 
