@@ -43,6 +43,7 @@ struct EngineSetup {
   int64_t page_size = 4, num_pages = 256;
   int64_t max_num_seqs = 4, max_num_batched_tokens = 32, max_queue = 64;
   bool autostart = true;
+  int tp = 1;  // tensor-parallel ranks of the CPU executor
 };
 
 inline std::unique_ptr<engine::Engine> make_tiny_engine(std::shared_ptr<const LlamaModel> model,
@@ -53,7 +54,7 @@ inline std::unique_ptr<engine::Engine> make_tiny_engine(std::shared_ptr<const Ll
   o.max_queue = s.max_queue;
   o.autostart = s.autostart;
   return std::make_unique<engine::Engine>(
-      std::make_unique<engine::CpuExecutor>(std::move(model), s.page_size, s.num_pages), tiny_tokenizer(), o);
+      std::make_unique<engine::CpuExecutor>(std::move(model), s.page_size, s.num_pages, s.tp), tiny_tokenizer(), o);
 }
 
 // Random prompt of printable ASCII byte tokens.

@@ -89,6 +89,21 @@ TEST(Engine, PreemptionKeepsGreedyOutputUnchanged) {
   EXPECT_GT(engine->stats().preemptions, 0) << "the pool was meant to run out";
 }
 
+TEST(Engine, TensorParallelRanksGiveTheSingleDeviceGreedyOutput) {
+  const uint64_t seed = fresh_seed();
+  SCOPED_TRACE(seed);
+  std::mt19937_64 rng(seed);
+  auto model = tiny_model(seed);
+  // Two ranks (threads) each with 2 of 4 query heads, 1 of 2 kv heads and half the FFN; preemption
+  // too (the per-rank caches are dropped and rebuilt on recompute).
+  auto engine = make_tiny_engine(model, {.page_size = 4, .num_pages = 24, .max_num_seqs = 6,
+                                         .max_num_batched_tokens = 32, .tp = 2});
+  EXPECT_EQ(engine->executor().name(), "cpu-fp32-tp2");
+  std::vector<Request> reqs = mixed_requests(rng, 6);
+  for (Request& r : reqs) r.ignore_eos = true, r.max_tokens = 20;
+  expect_batch_equals_single(model, *engine, reqs);
+}
+
 TEST(Engine, SeededSamplingMatchesGenerate) {
   const uint64_t seed = fresh_seed();
   SCOPED_TRACE(seed);

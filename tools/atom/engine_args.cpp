@@ -21,6 +21,9 @@ void add_engine_options(CLI::App* c, EngineArgs& a) {
   c->add_option("--max-model-len", a.max_model_len, "Prompt + completion tokens at most (0 = the model context)")
       ->capture_default_str()->check(CLI::NonNegativeNumber);
   c->add_option("-t,--threads", a.threads, "CPU threads (0 = all)")->capture_default_str();
+  c->add_option("--tp", a.tp, "Tensor-parallel ranks (cpu: threads in one process; an Atom/W8A8 checkpoint "
+                              "must be quantized with --tp-segments a multiple of it)")
+      ->capture_default_str()->check(CLI::Range(1, 64));
 }
 
 std::unique_ptr<engine::Engine> make_engine(const EngineArgs& a, LoadedModel loaded) {
@@ -31,6 +34,7 @@ std::unique_ptr<engine::Engine> make_engine(const EngineArgs& a, LoadedModel loa
   xo.num_pages = a.kv_pages;
   xo.max_num_seqs = a.max_num_seqs;
   xo.max_model_len = a.max_model_len;
+  xo.tp = a.tp;
   auto executor = engine::make_executor(std::shared_ptr<const LlamaModel>(std::move(loaded.model)), xo);
   engine::EngineOptions eo;
   eo.scheduler.max_num_seqs = a.max_num_seqs;

@@ -20,6 +20,7 @@ struct EngineArgs {
   int64_t kv_pages = 0;       // 0 = max_num_seqs sequences of max_model_len
   int64_t max_model_len = 0;  // 0 = the model context
   int threads = 0;
+  int tp = 1;                 // tensor-parallel ranks
 };
 
 void add_engine_options(CLI::App* cmd, EngineArgs& a);

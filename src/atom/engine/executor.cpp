@@ -15,7 +15,7 @@ std::unique_ptr<Executor> make_executor(std::shared_ptr<const LlamaModel> model,
     const int64_t len = o.max_model_len > 0 ? o.max_model_len : model->cfg.max_position_embeddings;
     pages = std::max<int64_t>(o.max_num_seqs, 1) * ((len + o.page_size - 1) / o.page_size);
   }
-  if (o.device == "cpu") return std::make_unique<CpuExecutor>(std::move(model), o.page_size, pages);
+  if (o.device == "cpu") return std::make_unique<CpuExecutor>(std::move(model), o.page_size, pages, o.tp);
   // Extension point: the CUDA executor ("cuda") is added here when the GPU backend is built.
   fail("unknown or unavailable device '{}' (this build supports: cpu)", o.device);
 }

@@ -45,6 +45,7 @@ struct ExecutorOptions {
   int64_t num_pages = 0;        // 0 = enough for max_num_seqs sequences of max_model_len
   int64_t max_num_seqs = 8;     // only used to size the default pool
   int64_t max_model_len = 0;    // only used to size the default pool (0 = the model context)
+  int tp = 1;                   // tensor-parallel ranks (cpu: threads; docs/tensor-parallel.md)
 };
 
 // Builds the executor for `options.device` over a loaded model; throws atom::Error naming the
