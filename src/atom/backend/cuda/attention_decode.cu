@@ -16,8 +16,9 @@
 //                                               scores is the A layout here), B = V: lane (col g, c)
 //                                               reads an eighth of the rows of tokens 2c,2c+1,2c+8,2c+9;
 //                                               column n of n-tile j is physical dim (D/8)*n + j.
-// Stored integers become exact fp16 operands (q - zero) with the 0x6400 magic and one hsub2; the
-// per-token scales are applied to the fp32 scores (K) and folded into P (V).
+// Stored integers become exact fp16 operands with the 0x6400 magic: K as (q - zero) (one hsub2), V as
+// 1024 + q with the zero points removed once per row (v_frags). The per-token scales are applied to the
+// fp32 scores (K) and folded into P (V).
 #include <cuda_fp16.h>
 
 #include <algorithm>
@@ -40,9 +41,17 @@ struct Dec {
   static constexpr int kVWords = kRowBytes / 32;  // an eighth of a row per lane
   static constexpr int kNKB = D / 16;             // k-blocks of the score product
   static constexpr int kNT = D / 8;               // n-tiles of the output
-  // int4 at d=128 needs ~172 registers; capping at 168 gives 3 CTAs (12 warps) per SM for more loads in
-  // flight. int8/fp16 move 2-4x the bytes per warp and keep 2 CTAs per SM.
-  static constexpr int kMinBlocks = DT == KvDtype::I4 ? 3 : 2;
+  static constexpr int kMinBlocks = DT == KvDtype::F16 ? 2 : 3;
+  // Each warp streams its 16-token groups through a ring of kStages shared-memory stages filled by
+  // cp.async, so kStages-1 groups per warp are in flight without holding registers (one group of int4
+  // is only 2 KiB: with a register prefetch of one group the kernel was latency-bound at ~64% of HBM).
+  // Stage layout: K values [16][row] | V values [16][row] | (int) K scales [16] fp16 | V scales | K zeros
+  // [16] u8 | V zeros — the block layout of paged_kv_layout.h for 16 tokens.
+  static constexpr int kStages = DT == KvDtype::I4 ? 6 : DT == KvDtype::I8 ? 4 : 3;
+  static constexpr int kValBytes = 16 * kRowBytes;
+  static constexpr int kStageBytes = 2 * kValBytes + (kQuant ? 16 * 6 : 0);
+  static constexpr int kChunks = kStageBytes / 16;
+  static constexpr size_t kSmemBytes = size_t(kWarps) * kStages * kStageBytes;
 
   // Element (within the lane's quarter row) that k-slot s (0..3 = b0,b1,b2,b3) of k-block kb holds.
   __device__ static constexpr int k_elem(int kb, int s) {
@@ -67,9 +76,10 @@ struct Dec {
     }
   }
   // B fragments of n-tiles j..j+P-1 from two token rows' eighths x0 (token t0) and x1 (token t1):
-  // element j of the eighth (dim (D/8)*lane_group + j) of both tokens, as half2(t0, t1) minus zz.
-  __device__ static void v_frags(const uint32_t (&x0)[kVWords], const uint32_t (&x1)[kVWords], uint32_t zz,
-                                 uint32_t (&b)[kNT]) {
+  // element j of the eighth (dim (D/8)*lane_group + j) of both tokens, as half2(t0, t1). Integers come
+  // out biased, 1024 + q (exact): the zero points are not subtracted per element but once per row, as
+  // sum_t P'[t] * (1024 + zero[t]) (saves a third of the V conversion work, which bounds int4 decode).
+  __device__ static void v_frags(const uint32_t (&x0)[kVWords], const uint32_t (&x1)[kVWords], uint32_t (&b)[kNT]) {
     if constexpr (DT == KvDtype::F16) {
 #pragma unroll
       for (int j = 0; j < kNT; ++j) b[j] = __byte_perm(x0[j / 2], x1[j / 2], j % 2 ? 0x7632 : 0x5410);
@@ -78,8 +88,8 @@ struct Dec {
       for (int j = 0; j < kNT; j += 2) {
         const int k = j % 4;
         const uint32_t y = __byte_perm(x0[j / 4], x1[j / 4], k | (k + 4) << 4 | (k + 1) << 8 | (k + 5) << 12);
-        b[j] = attn::hsub2_u32(attn::bytes01_to_half2_biased(y), zz);
-        b[j + 1] = attn::hsub2_u32(attn::bytes23_to_half2_biased(y), zz);
+        b[j] = attn::bytes01_to_half2_biased(y);
+        b[j + 1] = attn::bytes23_to_half2_biased(y);
       }
     } else {
 #pragma unroll
@@ -87,7 +97,7 @@ struct Dec {
         const int k = (j / 2) % 4;  // byte of the word holding elements j..j+3
         const uint32_t y = __byte_perm(x0[j / 8], x1[j / 8], k | (k + 1) << 4 | (k + 4) << 8 | (k + 5) << 12);
 #pragma unroll
-        for (int i = 0; i < 4; ++i) b[j + i] = attn::hsub2_u32(attn::nibbles_to_half2_biased(y >> (4 * i)), zz);
+        for (int i = 0; i < 4; ++i) b[j + i] = attn::nibbles_to_half2_biased(y >> (4 * i));
       }
     }
   }
@@ -103,21 +113,57 @@ struct GroupRegs {
   uint32_t kz[2];             // zero points of token rows g, g+8
   uint32_t vz[2];             // zero points of (2c, 2c+1), (2c+8, 2c+9): two bytes each
 
-  __device__ void load(const PagedKvLayout& L, const uint8_t* blk, int off0, int g, int c) {
-    const uint8_t* kv = blk + L.k_values() + int64_t(off0) * T::kRowBytes;
-    const uint8_t* vv = blk + L.v_values() + int64_t(off0) * T::kRowBytes;
+  // Fills one stage with a 16-token group (tokens off0..off0+15 of block blk): 16-byte cp.async chunks.
+  __device__ static void issue(uint8_t* stage, const PagedKvLayout& L, const uint8_t* blk, int off0, int lane) {
+    constexpr int kv_chunks = T::kValBytes / 16;
 #pragma unroll
-    for (int i = 0; i < 2; ++i) attn::load_words(k[i], kv + (g + 8 * i) * T::kRowBytes + c * (T::kRowBytes / 4));
+    for (int ch = lane; ch < T::kChunks; ch += 32) {
+      const uint8_t* src;
+      if (ch < kv_chunks) {
+        src = blk + L.k_values() + int64_t(off0) * T::kRowBytes + 16 * ch;
+      } else if (ch < 2 * kv_chunks) {
+        src = blk + L.v_values() + int64_t(off0) * T::kRowBytes + 16 * (ch - kv_chunks);
+      } else {
+        const int e = ch - 2 * kv_chunks;  // 0,1 K scales; 2,3 V scales; 4 K zeros; 5 V zeros
+        src = e < 2 ? blk + L.k_scales() + 2 * off0 + 16 * e
+            : e < 4 ? blk + L.v_scales() + 2 * off0 + 16 * (e - 2)
+            : e == 4 ? blk + L.k_zeros() + off0 : blk + L.v_zeros() + off0;
+      }
+      ptx::cp_async_16(stage + 16 * ch, src, true);
+    }
+  }
+
+  template <int N>
+  __device__ static void lds(uint32_t (&w)[N], const uint8_t* p) {
+    if constexpr (N % 4 == 0) {
+#pragma unroll
+      for (int i = 0; i < N / 4; ++i) {
+        const uint4 x = reinterpret_cast<const uint4*>(p)[i];
+        w[4 * i] = x.x; w[4 * i + 1] = x.y; w[4 * i + 2] = x.z; w[4 * i + 3] = x.w;
+      }
+    } else if constexpr (N == 2) {
+      const uint2 x = *reinterpret_cast<const uint2*>(p);
+      w[0] = x.x; w[1] = x.y;
+    } else {
+      w[0] = *reinterpret_cast<const uint32_t*>(p);
+    }
+  }
+
+  // This lane's fragments' raw words from a filled stage.
+  __device__ void load(const uint8_t* stage, int g, int c) {
+#pragma unroll
+    for (int i = 0; i < 2; ++i) lds(k[i], stage + (g + 8 * i) * T::kRowBytes + c * (T::kRowBytes / 4));
     const int tok[4] = {2 * c, 2 * c + 1, 2 * c + 8, 2 * c + 9};
 #pragma unroll
-    for (int i = 0; i < 4; ++i) attn::load_words(v[i], vv + tok[i] * T::kRowBytes + g * (T::kRowBytes / 8));
+    for (int i = 0; i < 4; ++i) lds(v[i], stage + T::kValBytes + tok[i] * T::kRowBytes + g * (T::kRowBytes / 8));
     if constexpr (T::kQuant) {
+      const uint8_t* x = stage + 2 * T::kValBytes;
 #pragma unroll
       for (int i = 0; i < 2; ++i) {
-        ks[i] = __ldg(reinterpret_cast<const uint32_t*>(blk + L.k_scales() + 2 * (off0 + 2 * c + 8 * i)));
-        vs[i] = __ldg(reinterpret_cast<const uint32_t*>(blk + L.v_scales() + 2 * (off0 + 2 * c + 8 * i)));
-        kz[i] = __ldg(blk + L.k_zeros() + off0 + g + 8 * i);
-        vz[i] = __ldg(reinterpret_cast<const uint16_t*>(blk + L.v_zeros() + off0 + 2 * c + 8 * i));
+        ks[i] = *reinterpret_cast<const uint32_t*>(x + 2 * (2 * c + 8 * i));
+        vs[i] = *reinterpret_cast<const uint32_t*>(x + 32 + 2 * (2 * c + 8 * i));
+        kz[i] = x[64 + g + 8 * i];
+        vz[i] = *reinterpret_cast<const uint16_t*>(x + 80 + 2 * c + 8 * i);
       }
     } else {
       ks[0] = ks[1] = vs[0] = vs[1] = kz[0] = kz[1] = vz[0] = vz[1] = 0u;
@@ -152,8 +198,10 @@ __global__ void __launch_bounds__(kWarps * 32, Dec<DT, D>::kMinBlocks) decode_ke
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, c = lane % 4;
 
   __shared__ __align__(16) __half sQ[8][D];
-  __shared__ float sO[kWarps][8][D + 1];
   __shared__ float sM[kWarps][8], sL[kWarps][8];
+  extern __shared__ __align__(16) uint8_t dsmem[];  // the warps' stage rings; sO after the main loop
+  uint8_t* ring = dsmem + size_t(warp) * T::kStages * T::kStageBytes;
+  auto sO = reinterpret_cast<float (*)[8][D + 1]>(dsmem);
   for (int i = threadIdx.x; i < 8 * D; i += blockDim.x) {
     const int r = i / D, d = i % D;
     sQ[r][d] = r < nh ? a.q[(int64_t(b) * a.n_heads + h0 + r) * D + d] : __float2half(0.0f);
@@ -171,22 +219,35 @@ __global__ void __launch_bounds__(kWarps * 32, Dec<DT, D>::kMinBlocks) decode_ke
   }
 
   float m = -INFINITY, l = 0.0f;
+  float zc = 0.0f;  // int caches: sum over this lane's tokens of P'[t] * (1024 + v_zero[t]), see v_frags
   float o[T::kNT][4];
 #pragma unroll
   for (int j = 0; j < T::kNT; ++j) o[j][0] = o[j][1] = o[j][2] = o[j][3] = 0.0f;
 
   const int n_groups = (te - tb + 15) / 16;
   const int32_t* bt = a.block_tables + int64_t(b) * a.max_blocks;
-  auto block_of = [&](int t0) { return a.pool + a.L.block_offset(a.layer, bt[t0 / P], hk); };
-  GroupRegs<DT, D> cur, nxt;
-  int gi = warp;
-  if (gi < n_groups) cur.load(a.L, block_of(tb + 16 * gi), (tb + 16 * gi) % P, g, c);
-  for (; gi < n_groups; gi += kWarps) {
-    const int t0 = tb + 16 * gi;
-    if (gi + kWarps < n_groups) {  // prefetch the next group while this one computes
-      const int t1 = t0 + 16 * kWarps;
-      nxt.load(a.L, block_of(t1), t1 % P, g, c);
-    }
+  // This warp's groups j = 0..n_mine-1 are groups warp + j*kWarps of the split.
+  const int n_mine = warp < n_groups ? (n_groups - warp + kWarps - 1) / kWarps : 0;
+  auto t0_of = [&](int j) { return tb + 16 * (warp + j * kWarps); };
+  auto block_of = [&](int page) { return a.pool + a.L.block_offset(a.layer, page, hk); };
+#pragma unroll
+  for (int j = 0; j < T::kStages - 1; ++j) {
+    if (j < n_mine) GroupRegs<DT, D>::issue(ring + j * T::kStageBytes, a.L, block_of(bt[t0_of(j) / P]), t0_of(j) % P, lane);
+    ptx::cp_async_commit();
+  }
+  // The block-table entry of the next group to issue is loaded one iteration ahead (latency hidden).
+  int page_next = T::kStages - 1 < n_mine ? bt[t0_of(T::kStages - 1) / P] : 0;
+  GroupRegs<DT, D> cur;
+  for (int j = 0; j < n_mine; ++j) {
+    const int t0 = t0_of(j);
+    const int js = j + T::kStages - 1;
+    if (js < n_mine) GroupRegs<DT, D>::issue(ring + (js % T::kStages) * T::kStageBytes, a.L, block_of(page_next), t0_of(js) % P, lane);
+    ptx::cp_async_commit();
+    if (js + 1 < n_mine) page_next = bt[t0_of(js + 1) / P];
+    ptx::cp_async_wait<T::kStages - 1>();
+    __syncwarp();
+    cur.load(ring + (j % T::kStages) * T::kStageBytes, g, c);
+    __syncwarp();  // every lane has its words: the stage may be refilled next iteration
     // ---- scores ----
     float sc[2][4] = {};
 #pragma unroll
@@ -231,9 +292,17 @@ __global__ void __launch_bounds__(kWarps * 32, Dec<DT, D>::kMinBlocks) decode_ke
       p[i] = valid[i] ? p[i] * vscale[i] : 0.0f;
     }
     l = l * corr + psum;
+    if (__any_sync(0xffffffffu, corr != 1.0f)) {  // the running max rarely moves after the first groups
 #pragma unroll
-    for (int j = 0; j < T::kNT; ++j) { o[j][0] *= corr; o[j][1] *= corr; }
+      for (int j = 0; j < T::kNT; ++j) { o[j][0] *= corr; o[j][1] *= corr; }
+    }
     const uint32_t pa01 = attn::pack_half2(p[0], p[1]), pa45 = attn::pack_half2(p[2], p[3]);
+    if constexpr (T::kQuant) {  // the fp16-rounded P' the tensor cores see
+      const float2 p01 = __half22float2(*reinterpret_cast<const __half2*>(&pa01));
+      const float2 p45 = __half22float2(*reinterpret_cast<const __half2*>(&pa45));
+      zc = zc * corr + p01.x * float(1024 + (cur.vz[0] & 0xFF)) + p01.y * float(1024 + (cur.vz[0] >> 8)) +
+           p45.x * float(1024 + (cur.vz[1] & 0xFF)) + p45.y * float(1024 + (cur.vz[1] >> 8));
+    }
     // ---- P.V ----
     if constexpr (DT == KvDtype::F16) {  // fp16 garbage past the end may be NaN: zero it (0 * NaN = NaN)
 #pragma unroll
@@ -242,20 +311,22 @@ __global__ void __launch_bounds__(kWarps * 32, Dec<DT, D>::kMinBlocks) decode_ke
         for (int w = 0; w < T::kVWords; ++w) cur.v[i][w] = valid[i] ? cur.v[i][w] : 0u;
     }
     uint32_t b01[T::kNT], b23[T::kNT];
-    T::v_frags(cur.v[0], cur.v[1], attn::zero_bias_half2(cur.vz[0] & 0xFF, cur.vz[0] >> 8), b01);
-    T::v_frags(cur.v[2], cur.v[3], attn::zero_bias_half2(cur.vz[1] & 0xFF, cur.vz[1] >> 8), b23);
+    T::v_frags(cur.v[0], cur.v[1], b01);
+    T::v_frags(cur.v[2], cur.v[3], b23);
 #pragma unroll
     for (int j = 0; j < T::kNT; ++j) ptx::mma_f16_16816(o[j], pa01, 0u, pa45, 0u, b01[j], b23[j]);
-    cur = nxt;
   }
+  ptx::cp_async_wait<0>();  // only empty groups can be pending; the rings become sO below
+  __syncthreads();
 
   // ---- merge the warps (rows g < nh; c2/c3 hold the zero head rows 8..15) ----
   l = attn::warp_sum_quad(l);
+  zc = attn::warp_sum_quad(zc);
   if (g < nh) {
 #pragma unroll
     for (int j = 0; j < T::kNT; ++j) {
-      sO[warp][g][(D / 8) * (2 * c) + j] = o[j][0];
-      sO[warp][g][(D / 8) * (2 * c + 1) + j] = o[j][1];
+      sO[warp][g][(D / 8) * (2 * c) + j] = o[j][0] - zc;
+      sO[warp][g][(D / 8) * (2 * c + 1) + j] = o[j][1] - zc;
     }
     if (c == 0) { sM[warp][g] = m; sL[warp][g] = l; }
   }
@@ -316,8 +387,15 @@ int sm_count() {
 
 template <KvDtype DT, int D>
 void launch_decode(const DecodeArgs& a, int B, int n_kv_heads, cudaStream_t s) {
+  using T = Dec<DT, D>;
+  constexpr size_t smem = std::max(T::kSmemBytes, sizeof(float) * kWarps * 8 * (D + 1));
+  static const bool attr_set = [] {
+    ATOM_CUDA_CHECK(cudaFuncSetAttribute(decode_kernel<DT, D>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
+    return true;
+  }();
+  (void)attr_set;
   const dim3 grid(unsigned(a.n_splits), unsigned(B), unsigned(n_kv_heads * a.n_head_groups));
-  decode_kernel<DT, D><<<grid, kWarps * 32, 0, s>>>(a);
+  decode_kernel<DT, D><<<grid, kWarps * 32, smem, s>>>(a);
   ATOM_CUDA_CHECK_LAUNCH();
   if (a.n_splits > 1) {
     decode_reduce_kernel<D><<<dim3(unsigned(B), unsigned(a.n_heads)), D, 0, s>>>(a);

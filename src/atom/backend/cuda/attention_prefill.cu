@@ -34,8 +34,20 @@ struct PrefillArgs {
 
 template <int D>
 constexpr int smem_stride() { return D + 8; }  // halves; +16 B per row keeps ldmatrix conflict-free
-template <int D>
-constexpr size_t prefill_smem_bytes() { return size_t(3) * kBM * smem_stride<D>() * sizeof(__half); }
+// Shared memory: K/V tiles stream through two cp.async stages, so tile kt+1 loads while tile kt
+// computes. fp16 caches: a stage is the padded fp16 K and V tiles themselves. int caches: a stage holds
+// the raw bytes ([64][row] K, [64][row] V, then per token K scales, V scales (fp16), K zeros, V zeros),
+// dequantized into one padded fp16 K/V pair before the tile's math. The Q tile is staged in space a
+// K/V tile takes later (its fragments live in registers after the first barrier).
+template <KvDtype DT, int D>
+struct PrefillSmem {
+  static constexpr int kBits = DT == KvDtype::F16 ? 16 : DT == KvDtype::I8 ? 8 : 4;
+  static constexpr int kRowBytes = D * kBits / 8;
+  static constexpr size_t kTile = size_t(kBN) * smem_stride<D>() * sizeof(__half);  // one padded fp16 tile
+  static constexpr size_t kRawVals = size_t(kBN) * kRowBytes;
+  static constexpr size_t kStage = DT == KvDtype::F16 ? 2 * kTile : 2 * kRawVals + size_t(kBN) * 6;
+  static constexpr size_t kBytes = 2 * kStage + (DT == KvDtype::F16 ? 0 : 2 * kTile);
+};
 
 // Dequantizes one 16-byte chunk of stored values into fp16 at dst (8, 16 or 32 halves).
 template <KvDtype DT>
@@ -69,20 +81,61 @@ __device__ __forceinline__ void dequant_chunk(const uint4 x, uint32_t zz, uint32
   }
 }
 
+// cp.async of key tile kt (tokens kt*64 ..) into a stage; tokens >= kend are zero-filled (not read).
 template <KvDtype DT, int D>
-__global__ void __launch_bounds__(kThreads) prefill_kernel(const PrefillArgs a) {
+__device__ __forceinline__ void issue_tile(uint8_t* stage, const PrefillArgs& a, const int32_t* bt, int hk, int kt,
+                                           int kend, int tid) {
+  using SM = PrefillSmem<DT, D>;
+  constexpr int kRowChunks = SM::kRowBytes / 16;
+  const int P = a.L.page_size;
+  for (int i = tid; i < 2 * kBN * kRowChunks; i += kThreads) {
+    const int which = i / (kBN * kRowChunks), r = (i / kRowChunks) % kBN, ch = i % kRowChunks;
+    const int t = kt * kBN + r;
+    const bool valid = t < kend;
+    const uint8_t* src = valid ? a.pool + a.L.block_offset(a.layer, bt[t / P], hk) + (which ? a.L.v_values() : a.L.k_values()) +
+                                     int64_t(t % P) * SM::kRowBytes + 16 * ch
+                               : a.pool;
+    uint8_t* dst = DT == KvDtype::F16 ? stage + which * SM::kTile + size_t(r) * smem_stride<D>() * 2 + 16 * ch
+                                      : stage + which * SM::kRawVals + size_t(r) * SM::kRowBytes + 16 * ch;
+    ptx::cp_async_16(dst, src, valid);
+  }
+  if constexpr (DT != KvDtype::F16) {
+    // 24 chunks: K scales (8 tokens each) x8, V scales x8, K zeros (16 tokens each) x4, V zeros x4.
+    if (tid < 24) {
+      const int kind = tid < 8 ? 0 : tid < 16 ? 1 : tid < 20 ? 2 : 3;
+      const int idx = kind < 2 ? tid - 8 * kind : tid - 16 - 4 * (kind - 2);
+      const int tok = kind < 2 ? 8 * idx : 16 * idx;  // first token of the chunk
+      const int t = kt * kBN + tok;
+      const bool valid = t < kend;  // the chunk's tokens share t's page (pages hold >= 16 tokens)
+      const uint8_t* blk = valid ? a.pool + a.L.block_offset(a.layer, bt[t / P], hk) : a.pool;
+      const int off = t % P;
+      const uint8_t* src = kind == 0 ? blk + a.L.k_scales() + 2 * off
+                         : kind == 1 ? blk + a.L.v_scales() + 2 * off
+                         : kind == 2 ? blk + a.L.k_zeros() + off : blk + a.L.v_zeros() + off;
+      const size_t dst = 2 * SM::kRawVals + (kind == 0 ? 2 * tok : kind == 1 ? 128 + 2 * tok : kind == 2 ? 256 + tok : 320 + tok);
+      ptx::cp_async_16(stage + dst, valid ? src : a.pool, valid);
+    }
+  }
+}
+
+template <KvDtype DT, int D>
+__global__ void __launch_bounds__(kThreads, 3) prefill_kernel(const PrefillArgs a) {
   constexpr int S = smem_stride<D>();
   constexpr int kBits = DT == KvDtype::F16 ? 16 : DT == KvDtype::I8 ? 8 : 4;
   constexpr int kRowBytes = D * kBits / 8;
   constexpr int kChunks = kRowBytes / 16;        // 16-byte chunks per stored row
   constexpr int kChunkElems = 128 / kBits;       // elements per chunk
   constexpr int kNKB = D / 16, kNT = D / 8;
-  extern __shared__ __align__(16) __half smem[];
-  __half* sQ = smem;
-  __half* sK = sQ + kBM * S;
-  __half* sV = sK + kBN * S;
+  using SM = PrefillSmem<DT, D>;
+  extern __shared__ __align__(16) uint8_t smem[];
+  auto stage = [&](int i) { return smem + (i % 2) * SM::kStage; };  // no array: a run-time index would go to local memory
+  // int: the dequantized tiles after the stages; fp16: the tiles are the stages themselves.
+  __half* dqK = reinterpret_cast<__half*>(smem + 2 * SM::kStage);
+  __half* dqV = reinterpret_cast<__half*>(smem + 2 * SM::kStage + SM::kTile);
+  __half* sQ = DT == KvDtype::F16 ? reinterpret_cast<__half*>(stage(1)) : dqK;
 
-  const int qt = blockIdx.x, b = blockIdx.y, h = blockIdx.z, hk = h / a.group;
+  // Heaviest (latest) query tiles first: causal work grows with the tile index.
+  const int qt = gridDim.x - 1 - blockIdx.x, b = blockIdx.y, h = blockIdx.z, hk = h / a.group;
   const int q_begin = a.cu_q[b], nq = a.cu_q[b + 1] - q_begin;
   const int row0 = qt * kBM;
   if (row0 >= nq) return;
@@ -117,34 +170,39 @@ __global__ void __launch_bounds__(kThreads) prefill_kernel(const PrefillArgs a) 
   for (int j = 0; j < kNT; ++j) o[j][0] = o[j][1] = o[j][2] = o[j][3] = 0.0f;
 
   const int32_t* bt = a.block_tables + int64_t(b) * a.max_blocks;
-  const int P = a.L.page_size;
   const int n_tiles = (kend + kBN - 1) / kBN;
+  if (n_tiles > 0) issue_tile<DT, D>(stage(0), a, bt, hk, 0, kend, tid);
+  ptx::cp_async_commit();
   for (int kt = 0; kt < n_tiles; ++kt) {
-    __syncthreads();  // the previous tile's K/V reads are done
-    for (int i = tid; i < 2 * kBN * kChunks; i += kThreads) {
-      const int which = i / (kBN * kChunks);  // 0 K, 1 V
-      const int r = (i / kChunks) % kBN, ch = i % kChunks;
-      const int t = kt * kBN + r;
-      __half* dst = (which ? sV : sK) + r * S + ch * kChunkElems;
-      if (t < kend) {
-        const uint8_t* blk = a.pool + a.L.block_offset(a.layer, bt[t / P], hk);
-        const int off = t % P;
-        const uint4 x = __ldg(reinterpret_cast<const uint4*>(blk + (which ? a.L.v_values() : a.L.k_values()) +
-                                                              int64_t(off) * kRowBytes) + ch);
-        uint32_t zz = 0, s2 = 0;
-        if constexpr (DT != KvDtype::F16) {
-          const uint32_t z = blk[(which ? a.L.v_zeros() : a.L.k_zeros()) + off];
-          zz = attn::zero_bias_half2(z, z);
-          const uint32_t sh = *reinterpret_cast<const uint16_t*>(blk + (which ? a.L.v_scales() : a.L.k_scales()) + 2 * off);
-          s2 = sh | (sh << 16);
-        }
-        dequant_chunk<DT>(x, zz, s2, dst);
-      } else {  // past the end: zeros (stored garbage may be NaN, and 0 * NaN = NaN)
+    ptx::cp_async_wait<0>();
+    __syncthreads();  // tile kt landed for every thread; everyone is done with tile kt-1 (and the Q tile)
+    if (kt + 1 < n_tiles) issue_tile<DT, D>(stage(kt + 1), a, bt, hk, kt + 1, kend, tid);
+    ptx::cp_async_commit();
+    const __half* sK;
+    const __half* sV;
+    if constexpr (DT == KvDtype::F16) {
+      sK = reinterpret_cast<const __half*>(stage(kt));
+      sV = reinterpret_cast<const __half*>(stage(kt) + SM::kTile);
+    } else {
+      const uint8_t* raw = stage(kt);
+      for (int i = tid; i < 2 * kBN * kChunks; i += kThreads) {
+        const int which = i / (kBN * kChunks);  // 0 K, 1 V
+        const int r = (i / kChunks) % kBN, ch = i % kChunks;
+        __half* dst = (which ? dqV : dqK) + r * S + ch * kChunkElems;
+        if (kt * kBN + r < kend) {
+          const uint4 x = *reinterpret_cast<const uint4*>(raw + which * SM::kRawVals + r * kRowBytes + 16 * ch);
+          const uint32_t z = raw[2 * SM::kRawVals + 256 + 64 * which + r];
+          const uint32_t sh = *reinterpret_cast<const uint16_t*>(raw + 2 * SM::kRawVals + 128 * which + 2 * r);
+          dequant_chunk<DT>(x, attn::zero_bias_half2(z, z), sh | (sh << 16), dst);
+        } else {  // past the end: zeros (stored garbage may be NaN, and 0 * NaN = NaN)
 #pragma unroll
-        for (int e = 0; e < kChunkElems; e += 8) *reinterpret_cast<uint4*>(dst + e) = make_uint4(0, 0, 0, 0);
+          for (int e = 0; e < kChunkElems; e += 8) *reinterpret_cast<uint4*>(dst + e) = make_uint4(0, 0, 0, 0);
+        }
       }
+      __syncthreads();
+      sK = dqK;
+      sV = dqV;
     }
-    __syncthreads();
 
     // ---- S = Q K^T: 16 rows x 64 keys per warp ----
     float sacc[kBN / 8][4];
@@ -226,7 +284,7 @@ __global__ void __launch_bounds__(kThreads) prefill_kernel(const PrefillArgs a) 
 
 template <KvDtype DT, int D>
 void launch_prefill(const PrefillArgs& a, int B, int max_q, cudaStream_t s) {
-  constexpr size_t smem = prefill_smem_bytes<D>();
+  constexpr size_t smem = PrefillSmem<DT, D>::kBytes;
   static const bool attr_set = [] {
     ATOM_CUDA_CHECK(cudaFuncSetAttribute(prefill_kernel<DT, D>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
     return true;
