@@ -3,6 +3,7 @@
 // benchmark workloads.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <fstream>
 
@@ -82,6 +83,76 @@ TEST(CpuExecutor, FactoryPicksTheDeviceAndSizesThePool) {
   EXPECT_EQ(make_executor(model, o)->num_pages(), 10);
   o.device = "tpu";
   expect_error([&] { make_executor(model, o); }, {"unknown or unavailable device 'tpu'"});
+}
+
+// An executor that "samples on its device" on the CPU: it records the rows the engine hands it and draws
+// with a fresh Sampler per row (so only the rows' params and counters decide), greedy rows by argmax.
+class DeviceSamplingFake final : public Executor {
+ public:
+  explicit DeviceSamplingFake(std::shared_ptr<const LlamaModel> m) : inner_(std::move(m), 4, 256) {}
+  const ModelConfig& config() const override { return inner_.config(); }
+  int64_t page_size() const override { return inner_.page_size(); }
+  int64_t num_pages() const override { return inner_.num_pages(); }
+  void step(const std::vector<SeqStep>&, float*) override { ADD_FAILURE() << "the engine asked for host logits"; }
+  bool samples_on_device() const override { return true; }
+  void step_sample(const std::vector<SeqStep>& batch, const std::vector<RowSampling>& rows, int32_t* ids) override {
+    const int64_t V = config().vocab_size;
+    std::vector<float> logits(rows.size() * size_t(V));
+    inner_.step(batch, logits.data());
+    for (size_t i = 0; i < rows.size(); ++i) {
+      SamplingParams p = rows[i].params;
+      p.seed = p.seed * 1000003u + rows[i].counter;
+      ids[i] = Sampler(p).sample(logits.data() + i * size_t(V), V);
+      counters.push_back(rows[i].counter);
+    }
+  }
+  void release(int64_t id) override { inner_.release(id); }
+  std::string name() const override { return "fake-device"; }
+  std::vector<uint64_t> counters;
+
+ private:
+  CpuExecutor inner_;
+};
+
+TEST(ExecutorRegistry, RegisteredDevicesAndDeviceSamplingInTheEngine) {
+  const uint64_t seed = fresh_seed();
+  SCOPED_TRACE(seed);
+  std::mt19937_64 rng(seed);
+  auto model = test::tiny_model(seed);
+  DeviceSamplingFake* fake = nullptr;
+  register_executor("fake-device", [&fake](std::shared_ptr<const LlamaModel> m, const ExecutorOptions&) {
+    auto e = std::make_unique<DeviceSamplingFake>(std::move(m));
+    fake = e.get();
+    return std::unique_ptr<Executor>(std::move(e));
+  });
+  const auto devs = registered_devices();
+  EXPECT_EQ(devs.front(), "cpu");
+  EXPECT_NE(std::find(devs.begin(), devs.end(), "fake-device"), devs.end());
+  ExecutorOptions o;
+  o.device = "fake-device";
+  auto ex = make_executor(model, o);
+  ASSERT_NE(fake, nullptr);
+  o.device = "tpu";
+  expect_error([&] { make_executor(model, o); }, {"unknown or unavailable device 'tpu'", "cpu, ", "fake-device"});
+  CpuExecutor plain(model, 4, 8);
+  std::vector<int32_t> t = {1}, bt = {0};
+  expect_error([&] { plain.step_sample({{0, t.data(), 1, 0, bt.data(), 1, true}}, {RowSampling{}}, t.data()); },
+               {"does not sample on its device"});
+
+  // Greedy through device sampling equals the host-sampling engine; counters are each row's token index.
+  engine::EngineOptions eo;
+  eo.scheduler.max_num_seqs = 4;
+  eo.scheduler.max_num_batched_tokens = 32;
+  Engine dev(std::move(ex), test::tiny_tokenizer(), eo);
+  auto host = test::make_tiny_engine(model);
+  Request r;
+  r.prompt = test::random_prompt(rng, 9);
+  r.max_tokens = 7;
+  r.ignore_eos = true;
+  const RequestOutput a = dev.submit(r)->wait(), b = host->submit(r)->wait();
+  EXPECT_EQ(a.tokens, b.tokens);
+  ASSERT_TRUE(dev.wait_idle(std::chrono::seconds(10)));
+  EXPECT_EQ(fake->counters, (std::vector<uint64_t>{0, 1, 2, 3, 4, 5, 6}));
 }
 
 TEST(Workload, ShareGptLikeIsSeededAndWithinItsClamps) {

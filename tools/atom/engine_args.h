@@ -21,6 +21,8 @@ struct EngineArgs {
   int64_t max_model_len = 0;  // 0 = the model context
   int threads = 0;
   int tp = 1;                 // tensor-parallel ranks
+  float gpu_memory_utilization = 0.9f;  // cuda: share of GPU memory for weights + KV pool
+  bool cuda_graphs = true;              // cuda: decode steps from CUDA graphs
 };
 
 void add_engine_options(CLI::App* cmd, EngineArgs& a);

@@ -4,12 +4,18 @@
 
 #include "atom/core/error.h"
 #include "commands.h"
+#ifdef ATOM_WITH_CUDA
+#include "atom/backend/cuda/cuda_executor.h"
+#endif
 
 int main(int argc, char** argv) {
   // Logs go to stderr so stdout carries only results (generated text, token ids, JSON).
   spdlog::set_default_logger(spdlog::stderr_color_mt("atom"));
   spdlog::set_pattern("[%H:%M:%S] %^%l%$ %v");
 
+#ifdef ATOM_WITH_CUDA
+  atom::cuda::register_cuda_executor();  // --device cuda for serve / bench serve
+#endif
   CLI::App app{"atom: W4A4 (Atom) quantization and serving of Llama-family models"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "atom 0.1.0");

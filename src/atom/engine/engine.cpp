@@ -204,9 +204,21 @@ void Engine::run_iteration(std::vector<std::unique_ptr<Live>>& fresh, std::vecto
     n_logits += c.want_logits;
   }
   const int64_t vocab = executor_->config().vocab_size;
-  logits_.resize(size_t(n_logits * vocab));
+  const bool device_sampling = executor_->samples_on_device();
   try {
-    executor_->step(batch, logits_.data());
+    if (device_sampling) {  // only ids cross from the device; the rows carry each request's sampling
+      std::vector<RowSampling> rows;
+      for (const ScheduledChunk& c : step.chunks)
+        if (c.want_logits) {
+          const Live& l = *live_.at(c.seq->id);
+          rows.push_back({l.request.sampling, uint64_t(l.seq.num_generated())});
+        }
+      ids_.resize(size_t(n_logits));
+      executor_->step_sample(batch, rows, ids_.data());
+    } else {
+      logits_.resize(size_t(n_logits * vocab));
+      executor_->step(batch, logits_.data());
+    }
   } catch (const std::exception& e) {
     // A failing backend must not take the server down: end this batch's requests with the error.
     spdlog::error("engine: executor {} failed: {}", executor_->name(), e.what());
@@ -224,9 +236,10 @@ void Engine::run_iteration(std::vector<std::unique_ptr<Live>>& fresh, std::vecto
   int64_t row = 0;
   for (const ScheduledChunk& c : step.chunks) {
     if (!c.want_logits) continue;
-    const int64_t id = c.seq->id;
+    const int64_t id = c.seq->id, r = row++;
     try {
-      on_token(*live_.at(id), logits_.data() + row++ * vocab);
+      Live& l = *live_.at(id);
+      on_token(l, device_sampling ? ids_[size_t(r)] : l.sampler.sample(logits_.data() + r * vocab, vocab));
     } catch (const std::exception& e) {  // e.g. a sampled id the tokenizer cannot decode
       spdlog::error("engine: request {} failed: {}", id, e.what());
       if (auto it = live_.find(id); it != live_.end())
@@ -236,8 +249,7 @@ void Engine::run_iteration(std::vector<std::unique_ptr<Live>>& fresh, std::vecto
   publish_stats();
 }
 
-void Engine::on_token(Live& live, const float* logits) {
-  const int32_t id = live.sampler.sample(logits, executor_->config().vocab_size);
+void Engine::on_token(Live& live, int32_t id) {
   if (!live.has_first_token) {
     live.has_first_token = true;
     live.first_token = Clock::now();

@@ -84,7 +84,7 @@ class Engine {
   void validate(const Request& r) const;
   void loop();
   void run_iteration(std::vector<std::unique_ptr<Live>>& fresh, std::vector<int64_t>& cancels);
-  void on_token(Live& live, const float* logits);
+  void on_token(Live& live, int32_t id);  // the token sampled for this request
   void finish(Live& live, FinishReason reason, RequestEvent ev, const std::string& error = "");
   void publish_stats();
 
@@ -95,7 +95,8 @@ class Engine {
   PagePool pool_;
   Scheduler scheduler_;
   std::map<int64_t, std::unique_ptr<Live>> live_;  // loop thread only
-  std::vector<float> logits_;
+  std::vector<float> logits_;   // host sampling: the step's logits rows
+  std::vector<int32_t> ids_;    // device sampling: the step's sampled ids
 
   mutable std::mutex mu_;  // guards everything below
   std::condition_variable work_cv_, idle_cv_;

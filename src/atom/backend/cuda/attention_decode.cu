@@ -41,7 +41,7 @@ struct Dec {
   static constexpr int kVWords = kRowBytes / 32;  // an eighth of a row per lane
   static constexpr int kNKB = D / 16;             // k-blocks of the score product
   static constexpr int kNT = D / 8;               // n-tiles of the output
-  static constexpr int kMinBlocks = DT == KvDtype::F16 ? 2 : 3;
+  static constexpr int kMinBlocks = DT == KvDtype::I4 ? 3 : 2;  // int8 at 3 spills; its cp.async ring keeps HBM busy at 2
   // Each warp streams its 16-token groups through a ring of kStages shared-memory stages filled by
   // cp.async, so kStages-1 groups per warp are in flight without holding registers (one group of int4
   // is only 2 KiB: with a register prefetch of one group the kernel was latency-bound at ~64% of HBM).
@@ -50,7 +50,6 @@ struct Dec {
   static constexpr int kStages = DT == KvDtype::I4 ? 6 : DT == KvDtype::I8 ? 4 : 3;
   static constexpr int kValBytes = 16 * kRowBytes;
   static constexpr int kStageBytes = 2 * kValBytes + (kQuant ? 16 * 6 : 0);
-  static constexpr int kChunks = kStageBytes / 16;
   static constexpr size_t kSmemBytes = size_t(kWarps) * kStages * kStageBytes;
 
   // Element (within the lane's quarter row) that k-slot s (0..3 = b0,b1,b2,b3) of k-block kb holds.
@@ -62,8 +61,13 @@ struct Dec {
       return 4 * kb + s;
     }
   }
-  // B fragment (b01, b23) of k-block kb from one token row's quarter; zz = half2(1024+z, 1024+z).
-  __device__ static void k_frag(const uint32_t (&w)[kKWords], int kb, uint32_t zz, uint32_t& b01, uint32_t& b23) {
+  // int4: the b23 slots take the odd nibbles in place (mask 0x00F000F0: 1024 + 16n, no shift) and hold
+  // 16 (n - z); the Q fragment for those slots is q/16 (exact) so the products are unchanged.
+  static constexpr float kQScaleHi = DT == KvDtype::I4 ? 1.0f / 16.0f : 1.0f;
+  // B fragment (b01, b23) of k-block kb from one token row's quarter; zz = half2(1024+z, 1024+z),
+  // zz16 = half2(1024+16z, 1024+16z).
+  __device__ static void k_frag(const uint32_t (&w)[kKWords], int kb, uint32_t zz, uint32_t zz16, uint32_t& b01,
+                                uint32_t& b23) {
     if constexpr (DT == KvDtype::F16) {
       b01 = w[2 * kb]; b23 = w[2 * kb + 1];
     } else if constexpr (DT == KvDtype::I8) {
@@ -72,7 +76,7 @@ struct Dec {
     } else {
       const uint32_t x = w[kb / 2] >> (8 * (kb % 2));
       b01 = attn::hsub2_u32(attn::nibbles_to_half2_biased(x), zz);
-      b23 = attn::hsub2_u32(attn::nibbles_to_half2_biased(x >> 4), zz);
+      b23 = attn::hsub2_u32(attn::lop3_and_or(x, 0x00F000F0u, 0x64006400u), zz16);
     }
   }
   // B fragments of n-tiles j..j+P-1 from two token rows' eighths x0 (token t0) and x1 (token t1):
@@ -114,22 +118,25 @@ struct GroupRegs {
   uint32_t vz[2];             // zero points of (2c, 2c+1), (2c+8, 2c+9): two bytes each
 
   // Fills one stage with a 16-token group (tokens off0..off0+15 of block blk): 16-byte cp.async chunks.
+  // K and V of the group are each 16 * row bytes (a multiple of 512), so lane i copies chunks i, i+32,
+  // ... of both with affine addresses (no per-chunk branches: the issue cost is per group, per lane).
   __device__ static void issue(uint8_t* stage, const PagedKvLayout& L, const uint8_t* blk, int off0, int lane) {
-    constexpr int kv_chunks = T::kValBytes / 16;
+    static_assert(T::kValBytes % 512 == 0, "a group's K (V) bytes must be whole warp-wide 16-byte sweeps");
+    const uint8_t* k = blk + L.k_values() + int64_t(off0) * T::kRowBytes + 16 * lane;
+    const int64_t v_minus_k = L.v_values() - L.k_values();
+    uint8_t* dst = stage + 16 * lane;
 #pragma unroll
-    for (int ch = lane; ch < T::kChunks; ch += 32) {
-      const uint8_t* src;
-      if (ch < kv_chunks) {
-        src = blk + L.k_values() + int64_t(off0) * T::kRowBytes + 16 * ch;
-      } else if (ch < 2 * kv_chunks) {
-        src = blk + L.v_values() + int64_t(off0) * T::kRowBytes + 16 * (ch - kv_chunks);
-      } else {
-        const int e = ch - 2 * kv_chunks;  // 0,1 K scales; 2,3 V scales; 4 K zeros; 5 V zeros
-        src = e < 2 ? blk + L.k_scales() + 2 * off0 + 16 * e
-            : e < 4 ? blk + L.v_scales() + 2 * off0 + 16 * (e - 2)
-            : e == 4 ? blk + L.k_zeros() + off0 : blk + L.v_zeros() + off0;
+    for (int i = 0; i < T::kValBytes / 512; ++i) {
+      ptx::cp_async_16(dst + 512 * i, k + 512 * i, true);
+      ptx::cp_async_16(dst + T::kValBytes + 512 * i, k + v_minus_k + 512 * i, true);
+    }
+    if constexpr (T::kQuant) {
+      if (lane < 6) {  // 0,1 K scales; 2,3 V scales; 4 K zeros; 5 V zeros
+        const uint8_t* src = lane < 2 ? blk + L.k_scales() + 2 * off0 + 16 * lane
+                           : lane < 4 ? blk + L.v_scales() + 2 * off0 + 16 * (lane - 2)
+                           : lane == 4 ? blk + L.k_zeros() + off0 : blk + L.v_zeros() + off0;
+        ptx::cp_async_16(stage + 2 * T::kValBytes + 16 * lane, src, true);
       }
-      ptx::cp_async_16(stage + 16 * ch, src, true);
     }
   }
 
@@ -213,7 +220,8 @@ __global__ void __launch_bounds__(kWarps * 32, Dec<DT, D>::kMinBlocks) decode_ke
   for (int kb = 0; kb < T::kNKB; ++kb) {
     const __half* qr = &sQ[g][c * (D / 4)];
     __half2 lo = __halves2half2(qr[T::k_elem(kb, 0)], qr[T::k_elem(kb, 1)]);
-    __half2 hi = __halves2half2(qr[T::k_elem(kb, 2)], qr[T::k_elem(kb, 3)]);
+    __half2 hi = __halves2half2(__float2half_rn(__half2float(qr[T::k_elem(kb, 2)]) * T::kQScaleHi),
+                                __float2half_rn(__half2float(qr[T::k_elem(kb, 3)]) * T::kQScaleHi));
     qa01[kb] = *reinterpret_cast<uint32_t*>(&lo);
     qa45[kb] = *reinterpret_cast<uint32_t*>(&hi);
   }
@@ -253,10 +261,11 @@ __global__ void __launch_bounds__(kWarps * 32, Dec<DT, D>::kMinBlocks) decode_ke
 #pragma unroll
     for (int i = 0; i < 2; ++i) {
       const uint32_t zz = attn::zero_bias_half2(cur.kz[i], cur.kz[i]);
+      const uint32_t zz16 = attn::zero_bias_half2(16 * cur.kz[i], 16 * cur.kz[i]);
 #pragma unroll
       for (int kb = 0; kb < T::kNKB; ++kb) {
         uint32_t b01, b23;
-        T::k_frag(cur.k[i], kb, zz, b01, b23);
+        T::k_frag(cur.k[i], kb, zz, zz16, b01, b23);
         ptx::mma_f16_16816(sc[i], qa01[kb], 0u, qa45[kb], 0u, b01, b23);
       }
     }

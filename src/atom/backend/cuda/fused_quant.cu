@@ -1,6 +1,7 @@
 // Fused activation kernels (fused_quant.h): one templated kernel, one block per row.
-//   phase 1  the op (RMSNorm / copy / SiLU·up) in fp32 from 16-byte vector loads; the fp16-rounded
-//            result is staged in shared memory (and written out as fp16 if asked)
+//   phase 1  the op (RMSNorm / copy / SiLU·up) in fp32 from 16-byte vector loads; the result is staged in
+//            shared memory fp16-rounded (S = __half) or in fp32 (S = float, FusedOut::quant_from_f32), and
+//            written out as fp16 if asked
 //   phase 2  the quantizers read the staged row: W8A8 (block max, then INT8) and/or Atom (one warp per
 //            128-channel group or the outlier tail, gathering through perm — shared-memory reads, so
 //            the reorder costs no extra device-memory traffic).
@@ -15,7 +16,7 @@ namespace {
 
 constexpr int kThreads = 256;
 constexpr int kWarps = kThreads / 32;
-constexpr int64_t kMaxK = 32768;  // 64 KiB of staged fp16 row
+constexpr int64_t kMaxK = 32768;  // 64 KiB of staged fp16 row, 128 KiB of fp32
 enum Op { kNorm = 0, kCopy = 1, kSilu = 2 };
 
 // quantize.h's sym_scale: fp16(clip*amax/qmax), saturating at 65504, 0 for non-positive.
@@ -112,9 +113,10 @@ __device__ __forceinline__ float op_value(int64_t j, float xv, float u, const Pa
   return xv;
 }
 
-template <int OP, typename T>
+template <int OP, typename T, typename S>
 __global__ void __launch_bounds__(kThreads) fused_act_kernel(const Params p) {
-  extern __shared__ __align__(16) __half srow[];
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  S* srow = reinterpret_cast<S*>(smem_raw);
   __shared__ double red_d[kWarps];
   __shared__ float red_f[kWarps];
   const int64_t i = blockIdx.x;
@@ -122,7 +124,7 @@ __global__ void __launch_bounds__(kThreads) fused_act_kernel(const Params p) {
   const T* xr = static_cast<const T*>(p.x) + r * p.ld;
   const int64_t K = p.K;
 
-  // ---- phase 1: the op, fp16-rounded into shared memory ----
+  // ---- phase 1: the op, staged in shared memory as S ----
   float rstd = 0.0f;
   if constexpr (OP == kNorm) {
     double ss = 0.0;  // squares of fp32 values are exact in double, as in cpu::rmsnorm
@@ -146,16 +148,27 @@ __global__ void __launch_bounds__(kThreads) fused_act_kernel(const Params p) {
       load8(xr + j, v);
       if constexpr (OP == kSilu) load8(xr + K + j, u);
       alignas(16) __half h[8];
+      alignas(16) float f[8];
 #pragma unroll
-      for (int e = 0; e < 8; ++e) h[e] = __float2half_rn(op_value<OP>(j + e, v[e], u[e], p, rstd));
-      *reinterpret_cast<uint4*>(srow + j) = *reinterpret_cast<const uint4*>(h);
+      for (int e = 0; e < 8; ++e) {
+        f[e] = op_value<OP>(j + e, v[e], u[e], p, rstd);
+        h[e] = __float2half_rn(f[e]);
+      }
+      if constexpr (sizeof(S) == 2) {
+        *reinterpret_cast<uint4*>(srow + j) = *reinterpret_cast<const uint4*>(h);
+      } else {
+        *reinterpret_cast<float4*>(srow + j) = *reinterpret_cast<const float4*>(f);
+        *reinterpret_cast<float4*>(srow + j + 4) = *reinterpret_cast<const float4*>(f + 4);
+      }
       if (f16) *reinterpret_cast<uint4*>(f16 + j) = *reinterpret_cast<const uint4*>(h);
     }
   } else {
     for (int64_t j = threadIdx.x; j < K; j += kThreads) {
       const float u = OP == kSilu ? to_f(xr[K + j]) : 0.0f;
-      const __half h = __float2half_rn(op_value<OP>(j, to_f(xr[j]), u, p, rstd));
-      srow[j] = h;
+      const float f = op_value<OP>(j, to_f(xr[j]), u, p, rstd);
+      const __half h = __float2half_rn(f);
+      if constexpr (sizeof(S) == 2) srow[j] = h;
+      else srow[j] = f;
       if (f16) f16[j] = h;
     }
   }
@@ -165,7 +178,7 @@ __global__ void __launch_bounds__(kThreads) fused_act_kernel(const Params p) {
   if (p.i8) {
     float amax = 0.0f;
     for (int64_t j = threadIdx.x; j < K; j += kThreads) {
-      const float v = __half2float(srow[j]);
+      const float v = to_f(srow[j]);
       amax = fmaxf(amax, fabsf(p.smooth ? __fdiv_rn(v, __ldg(p.smooth + j)) : v));
     }
     amax = block_max(amax, red_f);
@@ -173,7 +186,7 @@ __global__ void __launch_bounds__(kThreads) fused_act_kernel(const Params p) {
     const float s = sym_scale_fp16(amax, 1.0f, 127.0f, hs);
     int8_t* q = p.i8 + i * K;
     for (int64_t j = threadIdx.x; j < K; j += kThreads) {
-      const float v = __half2float(srow[j]);
+      const float v = to_f(srow[j]);
       q[j] = int8_t(sym_quant(p.smooth ? __fdiv_rn(v, __ldg(p.smooth + j)) : v, s, -127.0f, 127.0f));
     }
     if (threadIdx.x == 0) p.i8_scale[i] = s;
@@ -189,7 +202,7 @@ __global__ void __launch_bounds__(kThreads) fused_act_kernel(const Params p) {
 #pragma unroll
         for (int e = 0; e < 4; ++e) {
           const int j = seg * 128 + 4 * lane + e;
-          v[e] = j < p.kn ? __half2float(srow[__ldg(p.perm + j)]) : 0.0f;
+          v[e] = j < p.kn ? to_f(srow[__ldg(p.perm + j)]) : 0.0f;
         }
         float amax = fmaxf(fmaxf(fabsf(v[0]), fabsf(v[1])), fmaxf(fabsf(v[2]), fabsf(v[3])));
         amax = warp_max(amax);
@@ -204,29 +217,35 @@ __global__ void __launch_bounds__(kThreads) fused_act_kernel(const Params p) {
         if (lane == 0) p.scale[i * p.G + seg] = hs;
       } else {
         float amax = 0.0f;
-        for (int e = lane; e < p.O; e += 32) amax = fmaxf(amax, fabsf(__half2float(srow[__ldg(p.perm + p.kn + e)])));
+        for (int e = lane; e < p.O; e += 32) amax = fmaxf(amax, fabsf(to_f(srow[__ldg(p.perm + p.kn + e)])));
         amax = warp_max(amax);
         __half hs;
         const float s = sym_scale_fp16(amax, p.o_clip, 127.0f, hs);
         for (int e = lane; e < p.O; e += 32)
-          p.q8[i * p.O + e] = int8_t(sym_quant(__half2float(srow[__ldg(p.perm + p.kn + e)]), s, -127.0f, 127.0f));
+          p.q8[i * p.O + e] = int8_t(sym_quant(to_f(srow[__ldg(p.perm + p.kn + e)]), s, -127.0f, 127.0f));
         if (lane == 0) p.oscale[i] = hs;
       }
     }
   }
 }
 
-template <int OP, typename T>
-void launch_typed(const Params& p, cudaStream_t s) {
+template <int OP, typename T, typename S>
+void launch_staged(const Params& p, cudaStream_t s) {
   static bool attr_set = false;  // per instantiation
   if (!attr_set) {
-    ATOM_CUDA_CHECK(cudaFuncSetAttribute(fused_act_kernel<OP, T>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                         int(kMaxK * 2)));
+    ATOM_CUDA_CHECK(cudaFuncSetAttribute(fused_act_kernel<OP, T, S>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                         int(kMaxK * sizeof(S))));
     attr_set = true;
   }
-  const size_t smem = size_t((p.K + 7) / 8 * 8) * 2;
-  fused_act_kernel<OP, T><<<unsigned(p.m), kThreads, smem, s>>>(p);
+  const size_t smem = size_t((p.K + 7) / 8 * 8) * sizeof(S);
+  fused_act_kernel<OP, T, S><<<unsigned(p.m), kThreads, smem, s>>>(p);
   ATOM_CUDA_CHECK_LAUNCH();
+}
+
+template <int OP, typename T>
+void launch_typed(const Params& p, bool stage_f32, cudaStream_t s) {
+  if (stage_f32) launch_staged<OP, T, float>(p, s);
+  else launch_staged<OP, T, __half>(p, s);
 }
 
 template <int OP>
@@ -259,13 +278,15 @@ void launch(Params p, ActDtype dt, const FusedOut& out, cudaStream_t s) {
     p.o_clip = out.a_outlier_clip;
   }
   if (p.m == 0) return;
+  // fp32 staging only matters for the quantizers (an fp16-only output reads the rounded value anyway)
+  const bool stage_f32 = out.quant_from_f32 && (out.i8 || out.atom);
   const size_t esz = dt == ActDtype::F32 ? 4 : 2;
   p.vec = p.K % 8 == 0 && p.ld % 8 == 0 && reinterpret_cast<uintptr_t>(p.x) % (8 * esz) == 0 &&
           (!p.f16 || reinterpret_cast<uintptr_t>(p.f16) % 16 == 0);
   switch (dt) {
-    case ActDtype::F32: launch_typed<OP, float>(p, s); break;
-    case ActDtype::F16: launch_typed<OP, __half>(p, s); break;
-    case ActDtype::BF16: launch_typed<OP, __nv_bfloat16>(p, s); break;
+    case ActDtype::F32: launch_typed<OP, float>(p, stage_f32, s); break;
+    case ActDtype::F16: launch_typed<OP, __half>(p, stage_f32, s); break;
+    case ActDtype::BF16: launch_typed<OP, __nv_bfloat16>(p, stage_f32, s); break;
   }
 }
 

@@ -11,7 +11,7 @@
 //   atom  Atom: gather by perm, INT4 groups (a_clip, ragged last group zero-padded) + INT8 outlier
 //         tail (per-token scale), in exactly the GpuAtomActs layout atom_gemm consumes.
 // Bit-exact with the CPU quantizers (quant/atom_linear.h, quant/w8a8_linear.h) applied to the fp16
-// row the kernel produces. That row equals the CPU op's output rounded to fp16 except for rounding-order
+// row the kernel produces (or, with quant_from_f32, to the fp32 row, which is not written out). That row equals the CPU op's output rounded to fp16 except for rounding-order
 // effects: RMSNorm sums squares in double like cpu::rmsnorm, only in another order (the fp32 rstd can
 // differ in the last bit in rare rows); SiLU's expf is not glibc's (≤ 2 ulp). Either can move an fp16
 // value by 1 ulp (tests allow exactly that).
@@ -35,6 +35,9 @@ struct FusedOut {
   const int32_t* perm = nullptr;    // [K] Atom reorder (perm[k_new] = k_old)
   GpuAtomLayout L;                  // Atom layout of this input
   float a_clip = 0.9f, a_outlier_clip = 1.0f;
+  // Quantize the op's fp32 value (as the CPU model's linears quantize their fp32 inputs) instead of
+  // its fp16 rounding. The fp16 output (f16) is the rounded value either way.
+  bool quant_from_f32 = false;
 };
 
 // Sets FusedOut's Atom fields from an uploaded linear's weights (perm, layout, clips).

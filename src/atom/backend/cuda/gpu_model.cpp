@@ -5,8 +5,12 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cmath>
+#include <cstdlib>
 
 #include "atom/backend/cuda/elementwise.h"
+#include "atom/backend/cuda/gpu_sampling.h"
+#include "atom/backend/cuda/rope_kv_f32.h"
 #include "atom/core/error.h"
 
 namespace atom::cuda {
@@ -41,34 +45,35 @@ FusedOut GpuLlamaModel::Impl::input_of(GpuLinear& lin) {
       break;
     case GpuMode::Atom: o = atom_target(act_atom, lin.atom); break;
   }
+  o.quant_from_f32 = opt.f32_acts;
   return o;
 }
 
-// y = input · Wᵀ for T rows: fp16 out (y16), or fp32 added into the residual stream (residual).
-// fp16_in overrides the fp16-mode input (the attention output goes to o_proj without a copy).
-void GpuLlamaModel::Impl::gemm(GpuLinear& lin, int64_t T, uint16_t* y16, float* residual, const uint16_t* fp16_in) {
+// y = input · Wᵀ for T rows into `out` (GemmOut). fp16_in overrides the fp16-mode input (the attention
+// output goes to o_proj without a copy).
+void GpuLlamaModel::Impl::gemm(GpuLinear& lin, int64_t T, const GemmOut& out, const uint16_t* fp16_in) {
   const int m = int(T), n = int(lin.n), k = int(lin.k);
   switch (mode) {
     case GpuMode::Fp16: {
       const uint16_t* x = fp16_in ? fp16_in : act_f16.data();
-      if (y16) blas.gemm_fp16(x, lin.f16.data(), y16, m, n, k, stream);
-      else blas.gemm_fp16_f32(x, lin.f16.data(), residual, m, n, k, 1.0f, stream);
+      if (out.y16) blas.gemm_fp16(x, lin.f16.data(), out.y16, m, n, k, stream);
+      else blas.gemm_fp16_f32(x, lin.f16.data(), out.y32, m, n, k, out.accumulate ? 1.0f : 0.0f, stream);
       break;
     }
     case GpuMode::W8A8: {
       W8A8Out o;
-      o.y16 = y16;
-      o.y32 = residual;
-      o.accumulate = residual != nullptr;
+      o.y16 = out.y16;
+      o.y32 = out.y32;
+      o.accumulate = out.accumulate;
       w8a8_gemm(blas, act_i8.data(), act_i8_scale.data(), T, lin.w8, acc_i32.data(), o, stream);
       break;
     }
     case GpuMode::Atom:
-      if (y16) {
-        atom_gemm(act_atom, lin.atom, y16, nullptr, nullptr, stream);
+      if (!out.accumulate) {
+        atom_gemm(act_atom, lin.atom, out.y16, out.y16 ? nullptr : out.y32, nullptr, stream);
       } else {  // atom_gemm may split K with atomics into its fp32 output: sum into scratch, then add
         atom_gemm(act_atom, lin.atom, nullptr, tmp_f32.data(), nullptr, stream);
-        add_f32(residual, tmp_f32.data(), T * lin.n, stream);
+        add_f32(out.y32, tmp_f32.data(), T * lin.n, stream);
       }
       break;
   }
@@ -77,7 +82,8 @@ void GpuLlamaModel::Impl::gemm(GpuLinear& lin, int64_t T, uint16_t* y16, float* 
 // ------------------------------------------------------------------ the forward pass
 
 // Packs the batch's host metadata into one int32 array, copied to the device in one transfer.
-void GpuLlamaModel::Impl::upload_batch(const std::vector<SeqStep>& batch, bool all_logits) {
+void GpuLlamaModel::Impl::upload_batch(const std::vector<SeqStep>& batch, bool all_logits, int64_t n_real,
+                                       int blocks_stride) {
   const ModelConfig& c = cfg;
   const int64_t B = int64_t(batch.size());
   ATOM_CHECK(B > 0 && B <= opt.max_seqs, "GPU step: {} sequences (1..{} allowed)", B, opt.max_seqs);
@@ -96,6 +102,7 @@ void GpuLlamaModel::Impl::upload_batch(const std::vector<SeqStep>& batch, bool a
   }
   ATOM_CHECK(T <= opt.max_tokens, "GPU step: {} tokens exceed max_tokens {}", T, opt.max_tokens);
   ATOM_CHECK(R <= max_logit_rows, "GPU step: {} logits rows exceed max_logit_rows {}", R, max_logit_rows);
+  if (blocks_stride > 0) max_blocks = std::max<int64_t>(max_blocks, blocks_stride);
   step_T = T;
   step_B = B;
   step_R = R;
@@ -120,8 +127,8 @@ void GpuLlamaModel::Impl::upload_batch(const std::vector<SeqStep>& batch, bool a
       ATOM_CHECK(tok >= 0 && tok < c.vocab_size, "token id {} out of range [0, {})", tok, c.vocab_size);
       const int64_t p = sq.start_pos + i;
       const int32_t page = sq.block_table[p / page_size];
-      ATOM_CHECK(page >= 0 && page < kv->spec().n_pages, "GPU step: page {} outside the pool of {}", page,
-                 kv->spec().n_pages);
+      const int64_t limit = b < n_real ? usable_pages : kv->spec().n_pages;
+      ATOM_CHECK(page >= 0 && page < limit, "GPU step: page {} outside the pool of {}", page, limit);
       h[off_tokens + t] = tok;
       h[off_pos + t] = int32_t(p);
       h[off_slots + t] = int32_t(int64_t(page) * page_size + p % page_size);
@@ -135,46 +142,82 @@ void GpuLlamaModel::Impl::upload_batch(const std::vector<SeqStep>& batch, bool a
   ATOM_CUDA_CHECK(cudaMemcpyAsync(meta.data(), h, size_t(total) * sizeof(int32_t), cudaMemcpyHostToDevice, stream));
 }
 
-void GpuLlamaModel::Impl::forward(const std::vector<SeqStep>& batch, bool all_logits, float* logits_host) {
-  upload_batch(batch, all_logits);
+void GpuLlamaModel::Impl::run_device(bool greedy) {
   const ModelConfig& c = cfg;
   const int64_t T = step_T, H = c.hidden_size, F = c.intermediate_size;
   const int nh = c.num_heads, nkv = c.num_kv_heads, hd = c.head_dim;
   const int32_t* d = meta.data();
   const float scale = 1.0f / std::sqrt(float(hd));
   float* x = x_f32.data();
+  const GemmOut to_residual{nullptr, x, true};
 
   embed_rows(embed.data(), d + off_tokens, T, H, x, stream);
   for (int l = 0; l < c.num_layers; ++l) {
     GpuLayer& L = layers[size_t(l)];
     // --- attention block: x += o_proj(attn(rope(q), rope(k), v)), q/k/v = stacked GEMM of norm1(x) ---
     rmsnorm_quant(x, ActDtype::F32, T, H, L.attn_norm.data(), c.rms_norm_eps, input_of(L.qkv), stream);
-    gemm(L.qkv, T, qkv16.data(), nullptr);
-    rope_split(qkv16.data(), d + off_pos, inv_freq.data(), T, nh, nkv, hd, q16.data(), k16.data(), v16.data(), stream);
-    kv_append(*kv, l, k16.data(), v16.data(), d + off_slots, T, stream);
+    if (opt.f32_acts) {
+      gemm(L.qkv, T, GemmOut{nullptr, qkv32.data(), false});
+      rope_kv_append_f32(qkv32.data(), d + off_pos, inv_freq.data(), T, nh, nkv, hd, q16.data(), *kv, l,
+                         d + off_slots, stream);
+    } else {
+      gemm(L.qkv, T, GemmOut{qkv16.data(), nullptr, false});
+      rope_split(qkv16.data(), d + off_pos, inv_freq.data(), T, nh, nkv, hd, q16.data(), k16.data(), v16.data(),
+                 stream);
+      kv_append(*kv, l, k16.data(), v16.data(), d + off_slots, T, stream);
+    }
     paged_attention(*kv, l, q16.data(), d + off_cu_q, d + off_seq_lens, d + off_bt, step_max_blocks, int(step_B), T,
                     nh, scale, att16.data(), *attn_ws, stream, step_max_q);
     if (mode != GpuMode::Fp16) reorder_quant(att16.data(), ActDtype::F16, T, int64_t(nh) * hd, input_of(L.o), stream);
-    gemm(L.o, T, nullptr, x, att16.data());
+    gemm(L.o, T, to_residual, att16.data());
     // --- MLP block: x += down(silu(gate(norm2(x))) * up(norm2(x))), gate/up = one stacked GEMM ---
     rmsnorm_quant(x, ActDtype::F32, T, H, L.ffn_norm.data(), c.rms_norm_eps, input_of(L.gate_up), stream);
-    gemm(L.gate_up, T, gu16.data(), nullptr);
-    silu_mul_quant(gu16.data(), ActDtype::F16, T, F, input_of(L.down), stream);
-    gemm(L.down, T, nullptr, x);
+    if (gu32.size()) {  // quantized modes with f32_acts: SiLU·up from the fp32 GEMM output
+      gemm(L.gate_up, T, GemmOut{nullptr, gu32.data(), false});
+      silu_mul_quant(gu32.data(), ActDtype::F32, T, F, input_of(L.down), stream);
+    } else {
+      gemm(L.gate_up, T, GemmOut{gu16.data(), nullptr, false});
+      silu_mul_quant(gu16.data(), ActDtype::F16, T, F, input_of(L.down), stream);
+    }
+    gemm(L.down, T, to_residual);
   }
   // --- final norm of the rows that want logits, lm_head (fp16 weights, fp32 logits) ---
   const int64_t R = step_R;
-  if (R == 0) {
-    ATOM_CUDA_CHECK(cudaStreamSynchronize(stream));
-    return;
-  }
+  if (R == 0) return;
   FusedOut hn;
   hn.f16 = act_f16.data();
   rmsnorm_quant(x, ActDtype::F32, R, H, final_norm.data(), c.rms_norm_eps, hn, stream, d + off_rows);
   blas.gemm_fp16_f32(act_f16.data(), lm_head().data(), logits_f32.data(), int(R), c.vocab_size, int(H), 0.0f, stream);
-  ATOM_CUDA_CHECK(cudaMemcpyAsync(logits_host, logits_f32.data(), size_t(R) * c.vocab_size * sizeof(float),
-                                  cudaMemcpyDeviceToHost, stream));
-  ATOM_CUDA_CHECK(cudaStreamSynchronize(stream));
+  if (greedy) argmax_rows(logits_f32.data(), R, c.vocab_size, ids_dev.data(), stream);
+}
+
+void GpuLlamaModel::Impl::forward(const std::vector<SeqStep>& batch, bool all_logits, float* logits_host,
+                                  int32_t* ids_host, const std::vector<GpuRowSampling>* sampling) {
+  const bool greedy = ids_host != nullptr;
+  int64_t rows = 0;  // the real sequences' logits rows (padding rows of a graph step come after them)
+  for (const SeqStep& sq : batch) rows += all_logits ? sq.n_tokens : (sq.want_logits ? 1 : 0);
+  bool draws = false;  // any row that is not greedy
+  if (sampling) {
+    ATOM_CHECK(int64_t(sampling->size()) == rows, "GPU step: {} sampling rows for {} logits rows", sampling->size(),
+               rows);
+    for (const GpuRowSampling& r : *sampling) draws = draws || r.temperature > 0.0f;
+  }
+  if (all_logits || !graph_step(batch, greedy)) {
+    upload_batch(batch, all_logits, int64_t(batch.size()));
+    run_device(greedy && !draws);
+  }
+  if (draws && rows > 0) {  // after the graph or eager step: its logits rows are in logits_f32
+    ATOM_CUDA_CHECK(cudaMemcpyAsync(sampling_dev.data(), sampling->data(), size_t(rows) * sizeof(GpuRowSampling),
+                                    cudaMemcpyHostToDevice, stream));
+    sample_rows(logits_f32.data(), rows, cfg.vocab_size, sampling_dev.data(), ids_dev.data(), stream);
+  }
+  if (rows > 0 && greedy)
+    ATOM_CUDA_CHECK(cudaMemcpyAsync(ids_host, ids_dev.data(), size_t(rows) * sizeof(int32_t), cudaMemcpyDeviceToHost,
+                                    stream));
+  else if (rows > 0)
+    ATOM_CUDA_CHECK(cudaMemcpyAsync(logits_host, logits_f32.data(), size_t(rows) * cfg.vocab_size * sizeof(float),
+                                    cudaMemcpyDeviceToHost, stream));
+  ATOM_CUDA_CHECK(cudaStreamSynchronize(stream));  // the step's one host sync
 }
 
 // ------------------------------------------------------------------ workspaces and the KV pool
@@ -190,12 +233,15 @@ void GpuLlamaModel::Impl::allocate_runtime() {
                                               : (c.max_position_embeddings + page_size - 1) / page_size;
   const int64_t kmax = std::max({H, F, qd});
   x_f32.resize(size_t(T * H));
-  qkv16.resize(size_t(T * (qd + 2 * kvd)));
+  if (const char* e = std::getenv("ATOM_GPU_F16_ACTS"); e && std::string(e) == "1") opt.f32_acts = false;
+  if (opt.f32_acts) qkv32.resize(size_t(T * (qd + 2 * kvd)));
+  else qkv16.resize(size_t(T * (qd + 2 * kvd)));
   q16.resize(size_t(T * qd));
   k16.resize(size_t(T * kvd));
   v16.resize(size_t(T * kvd));
   att16.resize(size_t(T * qd));
-  gu16.resize(size_t(T * 2 * F));
+  if (opt.f32_acts && mode != GpuMode::Fp16) gu32.resize(size_t(T * 2 * F));
+  else gu16.resize(size_t(T * 2 * F));
   act_f16.resize(size_t(T * kmax));
   if (mode == GpuMode::W8A8) {
     act_i8.resize(size_t(T * kmax));
@@ -214,6 +260,8 @@ void GpuLlamaModel::Impl::allocate_runtime() {
     tmp_f32.resize(size_t(T * H));
   }
   logits_f32.resize(size_t(max_logit_rows * c.vocab_size));
+  ids_dev.resize(size_t(max_logit_rows));
+  sampling_dev.resize(size_t(max_logit_rows));
   const int64_t meta_n = 3 * T + 2 * int64_t(opt.max_seqs) + 1 + int64_t(opt.max_seqs) * max_blocks_cap + max_logit_rows;
   meta.resize(size_t(meta_n));
   host_meta.resize(size_t(meta_n));
@@ -229,7 +277,7 @@ void GpuLlamaModel::Impl::allocate_runtime() {
   ATOM_CHECK(bits == 4 || bits == 8 || bits == 16, "GPU model: kv_bits must be 4, 8 or 16, got {}", bits);
   spec.dtype = bits == 16 ? KvDtype::F16 : bits == 8 ? KvDtype::I8 : KvDtype::I4;
   if (opt.kv_pages > 0) {
-    spec.n_pages = opt.kv_pages;
+    spec.n_pages = opt.kv_pages + 1;  // + the padding rows' page
   } else {
     ATOM_CHECK(opt.gpu_memory_utilization > 0.0f && opt.gpu_memory_utilization <= 1.0f,
                "gpu_memory_utilization must be in (0, 1], got {}", opt.gpu_memory_utilization);
@@ -239,10 +287,11 @@ void GpuLlamaModel::Impl::allocate_runtime() {
     const double budget = double(free_b) - (1.0 - double(opt.gpu_memory_utilization)) * double(total_b);
     spec.n_pages = PagedKvCache::pages_that_fit(spec, int64_t(std::max(0.0, budget)));
   }
-  ATOM_CHECK(spec.n_pages > 0, "GPU model: no memory left for the KV cache (weights take {:.2f} GiB)",
+  ATOM_CHECK(spec.n_pages > 1, "GPU model: no memory left for the KV cache (weights take {:.2f} GiB)",
              double(weight_bytes) / double(1 << 30));
   spec.validate();
   kv = std::make_unique<PagedKvCache>(spec);
+  usable_pages = spec.n_pages - 1;
   ATOM_CUDA_CHECK(cudaStreamSynchronize(stream));
 }
 
@@ -254,7 +303,7 @@ const ModelConfig& GpuLlamaModel::config() const { return impl_->cfg; }
 GpuMode GpuLlamaModel::mode() const { return impl_->mode; }
 int GpuLlamaModel::kv_bits() const { return cuda::kv_bits(impl_->kv->spec().dtype); }
 int GpuLlamaModel::page_size() const { return impl_->page_size; }
-int64_t GpuLlamaModel::num_pages() const { return impl_->kv->spec().n_pages; }
+int64_t GpuLlamaModel::num_pages() const { return impl_->usable_pages; }
 int64_t GpuLlamaModel::weight_bytes() const { return impl_->weight_bytes; }
 int64_t GpuLlamaModel::max_blocks_per_seq() const { return impl_->max_blocks_cap; }
 
@@ -265,9 +314,17 @@ std::string GpuLlamaModel::summary() const {
                      num_pages(), m.page_size, double(m.kv->bytes()) / double(1 << 30));
 }
 
-void GpuLlamaModel::step(const std::vector<SeqStep>& batch, float* logits) { impl_->forward(batch, false, logits); }
-
-void GpuLlamaModel::step_all_logits(const SeqStep& seq, float* logits) { impl_->forward({seq}, true, logits); }
+void GpuLlamaModel::step(const std::vector<SeqStep>& batch, float* logits) {
+  impl_->forward(batch, false, logits, nullptr);
+}
+void GpuLlamaModel::step_greedy(const std::vector<SeqStep>& batch, int32_t* ids) {
+  impl_->forward(batch, false, nullptr, ids);
+}
+void GpuLlamaModel::step_sample(const std::vector<SeqStep>& batch, const std::vector<GpuRowSampling>& rows,
+                                int32_t* ids) {
+  impl_->forward(batch, false, nullptr, ids, &rows);
+}
+void GpuLlamaModel::step_all_logits(const SeqStep& seq, float* logits) { impl_->forward({seq}, true, logits, nullptr); }
 
 std::unique_ptr<GpuLlamaModel> GpuLlamaModel::Impl::finish(std::unique_ptr<Impl> impl) {
   impl->allocate_runtime();

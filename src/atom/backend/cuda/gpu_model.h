@@ -4,8 +4,11 @@
 //   fp16  cuBLAS fp16 GEMMs (fp32 accumulate), fp16 KV
 //   w8a8  SmoothQuant INT8 (fused quantizer + cuBLASLt INT8 + scale epilogue), INT8 KV
 //   atom  W4A4 + 128 INT8 outliers (fused norm/reorder/SiLU quantizers + atom_gemm), INT4 KV
-// The residual stream is fp32 (as the CPU reference); linear inputs/outputs, q/k/v and the attention
-// output are fp16; logits are fp32. q/k/v and gate/up run as one stacked GEMM each (they share an input,
+// The residual stream is fp32 (as the CPU reference). With f32_acts (default) the quantized modes keep
+// what the CPU keeps in fp32 where it decides a rounding: the q/k/v and gate/up GEMM outputs (q/k/v through
+// RoPE into the KV write), and the quantizers read the fused ops' fp32 values, so an INT4/INT8 step is
+// not flipped by an fp16 rounding the CPU never makes (docs/results.md: the old fp16 path was +0.84% ppl
+// on SmolLM2 atom). fp16 mode's linear inputs/outputs, the attention output and q are fp16; logits fp32. q/k/v and gate/up run as one stacked GEMM each (they share an input,
 // and in atom/w8a8 mode the same reorder / smoothing vector). Attention and the paged KV cache are
 // paged_kv.h's. Built from a loaded CPU LlamaModel (its linears name the mode: DenseLinear -> fp16,
 // W8A8Linear -> w8a8, AtomLinear -> atom) or as a synthetic model of a named shape generated on the GPU.
@@ -15,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "atom/backend/cuda/gpu_sampling.h"
 #include "atom/model/config.h"
 #include "atom/model/perplexity.h"
 
@@ -49,7 +53,10 @@ struct GpuModelOptions {
   int page_size = 16;
   int kv_bits = 0;                      // 0: the mode's (fp16 16, w8a8 8, atom 4); else 4, 8, 16
   float gpu_memory_utilization = 0.9f;  // KV pool = this share of total memory minus what is in use
-  int64_t kv_pages = 0;                 // > 0: exactly this many pages instead
+  int64_t kv_pages = 0;                 // > 0: exactly this many usable pages instead
+  bool f32_acts = true;                 // false: the older all-fp16 activation path (diagnosis; also
+                                        // forced by the environment variable ATOM_GPU_F16_ACTS=1)
+  bool cuda_graphs = false;             // decode-only steps replay a CUDA graph per (batch, blocks) bucket
 };
 
 class GpuLlamaModel {
@@ -70,7 +77,7 @@ class GpuLlamaModel {
   GpuMode mode() const;
   int kv_bits() const;
   int page_size() const;
-  int64_t num_pages() const;        // KV pool size
+  int64_t num_pages() const;        // KV pool pages a block table may name (one more is kept for padding)
   int64_t weight_bytes() const;     // device bytes of all weights
   int64_t max_blocks_per_seq() const;
   std::string summary() const;
@@ -78,6 +85,15 @@ class GpuLlamaModel {
   // One engine step: logits fp32 [count(want_logits), vocab] (host), for each want_logits sequence in
   // batch order the logits of its last token.
   void step(const std::vector<SeqStep>& batch, float* logits);
+  // The same step with greedy sampling on the GPU: ids[i] = argmax of the i-th want_logits row (the first
+  // index on ties), so only the ids cross to the host.
+  void step_greedy(const std::vector<SeqStep>& batch, int32_t* ids);
+  // The same step with a draw on the GPU per want_logits row: ids[i] from row i with rows[i]
+  // (gpu_sampling.h; greedy rows take the argmax).
+  void step_sample(const std::vector<SeqStep>& batch, const std::vector<GpuRowSampling>& rows, int32_t* ids);
+  // Decode steps replayed from CUDA graphs so far, and graphs captured (tests, benchmarks).
+  int64_t graph_replays() const;
+  int64_t graphs_captured() const;
   // Logits of every token of one sequence's step, [n_tokens, vocab] (perplexity); n_tokens <= max_logit_rows.
   void step_all_logits(const SeqStep& seq, float* logits);
 

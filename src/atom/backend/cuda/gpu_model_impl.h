@@ -28,6 +28,15 @@ struct GpuLayer {
   GpuLinear qkv, o, gate_up, down;
 };
 
+// Where a GEMM writes: fp16 (y16), or fp32 (y32), added into y32 when `accumulate` (the residual).
+struct GemmOut {
+  uint16_t* y16 = nullptr;
+  float* y32 = nullptr;
+  bool accumulate = false;
+};
+
+struct DecodeGraphs;  // gpu_model_graphs.cpp
+
 struct GpuLlamaModel::Impl {
   std::string name;
   ModelConfig cfg;
@@ -49,20 +58,37 @@ struct GpuLlamaModel::Impl {
   std::unique_ptr<AttentionWorkspace> attn_ws;
   int page_size = 16;
   int64_t max_logit_rows = 0, max_blocks_cap = 0;
-  DeviceBuffer<float> inv_freq, x_f32, tmp_f32, logits_f32, act_i8_scale;
+  DeviceBuffer<float> inv_freq, x_f32, tmp_f32, logits_f32, act_i8_scale, qkv32, gu32;
   DeviceBuffer<uint16_t> qkv16, q16, k16, v16, att16, gu16, act_f16;
   DeviceBuffer<int8_t> act_i8;
-  DeviceBuffer<int32_t> acc_i32, meta;
+  DeviceBuffer<int32_t> acc_i32, meta, ids_dev;
+  DeviceBuffer<GpuRowSampling> sampling_dev;  // [max_logit_rows] draws' parameters
   GpuAtomActs act_atom;
   std::vector<int32_t> host_meta;
   int64_t step_T = 0, step_B = 0, step_R = 0;
   int step_max_q = 0, step_max_blocks = 0;
   int64_t off_tokens = 0, off_pos = 0, off_slots = 0, off_cu_q = 0, off_seq_lens = 0, off_bt = 0, off_rows = 0;
 
+  int64_t usable_pages = 0;  // pages a block table may name; page usable_pages is the padding rows' page
+  std::unique_ptr<DecodeGraphs> graphs;
+  int64_t graph_replays = 0;
+
+  Impl();
+  ~Impl();  // out of line: DecodeGraphs is complete only in gpu_model_graphs.cpp
   FusedOut input_of(GpuLinear& lin);
-  void gemm(GpuLinear& lin, int64_t T, uint16_t* y16, float* residual, const uint16_t* fp16_in = nullptr);
-  void upload_batch(const std::vector<SeqStep>& batch, bool all_logits);
-  void forward(const std::vector<SeqStep>& batch, bool all_logits, float* logits_host);
+  void gemm(GpuLinear& lin, int64_t T, const GemmOut& out, const uint16_t* fp16_in = nullptr);
+  // Packs the batch's metadata and copies it to the device. Sequences from index n_real on are padding
+  // (their pages may be the reserved one); blocks_stride > 0 fixes the block-table width (graphs).
+  void upload_batch(const std::vector<SeqStep>& batch, bool all_logits, int64_t n_real, int blocks_stride = 0);
+  // Every launch of one step over the uploaded batch (no host sync): logits_f32 rows [0, step_R), and
+  // with `greedy` their argmax in ids_dev.
+  void run_device(bool greedy);
+  // One step: a decode graph when eligible (gpu_model_graphs.cpp), else eager; then `rows` logits rows
+  // (or ids) to the host and the step's one host sync.
+  // With `sampling` (one entry per logits row), ids_host gets draws (sample_rows) instead of argmaxes.
+  void forward(const std::vector<SeqStep>& batch, bool all_logits, float* logits_host, int32_t* ids_host,
+               const std::vector<GpuRowSampling>* sampling = nullptr);
+  bool graph_step(const std::vector<SeqStep>& batch, bool greedy);  // false: not eligible
   void allocate_runtime();
   static std::unique_ptr<GpuLlamaModel> finish(std::unique_ptr<Impl> impl);
 };
