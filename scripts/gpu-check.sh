@@ -21,12 +21,20 @@
 #   BUILD_TARGETS (only these targets, e.g. "atom_gpu_tests bench_attention"), GPU_TEST_FILTER (gtest filter
 #   for the gpu stage), SANITIZE_FILTER (gtest filter for compute-sanitizer), BENCH (which benchmarks:
 #   default "gemm attention"; "fused" adds bench_fused), ATTN_BENCH_ARGS (extra arguments for bench_attention),
-#   FUSED_BENCH_ARGS (extra arguments for bench_fused).
+#   FUSED_BENCH_ARGS (extra arguments for bench_fused), SERVE_RUNS (bench_serve_gpu runs of the "serve"
+#   stage, ';'-separated argument lists; default: the issue-6 set below), REAL_MODEL (GGUF for the "real"
+#   stage; default models/SmolLM2-135M-Instruct.Q4_1.gguf, else assembled from .devcarry/m*/part-*),
+#   REAL_DATA (folder with wikitext2-test.txt and wikitext2-valid-tokenized.txt; default ../shared/data, else
+#   .devcarry/data).
+#
+# Stages beyond the default: "serve" (bench_serve_gpu: synthetic llama shapes, fp16/w8a8/atom side by side),
+#   "real" (SmolLM2: quantize on the device's CPU, ppl CPU vs GPU in each mode, atom serve --device cuda
+#   answered over HTTP, atom bench serve --device cuda over the three models).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-$PWD/out}
 mkdir -p "$OUT"
-STAGES=${GPU_CHECK_STAGES:-"env deps build gpu bench cpu sanitize"}
+STAGES=${GPU_CHECK_STAGES:-"env deps build gpu bench cpu sanitize serve real"}
 BUILD=${BUILD:-build-gpu}
 JOBS=${JOBS:-16}
 LOG=$OUT/gpu-check.log
@@ -79,7 +87,7 @@ fi
 
 if has gpu; then
   say "GPU tests (atom_gpu_tests directly, then ctest -L gpu)"
-  "$BUILD/tests/gpu/atom_gpu_tests" ${GPU_TEST_FILTER:+--gtest_filter=$GPU_TEST_FILTER} 2>&1 | tee "$OUT/gpu-tests.log" | grep -E '^\[  (FAILED|PASSED|  OK|SKIPPED)|Failure|expected|error' | head -80
+  timeout ${GPU_TEST_TIMEOUT:-400} "$BUILD/tests/gpu/atom_gpu_tests" ${GPU_TEST_FILTER:+--gtest_filter=$GPU_TEST_FILTER} 2>&1 | tee "$OUT/gpu-tests.log" | grep -E '^\[  (FAILED|PASSED|  OK|SKIPPED)|Failure|expected|error' | head -80
   if [ -z "${GPU_TEST_FILTER:-}" ]; then
     ctest --test-dir "$BUILD" -L gpu -j4 --timeout 600 >"$OUT/ctest-gpu.log" 2>&1
     rc=$?; SUMMARY+=("ctest -L gpu: rc=$rc, $(grep -E 'tests passed' "$OUT/ctest-gpu.log")")
@@ -99,7 +107,7 @@ if has bench; then
     "$BUILD/bench/bench_fused" --json "$OUT/bench_fused.json" ${FUSED_BENCH_ARGS:-} 2>&1 | tee "$OUT/bench-fused.log" | tail -80
   fi
   if [[ " $BENCH " == *" attention "* ]]; then
-    "$BUILD/bench/bench_attention" --json "$OUT/bench_attention.json" ${ATTN_BENCH_ARGS:-} 2>&1 | tee "$OUT/bench-attention.log" | tail -80
+    timeout ${ATTN_TIMEOUT:-300} "$BUILD/bench/bench_attention" --json "$OUT/bench_attention.json" ${ATTN_BENCH_ARGS:-} 2>&1 | tee "$OUT/bench-attention.log" | tail -80
     if command -v gnuplot >/dev/null && [ -f bench/plot_attention.sh ]; then bash bench/plot_attention.sh "$OUT/bench_attention.json" "$OUT/bench_attention.png"; fi
   fi
 fi
@@ -124,5 +132,75 @@ if has sanitize; then
   fi
 fi
 
+if has serve; then
+  say "serving benchmark (bench_serve_gpu)"
+  DEFAULT_RUNS="--shape llama2-7b --modes fp16,w8a8,atom --workload fixed --input-len 128 --output-len 128 --num-prompts 1024 --max-num-seqs 256 --json $OUT/serve-7b-128.json"
+  DEFAULT_RUNS+=";--shape llama2-7b --modes fp16,w8a8,atom --workload sharegpt --num-prompts 512 --max-num-seqs 256 --json $OUT/serve-7b-sharegpt.json"
+  DEFAULT_RUNS+=";--shape llama3-8b --modes atom,w8a8 --workload fixed --input-len 1000 --output-len 1000 --num-prompts 512 --max-num-seqs 256 --max-num-batched-tokens 8192 --json $OUT/serve-8b-1000.json"
+  DEFAULT_RUNS+=";--shape llama2-70b --modes atom --workload fixed --input-len 128 --output-len 128 --num-prompts 256 --max-num-seqs 128 --json $OUT/serve-70b-128.json"
+  IFS=';' read -ra RUNS <<<"${SERVE_RUNS:-$DEFAULT_RUNS}"
+  : >"$OUT/serve.log"
+  for r in "${RUNS[@]}"; do
+    echo "-- bench_serve_gpu $r" | tee -a "$OUT/serve.log"
+    # shellcheck disable=SC2086
+    timeout ${SERVE_TIMEOUT:-300} "$BUILD/bench/bench_serve_gpu" $r 2>&1 | tee -a "$OUT/serve.log" | grep -vE '^\{' | tail -8
+    SUMMARY+=("bench_serve_gpu ${r%% --json*}: rc=${PIPESTATUS[0]}")
+  done
+fi
+
+if has real; then
+  say "real model (SmolLM2-135M): quantize, ppl CPU vs GPU, serve --device cuda"
+  RM=${REAL_MODEL:-models/SmolLM2-135M-Instruct.Q4_1.gguf}
+  if [ ! -s "$RM" ] && ls .devcarry/m*/part-* >/dev/null 2>&1; then
+    mkdir -p "$(dirname "$RM")"; cat $(ls .devcarry/m*/part-* | sort) >"$RM"
+  fi
+  RD=${REAL_DATA:-../shared/data}; [ -f "$RD/wikitext2-test.txt" ] || RD=.devcarry/data
+  if [ ! -s "$RM" ] || [ ! -f "$RD/wikitext2-test.txt" ]; then
+    SUMMARY+=("real: SKIPPED (model $RM or data $RD missing)")
+  else
+    sha256sum "$RM" | tee -a "$LOG"
+    A="$BUILD/atom"; Q=$OUT/real; mkdir -p "$Q"
+    CAL=(--calib "$RD/wikitext2-valid-tokenized.txt" --samples ${REAL_SAMPLES:-8} --seqlen ${REAL_SEQLEN:-512} --threads $JOBS)
+    t0=$(date +%s)
+    "$A" quantize --model "$RM" --out "$Q/atom" --method atom "${CAL[@]}" >"$Q/quantize-atom.log" 2>&1
+    SUMMARY+=("quantize atom: rc=$? in $(( $(date +%s) - t0 )) s")
+    "$A" quantize --model "$RM" --out "$Q/w8a8" --method w8a8 --kv-bits 8 "${CAL[@]}" >"$Q/quantize-w8a8.log" 2>&1
+    SUMMARY+=("quantize w8a8: rc=$?")
+    for m in fp16:"$RM" w8a8:"$Q/w8a8" atom:"$Q/atom"; do
+      name=${m%%:*}; path=${m#*:}
+      for dev in cpu cuda; do
+        "$A" ppl --model "$path" --data "$RD/wikitext2-test.txt" --ctx 2048 --max-windows ${REAL_WINDOWS:-4} \
+          --device $dev --threads $JOBS --json "$Q/ppl-$name-$dev.json" >"$Q/ppl-$name-$dev.log" 2>&1
+        SUMMARY+=("ppl $name $dev: $(grep -oE '"ppl": *[0-9.]+' "$Q/ppl-$name-$dev.json" 2>/dev/null || echo "FAILED (see real/ppl-$name-$dev.log)")")
+      done
+      # the whole file on the GPU (148 windows): seconds there, an hour on the CPU
+      "$A" ppl --model "$path" --data "$RD/wikitext2-test.txt" --ctx 2048 --device cuda --json "$Q/ppl-$name-cuda-full.json" \
+        >"$Q/ppl-$name-cuda-full.log" 2>&1
+      SUMMARY+=("ppl $name cuda, whole file: $(grep -oE '"ppl": *[0-9.]+' "$Q/ppl-$name-cuda-full.json" 2>/dev/null || echo FAILED)")
+    done
+    # atom serve on the GPU, driven over HTTP (streaming and not)
+    "$A" serve --model "$Q/atom" --device cuda --port 18123 --max-num-seqs 32 --max-num-batched-tokens 1024 >"$Q/serve.log" 2>&1 &
+    SP=$!
+    for i in $(seq 60); do curl -sf http://127.0.0.1:18123/health >/dev/null 2>&1 && break; sleep 1; done
+    curl -s http://127.0.0.1:18123/v1/chat/completions -H 'Content-Type: application/json' \
+      -d '{"messages":[{"role":"user","content":"What is the capital of France?"}],"max_tokens":32,"temperature":0}' >"$Q/chat.json" 2>&1
+    curl -sN http://127.0.0.1:18123/v1/completions -H 'Content-Type: application/json' \
+      -d '{"prompt":"The history of the Roman Empire","max_tokens":24,"temperature":0.8,"top_p":0.9,"seed":7,"stream":true}' >"$Q/stream.txt" 2>&1
+    curl -s http://127.0.0.1:18123/metrics >"$Q/metrics.txt" 2>&1
+    kill -INT $SP; wait $SP
+    SUMMARY+=("serve --device cuda: chat $(head -c 300 "$Q/chat.json" | tr '\n' ' ')")
+    SUMMARY+=("serve --device cuda: stream events $(grep -c '^data:' "$Q/stream.txt")")
+    "$A" bench serve --device cuda --models "$RM,$Q/w8a8,$Q/atom" --num-prompts ${REAL_PROMPTS:-512} --max-num-seqs 128 \
+      --max-num-batched-tokens 4096 --max-model-len 2048 --dataset "$RD/wikitext2-test.txt" --json "$Q/bench-serve.json" \
+      --plot "$Q/bench-serve.png" >"$Q/bench-serve.log" 2>&1
+    SUMMARY+=("atom bench serve --device cuda: rc=$?"); tail -6 "$Q/bench-serve.log"
+  fi
+fi
+
 say "summary"
 for s in "${SUMMARY[@]}"; do echo "  $s" | tee -a "$LOG"; done
+# At most 8 files come back from $OUT: keep gpu-check.log, pack the rest into one archive.
+if [ "${BUNDLE:-1}" = 1 ]; then
+  ( cd "$OUT" && find . -mindepth 1 -maxdepth 1 ! -name gpu-check.log ! -name logs.tgz -print0 | tar czf logs.tgz --null -T - \
+    && find . -mindepth 1 -maxdepth 1 ! -name gpu-check.log ! -name logs.tgz -exec rm -rf {} + )
+fi
