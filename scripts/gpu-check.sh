@@ -197,6 +197,31 @@ if has real; then
   fi
 fi
 
+if has load; then
+  say "load: atom serve --device cuda, ${LOAD_CLIENTS:-256} concurrent streaming clients, 10% hanging up"
+  TM=${LOAD_MODEL:-.devcarry/tiny/tiny-smollm-tokenizer.gguf}
+  if [ ! -s "$TM" ]; then
+    SUMMARY+=("load: SKIPPED (no $TM; python3 tools/loadtest/make_tiny_gguf.py writes it)")
+  else
+    mkdir -p "$OUT/load"
+    "$BUILD/atom" quantize --model "$TM" --out /tmp/tiny-atom --method atom --outliers 32 --calib docs/results.md \
+      --samples 4 --seqlen 256 --threads $JOBS >"$OUT/load/quantize.log" 2>&1 || tail -5 "$OUT/load/quantize.log"
+    port=18200
+    for m in fp16:"$TM" atom:/tmp/tiny-atom; do
+      name=${m%%:*}; path=${m#*:}; port=$((port + 1))
+      "$BUILD/atom" serve --model "$path" --device cuda --port $port --max-num-seqs 64 --max-num-batched-tokens 512 \
+        --kv-pages ${LOAD_PAGES:-160} --max-queue 512 >"$OUT/load/serve-$name.log" 2>&1 &
+      SP=$!
+      for i in $(seq 60); do curl -sf http://127.0.0.1:$port/health >/dev/null 2>&1 && break; sleep 1; done
+      timeout ${LOAD_TIMEOUT:-200} python3 tools/loadtest/openai_load.py --url http://127.0.0.1:$port --clients ${LOAD_CLIENTS:-256} \
+        --disconnect 0.1 --json "$OUT/load/load-$name.json" >"$OUT/load/load-$name.log" 2>&1
+      rc=$?
+      kill -INT $SP 2>/dev/null; wait $SP; src=$?
+      SUMMARY+=("load $name: rc=$rc server_exit=$src $(python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print({k: d[k] for k in ('clients','disconnected','completed','mismatches','preemptions','largest_batch','kv_pages_used_after','ok')})" "$OUT/load/load-$name.json" 2>&1 | tail -1)")
+    done
+  fi
+fi
+
 say "summary"
 for s in "${SUMMARY[@]}"; do echo "  $s" | tee -a "$LOG"; done
 # At most 8 files come back from $OUT: keep gpu-check.log, pack the rest into one archive.

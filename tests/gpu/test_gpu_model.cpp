@@ -136,7 +136,11 @@ INSTANTIATE_TEST_SUITE_P(Modes, GpuModelModes, ::testing::Values(GpuMode::Fp16, 
 TEST(GpuModel, SyntheticShapes) {
   REQUIRE_GPU();
   EXPECT_THROW(GpuLlamaModel::named_shape("llama9-1t"), atom::Error);
-  EXPECT_THROW(GpuLlamaModel::synthetic("llama2-70b", GpuMode::Fp16, 1, small_options()), atom::Error);  // 129 GiB
+  // 129 GiB of fp16 weights: over 0.9 of an 80 GB H100 and of a 141 GB H200 alike; refused before allocating
+  EXPECT_THROW(GpuLlamaModel::synthetic("llama2-70b", GpuMode::Fp16, 1, small_options()), atom::Error);
+  GpuModelOptions tight = small_options();
+  tight.gpu_memory_utilization = 0.02f;  // 7B atom (3.4 GiB) over 2% of any GPU's memory (<= 2.8 GiB on 141 GB)
+  EXPECT_THROW(GpuLlamaModel::synthetic("llama2-7b", GpuMode::Atom, 1, tight), atom::Error);
   if (small_only()) return;
   GpuModelOptions o = small_options();
   o.max_blocks_per_seq = 16;

@@ -242,9 +242,15 @@ std::unique_ptr<GpuLlamaModel> GpuLlamaModel::synthetic(const std::string& shape
   const int64_t need = per_layer * c.num_layers + 2 * int64_t(c.vocab_size) * H + 4 * H;
   size_t free_b = 0, total_b = 0;
   ATOM_CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
-  ATOM_CHECK(double(need) < 0.97 * double(free_b),
-             "{} in {} mode needs {:.1f} GiB of weights; the GPU has {:.1f} GiB free", shape, gpu_mode_name(mode),
-             double(need) / double(1 << 30), double(free_b) / double(1 << 30));
+  // The weights must fit the share of memory the model may take (gpu_memory_utilization, as the KV pool's
+  // budget: what is already in use counts against it), leaving room for the KV cache and workspaces.
+  const double budget = std::min(0.97 * double(free_b), double(opt.gpu_memory_utilization) * double(total_b) -
+                                                            double(total_b - free_b));
+  ATOM_CHECK(double(need) < budget,
+             "{} in {} mode needs {:.1f} GiB of weights; {:.1f} GiB of the GPU's {:.1f} GiB are free, {:.1f} GiB within "
+             "--gpu-memory-utilization {}",
+             shape, gpu_mode_name(mode), double(need) / double(1 << 30), double(free_b) / double(1 << 30),
+             double(total_b) / double(1 << 30), std::max(0.0, budget) / double(1 << 30), opt.gpu_memory_utilization);
   const cudaStream_t s = im->stream;
   SeedSeq seeds{seed};
   std::mt19937_64 rng(seed);
