@@ -204,7 +204,7 @@ if has load; then
     SUMMARY+=("load: SKIPPED (no $TM; python3 tools/loadtest/make_tiny_gguf.py writes it)")
   else
     mkdir -p "$OUT/load"
-    "$BUILD/atom" quantize --model "$TM" --out /tmp/tiny-atom --method atom --outliers 32 --calib docs/results.md \
+    "$BUILD/atom" quantize --model "$TM" --out /tmp/tiny-atom --method atom --calib docs/results.md \
       --samples 4 --seqlen 256 --threads $JOBS >"$OUT/load/quantize.log" 2>&1 || tail -5 "$OUT/load/quantize.log"
     port=18200
     for m in fp16:"$TM" atom:/tmp/tiny-atom; do

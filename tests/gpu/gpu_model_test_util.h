@@ -66,6 +66,16 @@ inline std::unique_ptr<LlamaModel> cpu_model(GpuMode mode, uint64_t seed, const 
   return m;
 }
 
+// Every token's logits [n, vocab] of `toks` run through the CPU model from position 0.
+inline std::vector<float> cpu_all_logits(const LlamaModel& m, const std::vector<int32_t>& toks) {
+  const int64_t n = int64_t(toks.size());
+  KVCache cache(m.cfg, n);
+  std::vector<float> hidden(static_cast<size_t>(n * m.cfg.hidden_size)), out(static_cast<size_t>(n * m.cfg.vocab_size));
+  m.forward(toks.data(), n, cache, hidden.data());
+  m.logits(hidden.data(), n, out.data());
+  return out;
+}
+
 inline GpuModelOptions small_options() {
   GpuModelOptions o;
   o.max_tokens = 128;

@@ -39,10 +39,7 @@ TEST_P(GpuModelModes, LogitsMatchCpuReference) {
   const int64_t n = 40, V = cpu->cfg.vocab_size;
   const auto toks = random_tokens(n, rng);
 
-  KVCache cache(cpu->cfg, n);
-  std::vector<float> hidden(static_cast<size_t>(n * cpu->cfg.hidden_size)), ref(static_cast<size_t>(n * V));
-  cpu->forward(toks.data(), n, cache, hidden.data());
-  cpu->logits(hidden.data(), n, ref.data());
+  const std::vector<float> ref = cpu_all_logits(*cpu, toks);
 
   std::vector<int32_t> bt = {0, 1, 2};
   SeqStep s{0, toks.data(), n, 0, bt.data(), 3, true};
@@ -53,11 +50,7 @@ TEST_P(GpuModelModes, LogitsMatchCpuReference) {
   // GPU/CPU difference (fp16 vs fp32 activations flipping an INT4/INT8 rounding now and then) must stay
   // below that (a wrong reorder, scale or layout lands above it). Measured on the H100: 0.91x (w8a8) and
   // 0.76x (atom) of it on this tiny random model — more than the flip estimate predicts; open item.
-  auto dense = make_random_llama(tiny_config(), seed);
-  KVCache dcache(dense->cfg, n);
-  std::vector<float> dref(size_t(n * V));
-  dense->forward(toks.data(), n, dcache, hidden.data());
-  dense->logits(hidden.data(), n, dref.data());
+  const std::vector<float> dref = cpu_all_logits(*make_random_llama(tiny_config(), seed), toks);
   const double rel = rel_err(got, ref), qerr = rel_err(ref, dref);
   const double tol = mode == GpuMode::Fp16 ? 1e-2 : qerr;
   const double nll_c = mean_nll(ref, toks, V), nll_g = mean_nll(got, toks, V);

@@ -3,11 +3,12 @@
 
 For engine and server load tests where the model's quality does not matter but its tokenizer, chat
 template and file format are the real ones: the weights are seeded random fp16, the shapes small
-(default hidden 128 = 2 heads of 64, 1 KV head, FFN 256, 2 layers), so the file is ~13 MB and
-travels where the 93 MB SmolLM2 GGUF does not. Needs the `gguf` package (PyPI).
+(default hidden 256 = 4 heads of 64, 2 KV heads, FFN 512, 2 layers), so the file is ~29 MB and
+travels where the 93 MB SmolLM2 GGUF does not. Hidden 256 leaves 128 channels beside Atom's 128 outliers:
+the GPU Atom GEMM needs at least one whole 128-group (hidden 128 with 32 outliers is refused there). Needs the `gguf` package (PyPI).
 
 Usage: python3 tools/loadtest/make_tiny_gguf.py [--src models/SmolLM2-135M-Instruct.Q4_1.gguf]
-           [--out models/tiny-smollm-tokenizer.gguf] [--hidden 128] [--layers 2] [--ffn 256] [--seed 0]
+           [--out models/tiny-smollm-tokenizer.gguf] [--hidden 256] [--layers 2] [--ffn 512] [--seed 0]
 """
 import argparse
 
@@ -19,11 +20,11 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--src", default="models/SmolLM2-135M-Instruct.Q4_1.gguf")
     ap.add_argument("--out", default="models/tiny-smollm-tokenizer.gguf")
-    ap.add_argument("--hidden", type=int, default=128)
+    ap.add_argument("--hidden", type=int, default=256)
     ap.add_argument("--layers", type=int, default=2)
-    ap.add_argument("--ffn", type=int, default=256)
+    ap.add_argument("--ffn", type=int, default=512)
     ap.add_argument("--head-dim", type=int, default=64)
-    ap.add_argument("--kv-heads", type=int, default=1)
+    ap.add_argument("--kv-heads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args()
     assert a.hidden % a.head_dim == 0

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "atom/backend/cuda/attention_common.cuh"
+#include "atom/backend/cuda/kv_quant.cuh"
 #include "atom/backend/cuda/paged_kv.h"
 
 namespace atom::cuda {
@@ -65,7 +66,7 @@ __global__ void __launch_bounds__(128) kv_append_kernel(PagedKvLayout L, uint8_t
     if constexpr (E == 4) *reinterpret_cast<uint2*>(dst_row + lane * 8) = *reinterpret_cast<uint2*>(h);
     else *reinterpret_cast<uint32_t*>(dst_row + lane * 4) = *reinterpret_cast<uint32_t*>(h);
   } else {
-    // The exact arithmetic of atom::quant::kv_head_params / kv_quantize_head (IEEE division, rint).
+    // kv_quant.cuh: the exact arithmetic of atom::quant::kv_head_params / kv_quantize_head.
     constexpr int qmax = DT == KvDtype::I4 ? 15 : 255;
     float x[E], lo = 0.0f, hi = 0.0f;
 #pragma unroll
@@ -74,26 +75,10 @@ __global__ void __launch_bounds__(128) kv_append_kernel(PagedKvLayout L, uint8_t
       lo = x[i] < lo ? x[i] : lo;
       hi = x[i] > hi ? x[i] : hi;
     }
-#pragma unroll
-    for (int o = 16; o > 0; o /= 2) {
-      lo = fminf(lo, __shfl_xor_sync(0xffffffffu, lo, o));
-      hi = fmaxf(hi, __shfl_xor_sync(0xffffffffu, hi, o));
-    }
-    float scale = __fdiv_rn(hi - lo, float(qmax));
-    if (!(scale > 0.0f)) {
-      scale = 0.0f;
-    } else {
-      scale = __half2float(__float2half_rn(scale));
-      if (isinf(scale)) scale = 65504.0f;
-    }
-    float zero = 0.0f;
-    if (scale > 0.0f) zero = fminf(fmaxf(rintf(__fdiv_rn(-lo, scale)), 0.0f), float(qmax));
+    const kvq::Params prm = kvq::warp_params<qmax>(lo, hi);
     uint32_t q[E];
 #pragma unroll
-    for (int i = 0; i < E; ++i) {
-      const float r = scale > 0.0f ? rintf(__fdiv_rn(x[i], scale)) + zero : 0.0f;
-      q[i] = uint32_t(fminf(fmaxf(rintf(r), 0.0f), float(qmax)));
-    }
+    for (int i = 0; i < E; ++i) q[i] = kvq::quantize<qmax>(x[i], prm);
     if constexpr (DT == KvDtype::I4) {
       if constexpr (E == 4)
         *reinterpret_cast<uint16_t*>(dst_row + lane * 2) = uint16_t(q[0] | q[1] << 4 | q[2] << 8 | q[3] << 12);
@@ -105,10 +90,7 @@ __global__ void __launch_bounds__(128) kv_append_kernel(PagedKvLayout L, uint8_t
       else
         *reinterpret_cast<uint16_t*>(dst_row + lane * 2) = uint16_t(q[0] | q[1] << 8);
     }
-    if (lane == 0) {
-      *reinterpret_cast<__half*>(blk + (which ? L.v_scales() : L.k_scales()) + 2 * off) = __float2half_rn(scale);
-      blk[(which ? L.v_zeros() : L.k_zeros()) + off] = uint8_t(zero);
-    }
+    if (lane == 0) kvq::store_params(blk, L, which == 1, off, prm);
   }
 }
 

@@ -2,6 +2,8 @@
 
 #include "atom/backend/cuda/rope_kv_f32.h"
 
+#include "atom/backend/cuda/kv_quant.cuh"
+
 namespace atom::cuda {
 namespace {
 
@@ -53,8 +55,7 @@ __global__ void __launch_bounds__(kWarps * 32) rope_kv_f32_kernel(PagedKvLayout 
 #pragma unroll
       for (int e = 0; e < E; ++e) reinterpret_cast<__half*>(dst)[lane + 32 * e] = __float2half_rn(x[e]);
     } else {
-      // atom::quant::kv_head_params / kv_quantize_head on fp32 values: range widened to contain 0, scale
-      // fp16((hi-lo)/qmax) saturated, zero = clamp(rint(-lo/scale)), q = clamp(rint(x/scale) + zero).
+      // kv_quant.cuh (atom::quant::kv_head_params / kv_quantize_head) on the fp32 values
       constexpr int qmax = DT == KvDtype::I4 ? 15 : 255;
       float lo = 0.0f, hi = 0.0f;
 #pragma unroll
@@ -62,23 +63,10 @@ __global__ void __launch_bounds__(kWarps * 32) rope_kv_f32_kernel(PagedKvLayout 
         lo = fminf(lo, x[e]);
         hi = fmaxf(hi, x[e]);
       }
-#pragma unroll
-      for (int o = 16; o > 0; o /= 2) {
-        lo = fminf(lo, __shfl_xor_sync(0xffffffffu, lo, o));
-        hi = fmaxf(hi, __shfl_xor_sync(0xffffffffu, hi, o));
-      }
-      float scale = __fdiv_rn(hi - lo, float(qmax));
-      if (!(scale > 0.0f)) {
-        scale = 0.0f;
-      } else {
-        scale = __half2float(__float2half_rn(scale));
-        if (isinf(scale)) scale = 65504.0f;
-      }
-      const float zero = scale > 0.0f ? fminf(fmaxf(rintf(__fdiv_rn(-lo, scale)), 0.0f), float(qmax)) : 0.0f;
+      const kvq::Params prm = kvq::warp_params<qmax>(lo, hi);
 #pragma unroll
       for (int e = 0; e < E; ++e) {
-        const float r = scale > 0.0f ? rintf(__fdiv_rn(x[e], scale)) + zero : 0.0f;
-        const uint32_t q = uint32_t(fminf(fmaxf(r, 0.0f), float(qmax)));
+        const uint32_t q = kvq::quantize<qmax>(x[e], prm);
         if constexpr (DT == KvDtype::I4) {
           // element j = lane + 32e shares byte j/2 with its neighbour in lane ^ 1 (low nibble = even j)
           const uint32_t nb = __shfl_xor_sync(0xffffffffu, q, 1);
@@ -87,10 +75,7 @@ __global__ void __launch_bounds__(kWarps * 32) rope_kv_f32_kernel(PagedKvLayout 
           dst[lane + 32 * e] = uint8_t(q);
         }
       }
-      if (lane == 0) {
-        *reinterpret_cast<__half*>(blk + (is_v ? L.v_scales() : L.k_scales()) + 2 * off) = __float2half_rn(scale);
-        blk[(is_v ? L.v_zeros() : L.k_zeros()) + off] = uint8_t(zero);
-      }
+      if (lane == 0) kvq::store_params(blk, L, is_v, off, prm);
     }
   }
 }
