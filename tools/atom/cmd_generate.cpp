@@ -6,7 +6,11 @@
 #include <fstream>
 #include <sstream>
 
+#include <algorithm>
+#include <chrono>
+
 #include "atom/core/error.h"
+#include "atom/engine/engine.h"
 #include "atom/model/generate.h"
 #include "commands.h"
 
@@ -14,13 +18,59 @@ namespace atom::cli {
 
 namespace {
 struct GenerateArgs {
-  std::string model, prompt, prompt_file, system;
+  std::string model, prompt, prompt_file, system, device = "cpu";
   bool chat = false, quiet = false;
   int max_tokens = 128, threads = 0, top_k = 0;
   float temperature = 0.0f, top_p = 1.0f;
   uint64_t seed = 0;
   std::vector<std::string> stop;
 };
+
+// Another device (--device cuda): one request through the serving engine on that device's executor, so the
+// GPU path (CUDA graphs, sampling on the GPU) is the one `atom serve` uses. The CPU path below stays the
+// reference implementation (model/generate.h).
+void generate_on_engine(const GenerateArgs& a, LoadedModel lm, const std::vector<int32_t>& ids,
+                        const std::string& prompt) {
+  const int64_t context = lm.model->cfg.max_position_embeddings;
+  ATOM_CHECK(int64_t(ids.size()) + a.max_tokens <= context, "prompt ({} tokens) + --max-tokens {} exceed the context {}",
+             ids.size(), a.max_tokens, context);
+  engine::ExecutorOptions xo;
+  xo.device = a.device;
+  xo.max_num_seqs = 1;
+  xo.max_model_len = int64_t(ids.size()) + std::max(a.max_tokens, 1);
+  xo.max_num_batched_tokens = 1024;
+  auto tokenizer = std::shared_ptr<const Tokenizer>(std::move(lm.tokenizer));
+  auto executor = engine::make_executor(std::shared_ptr<const LlamaModel>(std::move(lm.model)), xo);
+  engine::EngineOptions eo;
+  eo.scheduler.max_num_seqs = 1;
+  eo.scheduler.max_num_batched_tokens = 1024;
+  eo.max_model_len = xo.max_model_len;
+  engine::Engine eng(std::move(executor), tokenizer, eo);
+  engine::Request req;
+  req.prompt = ids;
+  req.sampling = {a.temperature, a.top_k, a.top_p, a.seed};
+  req.max_tokens = std::max(a.max_tokens, 1);
+  req.stop = a.stop;
+  if (!a.chat) fmt::print("{}", prompt);
+  std::fflush(stdout);
+  const auto t0 = std::chrono::steady_clock::now();
+  engine::RequestHandle h = eng.submit(std::move(req));
+  engine::RequestEvent ev;
+  int64_t generated = 0;
+  do {
+    ev = h->next();
+    fmt::print("{}", ev.text);
+    std::fflush(stdout);
+    generated += int64_t(ev.tokens.size());
+  } while (!ev.finished);
+  fmt::print("\n");
+  ATOM_CHECK(ev.error.empty(), "generation failed: {}", ev.error);
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  spdlog::info("{}: prompt {} tokens, TTFT {:.1f} ms; generated {} tokens, TPOT {:.2f} ms ({:.1f} tok/s); {:.2f}s; "
+               "finish: {}",
+               eng.executor().name(), ids.size(), 1e3 * ev.ttft_s, generated, 1e3 * ev.tpot_s,
+               ev.tpot_s > 0 ? 1.0 / ev.tpot_s : 0.0, secs, engine::to_string(ev.finish_reason));
+}
 
 void run_generate(const GenerateArgs& a) {
   set_threads(a.threads);
@@ -42,6 +92,7 @@ void run_generate(const GenerateArgs& a) {
     prompt = tok.apply_chat_template(msgs, true);
   }
   const std::vector<int32_t> ids = tok.encode(prompt, tok.add_bos_default());
+  if (a.device != "cpu") return generate_on_engine(a, std::move(lm), ids, prompt);
   GenerateOptions opt;
   opt.max_tokens = a.max_tokens;
   opt.sampling = {a.temperature, a.top_k, a.top_p, a.seed};
@@ -79,6 +130,11 @@ void add_generate_command(CLI::App& app) {
   c->add_option("--seed", a->seed, "Sampling seed")->capture_default_str();
   c->add_option("--stop", a->stop, "Stop string (repeatable)");
   c->add_option("-t,--threads", a->threads, "CPU threads (0 = all)")->capture_default_str();
+  std::string devices;
+  for (const std::string& d : engine::registered_devices()) devices += (devices.empty() ? "" : ", ") + d;
+  c->add_option("--device", a->device,
+                "Backend (this build: " + devices + "); cpu runs the reference loop, others the serving engine")
+      ->capture_default_str();
   c->add_flag("-q,--quiet", a->quiet, "Only print the text");
   c->callback([a] { run_generate(*a); });
 }
