@@ -119,10 +119,11 @@ TEST(ExecutorRegistry, RegisteredDevicesAndDeviceSamplingInTheEngine) {
   SCOPED_TRACE(seed);
   std::mt19937_64 rng(seed);
   auto model = test::tiny_model(seed);
-  DeviceSamplingFake* fake = nullptr;
-  register_executor("fake-device", [&fake](std::shared_ptr<const LlamaModel> m, const ExecutorOptions&) {
+  // The registry outlives this test: the factory holds its own slot for the last executor it made.
+  auto made = std::make_shared<DeviceSamplingFake*>(nullptr);
+  register_executor("fake-device", [made](std::shared_ptr<const LlamaModel> m, const ExecutorOptions&) {
     auto e = std::make_unique<DeviceSamplingFake>(std::move(m));
-    fake = e.get();
+    *made = e.get();
     return std::unique_ptr<Executor>(std::move(e));
   });
   const auto devs = registered_devices();
@@ -131,6 +132,7 @@ TEST(ExecutorRegistry, RegisteredDevicesAndDeviceSamplingInTheEngine) {
   ExecutorOptions o;
   o.device = "fake-device";
   auto ex = make_executor(model, o);
+  DeviceSamplingFake* fake = *made;
   ASSERT_NE(fake, nullptr);
   o.device = "tpu";
   expect_error([&] { make_executor(model, o); }, {"unknown or unavailable device 'tpu'", "cpu, ", "fake-device"});
