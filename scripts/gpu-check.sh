@@ -29,7 +29,11 @@
 #
 # Stages beyond the default: "serve" (bench_serve_gpu: synthetic llama shapes, fp16/w8a8/atom side by side),
 #   "real" (SmolLM2: quantize on the device's CPU, ppl CPU vs GPU in each mode, atom serve --device cuda
-#   answered over HTTP, atom bench serve --device cuda over the three models).
+#   answered over HTTP, atom bench serve --device cuda over the three models; the model goes over in two calls:
+#   first `carry=[".debs", ".devcarry/m1"]` with stage "stash", then `carry=[".devcarry/m2", ".devcarry/data"]`
+#   with "real" within 30 s, while the machine is warm), "load" (a 256-client load test of atom serve --device
+#   cuda, fp16 and atom, on .devcarry/tiny/tiny-smollm-tokenizer.gguf from tools/loadtest/make_tiny_gguf.py).
+# Pieces: head -c 40000000 MODEL > .devcarry/m1/part-1; tail -c +40000001 MODEL > .devcarry/m2/part-2.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-$PWD/out}
@@ -148,25 +152,39 @@ if has serve; then
   done
 fi
 
+# The real model (98 MB) does not fit one call's 64 MB: carry .devcarry/m1 (part-1) in one call with the
+# "stash" stage, which copies it to /tmp (kept while the machine stays warm; carried folders are not), then
+# .devcarry/m2 (part-2) in the next call with "real".
+if has stash; then
+  mkdir -p /tmp/atom-model-parts && cp .devcarry/m*/part-* /tmp/atom-model-parts/ 2>/dev/null
+  SUMMARY+=("stash: $(ls /tmp/atom-model-parts 2>/dev/null | tr '\n' ' ')")
+fi
+
 if has real; then
   say "real model (SmolLM2-135M): quantize, ppl CPU vs GPU, serve --device cuda"
   RM=${REAL_MODEL:-models/SmolLM2-135M-Instruct.Q4_1.gguf}
-  if [ ! -s "$RM" ] && ls .devcarry/m*/part-* >/dev/null 2>&1; then
-    mkdir -p "$(dirname "$RM")"; cat $(ls .devcarry/m*/part-* | sort) >"$RM"
+  if [ ! -s "$RM" ]; then  # the pieces: stashed in /tmp by an earlier call ("stash" stage) and/or carried now
+    parts=()
+    for i in 1 2 3 4; do
+      p=$(ls /tmp/atom-model-parts/part-$i .devcarry/m*/part-$i 2>/dev/null | head -1)
+      [ -n "$p" ] && parts+=("$p")
+    done
+    [ ${#parts[@]} -gt 0 ] && { mkdir -p "$(dirname "$RM")"; cat "${parts[@]}" >"$RM"; }
   fi
   RD=${REAL_DATA:-../shared/data}; [ -f "$RD/wikitext2-test.txt" ] || RD=.devcarry/data
   if [ ! -s "$RM" ] || [ ! -f "$RD/wikitext2-test.txt" ]; then
     SUMMARY+=("real: SKIPPED (model $RM or data $RD missing)")
   else
     sha256sum "$RM" | tee -a "$LOG"
-    A="$BUILD/atom"; Q=$OUT/real; mkdir -p "$Q"
+    # logs under $OUT/real; checkpoints in /tmp (they would push the archive past the 16 MB a file may bring back)
+    A="$BUILD/atom"; Q=$OUT/real; C=/tmp/atom-real; mkdir -p "$Q" "$C"
     CAL=(--calib "$RD/wikitext2-valid-tokenized.txt" --samples ${REAL_SAMPLES:-8} --seqlen ${REAL_SEQLEN:-512} --threads $JOBS)
     t0=$(date +%s)
-    "$A" quantize --model "$RM" --out "$Q/atom" --method atom "${CAL[@]}" >"$Q/quantize-atom.log" 2>&1
+    "$A" quantize --model "$RM" --out "$C/atom" --method atom "${CAL[@]}" >"$Q/quantize-atom.log" 2>&1
     SUMMARY+=("quantize atom: rc=$? in $(( $(date +%s) - t0 )) s")
-    "$A" quantize --model "$RM" --out "$Q/w8a8" --method w8a8 --kv-bits 8 "${CAL[@]}" >"$Q/quantize-w8a8.log" 2>&1
+    "$A" quantize --model "$RM" --out "$C/w8a8" --method w8a8 --kv-bits 8 "${CAL[@]}" >"$Q/quantize-w8a8.log" 2>&1
     SUMMARY+=("quantize w8a8: rc=$?")
-    for m in fp16:"$RM" w8a8:"$Q/w8a8" atom:"$Q/atom"; do
+    for m in fp16:"$RM" w8a8:"$C/w8a8" atom:"$C/atom"; do
       name=${m%%:*}; path=${m#*:}
       for dev in cpu cuda; do
         "$A" ppl --model "$path" --data "$RD/wikitext2-test.txt" --ctx 2048 --max-windows ${REAL_WINDOWS:-4} \
@@ -179,7 +197,7 @@ if has real; then
       SUMMARY+=("ppl $name cuda, whole file: $(grep -oE '"ppl": *[0-9.]+' "$Q/ppl-$name-cuda-full.json" 2>/dev/null || echo FAILED)")
     done
     # atom serve on the GPU, driven over HTTP (streaming and not)
-    "$A" serve --model "$Q/atom" --device cuda --port 18123 --max-num-seqs 32 --max-num-batched-tokens 1024 >"$Q/serve.log" 2>&1 &
+    "$A" serve --model "$C/atom" --device cuda --port 18123 --max-num-seqs 32 --max-num-batched-tokens 1024 >"$Q/serve.log" 2>&1 &
     SP=$!
     for i in $(seq 60); do curl -sf http://127.0.0.1:18123/health >/dev/null 2>&1 && break; sleep 1; done
     curl -s http://127.0.0.1:18123/v1/chat/completions -H 'Content-Type: application/json' \
@@ -190,7 +208,7 @@ if has real; then
     kill -INT $SP; wait $SP
     SUMMARY+=("serve --device cuda: chat $(head -c 300 "$Q/chat.json" | tr '\n' ' ')")
     SUMMARY+=("serve --device cuda: stream events $(grep -c '^data:' "$Q/stream.txt")")
-    "$A" bench serve --device cuda --models "$RM,$Q/w8a8,$Q/atom" --num-prompts ${REAL_PROMPTS:-512} --max-num-seqs 128 \
+    "$A" bench serve --device cuda --models "$RM,$C/w8a8,$C/atom" --num-prompts ${REAL_PROMPTS:-512} --max-num-seqs 128 \
       --max-num-batched-tokens 4096 --max-model-len 2048 --dataset "$RD/wikitext2-test.txt" --json "$Q/bench-serve.json" \
       --plot "$Q/bench-serve.png" >"$Q/bench-serve.log" 2>&1
     SUMMARY+=("atom bench serve --device cuda: rc=$?"); tail -6 "$Q/bench-serve.log"
