@@ -150,6 +150,9 @@ if has serve; then
     timeout ${SERVE_TIMEOUT:-300} "$BUILD/bench/bench_serve_gpu" $r 2>&1 | tee -a "$OUT/serve.log" | grep -vE '^\{' | tail -8
     SUMMARY+=("bench_serve_gpu ${r%% --json*}: rc=${PIPESTATUS[0]}")
   done
+  if command -v gnuplot >/dev/null && ls "$OUT"/serve-*.json >/dev/null 2>&1; then
+    bash bench/plot_serve.sh "$OUT/serve.png" "$OUT"/serve-*.json || echo "plot_serve failed"
+  fi
 fi
 
 # The real model (98 MB) does not fit one call's 64 MB: carry .devcarry/m1 (part-1) in one call with the
