@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -132,10 +133,24 @@ nlohmann::json run_mode(const Args& a, cuda::GpuMode mode, const std::vector<eng
   return j;
 }
 
+constexpr const char* kUsage =
+    "bench_serve_gpu [--shape llama2-7b|llama2-13b|llama2-70b|llama3-8b] [--modes fp16,w8a8,atom]\n"
+    "                [--workload fixed|sharegpt] [--input-len N --output-len N] [--num-prompts N]\n"
+    "                [--max-num-seqs N] [--max-num-batched-tokens N] [--max-model-len N]\n"
+    "                [--gpu-memory-utilization F] [--graphs 0|1] [--seed S] [--json FILE]\n";
+
 Args parse(int argc, char** argv) {
   Args a;
   std::map<std::string, std::string> kv;
-  for (int i = 1; i + 1 < argc; i += 2) kv[argv[i]] = argv[i + 1];
+  for (int i = 1; i < argc; i += 2) {
+    const std::string k = argv[i];
+    if (k == "-h" || k == "--help") {
+      std::printf("%s", kUsage);
+      std::exit(0);
+    }
+    ATOM_CHECK(i + 1 < argc, "{} needs a value\n{}", k, kUsage);
+    kv[k] = argv[i + 1];
+  }
   auto get = [&](const char* k, auto& v) {
     if (auto it = kv.find(k); it != kv.end()) {
       std::istringstream is(it->second);
@@ -157,7 +172,9 @@ Args parse(int argc, char** argv) {
   get("--gpu-memory-utilization", a.mem);
   get("--seed", a.seed);
   get("--graphs", a.graphs);
-  ATOM_CHECK(kv.empty(), "unknown option {}", kv.empty() ? "" : kv.begin()->first);
+  ATOM_CHECK(kv.empty(), "unknown option {}\n{}", kv.empty() ? "" : kv.begin()->first, kUsage);
+  ATOM_CHECK(a.workload == "fixed" || a.workload == "sharegpt", "--workload must be fixed or sharegpt, got '{}'",
+             a.workload);
   return a;
 }
 
