@@ -147,6 +147,25 @@ TEST(GpuModel, SyntheticShapes) {
   }
 }
 
+// The GPU takes the CPU model's KV format (an atom checkpoint quantized with --kv-bits 16 keeps fp16 KV), and
+// refuses a pre-RoPE-K model rather than run another model silently.
+TEST(GpuModel, KvFormatFollowsTheModel) {
+  REQUIRE_GPU();
+  auto cpu = cpu_model(GpuMode::Atom, fresh_seed());
+  EXPECT_EQ(GpuLlamaModel::from_cpu(*cpu, small_options())->kv_bits(), 4);
+  quant::QuantConfig q;
+  q.kv_bits = 16;
+  quant::apply_kv_format(*cpu, q);
+  EXPECT_EQ(GpuLlamaModel::from_cpu(*cpu, small_options())->kv_bits(), 16);
+  GpuModelOptions o = small_options();
+  o.kv_bits = 8;  // an explicit override still wins
+  EXPECT_EQ(GpuLlamaModel::from_cpu(*cpu, o)->kv_bits(), 8);
+  q.kv_bits = 4;
+  q.kv_pre_rope = true;
+  quant::apply_kv_format(*cpu, q);
+  EXPECT_THROW(GpuLlamaModel::from_cpu(*cpu, small_options()), atom::Error);
+}
+
 TEST(GpuModel, RejectsBadSteps) {
   REQUIRE_GPU();
   auto cpu = cpu_model(GpuMode::Fp16, 3);

@@ -51,7 +51,8 @@ struct GpuModelOptions {
   int64_t max_logit_rows = 0;           // logits rows of one step (0: max_seqs)
   int64_t max_blocks_per_seq = 0;       // 0: from max_position_embeddings
   int page_size = 16;
-  int kv_bits = 0;                      // 0: the mode's (fp16 16, w8a8 8, atom 4); else 4, 8, 16
+  int kv_bits = 0;                      // 0: the CPU model's KV format (from_cpu) or the mode's (synthetic:
+                                        // fp16 16, w8a8 8, atom 4); else 4, 8, 16
   float gpu_memory_utilization = 0.9f;  // KV pool = this share of total memory minus what is in use
   int64_t kv_pages = 0;                 // > 0: exactly this many usable pages instead
   bool f32_acts = true;                 // false: the older all-fp16 activation path (diagnosis; also

@@ -156,10 +156,17 @@ void synthetic_linear(GpuMode mode, int64_t n, int64_t k, SeedSeq& seed, std::mt
 
 std::unique_ptr<GpuLlamaModel> GpuLlamaModel::from_cpu(const LlamaModel& m, const GpuModelOptions& opt) {
   ATOM_CHECK(!m.layers.empty(), "GPU model: the CPU model has no layers");
+  // The GPU quantizes K after RoPE; running a pre-RoPE-K checkpoint that way would silently be another model.
+  ATOM_CHECK(!(m.kv_store_hook && m.kv_hook_pre_rope),
+             "GPU model: this model quantizes K before RoPE (--kv-pre-rope), which the GPU KV cache does not "
+             "implement; run it with --device cpu or re-quantize without --kv-pre-rope");
+  ATOM_CHECK(m.kv_bits == 4 || m.kv_bits == 8 || m.kv_bits == 16, "GPU model: KV format of {} bits", m.kv_bits);
   auto im = std::make_unique<Impl>();
   im->name = m.source;
   im->cfg = m.cfg;
   im->opt = opt;
+  // The KV format is the model's (its checkpoint says, e.g. atom with --kv-bits 16), not the mode's default.
+  if (im->opt.kv_bits == 0) im->opt.kv_bits = m.kv_bits;
   im->mode = mode_of(m.layers[0].at(LinearSlot::Q));
   const cudaStream_t s = im->stream;
   const ModelConfig& c = m.cfg;
