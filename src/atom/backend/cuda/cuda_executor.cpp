@@ -6,6 +6,9 @@
 
 #include "atom/core/error.h"
 #include "atom/model/llama.h"
+#ifdef ATOM_WITH_NCCL
+#include "atom/backend/cuda/nccl/tp_executor.h"
+#endif
 
 namespace atom::cuda {
 
@@ -35,20 +38,14 @@ CudaExecutor::CudaExecutor(std::unique_ptr<GpuLlamaModel> model) : model_(std::m
 
 std::string CudaExecutor::name() const { return fmt::format("cuda-{}", gpu_mode_name(model_->mode())); }
 
-const std::vector<SeqStep>& CudaExecutor::convert(const std::vector<engine::SeqStep>& batch) {
-  steps_.clear();
+void to_gpu_steps(const std::vector<engine::SeqStep>& batch, std::vector<SeqStep>& out) {
+  out.clear();
   for (const engine::SeqStep& s : batch)
-    steps_.push_back(SeqStep{s.seq_id, s.tokens, s.n_tokens, s.start_pos, s.block_table, s.n_blocks, s.want_logits});
-  return steps_;
+    out.push_back(SeqStep{s.seq_id, s.tokens, s.n_tokens, s.start_pos, s.block_table, s.n_blocks, s.want_logits});
 }
 
-void CudaExecutor::step(const std::vector<engine::SeqStep>& batch, float* logits) {
-  model_->step(convert(batch), logits);
-}
-
-void CudaExecutor::step_sample(const std::vector<engine::SeqStep>& batch, const std::vector<engine::RowSampling>& rows,
-                               int32_t* ids) {
-  rows_.clear();
+void to_gpu_sampling(const std::vector<engine::RowSampling>& rows, std::vector<GpuRowSampling>& out) {
+  out.clear();
   for (const engine::RowSampling& r : rows) {
     GpuRowSampling g;
     g.temperature = r.params.temperature;
@@ -56,13 +53,25 @@ void CudaExecutor::step_sample(const std::vector<engine::SeqStep>& batch, const 
     g.top_p = r.params.top_p;
     g.seed = r.params.seed;
     g.counter = r.counter;
-    rows_.push_back(g);
+    out.push_back(g);
   }
-  model_->step_sample(convert(batch), rows_, ids);
+}
+
+void CudaExecutor::step(const std::vector<engine::SeqStep>& batch, float* logits) {
+  to_gpu_steps(batch, steps_);
+  model_->step(steps_, logits);
+}
+
+void CudaExecutor::step_sample(const std::vector<engine::SeqStep>& batch, const std::vector<engine::RowSampling>& rows,
+                               int32_t* ids) {
+  to_gpu_steps(batch, steps_);
+  to_gpu_sampling(rows, rows_);
+  model_->step_sample(steps_, rows_, ids);
 }
 
 void CudaExecutor::step_greedy(const std::vector<engine::SeqStep>& batch, int32_t* ids) {
-  model_->step_greedy(convert(batch), ids);
+  to_gpu_steps(batch, steps_);
+  model_->step_greedy(steps_, ids);
 }
 
 std::unique_ptr<CudaExecutor> make_cuda_executor(const LlamaModel& model, const CudaExecutorOptions& o) {
@@ -94,7 +103,13 @@ void register_cuda_executor() {
   engine::register_executor("cuda", [](std::shared_ptr<const LlamaModel> model, const engine::ExecutorOptions& o)
                                         -> std::unique_ptr<engine::Executor> {
     ATOM_CHECK(device_count() > 0, "--device cuda: no CUDA device is visible");
-    ATOM_CHECK(o.tp == 1, "--device cuda: --tp {} is not supported on the GPU yet (TP runs on --device cpu)", o.tp);
+    if (o.tp > 1) {
+#ifdef ATOM_WITH_NCCL
+      return make_tp_cuda_executor(*model, o.tp, cuda_executor_options(o));
+#else
+      fail("--device cuda --tp {}: this build has no NCCL (tensor parallelism runs on --device cpu)", o.tp);
+#endif
+    }
     return make_cuda_executor(*model, cuda_executor_options(o));
   });
 }

@@ -26,6 +26,10 @@ struct CudaExecutorOptions {
   GpuModelOptions model_options() const;
 };
 
+// The engine's batch and sampling rows in the GPU model's types.
+void to_gpu_steps(const std::vector<engine::SeqStep>& batch, std::vector<SeqStep>& out);
+void to_gpu_sampling(const std::vector<engine::RowSampling>& rows, std::vector<GpuRowSampling>& out);
+
 class CudaExecutor final : public engine::Executor {
  public:
   explicit CudaExecutor(std::unique_ptr<GpuLlamaModel> model);
@@ -42,7 +46,6 @@ class CudaExecutor final : public engine::Executor {
   GpuLlamaModel& model() { return *model_; }
 
  private:
-  const std::vector<SeqStep>& convert(const std::vector<engine::SeqStep>& batch);
   std::unique_ptr<GpuLlamaModel> model_;
   std::vector<SeqStep> steps_;
   std::vector<GpuRowSampling> rows_;
@@ -50,7 +53,8 @@ class CudaExecutor final : public engine::Executor {
 
 // engine::make_executor's options for --device cuda.
 CudaExecutorOptions cuda_executor_options(const engine::ExecutorOptions& o);
-// Makes "cuda" known to engine::make_executor (atom serve / bench serve --device cuda). Idempotent.
+// Makes "cuda" known to engine::make_executor (atom serve / bench serve --device cuda; with --tp N > 1 the
+// tensor-parallel executor over N GPUs, nccl/tp_executor.h, when NCCL is built). Idempotent.
 void register_cuda_executor();
 
 // From a loaded CPU model (the mode follows its linears: dense -> fp16, W8A8 -> w8a8, Atom -> atom).

@@ -79,6 +79,13 @@ void GpuLlamaModel::Impl::gemm(GpuLinear& lin, int64_t T, const GemmOut& out, co
   }
 }
 
+void GpuLlamaModel::Impl::residual_gemm(GpuLinear& lin, int64_t T, const uint16_t* fp16_in) {
+  if (!opt.all_reduce) return gemm(lin, T, GemmOut{nullptr, x_f32.data(), true}, fp16_in);
+  gemm(lin, T, GemmOut{nullptr, tmp_f32.data(), false}, fp16_in);  // this rank's partial sum
+  opt.all_reduce(tmp_f32.data(), T * lin.n, stream);
+  add_f32(x_f32.data(), tmp_f32.data(), T * lin.n, stream);
+}
+
 // ------------------------------------------------------------------ the forward pass
 
 // Packs the batch's host metadata into one int32 array, copied to the device in one transfer.
@@ -149,7 +156,6 @@ void GpuLlamaModel::Impl::run_device(bool greedy) {
   const int32_t* d = meta.data();
   const float scale = 1.0f / std::sqrt(float(hd));
   float* x = x_f32.data();
-  const GemmOut to_residual{nullptr, x, true};
 
   embed_rows(embed.data(), d + off_tokens, T, H, x, stream);
   for (int l = 0; l < c.num_layers; ++l) {
@@ -169,7 +175,7 @@ void GpuLlamaModel::Impl::run_device(bool greedy) {
     paged_attention(*kv, l, q16.data(), d + off_cu_q, d + off_seq_lens, d + off_bt, step_max_blocks, int(step_B), T,
                     nh, scale, att16.data(), *attn_ws, stream, step_max_q);
     if (mode != GpuMode::Fp16) reorder_quant(att16.data(), ActDtype::F16, T, int64_t(nh) * hd, input_of(L.o), stream);
-    gemm(L.o, T, to_residual, att16.data());
+    residual_gemm(L.o, T, att16.data());
     // --- MLP block: x += down(silu(gate(norm2(x))) * up(norm2(x))), gate/up = one stacked GEMM ---
     rmsnorm_quant(x, ActDtype::F32, T, H, L.ffn_norm.data(), c.rms_norm_eps, input_of(L.gate_up), stream);
     if (gu32.size()) {  // quantized modes with f32_acts: SiLU·up from the fp32 GEMM output
@@ -179,7 +185,7 @@ void GpuLlamaModel::Impl::run_device(bool greedy) {
       gemm(L.gate_up, T, GemmOut{gu16.data(), nullptr, false});
       silu_mul_quant(gu16.data(), ActDtype::F16, T, F, input_of(L.down), stream);
     }
-    gemm(L.down, T, to_residual);
+    residual_gemm(L.down, T);
   }
   // --- final norm of the rows that want logits, lm_head (fp16 weights, fp32 logits) ---
   const int64_t R = step_R;
@@ -257,8 +263,8 @@ void GpuLlamaModel::Impl::allocate_runtime() {
         big.n_outlier = std::max(big.n_outlier, lin->atom.L.n_outlier);
       }
     act_atom.resize(T, big);
-    tmp_f32.resize(size_t(T * H));
   }
+  if (mode == GpuMode::Atom || opt.all_reduce) tmp_f32.resize(size_t(T * H));  // atom residual adds, TP sums
   logits_f32.resize(size_t(max_logit_rows * c.vocab_size));
   ids_dev.resize(size_t(max_logit_rows));
   sampling_dev.resize(size_t(max_logit_rows));

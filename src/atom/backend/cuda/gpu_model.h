@@ -14,6 +14,7 @@
 // W8A8Linear -> w8a8, AtomLinear -> atom) or as a synthetic model of a named shape generated on the GPU.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -58,6 +59,10 @@ struct GpuModelOptions {
   bool f32_acts = true;                 // false: the older all-fp16 activation path (diagnosis; also
                                         // forced by the environment variable ATOM_GPU_F16_ACTS=1)
   bool cuda_graphs = false;             // decode-only steps replay a CUDA graph per (batch, blocks) bucket
+  // Tensor parallelism (docs/tensor-parallel.md): this model is one rank's shard, and the row-parallel
+  // o_proj / down outputs are partial sums that this sums over the ranks in place (n fp32 values on this
+  // model's stream) before the residual add. Empty: one GPU.
+  std::function<void(float* data, int64_t n, cudaStream_t stream)> all_reduce;
 };
 
 class GpuLlamaModel {

@@ -77,6 +77,9 @@ struct GpuLlamaModel::Impl {
   ~Impl();  // out of line: DecodeGraphs is complete only in gpu_model_graphs.cpp
   FusedOut input_of(GpuLinear& lin);
   void gemm(GpuLinear& lin, int64_t T, const GemmOut& out, const uint16_t* fp16_in = nullptr);
+  // x += input · Wᵀ for a row-parallel linear (o_proj, down): summed over the TP ranks first when
+  // opt.all_reduce is set.
+  void residual_gemm(GpuLinear& lin, int64_t T, const uint16_t* fp16_in = nullptr);
   // Packs the batch's metadata and copies it to the device. Sequences from index n_real on are padding
   // (their pages may be the reserved one); blocks_stride > 0 fixes the block-table width (graphs).
   void upload_batch(const std::vector<SeqStep>& batch, bool all_logits, int64_t n_real, int blocks_stride = 0);
