@@ -3,9 +3,10 @@
 // sampling on the GPU, every request ignoring EOS (output lengths exactly the workload's), all arriving
 // at t = 0. Prompts are seeded random token ids (synthetic models have no tokenizer). Modes run one after
 // another in one process, same workload. Reports output / total tokens/s, TTFT and TPOT p50/p99, the
-// largest batch, preemptions, CUDA-graph replays; --json writes them.
+// largest batch, preemptions, CUDA-graph replays; --json writes them. --tp N runs the tensor-parallel
+// executor over N GPUs (rank shards of the shape, synthetic weights; issue 7).
 //
-//   bench_serve_gpu --shape llama2-7b --modes fp16,w8a8,atom --workload fixed --input-len 128 --output-len 128
+//   bench_serve_gpu --shape llama2-7b --modes fp16,w8a8,atom --workload fixed --input-len 128 --output-len 128 [--tp N]
 //                   --num-prompts 1024 --max-num-seqs 256 [--max-num-batched-tokens 4096] [--json out.json]
 #include <fmt/format.h>
 
@@ -22,6 +23,9 @@
 #include <vector>
 
 #include "atom/backend/cuda/cuda_executor.h"
+#ifdef ATOM_WITH_NCCL
+#include "atom/backend/cuda/nccl/tp_executor.h"
+#endif
 #include "atom/core/error.h"
 #include "atom/engine/page_pool.h"
 #include "atom/engine/scheduler.h"
@@ -36,6 +40,7 @@ struct Args {
   std::string shape = "llama2-7b", modes = "fp16,w8a8,atom", workload = "fixed", json;
   int64_t input_len = 128, output_len = 128, num_prompts = 256, max_num_seqs = 256, max_batched = 4096;
   int64_t max_model_len = 2048;
+  int tp = 1;
   float mem = 0.9f;
   uint64_t seed = 1;
   bool graphs = true;
@@ -54,8 +59,20 @@ nlohmann::json run_mode(const Args& a, cuda::GpuMode mode, const std::vector<eng
   o.max_model_len = a.max_model_len;
   o.gpu_memory_utilization = a.mem;
   o.cuda_graphs = a.graphs;
-  auto ex = cuda::make_synthetic_cuda_executor(a.shape, mode, 1234, o);
-  std::printf("%s\n", ex->model().summary().c_str());
+  std::unique_ptr<engine::Executor> ex;
+  cuda::CudaExecutor* one = nullptr;  // the single-GPU executor (graph counters, weight bytes)
+  if (a.tp > 1) {
+#ifdef ATOM_WITH_NCCL
+    ex = cuda::make_synthetic_tp_cuda_executor(a.shape, mode, 1234, a.tp, o);
+#else
+    fail("--tp {}: this build has no NCCL", a.tp);
+#endif
+  } else {
+    auto e = cuda::make_synthetic_cuda_executor(a.shape, mode, 1234, o);
+    one = e.get();
+    ex = std::move(e);
+    std::printf("%s\n", one->model().summary().c_str());
+  }
 
   engine::PagePool pool(ex->num_pages(), ex->page_size());
   engine::SchedulerConfig sc;
@@ -74,6 +91,7 @@ nlohmann::json run_mode(const Args& a, cuda::GpuMode mode, const std::vector<eng
   }
   std::vector<engine::SeqStep> batch;
   std::vector<int32_t> ids;
+  std::vector<engine::RowSampling> rows;  // greedy
   const auto t0 = Clock::now();
   while (sched.has_work()) {
     const engine::SchedulerStep step = sched.schedule();
@@ -85,7 +103,13 @@ nlohmann::json run_mode(const Args& a, cuda::GpuMode mode, const std::vector<eng
                        int64_t(s.block_table.size()), c.want_logits});
     }
     ids.resize(batch.size());
-    ex->step_greedy(batch, ids.data());
+    if (one) {
+      one->step_greedy(batch, ids.data());
+    } else {
+      rows.assign(size_t(std::count_if(batch.begin(), batch.end(), [](const auto& b) { return b.want_logits; })),
+                  engine::RowSampling{});
+      ex->step_sample(batch, rows, ids.data());
+    }
     sched.commit(step);
     ++iters;
     largest = std::max(largest, int64_t(step.chunks.size()));
@@ -112,7 +136,8 @@ nlohmann::json run_mode(const Args& a, cuda::GpuMode mode, const std::vector<eng
   nlohmann::json j = {{"mode", cuda::gpu_mode_name(mode)},
                       {"shape", a.shape},
                       {"executor", ex->name()},
-                      {"weights_gib", double(ex->model().weight_bytes()) / double(1 << 30)},
+                      {"tp", a.tp},
+                      {"weights_gib", one ? double(one->model().weight_bytes()) / double(1 << 30) : 0.0},
                       {"kv_pages", ex->num_pages()},
                       {"requests", reqs.size()},
                       {"seconds", secs},
@@ -127,8 +152,8 @@ nlohmann::json run_mode(const Args& a, cuda::GpuMode mode, const std::vector<eng
                       {"largest_batch", largest},
                       {"iterations", iters},
                       {"preemptions", sched.num_preemptions()},
-                      {"graph_replays", ex->model().graph_replays()},
-                      {"graphs", ex->model().graphs_captured()}};
+                      {"graph_replays", one ? one->model().graph_replays() : 0},
+                      {"graphs", one ? one->model().graphs_captured() : 0}};
   std::printf("%s\n", j.dump().c_str());
   return j;
 }
@@ -137,7 +162,7 @@ constexpr const char* kUsage =
     "bench_serve_gpu [--shape llama2-7b|llama2-13b|llama2-70b|llama3-8b] [--modes fp16,w8a8,atom]\n"
     "                [--workload fixed|sharegpt] [--input-len N --output-len N] [--num-prompts N]\n"
     "                [--max-num-seqs N] [--max-num-batched-tokens N] [--max-model-len N]\n"
-    "                [--gpu-memory-utilization F] [--graphs 0|1] [--seed S] [--json FILE]\n";
+    "                [--gpu-memory-utilization F] [--graphs 0|1] [--tp N] [--seed S] [--json FILE]\n";
 
 Args parse(int argc, char** argv) {
   Args a;
@@ -172,6 +197,7 @@ Args parse(int argc, char** argv) {
   get("--gpu-memory-utilization", a.mem);
   get("--seed", a.seed);
   get("--graphs", a.graphs);
+  get("--tp", a.tp);
   ATOM_CHECK(kv.empty(), "unknown option {}\n{}", kv.empty() ? "" : kv.begin()->first, kUsage);
   ATOM_CHECK(a.workload == "fixed" || a.workload == "sharegpt", "--workload must be fixed or sharegpt, got '{}'",
              a.workload);
@@ -203,6 +229,7 @@ int main(int argc, char** argv) {
                           {"max_num_seqs", a.max_num_seqs},
                           {"max_num_batched_tokens", a.max_batched},
                           {"cuda_graphs", a.graphs},
+                          {"tp", a.tp},
                           {"results", nlohmann::json::array()}};
     std::stringstream ms(a.modes);
     for (std::string m; std::getline(ms, m, ',');) out["results"].push_back(run_mode(a, cuda::parse_gpu_mode(m), reqs));

@@ -32,7 +32,8 @@
 #   answered over HTTP, atom bench serve --device cuda over the three models; the model goes over in two calls:
 #   first `carry=[".debs", ".devcarry/m1"]` with stage "stash", then `carry=[".devcarry/m2", ".devcarry/data"]`
 #   with "real" within 30 s, while the machine is warm), "load" (a 256-client load test of atom serve --device
-#   cuda, fp16 and atom, on .devcarry/tiny/tiny-smollm-tokenizer.gguf from tools/loadtest/make_tiny_gguf.py).
+#   cuda, fp16 and atom, on .devcarry/tiny/tiny-smollm-tokenizer.gguf from tools/loadtest/make_tiny_gguf.py),
+#   "tp" (multi-GPU kinds only: GpuTensorParallel tests, llama2-70b atom at TP = 1/2/4/8 and fp16 at TP = 2).
 # Pieces: head -c 40000000 MODEL > .devcarry/m1/part-1; tail -c +40000001 MODEL > .devcarry/m2/part-2.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -240,6 +241,27 @@ if has load; then
       kill -INT $SP 2>/dev/null; wait $SP; src=$?
       SUMMARY+=("load $name: rc=$rc server_exit=$src $(python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print({k: d[k] for k in ('clients','disconnected','completed','mismatches','preemptions','largest_batch','kv_pages_used_after','ok')})" "$OUT/load/load-$name.json" 2>&1 | tail -1)")
     done
+  fi
+fi
+
+if has tp; then  # a multi-GPU kind (nvidia-h200-x2/x4/x8): issue 7's tests and scaling runs
+  NG=$(nvidia-smi -L 2>/dev/null | wc -l)
+  say "tensor parallelism on $NG GPU(s)"
+  export NCCL_NVLS_ENABLE=0  # never NVLink multicast on the lent machines (KINDS.md)
+  timeout ${TP_TEST_TIMEOUT:-300} "$BUILD/tests/gpu/atom_gpu_tests" --gtest_filter='GpuTensorParallel.*' 2>&1 | tee "$OUT/tp-tests.log" | grep -E '^\[  (FAILED|PASSED|  OK|SKIPPED)|Failure'
+  SUMMARY+=("tp tests: $(grep -E '^\[  (PASSED|FAILED) ' "$OUT/tp-tests.log" | tr '\n' ' ')")
+  for tp in 1 2 4 8; do
+    [ "$tp" -le "$NG" ] || break
+    timeout ${SERVE_TIMEOUT:-300} "$BUILD/bench/bench_serve_gpu" --shape llama2-70b --modes atom --tp $tp --workload fixed \
+      --input-len 128 --output-len 128 --num-prompts ${TP_PROMPTS:-512} --max-num-seqs 256 --json "$OUT/serve-70b-tp$tp.json" \
+      2>&1 | tee -a "$OUT/tp-serve.log" | grep -vE '^\{' | tail -3
+    SUMMARY+=("70b atom tp=$tp: rc=${PIPESTATUS[0]}")
+  done
+  if [ "$NG" -ge 2 ]; then  # the FP16 baseline of 70B needs 2+ GPUs
+    timeout ${SERVE_TIMEOUT:-300} "$BUILD/bench/bench_serve_gpu" --shape llama2-70b --modes fp16 --tp 2 --workload fixed \
+      --input-len 128 --output-len 128 --num-prompts ${TP_PROMPTS:-512} --max-num-seqs 256 --json "$OUT/serve-70b-fp16-tp2.json" \
+      2>&1 | tee -a "$OUT/tp-serve.log" | grep -vE '^\{' | tail -3
+    SUMMARY+=("70b fp16 tp=2: rc=${PIPESTATUS[0]}")
   fi
 fi
 

@@ -69,9 +69,10 @@ class GpuLlamaModel {
  public:
   // Uploads a CPU model (weights fp16 / int8 / GpuAtomWeights by its linears' kind).
   static std::unique_ptr<GpuLlamaModel> from_cpu(const LlamaModel& m, const GpuModelOptions& opt = {});
-  // Seeded random weights generated on the GPU for a named shape (named_shape()), for speed work.
+  // Seeded random weights generated on the GPU for a named shape (named_shape()), for speed work. With
+  // tp > 1: one rank's shard of it (dist::shard_config: heads, KV heads and FFN channels / tp).
   static std::unique_ptr<GpuLlamaModel> synthetic(const std::string& shape, GpuMode mode, uint64_t seed,
-                                                  const GpuModelOptions& opt = {});
+                                                  const GpuModelOptions& opt = {}, int tp = 1);
   // "llama2-7b", "llama2-13b", "llama2-70b", "llama3-8b" (Llama-3.1 RoPE scaling); throws otherwise.
   static ModelConfig named_shape(const std::string& name);
 

@@ -1,5 +1,7 @@
 // Building GpuLlamaModel's weights: from a loaded CPU model (the linears' kind names the mode), or a
 // synthetic model of a named shape generated from a seed directly on the GPU (speed work only).
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <cmath>
 #include <numeric>
@@ -8,6 +10,7 @@
 #include "atom/backend/cuda/elementwise.h"
 #include "atom/backend/cuda/gpu_model_impl.h"
 #include "atom/core/error.h"
+#include "atom/dist/tensor_parallel.h"
 #include "atom/core/half.h"
 #include "atom/model/llama.h"
 #include "atom/quant/atom_linear.h"
@@ -234,10 +237,10 @@ ModelConfig GpuLlamaModel::named_shape(const std::string& name) {
 }
 
 std::unique_ptr<GpuLlamaModel> GpuLlamaModel::synthetic(const std::string& shape, GpuMode mode, uint64_t seed,
-                                                        const GpuModelOptions& opt) {
+                                                        const GpuModelOptions& opt, int tp) {
   auto im = std::make_unique<Impl>();
-  im->cfg = named_shape(shape);
-  im->name = shape + "-synthetic";
+  im->cfg = tp > 1 ? dist::shard_config(named_shape(shape), tp) : named_shape(shape);
+  im->name = tp > 1 ? fmt::format("{}-synthetic-tp{}-shard", shape, tp) : shape + "-synthetic";
   im->mode = mode;
   im->opt = opt;
   const ModelConfig& c = im->cfg;

@@ -83,8 +83,10 @@ class RankThreads {
 
 class TpCudaExecutor final : public engine::Executor {
  public:
-  TpCudaExecutor(const LlamaModel& full, int tp, const CudaExecutorOptions& o) : cfg_(full.cfg) {
-    dist::check_tp(full.cfg, tp);
+  // build(rank, options) makes rank r's model; it runs on rank r's thread (device r current).
+  using Build = std::function<std::unique_ptr<GpuLlamaModel>(int rank, const GpuModelOptions& options)>;
+  TpCudaExecutor(const ModelConfig& full, int tp, const CudaExecutorOptions& o, const Build& build) : cfg_(full) {
+    dist::check_tp(full, tp);
     ATOM_CHECK(device_count() >= tp, "--device cuda --tp {}: only {} GPU(s) visible", tp, device_count());
     std::vector<int> devices(static_cast<size_t>(tp));
     for (int r = 0; r < tp; ++r) devices[size_t(r)] = r;
@@ -92,11 +94,10 @@ class TpCudaExecutor final : public engine::Executor {
     ranks_ = std::make_unique<RankThreads>(devices);
     models_.resize(size_t(tp));
     ranks_->run([&](int r) {
-      const std::unique_ptr<LlamaModel> shard = dist::shard_model(full, tp, r);
       GpuModelOptions g = o.model_options();
       g.cuda_graphs = false;
       g.all_reduce = [this, r](float* p, int64_t n, cudaStream_t s) { nccl_->all_reduce_sum(r, p, n, s); };
-      models_[size_t(r)] = GpuLlamaModel::from_cpu(*shard, g);
+      models_[size_t(r)] = build(r, g);
     });
     pages_ = models_[0]->num_pages();
     for (const auto& m : models_) pages_ = std::min(pages_, m->num_pages());
@@ -157,7 +158,18 @@ class TpCudaExecutor final : public engine::Executor {
 }  // namespace
 
 std::unique_ptr<engine::Executor> make_tp_cuda_executor(const LlamaModel& full, int tp, const CudaExecutorOptions& o) {
-  return std::make_unique<TpCudaExecutor>(full, tp, o);
+  return std::make_unique<TpCudaExecutor>(full.cfg, tp, o, [&full, tp](int r, const GpuModelOptions& g) {
+    const std::unique_ptr<LlamaModel> shard = dist::shard_model(full, tp, r);
+    return GpuLlamaModel::from_cpu(*shard, g);
+  });
+}
+
+std::unique_ptr<engine::Executor> make_synthetic_tp_cuda_executor(const std::string& shape, GpuMode mode,
+                                                                  uint64_t seed, int tp, const CudaExecutorOptions& o) {
+  return std::make_unique<TpCudaExecutor>(GpuLlamaModel::named_shape(shape), tp, o,
+                                          [&](int r, const GpuModelOptions& g) {
+                                            return GpuLlamaModel::synthetic(shape, mode, seed + uint64_t(r), g, tp);
+                                          });
 }
 
 }  // namespace atom::cuda

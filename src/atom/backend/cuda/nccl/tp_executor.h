@@ -14,5 +14,8 @@ namespace atom::cuda {
 
 // tp ranks on devices 0..tp-1; throws atom::Error when fewer GPUs are visible or the model does not split.
 std::unique_ptr<engine::Executor> make_tp_cuda_executor(const LlamaModel& full, int tp, const CudaExecutorOptions& o);
+// Synthetic weights of a named shape (GpuLlamaModel::synthetic), rank r's shard from seed + r: speed work.
+std::unique_ptr<engine::Executor> make_synthetic_tp_cuda_executor(const std::string& shape, GpuMode mode,
+                                                                  uint64_t seed, int tp, const CudaExecutorOptions& o);
 
 }  // namespace atom::cuda
