@@ -49,6 +49,8 @@ void run_ppl(const PplArgs& a) {
   PerplexityResult r;
   std::string gpu_summary;
   if (a.device == "cuda") {
+    ATOM_CHECK(a.tp == 1, "atom ppl --device cuda runs on one GPU; --tp {} runs on --device cpu (or serve with "
+               "--device cuda --tp N)", a.tp);
 #ifdef ATOM_WITH_CUDA
     // The same model on the GPU (its linears pick the mode); one window's pages, chunked prefill.
     cuda::GpuModelOptions o;
