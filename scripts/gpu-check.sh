@@ -20,7 +20,7 @@
 #   BENCH_ARGS (extra arguments for bench_gemm), BUILD (build dir, default build-gpu),
 #   BUILD_TARGETS (only these targets, e.g. "atom_gpu_tests bench_attention"), GPU_TEST_FILTER (gtest filter
 #   for the gpu stage), SANITIZE_FILTER (gtest filter for compute-sanitizer), BENCH (which benchmarks:
-#   default "gemm attention"; "fused" adds bench_fused), ATTN_BENCH_ARGS (extra arguments for bench_attention),
+#   default "gemm attention"; "fused" adds bench_fused, "sdpa" PyTorch's SDPA as the attention reference), ATTN_BENCH_ARGS (extra arguments for bench_attention),
 #   FUSED_BENCH_ARGS (extra arguments for bench_fused), SERVE_RUNS (bench_serve_gpu runs of the "serve"
 #   stage, ';'-separated argument lists; default: the issue-6 set below), REAL_MODEL (GGUF for the "real"
 #   stage; default models/SmolLM2-135M-Instruct.Q4_1.gguf, else assembled from .devcarry/m*/part-*),
@@ -110,6 +110,10 @@ if has bench; then
   fi
   if [[ " $BENCH " == *" fused "* ]]; then
     "$BUILD/bench/bench_fused" --json "$OUT/bench_fused.json" ${FUSED_BENCH_ARGS:-} 2>&1 | tee "$OUT/bench-fused.log" | tail -80
+  fi
+  if [[ " $BENCH " == *" sdpa "* ]]; then  # the outside reference for the decode table (the device's PyTorch)
+    PYTHONUNBUFFERED=1 timeout ${SDPA_TIMEOUT:-200} python3 bench/sdpa_reference.py --json "$OUT/sdpa_reference.json" 2>&1 | tee "$OUT/sdpa.log" | tail -40
+    SUMMARY+=("sdpa reference: rc=${PIPESTATUS[0]}")
   fi
   if [[ " $BENCH " == *" attention "* ]]; then
     timeout ${ATTN_TIMEOUT:-300} "$BUILD/bench/bench_attention" --json "$OUT/bench_attention.json" ${ATTN_BENCH_ARGS:-} 2>&1 | tee "$OUT/bench-attention.log" | tail -80
