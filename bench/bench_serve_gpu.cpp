@@ -27,6 +27,7 @@
 #include "atom/backend/cuda/nccl/tp_executor.h"
 #endif
 #include "atom/core/error.h"
+#include "atom/engine/metrics.h"
 #include "atom/engine/page_pool.h"
 #include "atom/engine/scheduler.h"
 #include "atom/engine/workload.h"
@@ -46,11 +47,6 @@ struct Args {
   bool graphs = true;
 };
 
-double pct(std::vector<double> v, double p) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  return v[size_t(std::min<double>(double(v.size() - 1), p / 100.0 * double(v.size() - 1) + 0.5))];
-}
 
 nlohmann::json run_mode(const Args& a, cuda::GpuMode mode, const std::vector<engine::BenchRequest>& reqs) {
   cuda::CudaExecutorOptions o;
@@ -145,10 +141,10 @@ nlohmann::json run_mode(const Args& a, cuda::GpuMode mode, const std::vector<eng
                       {"output_tokens", out_tokens},
                       {"output_tok_s", double(out_tokens) / secs},
                       {"total_tok_s", double(out_tokens + prompt_tokens) / secs},
-                      {"ttft_p50_ms", 1e3 * pct(ttft, 50)},
-                      {"ttft_p99_ms", 1e3 * pct(ttft, 99)},
-                      {"tpot_p50_ms", 1e3 * pct(tpot, 50)},
-                      {"tpot_p99_ms", 1e3 * pct(tpot, 99)},
+                      {"ttft_p50_ms", 1e3 * engine::percentile(ttft, 50)},
+                      {"ttft_p99_ms", 1e3 * engine::percentile(ttft, 99)},
+                      {"tpot_p50_ms", 1e3 * engine::percentile(tpot, 50)},
+                      {"tpot_p99_ms", 1e3 * engine::percentile(tpot, 99)},
                       {"largest_batch", largest},
                       {"iterations", iters},
                       {"preemptions", sched.num_preemptions()},

@@ -13,6 +13,7 @@
 #include "atom/engine/engine.h"
 #include "atom/model/generate.h"
 #include "commands.h"
+#include "engine_args.h"
 
 namespace atom::cli {
 
@@ -34,18 +35,13 @@ void generate_on_engine(const GenerateArgs& a, LoadedModel lm, const std::vector
   const int64_t context = lm.model->cfg.max_position_embeddings;
   ATOM_CHECK(int64_t(ids.size()) + a.max_tokens <= context, "prompt ({} tokens) + --max-tokens {} exceed the context {}",
              ids.size(), a.max_tokens, context);
-  engine::ExecutorOptions xo;
-  xo.device = a.device;
-  xo.max_num_seqs = 1;
-  xo.max_model_len = int64_t(ids.size()) + std::max(a.max_tokens, 1);
-  xo.max_num_batched_tokens = 1024;
-  auto tokenizer = std::shared_ptr<const Tokenizer>(std::move(lm.tokenizer));
-  auto executor = engine::make_executor(std::shared_ptr<const LlamaModel>(std::move(lm.model)), xo);
-  engine::EngineOptions eo;
-  eo.scheduler.max_num_seqs = 1;
-  eo.scheduler.max_num_batched_tokens = 1024;
-  eo.max_model_len = xo.max_model_len;
-  engine::Engine eng(std::move(executor), tokenizer, eo);
+  EngineArgs ea;  // the serve / bench serve path, for one sequence
+  ea.device = a.device;
+  ea.max_num_seqs = 1;
+  ea.max_num_batched_tokens = 1024;
+  ea.max_model_len = int64_t(ids.size()) + std::max(a.max_tokens, 1);
+  ea.threads = a.threads;
+  const std::unique_ptr<engine::Engine> eng = make_engine(ea, std::move(lm));
   engine::Request req;
   req.prompt = ids;
   req.sampling = {a.temperature, a.top_k, a.top_p, a.seed};
@@ -54,7 +50,7 @@ void generate_on_engine(const GenerateArgs& a, LoadedModel lm, const std::vector
   if (!a.chat) fmt::print("{}", prompt);
   std::fflush(stdout);
   const auto t0 = std::chrono::steady_clock::now();
-  engine::RequestHandle h = eng.submit(std::move(req));
+  engine::RequestHandle h = eng->submit(std::move(req));
   engine::RequestEvent ev;
   int64_t generated = 0;
   do {
@@ -68,7 +64,7 @@ void generate_on_engine(const GenerateArgs& a, LoadedModel lm, const std::vector
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   spdlog::info("{}: prompt {} tokens, TTFT {:.1f} ms; generated {} tokens, TPOT {:.2f} ms ({:.1f} tok/s); {:.2f}s; "
                "finish: {}",
-               eng.executor().name(), ids.size(), 1e3 * ev.ttft_s, generated, 1e3 * ev.tpot_s,
+               eng->executor().name(), ids.size(), 1e3 * ev.ttft_s, generated, 1e3 * ev.tpot_s,
                ev.tpot_s > 0 ? 1.0 / ev.tpot_s : 0.0, secs, engine::to_string(ev.finish_reason));
 }
 

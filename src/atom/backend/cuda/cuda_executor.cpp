@@ -83,10 +83,6 @@ std::unique_ptr<CudaExecutor> make_synthetic_cuda_executor(const std::string& sh
   return std::make_unique<CudaExecutor>(GpuLlamaModel::synthetic(shape, mode, seed, o.model_options()));
 }
 
-}  // namespace atom::cuda
-
-namespace atom::cuda {
-
 CudaExecutorOptions cuda_executor_options(const engine::ExecutorOptions& o) {
   CudaExecutorOptions c;
   c.page_size = o.page_size;

@@ -208,7 +208,7 @@ void GpuLlamaModel::Impl::forward(const std::vector<SeqStep>& batch, bool all_lo
                rows);
     for (const GpuRowSampling& r : *sampling) draws = draws || r.temperature > 0.0f;
   }
-  if (all_logits || !graph_step(batch, greedy)) {
+  if (all_logits || !graph_step(batch)) {
     upload_batch(batch, all_logits, int64_t(batch.size()));
     run_device(greedy && !draws);
   }

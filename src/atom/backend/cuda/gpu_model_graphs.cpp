@@ -37,7 +37,7 @@ int64_t pow2_at_least(int64_t n) {
 }
 }  // namespace
 
-bool GpuLlamaModel::Impl::graph_step(const std::vector<SeqStep>& batch, bool greedy) {
+bool GpuLlamaModel::Impl::graph_step(const std::vector<SeqStep>& batch) {
   if (!opt.cuda_graphs) return false;
   const int64_t B = int64_t(batch.size());
   int64_t max_blocks = 1;
@@ -78,8 +78,7 @@ bool GpuLlamaModel::Impl::graph_step(const std::vector<SeqStep>& batch, bool gre
     return true;
   }
   ATOM_CUDA_CHECK(cudaGraphLaunch(it->second, stream));
-  ++graph_replays;
-  (void)greedy;  // the graph always computes the argmax too (a few µs); forward copies what was asked
+  ++graph_replays;  // the graph always computes the argmax too (a few µs); forward copies what was asked
   return true;
 }
 

@@ -91,7 +91,7 @@ struct GpuLlamaModel::Impl {
   // With `sampling` (one entry per logits row), ids_host gets draws (sample_rows) instead of argmaxes.
   void forward(const std::vector<SeqStep>& batch, bool all_logits, float* logits_host, int32_t* ids_host,
                const std::vector<GpuRowSampling>* sampling = nullptr);
-  bool graph_step(const std::vector<SeqStep>& batch, bool greedy);  // false: not eligible
+  bool graph_step(const std::vector<SeqStep>& batch);  // false: not eligible
   void allocate_runtime();
   static std::unique_ptr<GpuLlamaModel> finish(std::unique_ptr<Impl> impl);
 };
