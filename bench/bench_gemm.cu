@@ -209,18 +209,17 @@ int main(int argc, char** argv) {
                                     atom_gemm(aa[i % ac], aw[i % wc], y.data(), nullptr, nullptr, st, atom_gemm_wgmma_config());
                                   })
                                 : -1;
-        const double t_wg1 = (M >= 64 && atom_gemm_wgmma_available())
-                                 ? guarded("atom-w4a4-wgmma64", double(w4_bytes + a4_bytes + M * N * 2), [&](int i) {
-                                     atom_gemm(aa[i % ac], aw[i % wc], y.data(), nullptr, nullptr, st, atom_gemm_wgmma_config() + 1);
+        // the warp-specialized wgmma kernel (config 7)
+        const double t_ws = (M >= 64 && atom_gemm_wgmma_available())
+                                ? guarded("atom-w4a4-ws", double(w4_bytes + a4_bytes + M * N * 2), [&](int i) {
+                                    atom_gemm(aa[i % ac], aw[i % wc], y.data(), nullptr, nullptr, st, atom_gemm_ws_config());
+                                  })
+                                : -1;
+        const double t_ws6 = (M >= 64 && atom_gemm_wgmma_available())
+                                 ? guarded("atom-w4a4-ws-6stage", double(w4_bytes + a4_bytes + M * N * 2), [&](int i) {
+                                     atom_gemm(aa[i % ac], aw[i % wc], y.data(), nullptr, nullptr, st, atom_gemm_ws_config() + 1);
                                    })
                                  : -1;
-        double t_wgs[2] = {-1, -1};  // configs 5, 6: N-split promotion overlap
-        for (int v = 0; v < 2; ++v)
-          if (M >= 64 && atom_gemm_wgmma_available())
-            t_wgs[v] = guarded(v ? "atom-w4a4-wgmma64-splitn" : "atom-w4a4-wgmma-splitn", double(w4_bytes + a4_bytes + M * N * 2),
-                               [&](int i) {
-                                 atom_gemm(aa[i % ac], aw[i % wc], y.data(), nullptr, nullptr, st, atom_gemm_wgmma_config() + 2 + v);
-                               });
         // diagnostics (wrong results, timing only): wgmma 128x128 without promotion / unpacking / both
         double t_diag[3] = {-1, -1, -1};
         if (diag && M >= 1024 && atom_gemm_wgmma_available()) {
@@ -229,6 +228,15 @@ int main(int argc, char** argv) {
             t_diag[d] = guarded(names[d], double(w4_bytes + a4_bytes + M * N * 2), [&](int i) {
               atom_gemm(aa[i % ac], aw[i % wc], y.data(), nullptr, nullptr, st, 101 + d);
             });
+          // the warp-specialized kernel without promotion / B unpacking / wgmma / wgmma and promotion
+          const char* ws_names[4] = {"diag-ws-nopromote", "diag-ws-nounpack", "diag-ws-nomma", "diag-ws-datamove"};
+          double t_wsd[4];
+          for (int d = 0; d < 4; ++d)
+            t_wsd[d] = guarded(ws_names[d], double(w4_bytes + a4_bytes + M * N * 2), [&](int i) {
+              atom_gemm(aa[i % ac], aw[i % wc], y.data(), nullptr, nullptr, st, 105 + d);
+            });
+          std::printf("%-26s %6lld | ws diag us: no-promote %.1f no-unpack %.1f no-mma %.1f data-only %.1f\n", sd.name,
+                      (long long)M, t_wsd[0] * 1e3, t_wsd[1] * 1e3, t_wsd[2] * 1e3, t_wsd[3] * 1e3);
         }
         const double t_atomq = guarded("atom-w4a4+quant", double(w4_bytes + M * K * 2 + M * N * 2), [&](int i) {
           atom_quantize_acts_fp16(x16[i % xc].data(), M, aw[i % wc].perm.data(), L, 0.9f, 1.0f, qa, st);
@@ -256,10 +264,11 @@ int main(int argc, char** argv) {
                     t_q > 0 ? 100.0 * double(M * K * 2 + a4_bytes) / t_q * 1e-6 / d2d_gbs : 0.0);
         auto r2 = [&](double base) { return (t_wg > 0 && base > 0) ? base / t_wg : 0.0; };
         if (t_wg > 0)
-          std::printf("%-26s %6lld | wgmma %8.1f us %5.0f TOPS | wgmma64 %8.1f | splitn %8.1f | splitn64 %8.1f | mma.sync-128 %8.1f | "
-                      "wgmma xFP16 %5.2f xINT8 %5.2f xFP8 %5.2f | diag no-promote %.1f no-unpack %.1f mma-only %.1f us\n",
-                      sd.name, (long long)M, t_wg * 1e3, flops / t_wg * 1e-9, t_wg1 * 1e3, t_wgs[0] * 1e3, t_wgs[1] * 1e3,
-                      t_mma * 1e3, r2(t16), r2(t8), r2(tf8), t_diag[0] * 1e3, t_diag[1] * 1e3, t_diag[2] * 1e3);
+          std::printf("%-26s %6lld | wgmma %8.1f us %5.0f TOPS | ws %8.1f us %5.0f TOPS | ws-6stage %8.1f | mma.sync-128 %8.1f | "
+                      "wgmma xFP16 %5.2f | ws xFP16 %5.2f xINT8 %5.2f xFP8 %5.2f | diag no-promote %.1f no-unpack %.1f mma-only %.1f us\n",
+                      sd.name, (long long)M, t_wg * 1e3, flops / t_wg * 1e-9, t_ws * 1e3, t_ws > 0 ? flops / t_ws * 1e-9 : 0.0,
+                      t_ws6 * 1e3, t_mma * 1e3, r2(t16), t_ws > 0 ? t16 / t_ws : 0.0, t_ws > 0 ? t8 / t_ws : 0.0, t_ws > 0 ? tf8 / t_ws : 0.0,
+                      t_diag[0] * 1e3, t_diag[1] * 1e3, t_diag[2] * 1e3);
         std::fflush(stdout);
       }
     }

@@ -33,7 +33,7 @@
 #   first `carry=[".debs", ".devcarry/m1"]` with stage "stash", then `carry=[".devcarry/m2", ".devcarry/data"]`
 #   with "real" within 30 s, while the machine is warm), "load" (a 256-client load test of atom serve --device
 #   cuda, fp16 and atom, on .devcarry/tiny/tiny-smollm-tokenizer.gguf from tools/loadtest/make_tiny_gguf.py),
-#   "tp" (multi-GPU kinds only: GpuTensorParallel tests, llama2-70b atom at TP = 1/2/4/8 and fp16 at TP = 2).
+#   "profile" (ncu on one bench_gemm kernel, see below), "tp" (multi-GPU kinds only: GpuTensorParallel tests, llama2-70b atom at TP = 1/2/4/8 and fp16 at TP = 2).
 # Pieces: head -c 40000000 MODEL > .devcarry/m1/part-1; tail -c +40000001 MODEL > .devcarry/m2/part-2.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -119,6 +119,16 @@ if has bench; then
     timeout ${ATTN_TIMEOUT:-300} "$BUILD/bench/bench_attention" --json "$OUT/bench_attention.json" ${ATTN_BENCH_ARGS:-} 2>&1 | tee "$OUT/bench-attention.log" | tail -80
     if command -v gnuplot >/dev/null && [ -f bench/plot_attention.sh ]; then bash bench/plot_attention.sh "$OUT/bench_attention.json" "$OUT/bench_attention.png"; fi
   fi
+fi
+
+# "profile": Nsight Compute on one kernel of bench_gemm (hardware counters; clocks left alone).
+#   PROFILE_KERNEL (name regex, default the warp-specialized GEMM), PROFILE_ARGS (bench_gemm arguments).
+if has profile; then
+  say "ncu profile (${PROFILE_KERNEL:-ws_kernel})"
+  timeout ${PROFILE_TIMEOUT:-240} ncu --clock-control none --kernel-name "regex:${PROFILE_KERNEL:-ws_kernel}" --launch-count 1 \
+    --set full --import-source no "$BUILD/bench/bench_gemm" ${PROFILE_ARGS:---shapes 1 --ms 16384} >"$OUT/ncu.log" 2>&1
+  SUMMARY+=("ncu: rc=$?, $(grep -c . "$OUT/ncu.log") lines in ncu.log")
+  grep -E "Duration|Throughput|Stall|Issue|Warp Cycles|Eligible|Active Warps|Registers|Bank|L1/TEX Hit|L2 Hit|Pipe|Executed Ipc" "$OUT/ncu.log" | head -60
 fi
 
 if has cpu; then

@@ -7,13 +7,12 @@
 #include <algorithm>
 
 #include "atom/backend/cuda/atom_gemm.h"
+#include "atom/backend/cuda/atom_gemm_common.cuh"
 #include "atom/backend/cuda/ptx.cuh"
 
 namespace atom::cuda {
+namespace gemm_detail {
 namespace {
-
-constexpr int kQ4Stride = 80;   // bytes per smem row of one INT4 group (64 + 16 pad: conflict-free)
-constexpr int kQ8Stride = 144;  // bytes per smem row of a 128-wide INT8 outlier chunk (128 + 16 pad)
 
 template <int BM_, int BN_, int WM_, int WN_, int S_>
 struct Cfg {
@@ -23,13 +22,6 @@ struct Cfg {
   static constexpr int kSmem = S * (BM + BN) * kQ4Stride;
   static_assert(TM % 16 == 0 && TN % 8 == 0);
   static_assert(BM * kQ8Stride <= S * BM * kQ4Stride && BN * kQ8Stride <= S * BN * kQ4Stride);
-};
-
-struct Params {
-  const uint8_t* a4; const __half* sa; const int8_t* a8; const __half* sao;
-  const uint8_t* w4; const __half* sw; const int8_t* w8; const __half* swo;
-  int M, N, G, O, groups_per_split;
-  __half* y16; float* y32; int32_t* psums; bool atomic_out;
 };
 
 template <class C>
@@ -66,23 +58,6 @@ __device__ __forceinline__ void promote(const Params& p, int32_t (&acc)[C::MT][C
         }
         acc[i][j][e] = 0;
       }
-}
-
-// Epilogue store of two adjacent outputs (row offset + column c, c+1): split-K fp32 atomics, fp32,
-// or fp16 (paired when aligned); columns past N are dropped. Shared by both GEMM kernels.
-__device__ __forceinline__ void store_out_pair(const Params& p, int64_t o, int c, float v0, float v1) {
-  if (p.atomic_out) {
-    if (c < p.N) atomicAdd(p.y32 + o, v0);
-    if (c + 1 < p.N) atomicAdd(p.y32 + o + 1, v1);
-  } else if (p.y32) {
-    if (c < p.N) p.y32[o] = v0;
-    if (c + 1 < p.N) p.y32[o + 1] = v1;
-  } else if (c + 1 < p.N && (p.N % 2) == 0) {
-    *reinterpret_cast<__half2*>(p.y16 + o) = __floats2half2_rn(v0, v1);
-  } else {
-    if (c < p.N) p.y16[o] = __float2half_rn(v0);
-    if (c + 1 < p.N) p.y16[o + 1] = __float2half_rn(v1);
-  }
 }
 
 template <class C>
@@ -245,8 +220,6 @@ __global__ void __launch_bounds__(C::kThreads) atom_gemm_kernel(const Params p) 
 // MODE (diagnostics only, wrong results): bit 0 = skip the promotion, bit 1 = skip the unpacking.
 namespace wg {
 constexpr int BN = 128, kS = 4;
-constexpr float kMagic = 12582912.0f;          // 1.5 * 2^23
-constexpr int32_t kMagicBits = 0x4B400000;
 template <int WGS>
 struct Shape {
   static constexpr int BM = 64 * WGS, R = BM + BN, kThreads = 128 * WGS;
@@ -256,8 +229,6 @@ struct Shape {
   static constexpr int kSmem = 2 * kIBytes + kS * kPBytes + 2 * kSBytes;
   static_assert((R * 4) % kThreads == 0 && (R * 8) % kThreads == 0 && R <= 2 * kThreads);
 };
-// byte offset of (row r, 16-byte k-chunk kc) inside an operand of 128-byte rows, core-matrix layout
-__device__ __forceinline__ int cm_off(int r, int kc) { return ((r >> 3) * 8 + kc) * 128 + (r & 7) * 16; }
 }  // namespace wg
 
 template <int WGS, int MODE, bool SPLITN>
@@ -535,33 +506,33 @@ using Cfg2 = Cfg<128, 128, 2, 4, 3>;  // large M (mma.sync)
 // 2026-11-25-wgmma.log): config 3 beats the mma.sync 128x128 config on all 7 issue shapes at M = 256..16384
 // (1.4-1.6x) and the mma.sync 64x64 config at M = 128 on 5 of 7, loses to it at M = 64 on all 7; 65..127
 // is unmeasured and stays on mma.sync, as does M <= 64 (the decode path). The SPLITN variants (5, 6) and
-// the 64x128 tile (4) were slower than config 3 at every M >= 128 measured.
+// the 64x128 tile (4) were slower than config 3 at every M >= 128 measured. Config 7 (warp-specialized,
+// atom_gemm_ws.cu) replaced config 3 in auto dispatch: 1.05-1.5x faster on all 7 shapes at M = 128..16384
+// on the H200 (bench/results-h200-2026-12-01-gemm-ws.log).
 constexpr int64_t kWgmmaMinM = 128;
 
 template <class C>
-struct MmaSyncKernel {
-  static constexpr int BM = C::BM, BN = C::BN, kThreads = C::kThreads, kSmem = C::kSmem;
-  static void (*fn())(Params) { return atom_gemm_kernel<C>; }
-};
+KernelLaunch mma_sync_kernel() {
+  return {atom_gemm_kernel<C>, C::BM, C::BN, C::kThreads, C::kSmem, 2};
+}
 template <int WGS, int MODE = 0, bool SPLITN = false>
-struct WgmmaKernel {
-  static constexpr int BM = wg::Shape<WGS>::BM, BN = wg::BN, kThreads = wg::Shape<WGS>::kThreads,
-                       kSmem = wg::Shape<WGS>::kSmem;
-  static void (*fn())(Params) { return atom_gemm_wgmma_kernel<WGS, MODE, SPLITN>; }
-};
+KernelLaunch wgmma_kernel() {
+  using S = wg::Shape<WGS>;
+  // 2: the split-K heuristic these kernels were measured with (two waves' worth of blocks)
+  return {atom_gemm_wgmma_kernel<WGS, MODE, SPLITN>, S::BM, wg::BN, S::kThreads, S::kSmem, 2};
+}
 
-template <class C>
-void launch(Params p, int splits, int sm_count, cudaStream_t s) {
-  static bool attr_set = false;  // per template instance
-  if (!attr_set) {
-    ATOM_CUDA_CHECK(cudaFuncSetAttribute(C::fn(), cudaFuncAttributeMaxDynamicSharedMemorySize, C::kSmem));
-    attr_set = true;
-  }
-  const int gx = (p.N + C::BN - 1) / C::BN, gy = (p.M + C::BM - 1) / C::BM;
-  if (splits <= 0) {  // auto: about two waves of blocks, each split at least 4 groups deep
+}  // namespace
+
+void launch_gemm(Params p, const KernelLaunch& k, int splits, int sm_count, cudaStream_t s) {
+  ATOM_CUDA_CHECK(cudaFuncSetAttribute(k.fn, cudaFuncAttributeMaxDynamicSharedMemorySize, k.smem));
+  const int gx = (p.N + k.bn - 1) / k.bn, gy = (p.M + k.bm - 1) / k.bm;
+  if (splits <= 0) {  // auto: fill the resident CTA slots once, each split at least 4 groups deep
     splits = 1;
-    const int blocks = gx * gy;
-    if (blocks < 2 * sm_count) splits = std::max(1, std::min((2 * sm_count + blocks - 1) / blocks, p.G / 4));
+    const int blocks = gx * gy, target = k.ctas_per_sm * sm_count;
+    // kernels with one CTA per SM: a whole number of waves (no ragged second wave)
+    const int want = k.ctas_per_sm > 1 ? (target + blocks - 1) / blocks : target / std::max(1, blocks);
+    if (blocks < target) splits = std::max(1, std::min(want, p.G / 4));
   }
   splits = std::max(1, std::min(splits, std::max(1, p.G)));
   p.groups_per_split = (p.G + splits - 1) / splits;
@@ -577,8 +548,9 @@ void launch(Params p, int splits, int sm_count, cudaStream_t s) {
     }
     ATOM_CUDA_CHECK(cudaMemsetAsync(p.y32, 0, size_t(p.M) * p.N * sizeof(float), s));
   }
-  C::fn()<<<dim3(gx, gy, splits), C::kThreads, C::kSmem, s>>>(p);
-  ATOM_CUDA_CHECK_LAUNCH();
+  void* args[] = {&p};
+  ATOM_CUDA_CHECK(cudaLaunchKernel(reinterpret_cast<const void*>(k.fn), dim3(gx, gy, splits), dim3(k.threads), args,
+                                   size_t(k.smem), s));
   if (splits > 1 && y16) {
     const int64_t n = int64_t(p.M) * p.N;
     f32_to_f16_kernel<<<unsigned(std::min<int64_t>((n + 255) / 256, 4 * sm_count * 8)), 256, 0, s>>>(p.y32, y16, n);
@@ -586,10 +558,11 @@ void launch(Params p, int splits, int sm_count, cudaStream_t s) {
   }
 }
 
-}  // namespace
+}  // namespace gemm_detail
 
-int atom_gemm_num_configs() { return 7; }
+int atom_gemm_num_configs() { return 9; }
 int atom_gemm_wgmma_config() { return 3; }
+int atom_gemm_ws_config() { return 7; }
 
 bool atom_gemm_wgmma_available() {
   static int avail = -1;
@@ -607,6 +580,7 @@ void atom_gemm(const GpuAtomActs& a, const GpuAtomWeights& w, uint16_t* y_fp16, 
   ATOM_CUDA_REQUIRE((y_fp16 == nullptr) != (y_f32 == nullptr), "atom_gemm: exactly one output must be given");
   ATOM_CUDA_REQUIRE(a.m <= (int64_t(1) << 30) && w.n <= (int64_t(1) << 30), "atom_gemm: size out of range");
   if (a.m == 0 || w.n == 0) return;
+  using namespace gemm_detail;
   static int sm_count = 0;
   if (!sm_count) {
     int dev = 0;
@@ -623,21 +597,31 @@ void atom_gemm(const GpuAtomActs& a, const GpuAtomWeights& w, uint16_t* y_fp16, 
   int cfg = force_config;
   if (cfg < 0) {
     cfg = a.m <= 16 ? 0 : a.m <= 128 ? 1 : 2;
-    if (kWgmmaMinM > 0 && a.m >= kWgmmaMinM && atom_gemm_wgmma_available()) cfg = 3;
+    if (kWgmmaMinM > 0 && a.m >= kWgmmaMinM && atom_gemm_wgmma_available()) cfg = ws_supports(p) ? 7 : 3;
   }
   switch (cfg) {
-    case 0: launch<MmaSyncKernel<Cfg0>>(p, force_splits, sm_count, s); break;
-    case 1: launch<MmaSyncKernel<Cfg1>>(p, force_splits, sm_count, s); break;
-    case 3: launch<WgmmaKernel<2>>(p, force_splits, sm_count, s); break;
-    case 4: launch<WgmmaKernel<1>>(p, force_splits, sm_count, s); break;
-    case 5: launch<WgmmaKernel<2, 0, true>>(p, force_splits, sm_count, s); break;
-    case 6: launch<WgmmaKernel<1, 0, true>>(p, force_splits, sm_count, s); break;
+    case 0: launch_gemm(p, mma_sync_kernel<Cfg0>(), force_splits, sm_count, s); break;
+    case 1: launch_gemm(p, mma_sync_kernel<Cfg1>(), force_splits, sm_count, s); break;
+    case 3: launch_gemm(p, wgmma_kernel<2>(), force_splits, sm_count, s); break;
+    case 4: launch_gemm(p, wgmma_kernel<1>(), force_splits, sm_count, s); break;
+    case 5: launch_gemm(p, wgmma_kernel<2, 0, true>(), force_splits, sm_count, s); break;
+    case 6: launch_gemm(p, wgmma_kernel<1, 0, true>(), force_splits, sm_count, s); break;
+    case 7:  // warp-specialized, 4-stage ring (more than 128 outliers: the wgmma kernel)
+    case 8:  // the same with a 6-stage ring
+      launch_gemm(p, ws_supports(p) ? ws_kernel(p.psums != nullptr, 0, cfg - 7) : wgmma_kernel<2>(), force_splits,
+                  sm_count, s);
+      break;
     // diagnostics (benchmark only; wrong results): config 3 without the promotion / without the unpacking
-    case 101: launch<WgmmaKernel<2, 1>>(p, force_splits, sm_count, s); break;
-    case 102: launch<WgmmaKernel<2, 2>>(p, force_splits, sm_count, s); break;
-    case 103: launch<WgmmaKernel<2, 3>>(p, force_splits, sm_count, s); break;
-    case 104: launch<WgmmaKernel<1, 1>>(p, force_splits, sm_count, s); break;
-    default: launch<MmaSyncKernel<Cfg2>>(p, force_splits, sm_count, s); break;
+    case 101: launch_gemm(p, wgmma_kernel<2, 1>(), force_splits, sm_count, s); break;
+    case 102: launch_gemm(p, wgmma_kernel<2, 2>(), force_splits, sm_count, s); break;
+    case 103: launch_gemm(p, wgmma_kernel<2, 3>(), force_splits, sm_count, s); break;
+    case 104: launch_gemm(p, wgmma_kernel<1, 1>(), force_splits, sm_count, s); break;
+    // diagnostics of config 7: no promotion / no B unpacking / no wgmma / neither wgmma nor promotion
+    case 105: launch_gemm(p, ws_kernel(false, 1), force_splits, sm_count, s); break;
+    case 106: launch_gemm(p, ws_kernel(false, 2), force_splits, sm_count, s); break;
+    case 107: launch_gemm(p, ws_kernel(false, 4), force_splits, sm_count, s); break;
+    case 108: launch_gemm(p, ws_kernel(false, 5), force_splits, sm_count, s); break;
+    default: launch_gemm(p, mma_sync_kernel<Cfg2>(), force_splits, sm_count, s); break;
   }
 }
 

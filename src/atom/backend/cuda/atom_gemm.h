@@ -68,11 +68,14 @@ void atom_quantize_acts_fp16(const uint16_t* x, int64_t m, const int32_t* perm, 
 // int32 [m, N, G+1 (outliers last, when O > 0)]. `force_config` (-1 = auto) and `force_splits`
 // (0 = auto) pin the tile configuration, for tests and tuning. Configs 0..2: mma.sync m16n8k32 s8
 // (tiles 16x64, 64x64, 128x128); config 3 (= atom_gemm_wgmma_config()): the sm_90a wgmma kernel
-// (128x128 tile, two warpgroups), which auto dispatch picks for large M on an sm_90 device.
+// (128x128 tile, two warpgroups), which auto dispatch picks for large M on an sm_90 device; configs 4..6:
+// its 64x128-tile and N-split variants; config 7 (= atom_gemm_ws_config()): the warp-specialized wgmma
+// kernel (TMA-free producer warpgroup + two ping-pong consumers, A unpacked into registers).
 void atom_gemm(const GpuAtomActs& a, const GpuAtomWeights& w, uint16_t* y_fp16, float* y_f32,
                int32_t* psums = nullptr, cudaStream_t s = nullptr, int force_config = -1, int force_splits = 0);
 int atom_gemm_num_configs();
 int atom_gemm_wgmma_config();
+int atom_gemm_ws_config();
 bool atom_gemm_wgmma_available();  // the current device can run the wgmma kernel (compute capability 9.x)
 
 }  // namespace atom::cuda

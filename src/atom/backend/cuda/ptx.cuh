@@ -6,8 +6,10 @@
 //   fence.proxy.async                                   generic-proxy writes -> async proxy
 //   wgmma (sm_90a): shared-memory matrix descriptors (no-swizzle K-major canonical layout),
 //   wgmma.fence / commit_group / wait_group, wgmma.mma_async m64n128k32 / m64n64k32 s8.s8 -> s32
+//   wgmma m64n128k32 s8 with A from registers (the warp-specialized W4A4 GEMM)
+//   mbarrier init / arrive / parity wait, setmaxnreg                 producer/consumer pipelines
 //   mma.sync m16n8k16 f16 -> f32, ldmatrix x4 (+ .trans)     paged attention (issue 5)
-// Still to add: e4m3 wgmma, mbarrier, cp.async.bulk.tensor (TMA), stmatrix, swizzled layouts.
+// Still to add: e4m3 wgmma, cp.async.bulk.tensor (TMA), stmatrix, swizzled layouts.
 #pragma once
 #include <cstdint>
 
@@ -21,6 +23,17 @@ __device__ __forceinline__ uint32_t smem_addr(const void* p) {
 __device__ __forceinline__ void cp_async_16(void* smem, const void* gmem, bool valid) {
   const int src_size = valid ? 16 : 0;
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr(smem)), "l"(gmem), "r"(src_size)
+               : "memory");
+}
+// One fp16 value (2-byte aligned) global -> the low or high half of a 4-byte shared word (cp.async has no
+// 2-byte form): an address on a 4-byte boundary is copied with src-size 2 (bytes past it are never
+// read; the word's high half is zero-filled), one 2 bytes past a boundary as the whole aligned word.
+// The value lands in the half given by (address & 2).
+__device__ __forceinline__ void cp_async_half(uint32_t* smem_word, const void* gmem_half) {
+  const uintptr_t a = reinterpret_cast<uintptr_t>(gmem_half);
+  const void* src = reinterpret_cast<const void*>(a & ~uintptr_t(3));
+  const int src_size = (a & 2) ? 4 : 2;
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(smem_addr(smem_word)), "l"(src), "r"(src_size)
                : "memory");
 }
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
@@ -135,6 +148,63 @@ __device__ __forceinline__ void wgmma_m64n64k32_s8(int32_t (&d)[32], uint64_t de
         "+r"(d[24]), "+r"(d[25]), "+r"(d[26]), "+r"(d[27]), "+r"(d[28]), "+r"(d[29]), "+r"(d[30]), "+r"(d[31])
       : "l"(desc_a), "l"(desc_b), "r"(scale_d));
 }
+
+// D(64x128, s32) (+)= A(64x32, s8, registers) * B(32x128, s8, K-major smem). A fragment of warp w of
+// the warpgroup (rows 16w..16w+15), g = lane/4, t = lane%4, exactly mma.m16n8k32's A fragment:
+//   a[0]: A[16w+g][4t..4t+3]  a[1]: A[16w+g+8][4t..]  a[2]: A[16w+g][16+4t..]  a[3]: A[16w+g+8][16+4t..]
+// The A registers are read asynchronously: they must not change until the wgmma is waited for.
+__device__ __forceinline__ void wgmma_m64n128k32_s8_rs(int32_t (&d)[64], const uint32_t (&a)[4], uint64_t desc_b,
+                                                       int scale_d) {
+  asm volatile(
+      "{\n"
+      ".reg .pred p;\n"
+      "setp.ne.b32 p, %69, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n128k32.s32.s8.s8 "
+      "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, {%64, %65, %66, %67}, %68, p;\n"
+      "}\n"
+      : "+r"(d[0]), "+r"(d[1]), "+r"(d[2]), "+r"(d[3]), "+r"(d[4]), "+r"(d[5]), "+r"(d[6]), "+r"(d[7]),
+        "+r"(d[8]), "+r"(d[9]), "+r"(d[10]), "+r"(d[11]), "+r"(d[12]), "+r"(d[13]), "+r"(d[14]), "+r"(d[15]),
+        "+r"(d[16]), "+r"(d[17]), "+r"(d[18]), "+r"(d[19]), "+r"(d[20]), "+r"(d[21]), "+r"(d[22]), "+r"(d[23]),
+        "+r"(d[24]), "+r"(d[25]), "+r"(d[26]), "+r"(d[27]), "+r"(d[28]), "+r"(d[29]), "+r"(d[30]), "+r"(d[31]),
+        "+r"(d[32]), "+r"(d[33]), "+r"(d[34]), "+r"(d[35]), "+r"(d[36]), "+r"(d[37]), "+r"(d[38]), "+r"(d[39]),
+        "+r"(d[40]), "+r"(d[41]), "+r"(d[42]), "+r"(d[43]), "+r"(d[44]), "+r"(d[45]), "+r"(d[46]), "+r"(d[47]),
+        "+r"(d[48]), "+r"(d[49]), "+r"(d[50]), "+r"(d[51]), "+r"(d[52]), "+r"(d[53]), "+r"(d[54]), "+r"(d[55]),
+        "+r"(d[56]), "+r"(d[57]), "+r"(d[58]), "+r"(d[59]), "+r"(d[60]), "+r"(d[61]), "+r"(d[62]), "+r"(d[63])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b), "r"(scale_d));
+}
+
+// ---------------------------------------------------------------------------------------------------
+// mbarrier (shared-memory transaction barrier) and register reallocation, for warp-specialized
+// producer/consumer pipelines. A barrier completes a phase when `count` arrivals have happened; a
+// waiter passes once the phase with the given parity has completed (a fresh barrier is in phase 0, so
+// waiting for parity 1 -- "the phase before" -- passes at once: the producer's first lap over a ring).
+__device__ __forceinline__ void mbar_init(uint64_t* bar, uint32_t count) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(smem_addr(bar)), "r"(count) : "memory");
+}
+// Release-arrive: this thread's earlier shared-memory writes are visible to threads that then pass a wait.
+__device__ __forceinline__ void mbar_arrive(uint64_t* bar) {
+  asm volatile("{\n.reg .b64 st;\nmbarrier.arrive.shared::cta.b64 st, [%0];\n}\n" ::"r"(smem_addr(bar)) : "memory");
+}
+__device__ __forceinline__ void mbar_wait(uint64_t* bar, uint32_t parity) {
+  asm volatile(
+      "{\n"
+      ".reg .pred done;\n"
+      "WAIT_%=:\n"
+      "mbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\n"
+      "@!done bra WAIT_%=;\n"
+      "}\n" ::"r"(smem_addr(bar)),
+      "r"(parity)
+      : "memory");
+}
+// Barrier among `threads` threads (a multiple of 32) of the CTA; id 0 is __syncthreads' own.
+__device__ __forceinline__ void named_bar_sync(int id, int threads) {
+  asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
+}
+// Hand registers back (producer warps) / take them (consumer warps); all warps of a warpgroup execute it.
+template <int N>
+__device__ __forceinline__ void setmaxnreg_dec() { asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(N)); }
+template <int N>
+__device__ __forceinline__ void setmaxnreg_inc() { asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(N)); }
 
 
 // ---------------------------------------------------------------------------------------------------

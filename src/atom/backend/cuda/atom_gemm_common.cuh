@@ -1,0 +1,64 @@
+// What the W4A4 + O128 GEMM kernels share (device-only header, nvcc): the kernel parameters, the
+// shared-memory strides of packed tiles, the core-matrix offset of wgmma's no-swizzle layout, the
+// promotion's magic-number conversion, the epilogue store, and the host launcher with split-K.
+// Kernels: atom_gemm.cu (mma.sync, wgmma), atom_gemm_ws.cu (warp-specialized wgmma). Layouts: atom_gemm.h.
+#pragma once
+#include <cuda_fp16.h>
+
+#include <cstdint>
+
+#include "atom/backend/cuda/cuda_check.h"
+
+namespace atom::cuda::gemm_detail {
+
+constexpr int kQ4Stride = 80;   // bytes per smem row of one INT4 group (64 + 16 pad: conflict-free)
+constexpr int kQ8Stride = 144;  // bytes per smem row of a 128-wide INT8 outlier chunk (128 + 16 pad)
+
+// int32 -> fp32 for |x| < 2^22 without the quarter-rate I2F: bits(x + 0x4B400000) is the float 1.5*2^23 + x.
+constexpr float kMagic = 12582912.0f;  // 1.5 * 2^23
+constexpr int32_t kMagicBits = 0x4B400000;
+
+struct Params {
+  const uint8_t* a4; const __half* sa; const int8_t* a8; const __half* sao;
+  const uint8_t* w4; const __half* sw; const int8_t* w8; const __half* swo;
+  int M, N, G, O, groups_per_split;
+  __half* y16; float* y32; int32_t* psums; bool atomic_out;
+};
+
+// byte offset of (row r, 16-byte k-chunk kc) inside an operand of 128-byte rows, core-matrix layout
+__device__ __forceinline__ int cm_off(int r, int kc) { return ((r >> 3) * 8 + kc) * 128 + (r & 7) * 16; }
+
+// Epilogue store of two adjacent outputs (row offset + column c, c+1): split-K fp32 atomics, fp32,
+// or fp16 (paired when aligned); columns past N are dropped. Shared by all GEMM kernels.
+__device__ __forceinline__ void store_out_pair(const Params& p, int64_t o, int c, float v0, float v1) {
+  if (p.atomic_out) {
+    if (c < p.N) atomicAdd(p.y32 + o, v0);
+    if (c + 1 < p.N) atomicAdd(p.y32 + o + 1, v1);
+  } else if (p.y32) {
+    if (c < p.N) p.y32[o] = v0;
+    if (c + 1 < p.N) p.y32[o + 1] = v1;
+  } else if (c + 1 < p.N && (p.N % 2) == 0) {
+    *reinterpret_cast<__half2*>(p.y16 + o) = __floats2half2_rn(v0, v1);
+  } else {
+    if (c < p.N) p.y16[o] = __float2half_rn(v0);
+    if (c + 1 < p.N) p.y16[o + 1] = __float2half_rn(v1);
+  }
+}
+
+// One kernel's launch shape.
+struct KernelLaunch {
+  void (*fn)(Params);
+  int bm, bn, threads, smem;
+  int ctas_per_sm;  // resident CTAs per SM (split-K aims at two waves of them)
+};
+// Launches `k` over the (M, N) tiles; splits <= 0 picks split-K automatically (each split at least 4
+// groups deep). With more than one split the partial outputs are summed with fp32 atomics into y32 (or
+// a workspace, then converted to fp16). Defined in atom_gemm.cu.
+void launch_gemm(Params p, const KernelLaunch& k, int splits, int sm_count, cudaStream_t s);
+
+// The warp-specialized kernel (atom_gemm_ws.cu): its launch shape (`psums`: the instance that writes them;
+// `mode`: timing-only diagnostics; `variant`: ring depth, see the file), and whether it takes these operands (O <= 128).
+KernelLaunch ws_kernel(bool psums, int mode = 0, int variant = 0);
+bool ws_supports(const Params& p);
+
+}  // namespace atom::cuda::gemm_detail

@@ -1,0 +1,247 @@
+// W4A4 + INT8-outlier GEMM, warp-specialized (sm_90a). Layouts: atom_gemm.h; shared parts:
+// atom_gemm_common.cuh. One CTA = 3 warpgroups over a 128x128 output tile and a ring of kS stages in
+// shared memory. A "step" is one 128-deep INT4 group, or the 128-wide INT8 outlier tail (O <= 128).
+//   producer (warpgroup 0): step i = wait until stage i is free, cp.async its packed A and B rows and load
+//     its two scales into registers; then finish step i - kLag (its copies have landed): unpack B to INT8
+//     in wgmma's core-matrix layout, write the fp32 scales (s_a, s_w, -1.5*2^23*s_w for the magic-number
+//     conversion), fence for the async proxy, arrive on `full`. kLag steps of copies are in flight.
+//   consumers (warpgroups 1, 2: rows 0..63 / 64..127): wait `full`, unpack their A rows from shared memory
+//     straight into wgmma's register fragment (no INT8 copy of A), 4 x wgmma m64n128k32 s8, wait, promote
+//     facc += fp32(acc * s_w) * s_a, arrive on `empty`. The consumers are not kept in lock step: one's
+//     promotion runs under the other's wgmma.
+// The outlier tail is promoted with an exact int -> float conversion (its partial sums may exceed the
+// magic trick's 2^22). Measured variants (bench_gemm): kS = 4 / kLag = 2 (default) and kS = 6 / kLag = 4.
+// MODE (diagnostics only, wrong results): bit 0 = no promotion, bit 1 = no B unpacking, bit 2 = no wgmma.
+#include <cuda_fp16.h>
+
+#include "atom/backend/cuda/atom_gemm_common.cuh"
+#include "atom/backend/cuda/ptx.cuh"
+
+namespace atom::cuda::gemm_detail {
+namespace {
+
+constexpr int BM = 128, BN = 128;
+constexpr int kMaxOutliers = 128;
+// one stage: B as INT8 (core-matrix layout), A packed (80-byte rows; the outlier step's INT8 A rows use a
+// 144-byte stride over the A and packed-B areas), B packed, fp32 scales (s_a[BM], s_w[BN], -magic*s_w[BN])
+constexpr int kBiOff = 0, kAOff = BN * 128, kBpOff = kAOff + BM * kQ4Stride, kScOff = kBpOff + BN * kQ4Stride;
+constexpr int kStageBytes = kScOff + (BM + 2 * BN) * 4;
+static_assert(BM * kQ8Stride <= kScOff - kAOff, "the outlier step's INT8 A rows must fit the A and B areas");
+static_assert(kStageBytes % 128 == 0);
+constexpr int kThreads = 384, kProducerRegs = 136, kConsumerRegs = 184;
+static_assert(128 * kProducerRegs + 256 * kConsumerRegs <= 65536);
+template <int kS>
+constexpr int smem_bytes() { return kS * kStageBytes + 2 * kS * 8; }  // stages, then full[kS], empty[kS]
+
+// kPsums: also write the int32 partial sums (tests); a separate instance keeps that code out of the fast one.
+template <int kS, int kLag, bool kPsums, int MODE>
+__global__ void __launch_bounds__(kThreads, 1) atom_gemm_ws_kernel(const Params p) {
+#if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  static_assert(kLag < kS - 1, "the consumers need a stage of slack while the producer finishes one");
+  extern __shared__ __align__(1024) uint8_t smem[];
+  uint64_t* full = reinterpret_cast<uint64_t*>(smem + kS * kStageBytes);
+  uint64_t* empty = full + kS;
+  const int tid = threadIdx.x, wgi = tid / 128;
+  const int m0 = blockIdx.y * BM, n0 = blockIdx.x * BN;
+  const int g_begin = blockIdx.z * p.groups_per_split;
+  const int n_groups = max(0, min(p.G, g_begin + p.groups_per_split) - g_begin);
+  const int n_steps = n_groups + ((blockIdx.z == 0 && p.O > 0) ? 1 : 0);
+  const int64_t rb = int64_t(p.G) * 64;  // q4 row bytes
+  auto stage = [&](int i) { return smem + (i % kS) * kStageBytes; };
+
+  if (tid == 0) {
+    for (int s = 0; s < kS; ++s) {
+      ptx::mbar_init(full + s, 128);   // the producer's threads
+      ptx::mbar_init(empty + s, 256);  // the consumers' threads
+    }
+  }
+  __syncthreads();
+
+  if (wgi == 0) {
+    // ================================ producer ================================
+    ptx::setmaxnreg_dec<kProducerRegs>();
+    const int pt = tid;
+    // cp.async of step i's A and B into its stage; this thread's two scales into (sa, sw)
+    auto issue = [&](int i, float& sa, float& sw) {
+      uint8_t* st = stage(i);
+      if (i < n_groups) {
+        const int g = g_begin + i;
+#pragma unroll
+        for (int it = 0; it < 4; ++it) {
+          const int idx = pt + 128 * it, r = idx >> 2, c = idx & 3;
+          const bool oka = m0 + r < p.M, okb = n0 + r < p.N;
+          ptx::cp_async_16(st + kAOff + r * kQ4Stride + c * 16, oka ? p.a4 + (m0 + r) * rb + g * 64 + c * 16 : p.a4, oka);
+          ptx::cp_async_16(st + kBpOff + r * kQ4Stride + c * 16, okb ? p.w4 + (n0 + r) * rb + g * 64 + c * 16 : p.w4, okb);
+        }
+        sa = m0 + pt < p.M ? __half2float(p.sa[int64_t(m0 + pt) * p.G + g]) : 0.0f;
+        sw = n0 + pt < p.N ? __half2float(p.sw[int64_t(n0 + pt) * p.G + g]) : 0.0f;
+      } else {  // the outlier tail: INT8 A rows as they are, INT8 B straight into the core-matrix layout
+#pragma unroll
+        for (int it = 0; it < 8; ++it) {
+          const int idx = pt + 128 * it, r = idx >> 3, c = idx & 7;
+          const bool kok = c * 16 < p.O;
+          const bool oka = kok && m0 + r < p.M, okb = kok && n0 + r < p.N;
+          ptx::cp_async_16(st + kAOff + r * kQ8Stride + c * 16, oka ? p.a8 + int64_t(m0 + r) * p.O + c * 16 : p.a8, oka);
+          ptx::cp_async_16(st + kBiOff + cm_off(r, c), okb ? p.w8 + int64_t(n0 + r) * p.O + c * 16 : p.w8, okb);
+        }
+        sa = m0 + pt < p.M ? __half2float(p.sao[m0 + pt]) : 0.0f;
+        sw = n0 + pt < p.N ? __half2float(p.swo[n0 + pt]) : 0.0f;
+      }
+    };
+    // step j's copies have landed: unpack B, write the scales, publish the stage
+    auto finish = [&](int j, float sa, float sw) {
+      uint8_t* st = stage(j);
+      if (j < n_groups && !(MODE & 2)) {
+        ptx::named_bar_sync(1, 128);  // the packed B rows were copied by other producer threads
+#pragma unroll
+        for (int it = 0; it < 4; ++it) {
+          const int idx = pt + 128 * it, r = idx & 127, c = idx >> 7;
+          const uint4 w = *reinterpret_cast<const uint4*>(st + kBpOff + r * kQ4Stride + c * 16);
+          uint4 lo, hi;
+          ptx::unpack_int4x8(w.x, lo.x, hi.x);
+          ptx::unpack_int4x8(w.y, lo.y, hi.y);
+          ptx::unpack_int4x8(w.z, lo.z, hi.z);
+          ptx::unpack_int4x8(w.w, lo.w, hi.w);
+          *reinterpret_cast<uint4*>(st + kBiOff + cm_off(r, 2 * c)) = lo;
+          *reinterpret_cast<uint4*>(st + kBiOff + cm_off(r, 2 * c + 1)) = hi;
+        }
+      }
+      float* sc = reinterpret_cast<float*>(st + kScOff);
+      sc[pt] = sa;
+      sc[BM + pt] = sw;
+      sc[BM + BN + pt] = -kMagic * sw;  // exact: 3 * 2^22 times an fp16 value
+      ptx::fence_proxy_async_shared();  // the INT8 B (generic writes, cp.async) is read by wgmma (async proxy)
+      ptx::mbar_arrive(full + j % kS);
+    };
+    // step i: free its stage (the consumers' lap before), issue it; finish step i - kLag. The scales of the
+    // kLag + 1 steps in flight live in a register ring indexed by compile-time constants (unrolled loop).
+    auto step = [&](int i, float& sa_in, float& sw_in, float& sa_out, float& sw_out) {
+      if (i < n_steps) {
+        ptx::mbar_wait(empty + i % kS, ((i / kS) & 1) ^ 1);
+        issue(i, sa_in, sw_in);
+      }
+      ptx::cp_async_commit();  // (empty past the last step: keeps the group count uniform)
+      if (i >= kLag && i - kLag < n_steps) {
+        ptx::cp_async_wait<kLag>();
+        finish(i - kLag, sa_out, sw_out);
+      }
+    };
+    constexpr int R = kLag + 1;
+    float sa_q[R], sw_q[R];
+#pragma unroll
+    for (int u = 0; u < R; ++u) sa_q[u] = sw_q[u] = 0.0f;
+    for (int i0 = 0; i0 < n_steps + kLag; i0 += R) {
+#pragma unroll
+      for (int u = 0; u < R; ++u) step(i0 + u, sa_q[u], sw_q[u], sa_q[(u + 1) % R], sw_q[(u + 1) % R]);
+    }
+    ptx::cp_async_wait<0>();
+  } else {
+    // ================================ consumers ================================
+    ptx::setmaxnreg_inc<kConsumerRegs>();
+    const int cw = wgi - 1, ct = tid - 128 * wgi, warp = ct / 32, lane = ct % 32, gq = lane / 4, t = lane % 4;
+    const int arow = 64 * cw + 16 * warp + gq;  // this thread's A rows in the tile: arow, arow + 8
+    const int Gt = p.G + (p.O > 0 ? 1 : 0);
+    int32_t acc[64];
+    float facc[64];
+#pragma unroll
+    for (int e = 0; e < 64; ++e) acc[e] = 0, facc[e] = 0.0f;
+
+    auto promote = [&](const float* sc, int gidx, bool exact_cvt) {
+      if (MODE & 1) return;
+      const float sa0 = sc[arow], sa1 = sc[arow + 8];
+      const float* sw = sc + BM + 2 * t;
+#pragma unroll
+      for (int j = 0; j < 16; ++j) {
+        const float2 w2 = *reinterpret_cast<const float2*>(sw + 8 * j);
+        const float2 m2 = *reinterpret_cast<const float2*>(sw + BN + 8 * j);
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const int32_t a = acc[4 * j + e];
+          const float swe = (e % 2) ? w2.y : w2.x;
+          const float u = exact_cvt ? float(a) * swe : fmaf(__int_as_float(a + kMagicBits), swe, (e % 2) ? m2.y : m2.x);
+          facc[4 * j + e] = fmaf(u, (e / 2) ? sa1 : sa0, facc[4 * j + e]);
+          if (kPsums) {
+            const int r = m0 + arow + 8 * (e / 2), c = n0 + 8 * j + 2 * t + (e % 2);
+            if (r < p.M && c < p.N) p.psums[(int64_t(r) * p.N + c) * Gt + gidx] = a;
+          }
+        }
+      }
+    };
+
+    for (int i = 0; i < n_steps; ++i) {
+      const uint8_t* st = stage(i);
+      ptx::mbar_wait(full + i % kS, (i / kS) & 1);
+      const bool normal = i < n_groups;
+      uint32_t a[4][4];
+      if (normal) {
+        const uint8_t* A = st + kAOff + arow * kQ4Stride;
+#pragma unroll
+        for (int kk = 0; kk < 4; ++kk) {
+          const uint32_t w0 = *reinterpret_cast<const uint32_t*>(A + kk * 16 + t * 4);
+          const uint32_t w1 = *reinterpret_cast<const uint32_t*>(A + 8 * kQ4Stride + kk * 16 + t * 4);
+          ptx::unpack_int4x8(w0, a[kk][0], a[kk][2]);
+          ptx::unpack_int4x8(w1, a[kk][1], a[kk][3]);
+        }
+      } else {  // (channels past O were zero-filled: all four k-steps run, no divergent wgmma issue)
+        const uint8_t* A = st + kAOff + arow * kQ8Stride;
+#pragma unroll
+        for (int kk = 0; kk < 4; ++kk) {
+          a[kk][0] = *reinterpret_cast<const uint32_t*>(A + kk * 32 + t * 4);
+          a[kk][1] = *reinterpret_cast<const uint32_t*>(A + 8 * kQ8Stride + kk * 32 + t * 4);
+          a[kk][2] = *reinterpret_cast<const uint32_t*>(A + kk * 32 + 16 + t * 4);
+          a[kk][3] = *reinterpret_cast<const uint32_t*>(A + 8 * kQ8Stride + kk * 32 + 16 + t * 4);
+        }
+      }
+      if (!(MODE & 4)) {
+        ptx::wgmma_fence_operands(acc);
+        ptx::wgmma_fence();
+#pragma unroll
+        for (int ks = 0; ks < 4; ++ks)
+          ptx::wgmma_m64n128k32_s8_rs(acc, a[ks], ptx::wgmma_desc_kmajor_noswizzle(st + kBiOff + ks * 256, 8),
+                                      ks > 0 ? 1 : 0);
+        ptx::wgmma_commit();
+        ptx::wgmma_wait<0>();
+        ptx::wgmma_fence_operands(acc);
+      }
+      promote(reinterpret_cast<const float*>(st + kScOff), normal ? g_begin + i : p.G, !normal);
+      ptx::mbar_arrive(empty + i % kS);
+    }
+
+#pragma unroll
+    for (int j = 0; j < 16; ++j)
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const int r = m0 + arow + 8 * h, c = n0 + 8 * j + 2 * t;
+        if (r >= p.M) continue;
+        store_out_pair(p, int64_t(r) * p.N + c, c, facc[4 * j + 2 * h], facc[4 * j + 2 * h + 1]);
+      }
+  }
+#else
+  __trap();  // built without sm_90a: the host never dispatches here (see atom_gemm_wgmma_available())
+#endif
+}
+
+template <int kS, int kLag, bool kPsums, int MODE>
+KernelLaunch ws_launch() {
+  return {atom_gemm_ws_kernel<kS, kLag, kPsums, MODE>, BM, BN, kThreads, smem_bytes<kS>(), 1};
+}
+
+}  // namespace
+
+bool ws_supports(const Params& p) { return p.O <= kMaxOutliers; }
+
+// variant 0: kS = 4, kLag = 2 (faster on the H200: bench/results-h200-2026-12-01-gemm-ws.log);
+// variant 1: kS = 6, kLag = 4
+KernelLaunch ws_kernel(bool psums, int mode, int variant) {
+  if (variant == 1) return psums ? ws_launch<6, 4, true, 0>() : ws_launch<6, 4, false, 0>();
+  if (psums) return ws_launch<4, 2, true, 0>();
+  switch (mode) {
+    case 1: return ws_launch<4, 2, false, 1>();
+    case 2: return ws_launch<4, 2, false, 2>();
+    case 4: return ws_launch<4, 2, false, 4>();
+    case 5: return ws_launch<4, 2, false, 5>();
+    default: return ws_launch<4, 2, false, 0>();
+  }
+}
+
+}  // namespace atom::cuda::gemm_detail
