@@ -25,17 +25,6 @@ __device__ __forceinline__ void cp_async_16(void* smem, const void* gmem, bool v
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr(smem)), "l"(gmem), "r"(src_size)
                : "memory");
 }
-// One fp16 value (2-byte aligned) global -> the low or high half of a 4-byte shared word (cp.async has no
-// 2-byte form): an address on a 4-byte boundary is copied with src-size 2 (bytes past it are never
-// read; the word's high half is zero-filled), one 2 bytes past a boundary as the whole aligned word.
-// The value lands in the half given by (address & 2).
-__device__ __forceinline__ void cp_async_half(uint32_t* smem_word, const void* gmem_half) {
-  const uintptr_t a = reinterpret_cast<uintptr_t>(gmem_half);
-  const void* src = reinterpret_cast<const void*>(a & ~uintptr_t(3));
-  const int src_size = (a & 2) ? 4 : 2;
-  asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(smem_addr(smem_word)), "l"(src), "r"(src_size)
-               : "memory");
-}
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
 template <int N>
 __device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory"); }
