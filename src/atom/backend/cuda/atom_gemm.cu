@@ -507,9 +507,11 @@ using Cfg2 = Cfg<128, 128, 2, 4, 3>;  // large M (mma.sync)
 // (1.4-1.6x) and the mma.sync 64x64 config at M = 128 on 5 of 7, loses to it at M = 64 on all 7; 65..127
 // is unmeasured and stays on mma.sync, as does M <= 64 (the decode path). The SPLITN variants (5, 6) and
 // the 64x128 tile (4) were slower than config 3 at every M >= 128 measured. Config 7 (warp-specialized,
-// atom_gemm_ws.cu) replaced config 3 in auto dispatch: 1.05-1.5x faster on all 7 shapes at M = 128..16384
-// on the H200 (bench/results-h200-2026-12-01-gemm-ws.log).
+// atom_gemm_ws.cu) replaced config 3 in auto dispatch from M = kWsMinM: on the H200 it is 1.05-1.5x faster
+// than config 3 on all 7 shapes at M = 128..16384 (bench/results-h200-2026-12-01-gemm-ws.log), faster than
+// the mma.sync 64x64 config on 7/7 at M = 96 and slower on 5/7 at M = 64 (...-gemm-ws-smallm.log).
 constexpr int64_t kWgmmaMinM = 128;
+constexpr int64_t kWsMinM = 65;
 
 template <class C>
 KernelLaunch mma_sync_kernel() {
@@ -597,7 +599,10 @@ void atom_gemm(const GpuAtomActs& a, const GpuAtomWeights& w, uint16_t* y_fp16, 
   int cfg = force_config;
   if (cfg < 0) {
     cfg = a.m <= 16 ? 0 : a.m <= 128 ? 1 : 2;
-    if (kWgmmaMinM > 0 && a.m >= kWgmmaMinM && atom_gemm_wgmma_available()) cfg = ws_supports(p) ? 7 : 3;
+    if (atom_gemm_wgmma_available()) {
+      if (a.m >= kWsMinM && ws_supports(p)) cfg = 7;
+      else if (kWgmmaMinM > 0 && a.m >= kWgmmaMinM) cfg = 3;
+    }
   }
   switch (cfg) {
     case 0: launch_gemm(p, mma_sync_kernel<Cfg0>(), force_splits, sm_count, s); break;
