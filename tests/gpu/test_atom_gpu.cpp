@@ -179,7 +179,7 @@ TEST(GpuAtom, GemmMatchesCpuReference) {
 }
 
 // The sm_90a wgmma kernels (configs 3: 128x128 tile, 4: 64x128, 5/6: the same with the N-split
-// promotion overlap, 7/8: warp-specialized with a 4- / 6-stage ring) at larger M: several 128-row tiles with a ragged last one, N not a
+// promotion overlap, 7/8: warp-specialized with a 6- / 5-stage ring) at larger M: several 128-row tiles with a ragged last one, N not a
 // multiple of 128 (ragged column tile), ragged last K group (K=576: 448 normal channels = 3.5 groups),
 // a single group (K=256), and split-K; the mma.sync large-M config alongside as a cross-check.
 TEST(GpuAtom, WgmmaGemmLargeMMatchesCpuReference) {

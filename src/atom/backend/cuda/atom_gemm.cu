@@ -611,8 +611,8 @@ void atom_gemm(const GpuAtomActs& a, const GpuAtomWeights& w, uint16_t* y_fp16, 
     case 4: launch_gemm(p, wgmma_kernel<1>(), force_splits, sm_count, s); break;
     case 5: launch_gemm(p, wgmma_kernel<2, 0, true>(), force_splits, sm_count, s); break;
     case 6: launch_gemm(p, wgmma_kernel<1, 0, true>(), force_splits, sm_count, s); break;
-    case 7:  // warp-specialized, 4-stage ring (more than 128 outliers: the wgmma kernel)
-    case 8:  // the same with a 6-stage ring
+    case 7:  // warp-specialized, 6-stage ring (more than 128 outliers: the wgmma kernel)
+    case 8:  // the same with a 5-stage ring
       launch_gemm(p, ws_supports(p) ? ws_kernel(p.psums != nullptr, 0, cfg - 7) : wgmma_kernel<2>(), force_splits,
                   sm_count, s);
       break;

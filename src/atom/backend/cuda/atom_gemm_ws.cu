@@ -6,11 +6,13 @@
 //     in wgmma's core-matrix layout, write the fp32 scales (s_a, s_w, -1.5*2^23*s_w for the magic-number
 //     conversion), fence for the async proxy, arrive on `full`. kLag steps of copies are in flight.
 //   consumers (warpgroups 1, 2: rows 0..63 / 64..127): wait `full`, unpack their A rows from shared memory
-//     straight into wgmma's register fragment (no INT8 copy of A), 4 x wgmma m64n128k32 s8, wait, promote
-//     facc += fp32(acc * s_w) * s_a, arrive on `empty`. The consumers are not kept in lock step: one's
-//     promotion runs under the other's wgmma.
+//     straight into wgmma's register fragment (no INT8 copy of A), then per 64-column half 4 x wgmma
+//     m64n64k32 s8 and the promotion facc += fp32(acc * s_w) * s_a of the half before, so that every
+//     promotion runs under one of this warpgroup's wgmmas; a stage is released one step late.
+// INT4 is unpacked into the high nibble (bytes = 16 * q: 5 integer ops per 8 values, no sign extension),
+// so group sums are 256x and s_w is stored / 256 (exact).
 // The outlier tail is promoted with an exact int -> float conversion (its partial sums may exceed the
-// magic trick's 2^22). Measured variants (bench_gemm): kS = 4 / kLag = 2 (default) and kS = 6 / kLag = 4.
+// magic trick's 2^22). Measured variants (bench_gemm): kS = 6 / kLag = 3 (default) and kS = 5 / kLag = 2.
 // MODE (diagnostics only, wrong results): bit 0 = no promotion, bit 1 = no B unpacking, bit 2 = no wgmma.
 #include <cuda_fp16.h>
 
@@ -37,7 +39,8 @@ constexpr int smem_bytes() { return kS * kStageBytes + 2 * kS * 8; }  // stages,
 template <int kS, int kLag, bool kPsums, int MODE>
 __global__ void __launch_bounds__(kThreads, 1) atom_gemm_ws_kernel(const Params p) {
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
-  static_assert(kLag < kS - 1, "the consumers need a stage of slack while the producer finishes one");
+  // consumers release a stage one step late (kLag = kS - 1 would deadlock; kS - 3 leaves a step of slack)
+  static_assert(kLag <= kS - 2, "ring too shallow for the lag");
   extern __shared__ __align__(1024) uint8_t smem[];
   uint64_t* full = reinterpret_cast<uint64_t*>(smem + kS * kStageBytes);
   uint64_t* empty = full + kS;
@@ -69,10 +72,14 @@ __global__ void __launch_bounds__(kThreads, 1) atom_gemm_ws_kernel(const Params 
 #pragma unroll
         for (int it = 0; it < 4; ++it) {
           const int idx = pt + 128 * it, r = idx >> 2, c = idx & 3;
-          const bool oka = m0 + r < p.M, okb = n0 + r < p.N;
+          const bool oka = m0 + r < p.M;
           ptx::cp_async_16(st + kAOff + r * kQ4Stride + c * 16, oka ? p.a4 + (m0 + r) * rb + g * 64 + c * 16 : p.a4, oka);
-          ptx::cp_async_16(st + kBpOff + r * kQ4Stride + c * 16, okb ? p.w4 + (n0 + r) * rb + g * 64 + c * 16 : p.w4, okb);
         }
+        // B: this thread copies (and later unpacks) 32 bytes of row pt -- no barrier between the two
+        const bool okb = n0 + pt < p.N;
+#pragma unroll
+        for (int c = 0; c < 4; ++c)
+          ptx::cp_async_16(st + kBpOff + pt * kQ4Stride + c * 16, okb ? p.w4 + (n0 + pt) * rb + g * 64 + c * 16 : p.w4, okb);
         sa = m0 + pt < p.M ? __half2float(p.sa[int64_t(m0 + pt) * p.G + g]) : 0.0f;
         sw = n0 + pt < p.N ? __half2float(p.sw[int64_t(n0 + pt) * p.G + g]) : 0.0f;
       } else {  // the outlier tail: INT8 A rows as they are, INT8 B straight into the core-matrix layout
@@ -91,25 +98,27 @@ __global__ void __launch_bounds__(kThreads, 1) atom_gemm_ws_kernel(const Params 
     // step j's copies have landed: unpack B, write the scales, publish the stage
     auto finish = [&](int j, float sa, float sw) {
       uint8_t* st = stage(j);
-      if (j < n_groups && !(MODE & 2)) {
-        ptx::named_bar_sync(1, 128);  // the packed B rows were copied by other producer threads
+      const bool normal = j < n_groups;
+      if (normal && !(MODE & 2)) {  // row pt of B, 16 * q in each byte (ptx::unpack_int4x8_x16)
 #pragma unroll
-        for (int it = 0; it < 4; ++it) {
-          const int idx = pt + 128 * it, r = idx & 127, c = idx >> 7;
-          const uint4 w = *reinterpret_cast<const uint4*>(st + kBpOff + r * kQ4Stride + c * 16);
+        for (int c = 0; c < 4; ++c) {
+          const uint4 w = *reinterpret_cast<const uint4*>(st + kBpOff + pt * kQ4Stride + c * 16);
           uint4 lo, hi;
-          ptx::unpack_int4x8(w.x, lo.x, hi.x);
-          ptx::unpack_int4x8(w.y, lo.y, hi.y);
-          ptx::unpack_int4x8(w.z, lo.z, hi.z);
-          ptx::unpack_int4x8(w.w, lo.w, hi.w);
-          *reinterpret_cast<uint4*>(st + kBiOff + cm_off(r, 2 * c)) = lo;
-          *reinterpret_cast<uint4*>(st + kBiOff + cm_off(r, 2 * c + 1)) = hi;
+          ptx::unpack_int4x8_x16(w.x, lo.x, hi.x);
+          ptx::unpack_int4x8_x16(w.y, lo.y, hi.y);
+          ptx::unpack_int4x8_x16(w.z, lo.z, hi.z);
+          ptx::unpack_int4x8_x16(w.w, lo.w, hi.w);
+          *reinterpret_cast<uint4*>(st + kBiOff + cm_off(pt, 2 * c)) = lo;
+          *reinterpret_cast<uint4*>(st + kBiOff + cm_off(pt, 2 * c + 1)) = hi;
         }
       }
+      // normal groups: both operands hold 16 * q, the sums are 256x: s_w / 256 (exact) undoes it
+      if (normal) sw *= 1.0f / 256.0f;
+      // s_a[BM], then per column pair c, c+1: {s_w[c], s_w[c+1], -magic*s_w[c], -magic*s_w[c+1]} (one float4)
       float* sc = reinterpret_cast<float*>(st + kScOff);
       sc[pt] = sa;
-      sc[BM + pt] = sw;
-      sc[BM + BN + pt] = -kMagic * sw;  // exact: 3 * 2^22 times an fp16 value
+      sc[BM + (pt >> 1) * 4 + (pt & 1)] = sw;
+      sc[BM + (pt >> 1) * 4 + 2 + (pt & 1)] = -kMagic * sw;  // exact: 3 * 2^22 times an fp16 value
       ptx::fence_proxy_async_shared();  // the INT8 B (generic writes, cp.async) is read by wgmma (async proxy)
       ptx::mbar_arrive(full + j % kS);
     };
@@ -141,46 +150,46 @@ __global__ void __launch_bounds__(kThreads, 1) atom_gemm_ws_kernel(const Params 
     const int cw = wgi - 1, ct = tid - 128 * wgi, warp = ct / 32, lane = ct % 32, gq = lane / 4, t = lane % 4;
     const int arow = 64 * cw + 16 * warp + gq;  // this thread's A rows in the tile: arow, arow + 8
     const int Gt = p.G + (p.O > 0 ? 1 : 0);
-    int32_t acc[64];
+    // the two 64-column halves of the accumulator (wgmma m64n64: d[4j + e] = row arow + 8(e/2),
+    // column 64h + 8j + 2t + e%2)
+    int32_t acc0[32], acc1[32];
     float facc[64];
 #pragma unroll
-    for (int e = 0; e < 64; ++e) acc[e] = 0, facc[e] = 0.0f;
-
-    auto promote = [&](const float* sc, int gidx, bool exact_cvt) {
-      if (MODE & 1) return;
-      const float sa0 = sc[arow], sa1 = sc[arow + 8];
-      const float* sw = sc + BM + 2 * t;
+    for (int e = 0; e < 32; ++e) acc0[e] = acc1[e] = 0;
 #pragma unroll
-      for (int j = 0; j < 16; ++j) {
-        const float2 w2 = *reinterpret_cast<const float2*>(sw + 8 * j);
-        const float2 m2 = *reinterpret_cast<const float2*>(sw + BN + 8 * j);
+    for (int e = 0; e < 64; ++e) facc[e] = 0.0f;
+
+    // facc(half h) += fp32(acc * s_w) * s_a with the scales of stage `st`; exact_cvt for the outlier step
+    auto promote = [&](int32_t (&acc)[32], int h, const uint8_t* st, int gidx, bool exact_cvt) {
+      if (MODE & 1) return;
+      const float* sc = reinterpret_cast<const float*>(st + kScOff);
+      const float sa0 = sc[arow], sa1 = sc[arow + 8];
+#pragma unroll
+      for (int j = 0; j < 8; ++j) {
+        const float4 w4 = *reinterpret_cast<const float4*>(sc + BM + (32 * h + 4 * j + t) * 4);
 #pragma unroll
         for (int e = 0; e < 4; ++e) {
           const int32_t a = acc[4 * j + e];
-          const float swe = (e % 2) ? w2.y : w2.x;
-          const float u = exact_cvt ? float(a) * swe : fmaf(__int_as_float(a + kMagicBits), swe, (e % 2) ? m2.y : m2.x);
-          facc[4 * j + e] = fmaf(u, (e / 2) ? sa1 : sa0, facc[4 * j + e]);
+          const float swe = (e % 2) ? w4.y : w4.x;
+          const float u = exact_cvt ? float(a) * swe : fmaf(__int_as_float(a + kMagicBits), swe, (e % 2) ? w4.w : w4.z);
+          float& f = facc[32 * h + 4 * j + e];
+          f = fmaf(u, (e / 2) ? sa1 : sa0, f);
           if (kPsums) {
-            const int r = m0 + arow + 8 * (e / 2), c = n0 + 8 * j + 2 * t + (e % 2);
-            if (r < p.M && c < p.N) p.psums[(int64_t(r) * p.N + c) * Gt + gidx] = a;
+            const int r = m0 + arow + 8 * (e / 2), c = n0 + 64 * h + 8 * j + 2 * t + (e % 2);
+            if (r < p.M && c < p.N) p.psums[(int64_t(r) * p.N + c) * Gt + gidx] = exact_cvt ? a : a / 256;  // (exact)
           }
         }
       }
     };
-
-    for (int i = 0; i < n_steps; ++i) {
-      const uint8_t* st = stage(i);
-      ptx::mbar_wait(full + i % kS, (i / kS) & 1);
-      const bool normal = i < n_groups;
-      uint32_t a[4][4];
+    auto load_a = [&](const uint8_t* st, bool normal, uint32_t (&a)[4][4]) {
       if (normal) {
         const uint8_t* A = st + kAOff + arow * kQ4Stride;
 #pragma unroll
         for (int kk = 0; kk < 4; ++kk) {
           const uint32_t w0 = *reinterpret_cast<const uint32_t*>(A + kk * 16 + t * 4);
           const uint32_t w1 = *reinterpret_cast<const uint32_t*>(A + 8 * kQ4Stride + kk * 16 + t * 4);
-          ptx::unpack_int4x8(w0, a[kk][0], a[kk][2]);
-          ptx::unpack_int4x8(w1, a[kk][1], a[kk][3]);
+          ptx::unpack_int4x8_x16(w0, a[kk][0], a[kk][2]);
+          ptx::unpack_int4x8_x16(w1, a[kk][1], a[kk][3]);
         }
       } else {  // (channels past O were zero-filled: all four k-steps run, no divergent wgmma issue)
         const uint8_t* A = st + kAOff + arow * kQ8Stride;
@@ -192,29 +201,68 @@ __global__ void __launch_bounds__(kThreads, 1) atom_gemm_ws_kernel(const Params 
           a[kk][3] = *reinterpret_cast<const uint32_t*>(A + 8 * kQ8Stride + kk * 32 + 16 + t * 4);
         }
       }
-      if (!(MODE & 4)) {
-        ptx::wgmma_fence_operands(acc);
-        ptx::wgmma_fence();
+    };
+    // 4 k-steps of one half into its accumulator, one commit group
+    auto mma_half = [&](int32_t (&acc)[32], const uint32_t (&a)[4][4], const uint8_t* st, int h) {
+      if (MODE & 4) return;
+      ptx::wgmma_fence_operands(acc);
+      ptx::wgmma_fence();
 #pragma unroll
-        for (int ks = 0; ks < 4; ++ks)
-          ptx::wgmma_m64n128k32_s8_rs(acc, a[ks], ptx::wgmma_desc_kmajor_noswizzle(st + kBiOff + ks * 256, 8),
-                                      ks > 0 ? 1 : 0);
-        ptx::wgmma_commit();
-        ptx::wgmma_wait<0>();
-        ptx::wgmma_fence_operands(acc);
+      for (int ks = 0; ks < 4; ++ks)
+        ptx::wgmma_m64n64k32_s8_rs(acc, a[ks], ptx::wgmma_desc_kmajor_noswizzle(st + kBiOff + h * 8192 + ks * 256, 8),
+                                   ks > 0 ? 1 : 0);
+      ptx::wgmma_commit();
+    };
+    auto wait_pending = [&]() {  // all but the newest commit group have completed
+      if (MODE & 4) return;
+      ptx::wgmma_wait<1>();
+      ptx::wgmma_fence_operands(acc0);
+      ptx::wgmma_fence_operands(acc1);
+    };
+    // Step i: half 0 on the tensor cores while the previous step's half 1 is promoted, then half 1 while
+    // this step's half 0 is; every promotion runs under a wgmma of this warpgroup. A is double-buffered
+    // (the previous step's half 1 may still read its registers); a stage is released once both of its
+    // halves are promoted, i.e. one step late.
+    auto step = [&](int i, uint32_t (&a)[4][4]) {
+      const uint8_t* st = stage(i);
+      ptx::mbar_wait(full + i % kS, (i / kS) & 1);
+      const bool normal = i < n_groups;
+      load_a(st, normal, a);
+      mma_half(acc0, a, st, 0);
+      if (i > 0) {
+        wait_pending();  // step i - 1's half 1
+        promote(acc1, 1, stage(i - 1), i - 1 < n_groups ? g_begin + i - 1 : p.G, i - 1 >= n_groups);
+        ptx::mbar_arrive(empty + (i - 1) % kS);
       }
-      promote(reinterpret_cast<const float*>(st + kScOff), normal ? g_begin + i : p.G, !normal);
+      mma_half(acc1, a, st, 1);
+      wait_pending();  // this step's half 0
+      promote(acc0, 0, st, normal ? g_begin + i : p.G, !normal);
+    };
+    uint32_t a0[4][4], a1[4][4];
+    for (int i = 0; i < n_steps; i += 2) {
+      step(i, a0);
+      if (i + 1 < n_steps) step(i + 1, a1);
+    }
+    if (n_steps > 0) {
+      const int i = n_steps - 1;
+      if (!(MODE & 4)) {
+        ptx::wgmma_wait<0>();
+        ptx::wgmma_fence_operands(acc1);
+      }
+      promote(acc1, 1, stage(i), i < n_groups ? g_begin + i : p.G, i >= n_groups);
       ptx::mbar_arrive(empty + i % kS);
     }
 
 #pragma unroll
-    for (int j = 0; j < 16; ++j)
+    for (int h = 0; h < 2; ++h)
 #pragma unroll
-      for (int h = 0; h < 2; ++h) {
-        const int r = m0 + arow + 8 * h, c = n0 + 8 * j + 2 * t;
-        if (r >= p.M) continue;
-        store_out_pair(p, int64_t(r) * p.N + c, c, facc[4 * j + 2 * h], facc[4 * j + 2 * h + 1]);
-      }
+      for (int j = 0; j < 8; ++j)
+#pragma unroll
+        for (int e2 = 0; e2 < 2; ++e2) {
+          const int r = m0 + arow + 8 * e2, c = n0 + 64 * h + 8 * j + 2 * t;
+          if (r >= p.M) continue;
+          store_out_pair(p, int64_t(r) * p.N + c, c, facc[32 * h + 4 * j + 2 * e2], facc[32 * h + 4 * j + 2 * e2 + 1]);
+        }
   }
 #else
   __trap();  // built without sm_90a: the host never dispatches here (see atom_gemm_wgmma_available())
@@ -230,17 +278,17 @@ KernelLaunch ws_launch() {
 
 bool ws_supports(const Params& p) { return p.O <= kMaxOutliers; }
 
-// variant 0: kS = 4, kLag = 2 (faster on the H200: bench/results-h200-2026-12-01-gemm-ws.log);
-// variant 1: kS = 6, kLag = 4
+// variant 0: kS = 6, kLag = 3 (equal or 1-10% faster on the H200, bench/results-h200-2026-12-01-gemm-ws-x16.log);
+// variant 1: kS = 5, kLag = 2
 KernelLaunch ws_kernel(bool psums, int mode, int variant) {
-  if (variant == 1) return psums ? ws_launch<6, 4, true, 0>() : ws_launch<6, 4, false, 0>();
-  if (psums) return ws_launch<4, 2, true, 0>();
+  if (variant == 1) return psums ? ws_launch<5, 2, true, 0>() : ws_launch<5, 2, false, 0>();
+  if (psums) return ws_launch<6, 3, true, 0>();
   switch (mode) {
-    case 1: return ws_launch<4, 2, false, 1>();
-    case 2: return ws_launch<4, 2, false, 2>();
-    case 4: return ws_launch<4, 2, false, 4>();
-    case 5: return ws_launch<4, 2, false, 5>();
-    default: return ws_launch<4, 2, false, 0>();
+    case 1: return ws_launch<6, 3, false, 1>();
+    case 2: return ws_launch<6, 3, false, 2>();
+    case 4: return ws_launch<6, 3, false, 4>();
+    case 5: return ws_launch<6, 3, false, 5>();
+    default: return ws_launch<6, 3, false, 0>();
   }
 }
 

@@ -56,6 +56,16 @@ __device__ __forceinline__ void unpack_int4x8(uint32_t w, uint32_t& lo, uint32_t
   hi = sext_nibbles(__byte_perm(even, odd, 0x7362));  // e4 e5 e6 e7
 }
 
+// The same unpacking into the HIGH nibble of each byte: bytes hold 16*q (exact int8 for q in -8..7), in
+// 5 integer ops instead of 11 (no sign extension: the nibble's sign bit lands on the byte's). A product
+// of two such operands is 256x the INT4 product; with 128-deep groups |sum| <= 2^21 (the magic-number
+// conversion's 2^22 still holds) and the 1/256 is folded into a scale, exactly (a power of two).
+__device__ __forceinline__ void unpack_int4x8_x16(uint32_t w, uint32_t& lo, uint32_t& hi) {
+  const uint32_t even = (w << 4) & 0xF0F0F0F0u;  // 16 * elements 0,2,4,6
+  const uint32_t odd = w & 0xF0F0F0F0u;          // 16 * elements 1,3,5,7
+  lo = __byte_perm(even, odd, 0x5140);
+  hi = __byte_perm(even, odd, 0x7362);
+}
 
 // ---------------------------------------------------------------------------------------------------
 // wgmma (sm_90a). Shared-memory matrix descriptor (PTX ISA "Matrix Descriptor Format"):
@@ -159,6 +169,23 @@ __device__ __forceinline__ void wgmma_m64n128k32_s8_rs(int32_t (&d)[64], const u
         "+r"(d[40]), "+r"(d[41]), "+r"(d[42]), "+r"(d[43]), "+r"(d[44]), "+r"(d[45]), "+r"(d[46]), "+r"(d[47]),
         "+r"(d[48]), "+r"(d[49]), "+r"(d[50]), "+r"(d[51]), "+r"(d[52]), "+r"(d[53]), "+r"(d[54]), "+r"(d[55]),
         "+r"(d[56]), "+r"(d[57]), "+r"(d[58]), "+r"(d[59]), "+r"(d[60]), "+r"(d[61]), "+r"(d[62]), "+r"(d[63])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b), "r"(scale_d));
+}
+
+// The same for a 64-column half (accumulator layout as above, j = 0..7).
+__device__ __forceinline__ void wgmma_m64n64k32_s8_rs(int32_t (&d)[32], const uint32_t (&a)[4], uint64_t desc_b,
+                                                      int scale_d) {
+  asm volatile(
+      "{\n"
+      ".reg .pred p;\n"
+      "setp.ne.b32 p, %37, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n64k32.s32.s8.s8 "
+      "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, {%32, %33, %34, %35}, %36, p;\n"
+      "}\n"
+      : "+r"(d[0]), "+r"(d[1]), "+r"(d[2]), "+r"(d[3]), "+r"(d[4]), "+r"(d[5]), "+r"(d[6]), "+r"(d[7]),
+        "+r"(d[8]), "+r"(d[9]), "+r"(d[10]), "+r"(d[11]), "+r"(d[12]), "+r"(d[13]), "+r"(d[14]), "+r"(d[15]),
+        "+r"(d[16]), "+r"(d[17]), "+r"(d[18]), "+r"(d[19]), "+r"(d[20]), "+r"(d[21]), "+r"(d[22]), "+r"(d[23]),
+        "+r"(d[24]), "+r"(d[25]), "+r"(d[26]), "+r"(d[27]), "+r"(d[28]), "+r"(d[29]), "+r"(d[30]), "+r"(d[31])
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b), "r"(scale_d));
 }
 
