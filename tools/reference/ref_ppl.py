@@ -21,7 +21,9 @@ Identical id streams are evaluated once and reported for every tokenizer that pr
 Usage:
   python3 tools/reference/ref_ppl.py [--model models/SmolLM2-135M-Instruct-hf | X.gguf]
       [--data /work/shared/data/wikitext2-test.txt] [--ctx 2048] [--max-windows N]
-      [--tokenizer atom,ref] [--atom build/atom] [--json OUT] [--threads 2]
+      [--tokenizer atom,ref] [--atom build/atom] [--json OUT] [--threads 2] [--kv-bits 4|8|16]
+  --kv-bits 4|8: K (after RoPE) and V fake-quantized per token and head (kv_fake_quant.py): the outside
+  check of `atom ppl --kv-bits`.
 """
 import argparse
 import datetime
@@ -149,6 +151,8 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", default=None)
     ap.add_argument("--save-ids", default=None, help="write the first tokenizer's ids here (one line)")
+    ap.add_argument("--kv-bits", type=int, default=16, choices=[4, 8, 16],
+                    help="fake-quantize K (after RoPE) and V per token and head (kv_fake_quant.py); 16 = off")
     args = ap.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -196,6 +200,10 @@ def main():
     t0 = time.time()
     model = load_model(args.model)
     print(f"[ref_ppl] model {args.model} loaded in {time.time() - t0:.1f}s; threads {torch.get_num_threads()}")
+    if args.kv_bits < 16:
+        import kv_fake_quant
+        kv_fake_quant.install(model, args.kv_bits)
+        print(f"[ref_ppl] K (after RoPE) and V fake-quantized to {args.kv_bits} bits per token and head")
 
     results = []
     for ids, names in groups:
@@ -210,7 +218,7 @@ def main():
     if args.json:
         out = dict(tool="tools/reference/ref_ppl.py", date=datetime.datetime.now().isoformat(timespec="seconds"),
                    model=args.model, data=args.data, data_sha256=sha, ctx=args.ctx,
-                   max_windows=args.max_windows, dtype="float32", attn="eager",
+                   max_windows=args.max_windows, dtype="float32", attn="eager", kv_bits=args.kv_bits,
                    torch=torch.__version__, transformers=__import__("transformers").__version__,
                    threads=torch.get_num_threads(), tokenizer_comparisons=comparisons, results=results)
         os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
