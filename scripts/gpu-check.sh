@@ -154,6 +154,8 @@ fi
 if has serve; then
   say "serving benchmark (bench_serve_gpu)"
   DEFAULT_RUNS="--shape llama2-7b --modes fp16,w8a8,atom --workload fixed --input-len 128 --output-len 128 --num-prompts 1024 --max-num-seqs 256 --json $OUT/serve-7b-128.json"
+  # the issue's "same latency" comparison at H100 memory: 0.51 of an H200's 141 GB = 0.9 of 80 GB, batch up to 1024
+  DEFAULT_RUNS+=";--shape llama2-7b --modes fp16,w8a8,atom --workload fixed --input-len 128 --output-len 128 --num-prompts 2048 --max-num-seqs 1024 --gpu-memory-utilization 0.51 --json $OUT/serve-7b-128-h100mem.json"
   DEFAULT_RUNS+=";--shape llama2-7b --modes fp16,w8a8,atom --workload sharegpt --num-prompts 512 --max-num-seqs 256 --json $OUT/serve-7b-sharegpt.json"
   DEFAULT_RUNS+=";--shape llama3-8b --modes atom,w8a8 --workload fixed --input-len 1000 --output-len 1000 --num-prompts 512 --max-num-seqs 256 --max-num-batched-tokens 8192 --json $OUT/serve-8b-1000.json"
   DEFAULT_RUNS+=";--shape llama2-70b --modes atom --workload fixed --input-len 128 --output-len 128 --num-prompts 256 --max-num-seqs 128 --json $OUT/serve-70b-128.json"
