@@ -179,9 +179,10 @@ TEST(GpuAtom, GemmMatchesCpuReference) {
 }
 
 // The sm_90a wgmma kernels (configs 3: 128x128 tile, 4: 64x128, 5/6: the same with the N-split
-// promotion overlap, 7/8: warp-specialized with a 6- / 5-stage ring) at larger M: several 128-row tiles with a ragged last one, N not a
-// multiple of 128 (ragged column tile), ragged last K group (K=576: 448 normal channels = 3.5 groups),
-// a single group (K=256), and split-K; the mma.sync large-M config alongside as a cross-check.
+// promotion overlap, 7/8/9: warp-specialized with a 6- / 5-stage ring / the overlapped loop) at larger
+// M: several 128-row tiles with a ragged last one, N not a multiple of 128 (ragged column tile), ragged
+// last K group (K=576: 448 normal channels = 3.5 groups), a single group (K=256), and split-K; the
+// mma.sync large-M config alongside as a cross-check.
 TEST(GpuAtom, WgmmaGemmLargeMMatchesCpuReference) {
   REQUIRE_GPU();
   ASSERT_TRUE(atom_gemm_wgmma_available()) << "the GPU tests expect an sm_90 device";

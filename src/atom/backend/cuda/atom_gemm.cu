@@ -562,7 +562,7 @@ void launch_gemm(Params p, const KernelLaunch& k, int splits, int sm_count, cuda
 
 }  // namespace gemm_detail
 
-int atom_gemm_num_configs() { return 9; }
+int atom_gemm_num_configs() { return 10; }
 int atom_gemm_wgmma_config() { return 3; }
 int atom_gemm_ws_config() { return 7; }
 
@@ -613,6 +613,7 @@ void atom_gemm(const GpuAtomActs& a, const GpuAtomWeights& w, uint16_t* y_fp16, 
     case 6: launch_gemm(p, wgmma_kernel<1, 0, true>(), force_splits, sm_count, s); break;
     case 7:  // warp-specialized, 6-stage ring (more than 128 outliers: the wgmma kernel)
     case 8:  // the same with a 5-stage ring
+    case 9:  // config 7 with the consumer loop ptxas does not serialize (not yet run on a GPU)
       launch_gemm(p, ws_supports(p) ? ws_kernel(p.psums != nullptr, 0, cfg - 7) : wgmma_kernel<2>(), force_splits,
                   sm_count, s);
       break;

@@ -36,7 +36,7 @@ template <int kS>
 constexpr int smem_bytes() { return kS * kStageBytes + 2 * kS * 8; }  // stages, then full[kS], empty[kS]
 
 // kPsums: also write the int32 partial sums (tests); a separate instance keeps that code out of the fast one.
-template <int kS, int kLag, bool kPsums, int MODE>
+template <int kS, int kLag, bool kPsums, int MODE, bool kOverlap = false>
 __global__ void __launch_bounds__(kThreads, 1) atom_gemm_ws_kernel(const Params p) {
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
   // consumers release a stage one step late (kLag = kS - 1 would deadlock; kS - 3 leaves a step of slack)
@@ -239,6 +239,30 @@ __global__ void __launch_bounds__(kThreads, 1) atom_gemm_ws_kernel(const Params 
       promote(acc0, 0, st, normal ? g_begin + i : p.G, !normal);
     };
     uint32_t a0[4][4], a1[4][4];
+    if constexpr (kOverlap) {
+      // Both halves issued, half 0 promoted under half 1, half 1 after wait<0>: no commit group stays
+      // pending across the loop's back edge, which is what made ptxas serialize the loop above (C7514;
+      // docs/kernels.md). NOT YET RUN on a GPU (written after the last device call of 2026-12-01).
+      for (int i = 0; i < n_steps; ++i) {
+        const uint8_t* st = stage(i);
+        const bool normal = i < n_groups;
+        ptx::mbar_wait(full + i % kS, (i / kS) & 1);
+        load_a(st, normal, a0);
+        mma_half(acc0, a0, st, 0);
+        mma_half(acc1, a0, st, 1);
+        if (!(MODE & 4)) {
+          ptx::wgmma_wait<1>();
+          ptx::wgmma_fence_operands(acc0);
+        }
+        promote(acc0, 0, st, normal ? g_begin + i : p.G, !normal);
+        if (!(MODE & 4)) {
+          ptx::wgmma_wait<0>();
+          ptx::wgmma_fence_operands(acc1);
+        }
+        promote(acc1, 1, st, normal ? g_begin + i : p.G, !normal);
+        ptx::mbar_arrive(empty + i % kS);
+      }
+    } else {
     for (int i = 0; i < n_steps; i += 2) {
       step(i, a0);
       if (i + 1 < n_steps) step(i + 1, a1);
@@ -251,6 +275,7 @@ __global__ void __launch_bounds__(kThreads, 1) atom_gemm_ws_kernel(const Params 
       }
       promote(acc1, 1, stage(i), i < n_groups ? g_begin + i : p.G, i >= n_groups);
       ptx::mbar_arrive(empty + i % kS);
+    }
     }
 
 #pragma unroll
@@ -269,9 +294,9 @@ __global__ void __launch_bounds__(kThreads, 1) atom_gemm_ws_kernel(const Params 
 #endif
 }
 
-template <int kS, int kLag, bool kPsums, int MODE>
+template <int kS, int kLag, bool kPsums, int MODE, bool kOverlap = false>
 KernelLaunch ws_launch() {
-  return {atom_gemm_ws_kernel<kS, kLag, kPsums, MODE>, BM, BN, kThreads, smem_bytes<kS>(), 1};
+  return {atom_gemm_ws_kernel<kS, kLag, kPsums, MODE, kOverlap>, BM, BN, kThreads, smem_bytes<kS>(), 1};
 }
 
 }  // namespace
@@ -279,9 +304,10 @@ KernelLaunch ws_launch() {
 bool ws_supports(const Params& p) { return p.O <= kMaxOutliers; }
 
 // variant 0: kS = 6, kLag = 3 (equal or 1-10% faster on the H200, bench/results-h200-2026-12-01-gemm-ws-x16.log);
-// variant 1: kS = 5, kLag = 2
+// variant 1: kS = 5, kLag = 2; variant 2: variant 0 with the kOverlap consumer loop (not yet run on a GPU)
 KernelLaunch ws_kernel(bool psums, int mode, int variant) {
   if (variant == 1) return psums ? ws_launch<5, 2, true, 0>() : ws_launch<5, 2, false, 0>();
+  if (variant == 2) return psums ? ws_launch<6, 3, true, 0, true>() : ws_launch<6, 3, false, 0, true>();
   if (psums) return ws_launch<6, 3, true, 0>();
   switch (mode) {
     case 1: return ws_launch<6, 3, false, 1>();
