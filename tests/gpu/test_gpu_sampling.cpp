@@ -11,6 +11,7 @@
 #include <cmath>
 
 #include "atom/backend/cuda/gpu_sampling.h"
+#include "atom/model/sampler.h"
 #include "gpu_test_util.h"
 
 using namespace gpu_test;
@@ -56,22 +57,10 @@ std::vector<double> kept_probs(const float* row, int64_t V, const GpuRowSampling
   std::vector<std::pair<float, int32_t>> c(static_cast<size_t>(V));
   for (int64_t j = 0; j < V; ++j) c[size_t(j)] = {row[j] * inv_t, int32_t(j)};
   std::sort(c.begin(), c.end(), [](auto& a, auto& b) { return a.first > b.first || (a.first == b.first && a.second < b.second); });
-  size_t keep = p.top_k > 0 && p.top_k < V ? size_t(p.top_k) : size_t(V);
-  std::vector<double> w(keep);
+  const size_t top_k = p.top_k > 0 && p.top_k < V ? size_t(p.top_k) : size_t(V);
   double sum = 0;
-  for (size_t i = 0; i < keep; ++i) sum += w[i] = std::exp(double(c[i].first - c[0].first));
-  if (p.top_p < 1.0f) {
-    double cum = 0;
-    size_t n = 0;
-    while (n < keep) {
-      cum += w[n++] / sum;
-      if (cum >= p.top_p) break;
-    }
-    keep = n;
-    sum = 0;
-    for (size_t i = 0; i < keep; ++i) sum += w[i];
-  }
-  for (size_t i = 0; i < keep; ++i) out[size_t(c[i].second)] = w[i] / sum;
+  const std::vector<double> w = atom::kept_weights(c.data(), top_k, p.top_p, &sum);
+  for (size_t i = 0; i < w.size(); ++i) out[size_t(c[i].second)] = w[i] / sum;
   return out;
 }
 

@@ -23,6 +23,26 @@ int32_t argmax(const float* x, int64_t n) {
   return int32_t(best);
 }
 
+std::vector<double> kept_weights(const std::pair<float, int32_t>* sorted, size_t keep, float top_p, double* sum) {
+  const float mx = sorted[0].first;
+  double total = 0;
+  std::vector<double> w(keep);
+  for (size_t i = 0; i < keep; ++i) total += w[i] = std::exp(double(sorted[i].first - mx));
+  if (top_p < 1.0f) {
+    double cum = 0;
+    size_t n = 0;
+    while (n < keep) {
+      cum += w[n++] / total;
+      if (cum >= top_p) break;
+    }
+    w.resize(n);
+    total = 0;
+    for (double x : w) total += x;
+  }
+  *sum = total;
+  return w;
+}
+
 int32_t Sampler::sample(const float* logits, int64_t vocab) {
   if (p_.temperature == 0.0f) return argmax(logits, vocab);
   cand_.resize(size_t(vocab));
@@ -35,22 +55,9 @@ int32_t Sampler::sample(const float* logits, int64_t vocab) {
   } else {
     std::sort(cand_.begin(), cand_.end(), by_logit);
   }
-  // Softmax over the kept candidates (sorted descending).
-  const float mx = cand_[0].first;
   double sum = 0;
-  std::vector<double> prob(keep);
-  for (size_t i = 0; i < keep; ++i) sum += prob[i] = std::exp(double(cand_[i].first - mx));
-  if (p_.top_p < 1.0f) {
-    double cum = 0;
-    size_t n = 0;
-    while (n < keep) {
-      cum += prob[n++] / sum;
-      if (cum >= p_.top_p) break;
-    }
-    keep = n;
-    sum = 0;
-    for (size_t i = 0; i < keep; ++i) sum += prob[i];
-  }
+  const std::vector<double> prob = kept_weights(cand_.data(), keep, p_.top_p, &sum);
+  keep = prob.size();
   std::uniform_real_distribution<double> u(0.0, sum);
   double r = u(rng_);
   for (size_t i = 0; i < keep; ++i) {

@@ -29,4 +29,9 @@ class Sampler {
 
 int32_t argmax(const float* x, int64_t n);
 
+// The sampling weights of candidates sorted by descending (scaled) logit, of which the first `keep` survive
+// top-k: exp(z - z_max) (unnormalized), cut to the smallest prefix whose share reaches top_p (top_p < 1).
+// Returns one weight per kept candidate; *sum is their total. Sampler::sample draws from these.
+std::vector<double> kept_weights(const std::pair<float, int32_t>* sorted, size_t keep, float top_p, double* sum);
+
 }  // namespace atom

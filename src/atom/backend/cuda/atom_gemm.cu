@@ -527,7 +527,7 @@ KernelLaunch wgmma_kernel() {
 }  // namespace
 
 void launch_gemm(Params p, const KernelLaunch& k, int splits, int sm_count, cudaStream_t s) {
-  ATOM_CUDA_CHECK(cudaFuncSetAttribute(k.fn, cudaFuncAttributeMaxDynamicSharedMemorySize, k.smem));
+  allow_dynamic_smem(reinterpret_cast<const void*>(k.fn), size_t(k.smem));
   const int gx = (p.N + k.bn - 1) / k.bn, gy = (p.M + k.bm - 1) / k.bm;
   if (splits <= 0) {  // auto: fill the resident CTA slots once, each split at least 4 groups deep
     splits = 1;

@@ -398,11 +398,7 @@ template <KvDtype DT, int D>
 void launch_decode(const DecodeArgs& a, int B, int n_kv_heads, cudaStream_t s) {
   using T = Dec<DT, D>;
   constexpr size_t smem = std::max(T::kSmemBytes, sizeof(float) * kWarps * 8 * (D + 1));
-  static const bool attr_set = [] {
-    ATOM_CUDA_CHECK(cudaFuncSetAttribute(decode_kernel<DT, D>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
-    return true;
-  }();
-  (void)attr_set;
+  allow_dynamic_smem(reinterpret_cast<const void*>(decode_kernel<DT, D>), smem);
   const dim3 grid(unsigned(a.n_splits), unsigned(B), unsigned(n_kv_heads * a.n_head_groups));
   decode_kernel<DT, D><<<grid, kWarps * 32, smem, s>>>(a);
   ATOM_CUDA_CHECK_LAUNCH();

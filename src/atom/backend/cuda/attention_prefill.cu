@@ -285,11 +285,7 @@ __global__ void __launch_bounds__(kThreads, 3) prefill_kernel(const PrefillArgs 
 template <KvDtype DT, int D>
 void launch_prefill(const PrefillArgs& a, int B, int max_q, cudaStream_t s) {
   constexpr size_t smem = PrefillSmem<DT, D>::kBytes;
-  static const bool attr_set = [] {
-    ATOM_CUDA_CHECK(cudaFuncSetAttribute(prefill_kernel<DT, D>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
-    return true;
-  }();
-  (void)attr_set;
+  allow_dynamic_smem(reinterpret_cast<const void*>(prefill_kernel<DT, D>), smem);
   const dim3 grid(unsigned((max_q + kBM - 1) / kBM), unsigned(B), unsigned(a.n_heads));
   prefill_kernel<DT, D><<<grid, kThreads, smem, s>>>(a);
   ATOM_CUDA_CHECK_LAUNCH();

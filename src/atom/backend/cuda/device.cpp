@@ -1,5 +1,8 @@
 #include "atom/backend/cuda/device.h"
 
+#include <mutex>
+#include <tuple>
+
 namespace atom::cuda {
 
 int device_count() noexcept {
@@ -26,6 +29,24 @@ DeviceProps device_props(int device) {
   d.smem_per_block_optin = p.sharedMemPerBlockOptin;
   d.mem_bus_bits = p.memoryBusWidth;
   return d;
+}
+
+void allow_dynamic_smem(const void* kernel, size_t bytes) {
+  int dev = 0;
+  ATOM_CUDA_CHECK(cudaGetDevice(&dev));
+  static std::mutex mu;
+  static std::vector<std::tuple<const void*, int, size_t>> done;  // (kernel, device, bytes allowed)
+  std::lock_guard<std::mutex> lock(mu);
+  for (auto& [k, d, b] : done)
+    if (k == kernel && d == dev) {
+      if (b < bytes) {
+        ATOM_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes)));
+        b = bytes;
+      }
+      return;
+    }
+  ATOM_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes)));
+  done.emplace_back(kernel, dev, bytes);
 }
 
 }  // namespace atom::cuda

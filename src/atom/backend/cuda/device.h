@@ -22,6 +22,10 @@ struct DeviceProps {
 int device_count() noexcept;
 // Properties of `device` (default: the current one).
 DeviceProps device_props(int device = -1);
+// Lets `kernel` launch with up to `bytes` of dynamic shared memory on the current device
+// (cudaFuncAttributeMaxDynamicSharedMemorySize). The driver call happens once per kernel, device and
+// size, so it is cheap on every launch and right when tensor-parallel ranks share a kernel.
+void allow_dynamic_smem(const void* kernel, size_t bytes);
 
 class Stream {
  public:

@@ -231,12 +231,7 @@ __global__ void __launch_bounds__(kThreads) fused_act_kernel(const Params p) {
 
 template <int OP, typename T, typename S>
 void launch_staged(const Params& p, cudaStream_t s) {
-  static bool attr_set = false;  // per instantiation
-  if (!attr_set) {
-    ATOM_CUDA_CHECK(cudaFuncSetAttribute(fused_act_kernel<OP, T, S>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                         int(kMaxK * sizeof(S))));
-    attr_set = true;
-  }
+  allow_dynamic_smem(reinterpret_cast<const void*>(fused_act_kernel<OP, T, S>), size_t(kMaxK) * sizeof(S));
   const size_t smem = size_t((p.K + 7) / 8 * 8) * sizeof(S);
   fused_act_kernel<OP, T, S><<<unsigned(p.m), kThreads, smem, s>>>(p);
   ATOM_CUDA_CHECK_LAUNCH();
