@@ -49,7 +49,7 @@ __device__ __forceinline__ void store_out_pair(const Params& p, int64_t o, int c
 struct KernelLaunch {
   void (*fn)(Params);
   int bm, bn, threads, smem;
-  int ctas_per_sm;  // resident CTAs per SM (split-K aims at two waves of them)
+  int ctas_per_sm;  // CTA slots per SM that auto split-K fills (ctas_per_sm x SMs blocks)
 };
 // Launches `k` over the (M, N) tiles; splits <= 0 picks split-K automatically (each split at least 4
 // groups deep). With more than one split the partial outputs are summed with fp32 atomics into y32 (or
