@@ -126,8 +126,13 @@ fi
 if has profile; then
   say "ncu profile (${PROFILE_KERNEL:-ws_kernel})"
   timeout ${PROFILE_TIMEOUT:-240} ncu --clock-control none --kernel-name "regex:${PROFILE_KERNEL:-ws_kernel}" --launch-count 1 \
-    --set full --import-source no "$BUILD/bench/bench_gemm" ${PROFILE_ARGS:---shapes 1 --ms 16384} >"$OUT/ncu.log" 2>&1
-  SUMMARY+=("ncu: rc=$?, $(grep -c . "$OUT/ncu.log") lines in ncu.log")
+    --set full --import-source no -o "$OUT/profile" "$BUILD/bench/bench_gemm" ${PROFILE_ARGS:---shapes 1 --ms 16384} >"$OUT/ncu-run.log" 2>&1
+  SUMMARY+=("ncu: rc=$?")
+  ncu --import "$OUT/profile.ncu-rep" --page details >"$OUT/ncu.log" 2>&1
+  # per-SASS-instruction counters (executed instructions, stall samples) for reading on the dev box
+  ncu --import "$OUT/profile.ncu-rep" --page source --print-source sass --csv 2>&1 | gzip >"$OUT/ncu-sass.csv.gz"
+  # the SASS of the GEMM objects (the dev box has no cuobjdump)
+  for o in $(find "$BUILD" -name 'atom_gemm*.cu.o'); do cuobjdump -sass "$o" 2>&1 | gzip >"$OUT/$(basename "$o").sass.gz"; done
   grep -E "Duration|Throughput|Stall|Issue|Warp Cycles|Eligible|Active Warps|Registers|Bank|L1/TEX Hit|L2 Hit|Pipe|Executed Ipc" "$OUT/ncu.log" | head -60
 fi
 

@@ -16,6 +16,8 @@
 // MODE (diagnostics only, wrong results): bit 0 = no promotion, bit 1 = no B unpacking, bit 2 = no wgmma.
 #include <cuda_fp16.h>
 
+#include <type_traits>
+
 #include "atom/backend/cuda/atom_gemm_common.cuh"
 #include "atom/backend/cuda/ptx.cuh"
 
@@ -36,7 +38,7 @@ template <int kS>
 constexpr int smem_bytes() { return kS * kStageBytes + 2 * kS * 8; }  // stages, then full[kS], empty[kS]
 
 // kPsums: also write the int32 partial sums (tests); a separate instance keeps that code out of the fast one.
-template <int kS, int kLag, bool kPsums, int MODE, bool kOverlap = false>
+template <int kS, int kLag, bool kPsums, int MODE, int kLoop = 0>
 __global__ void __launch_bounds__(kThreads, 1) atom_gemm_ws_kernel(const Params p) {
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
   // consumers release a stage one step late (kLag = kS - 1 would deadlock; kS - 3 leaves a step of slack)
@@ -64,24 +66,38 @@ __global__ void __launch_bounds__(kThreads, 1) atom_gemm_ws_kernel(const Params 
     // ================================ producer ================================
     ptx::setmaxnreg_dec<kProducerRegs>();
     const int pt = tid;
+    // This thread's sources, advanced by one group per step (running pointers: computed from the group
+    // index, ptxas rematerialized ~80 address operations per step): four 16-byte pieces of A, row pt of B
+    // (which it also unpacks: no barrier between copy and unpack) and its two scale rows. Rows past M / N
+    // read row 0 (a valid address; cp.async zero-fills them).
+    const uint8_t* a_src[4];
+    int a_dst[4];
+    bool a_ok[4];
+#pragma unroll
+    for (int it = 0; it < 4; ++it) {
+      const int idx = pt + 128 * it, r = idx >> 2, c = idx & 3;
+      a_ok[it] = m0 + r < p.M;
+      a_src[it] = p.a4 + (a_ok[it] ? (m0 + r) * rb : 0) + c * 16 + g_begin * 64;
+      a_dst[it] = kAOff + r * kQ4Stride + c * 16;
+    }
+    const bool sa_ok = m0 + pt < p.M, sw_ok = n0 + pt < p.N;
+    const uint8_t* b_src = p.w4 + (sw_ok ? (n0 + pt) * rb : 0) + g_begin * 64;
+    const __half* sa_src = p.sa + (sa_ok ? int64_t(m0 + pt) * p.G : 0) + g_begin;
+    const __half* sw_src = p.sw + (sw_ok ? int64_t(n0 + pt) * p.G : 0) + g_begin;
     // cp.async of step i's A and B into its stage; this thread's two scales into (sa, sw)
     auto issue = [&](int i, float& sa, float& sw) {
       uint8_t* st = stage(i);
       if (i < n_groups) {
-        const int g = g_begin + i;
 #pragma unroll
         for (int it = 0; it < 4; ++it) {
-          const int idx = pt + 128 * it, r = idx >> 2, c = idx & 3;
-          const bool oka = m0 + r < p.M;
-          ptx::cp_async_16(st + kAOff + r * kQ4Stride + c * 16, oka ? p.a4 + (m0 + r) * rb + g * 64 + c * 16 : p.a4, oka);
+          ptx::cp_async_16(st + a_dst[it], a_src[it], a_ok[it]);
+          a_src[it] += 64;
         }
-        // B: this thread copies (and later unpacks) 32 bytes of row pt -- no barrier between the two
-        const bool okb = n0 + pt < p.N;
 #pragma unroll
-        for (int c = 0; c < 4; ++c)
-          ptx::cp_async_16(st + kBpOff + pt * kQ4Stride + c * 16, okb ? p.w4 + (n0 + pt) * rb + g * 64 + c * 16 : p.w4, okb);
-        sa = m0 + pt < p.M ? __half2float(p.sa[int64_t(m0 + pt) * p.G + g]) : 0.0f;
-        sw = n0 + pt < p.N ? __half2float(p.sw[int64_t(n0 + pt) * p.G + g]) : 0.0f;
+        for (int c = 0; c < 4; ++c) ptx::cp_async_16(st + kBpOff + pt * kQ4Stride + c * 16, b_src + c * 16, sw_ok);
+        b_src += 64;
+        sa = sa_ok ? __half2float(*sa_src++) : 0.0f;
+        sw = sw_ok ? __half2float(*sw_src++) : 0.0f;
       } else {  // the outlier tail: INT8 A rows as they are, INT8 B straight into the core-matrix layout
 #pragma unroll
         for (int it = 0; it < 8; ++it) {
@@ -99,15 +115,15 @@ __global__ void __launch_bounds__(kThreads, 1) atom_gemm_ws_kernel(const Params 
     auto finish = [&](int j, float sa, float sw) {
       uint8_t* st = stage(j);
       const bool normal = j < n_groups;
-      if (normal && !(MODE & 2)) {  // row pt of B, 16 * q in each byte (ptx::unpack_int4x8_x16)
+      if (normal && !(MODE & 2)) {  // row pt of B, 16 * q in each byte, k permuted as A's (unpack_int4x8_x16_split)
 #pragma unroll
         for (int c = 0; c < 4; ++c) {
           const uint4 w = *reinterpret_cast<const uint4*>(st + kBpOff + pt * kQ4Stride + c * 16);
           uint4 lo, hi;
-          ptx::unpack_int4x8_x16(w.x, lo.x, hi.x);
-          ptx::unpack_int4x8_x16(w.y, lo.y, hi.y);
-          ptx::unpack_int4x8_x16(w.z, lo.z, hi.z);
-          ptx::unpack_int4x8_x16(w.w, lo.w, hi.w);
+          ptx::unpack_int4x8_x16_split(w.x, lo.x, hi.x);
+          ptx::unpack_int4x8_x16_split(w.y, lo.y, hi.y);
+          ptx::unpack_int4x8_x16_split(w.z, lo.z, hi.z);
+          ptx::unpack_int4x8_x16_split(w.w, lo.w, hi.w);
           *reinterpret_cast<uint4*>(st + kBiOff + cm_off(pt, 2 * c)) = lo;
           *reinterpret_cast<uint4*>(st + kBiOff + cm_off(pt, 2 * c + 1)) = hi;
         }
@@ -159,8 +175,10 @@ __global__ void __launch_bounds__(kThreads, 1) atom_gemm_ws_kernel(const Params 
 #pragma unroll
     for (int e = 0; e < 64; ++e) facc[e] = 0.0f;
 
-    // facc(half h) += fp32(acc * s_w) * s_a with the scales of stage `st`; exact_cvt for the outlier step
-    auto promote = [&](int32_t (&acc)[32], int h, const uint8_t* st, int gidx, bool exact_cvt) {
+    // facc(half h) += fp32(acc * s_w) * s_a with the scales of stage `st`. `exact` (a compile-time bool:
+    // a runtime one made ptxas issue both conversions, predicated, for every element) is the outlier step.
+    auto promote = [&](auto exact, int32_t (&acc)[32], int h, const uint8_t* st, int gidx) {
+      constexpr bool exact_cvt = decltype(exact)::value;
       if (MODE & 1) return;
       const float* sc = reinterpret_cast<const float*>(st + kScOff);
       const float sa0 = sc[arow], sa1 = sc[arow + 8];
@@ -181,6 +199,12 @@ __global__ void __launch_bounds__(kThreads, 1) atom_gemm_ws_kernel(const Params 
         }
       }
     };
+    auto promote_step = [&](int32_t (&acc)[32], int h, int i) {  // (a runtime branch, for the config-7 loop)
+      if (i < n_groups) promote(std::false_type{}, acc, h, stage(i), g_begin + i);
+      else promote(std::true_type{}, acc, h, stage(i), p.G);
+    };
+    // A's registers for wgmma: logical k 4t..4t+3 / 16+4t.. of k-step kk hold the even / odd elements of
+    // packed word 4kk + t, the permutation the producer applies to B
     auto load_a = [&](const uint8_t* st, bool normal, uint32_t (&a)[4][4]) {
       if (normal) {
         const uint8_t* A = st + kAOff + arow * kQ4Stride;
@@ -188,8 +212,8 @@ __global__ void __launch_bounds__(kThreads, 1) atom_gemm_ws_kernel(const Params 
         for (int kk = 0; kk < 4; ++kk) {
           const uint32_t w0 = *reinterpret_cast<const uint32_t*>(A + kk * 16 + t * 4);
           const uint32_t w1 = *reinterpret_cast<const uint32_t*>(A + 8 * kQ4Stride + kk * 16 + t * 4);
-          ptx::unpack_int4x8_x16(w0, a[kk][0], a[kk][2]);
-          ptx::unpack_int4x8_x16(w1, a[kk][1], a[kk][3]);
+          ptx::unpack_int4x8_x16_split(w0, a[kk][0], a[kk][2]);
+          ptx::unpack_int4x8_x16_split(w1, a[kk][1], a[kk][3]);
         }
       } else {  // (channels past O were zero-filled: all four k-steps run, no divergent wgmma issue)
         const uint8_t* A = st + kAOff + arow * kQ8Stride;
@@ -207,10 +231,10 @@ __global__ void __launch_bounds__(kThreads, 1) atom_gemm_ws_kernel(const Params 
       if (MODE & 4) return;
       ptx::wgmma_fence_operands(acc);
       ptx::wgmma_fence();
+      const uint64_t desc = ptx::wgmma_desc_kmajor_noswizzle(st + kBiOff, 8);
 #pragma unroll
       for (int ks = 0; ks < 4; ++ks)
-        ptx::wgmma_m64n64k32_s8_rs(acc, a[ks], ptx::wgmma_desc_kmajor_noswizzle(st + kBiOff + h * 8192 + ks * 256, 8),
-                                   ks > 0 ? 1 : 0);
+        ptx::wgmma_m64n64k32_s8_rs(acc, a[ks], ptx::wgmma_desc_add(desc, h * 8192 + ks * 256), ks > 0 ? 1 : 0);
       ptx::wgmma_commit();
     };
     auto wait_pending = [&]() {  // all but the newest commit group have completed
@@ -231,37 +255,79 @@ __global__ void __launch_bounds__(kThreads, 1) atom_gemm_ws_kernel(const Params 
       mma_half(acc0, a, st, 0);
       if (i > 0) {
         wait_pending();  // step i - 1's half 1
-        promote(acc1, 1, stage(i - 1), i - 1 < n_groups ? g_begin + i - 1 : p.G, i - 1 >= n_groups);
+        promote_step(acc1, 1, i - 1);
         ptx::mbar_arrive(empty + (i - 1) % kS);
       }
       mma_half(acc1, a, st, 1);
       wait_pending();  // this step's half 0
-      promote(acc0, 0, st, normal ? g_begin + i : p.G, !normal);
+      promote_step(acc0, 0, i);
     };
     uint32_t a0[4][4], a1[4][4];
-    if constexpr (kOverlap) {
-      // Both halves issued, half 0 promoted under half 1, half 1 after wait<0>: no commit group stays
-      // pending across the loop's back edge, which is what made ptxas serialize the loop above (C7514;
-      // docs/kernels.md). NOT YET RUN on a GPU (written after the last device call of 2026-12-01).
-      for (int i = 0; i < n_steps; ++i) {
-        const uint8_t* st = stage(i);
-        const bool normal = i < n_groups;
+    auto overlap_step = [&](int i, auto exact) {
+      const uint8_t* st = stage(i);
+      const int gidx = decltype(exact)::value ? p.G : g_begin + i;
+      ptx::mbar_wait(full + i % kS, (i / kS) & 1);
+      load_a(st, !decltype(exact)::value, a0);
+      mma_half(acc0, a0, st, 0);
+      mma_half(acc1, a0, st, 1);
+      if (!(MODE & 4)) {
+        ptx::wgmma_wait<1>();
+        ptx::wgmma_fence_operands(acc0);
+      }
+      promote(exact, acc0, 0, st, gidx);
+      if (!(MODE & 4)) {
+        ptx::wgmma_wait<0>();
+        ptx::wgmma_fence_operands(acc1);
+      }
+      promote(exact, acc1, 1, st, gidx);
+      ptx::mbar_arrive(empty + i % kS);
+    };
+    if constexpr (kLoop == 2) {
+      // Two steps per iteration: half 1 of the first is promoted under half 0 of the second, so three of
+      // the four promotions run under this warpgroup's own wgmma; nothing stays pending across the back edge.
+      int i = 0;
+      for (; i + 1 < n_groups; i += 2) {
+        const uint8_t* s0 = stage(i);
+        const uint8_t* s1 = stage(i + 1);
         ptx::mbar_wait(full + i % kS, (i / kS) & 1);
-        load_a(st, normal, a0);
-        mma_half(acc0, a0, st, 0);
-        mma_half(acc1, a0, st, 1);
+        load_a(s0, true, a0);
+        mma_half(acc0, a0, s0, 0);
+        mma_half(acc1, a0, s0, 1);
         if (!(MODE & 4)) {
           ptx::wgmma_wait<1>();
           ptx::wgmma_fence_operands(acc0);
         }
-        promote(acc0, 0, st, normal ? g_begin + i : p.G, !normal);
+        promote(std::false_type{}, acc0, 0, s0, g_begin + i);
+        ptx::mbar_wait(full + (i + 1) % kS, ((i + 1) / kS) & 1);
+        load_a(s1, true, a1);
+        mma_half(acc0, a1, s1, 0);
+        if (!(MODE & 4)) {
+          ptx::wgmma_wait<1>();
+          ptx::wgmma_fence_operands(acc1);
+        }
+        promote(std::false_type{}, acc1, 1, s0, g_begin + i);
+        ptx::mbar_arrive(empty + i % kS);
+        mma_half(acc1, a1, s1, 1);
+        if (!(MODE & 4)) {
+          ptx::wgmma_wait<1>();
+          ptx::wgmma_fence_operands(acc0);
+        }
+        promote(std::false_type{}, acc0, 0, s1, g_begin + i + 1);
         if (!(MODE & 4)) {
           ptx::wgmma_wait<0>();
           ptx::wgmma_fence_operands(acc1);
         }
-        promote(acc1, 1, st, normal ? g_begin + i : p.G, !normal);
-        ptx::mbar_arrive(empty + i % kS);
+        promote(std::false_type{}, acc1, 1, s1, g_begin + i + 1);
+        ptx::mbar_arrive(empty + (i + 1) % kS);
       }
+      for (; i < n_groups; ++i) overlap_step(i, std::false_type{});
+      if (n_steps > n_groups) overlap_step(n_groups, std::true_type{});
+    } else if constexpr (kLoop == 1) {
+      // Both halves issued, half 0 promoted under half 1, half 1 after wait<0>: no commit group stays
+      // pending across the loop's back edge, which is what made ptxas serialize the loop above (C7514;
+      // docs/kernels.md). The outlier step is its own instance (compile-time `exact`).
+      for (int i = 0; i < n_groups; ++i) overlap_step(i, std::false_type{});
+      if (n_steps > n_groups) overlap_step(n_groups, std::true_type{});
     } else {
     for (int i = 0; i < n_steps; i += 2) {
       step(i, a0);
@@ -273,7 +339,7 @@ __global__ void __launch_bounds__(kThreads, 1) atom_gemm_ws_kernel(const Params 
         ptx::wgmma_wait<0>();
         ptx::wgmma_fence_operands(acc1);
       }
-      promote(acc1, 1, stage(i), i < n_groups ? g_begin + i : p.G, i >= n_groups);
+      promote_step(acc1, 1, i);
       ptx::mbar_arrive(empty + i % kS);
     }
     }
@@ -294,9 +360,9 @@ __global__ void __launch_bounds__(kThreads, 1) atom_gemm_ws_kernel(const Params 
 #endif
 }
 
-template <int kS, int kLag, bool kPsums, int MODE, bool kOverlap = false>
+template <int kS, int kLag, bool kPsums, int MODE, int kLoop = 0>
 KernelLaunch ws_launch() {
-  return {atom_gemm_ws_kernel<kS, kLag, kPsums, MODE, kOverlap>, BM, BN, kThreads, smem_bytes<kS>(), 1};
+  return {atom_gemm_ws_kernel<kS, kLag, kPsums, MODE, kLoop>, BM, BN, kThreads, smem_bytes<kS>(), 1};
 }
 
 }  // namespace
@@ -304,16 +370,18 @@ KernelLaunch ws_launch() {
 bool ws_supports(const Params& p) { return p.O <= kMaxOutliers; }
 
 // variant 0: kS = 6, kLag = 3 (equal or 1-10% faster on the H200, bench/results-h200-2026-12-01-gemm-ws-x16.log);
-// variant 1: kS = 5, kLag = 2; variant 2: variant 0 with the kOverlap consumer loop (not yet run on a GPU)
+// variant 1: kS = 5, kLag = 2; variant 2: variant 0 with the one-step overlapped consumer loop (kLoop 1);
+// variant 3: the two-step loop (kLoop 2). Diagnostic modes run on kLoop 1.
 KernelLaunch ws_kernel(bool psums, int mode, int variant) {
   if (variant == 1) return psums ? ws_launch<5, 2, true, 0>() : ws_launch<5, 2, false, 0>();
-  if (variant == 2) return psums ? ws_launch<6, 3, true, 0, true>() : ws_launch<6, 3, false, 0, true>();
+  if (variant == 2) return psums ? ws_launch<6, 3, true, 0, 1>() : ws_launch<6, 3, false, 0, 1>();
+  if (variant == 3) return psums ? ws_launch<6, 3, true, 0, 2>() : ws_launch<6, 3, false, 0, 2>();
   if (psums) return ws_launch<6, 3, true, 0>();
   switch (mode) {
-    case 1: return ws_launch<6, 3, false, 1>();
-    case 2: return ws_launch<6, 3, false, 2>();
-    case 4: return ws_launch<6, 3, false, 4>();
-    case 5: return ws_launch<6, 3, false, 5>();
+    case 1: return ws_launch<6, 3, false, 1, 1>();
+    case 2: return ws_launch<6, 3, false, 2, 1>();
+    case 4: return ws_launch<6, 3, false, 4, 1>();
+    case 5: return ws_launch<6, 3, false, 5, 1>();
     default: return ws_launch<6, 3, false, 0>();
   }
 }

@@ -60,6 +60,13 @@ __device__ __forceinline__ void unpack_int4x8(uint32_t w, uint32_t& lo, uint32_t
 // 5 integer ops instead of 11 (no sign extension: the nibble's sign bit lands on the byte's). A product
 // of two such operands is 256x the INT4 product; with 128-deep groups |sum| <= 2^21 (the magic-number
 // conversion's 2^22 still holds) and the 1/256 is folded into a scale, exactly (a power of two).
+// The same without the two byte permutes (3 ops per 8 values): lo = 16 * elements 0,2,4,6 and
+// hi = 16 * elements 1,3,5,7. A GEMM that unpacks both operands with it permutes k the same way on both
+// sides, which a dot product does not see (the warp-specialized W4A4 GEMM).
+__device__ __forceinline__ void unpack_int4x8_x16_split(uint32_t w, uint32_t& lo, uint32_t& hi) {
+  lo = (w << 4) & 0xF0F0F0F0u;
+  hi = w & 0xF0F0F0F0u;
+}
 __device__ __forceinline__ void unpack_int4x8_x16(uint32_t w, uint32_t& lo, uint32_t& hi) {
   const uint32_t even = (w << 4) & 0xF0F0F0F0u;  // 16 * elements 0,2,4,6
   const uint32_t odd = w & 0xF0F0F0F0u;          // 16 * elements 1,3,5,7
@@ -94,6 +101,10 @@ __device__ __forceinline__ uint64_t wgmma_desc(uint32_t smem_byte_addr, uint32_t
 __device__ __forceinline__ uint64_t wgmma_desc_kmajor_noswizzle(const void* smem, int kc_per_row) {
   return wgmma_desc(smem_addr(smem), 128u, uint32_t(kc_per_row) * 128u, WgmmaSwizzle::kNone);
 }
+
+// The descriptor of the operand `bytes` further on in shared memory (the start-address field cannot carry:
+// shared memory ends below 256 KB). One add instead of rebuilding the descriptor per wgmma.
+__device__ __forceinline__ uint64_t wgmma_desc_add(uint64_t desc, uint32_t bytes) { return desc + (bytes >> 4); }
 
 // Must precede the first wgmma of a warpgroup after its accumulator registers (or the shared
 // operands) were touched by other instructions.
