@@ -230,6 +230,11 @@ int main(int argc, char** argv) {
                                      atom_gemm(aa[i % ac], aw[i % wc], y.data(), nullptr, nullptr, st, atom_gemm_ws_config() + 3);
                                    })
                                  : -1;
+        const double t_ws5o = (M >= 64 && atom_gemm_wgmma_available())
+                                  ? guarded("atom-w4a4-ws-5stage-overlap", double(w4_bytes + a4_bytes + M * N * 2), [&](int i) {
+                                      atom_gemm(aa[i % ac], aw[i % wc], y.data(), nullptr, nullptr, st, atom_gemm_ws_config() + 4);
+                                    })
+                                  : -1;
         // diagnostics (wrong results, timing only): wgmma 128x128 without promotion / unpacking / both
         double t_diag[3] = {-1, -1, -1};
         if (diag && M >= 1024 && atom_gemm_wgmma_available()) {
@@ -274,10 +279,10 @@ int main(int argc, char** argv) {
                     t_q > 0 ? 100.0 * double(M * K * 2 + a4_bytes) / t_q * 1e-6 / d2d_gbs : 0.0);
         auto r2 = [&](double base) { return (t_wg > 0 && base > 0) ? base / t_wg : 0.0; };
         if (t_wg > 0)
-          std::printf("%-26s %6lld | wgmma %8.1f us %5.0f TOPS | ws %8.1f us %5.0f TOPS | ws-5stage %8.1f | ws-overlap %8.1f | ws-pipe %8.1f | mma.sync-128 %8.1f | "
+          std::printf("%-26s %6lld | wgmma %8.1f us %5.0f TOPS | ws %8.1f us %5.0f TOPS | ws-5stage %8.1f | ws-overlap %8.1f | ws-pipe %8.1f | ws-5s-ovl %8.1f | mma.sync-128 %8.1f | "
                       "wgmma xFP16 %5.2f | ws xFP16 %5.2f xINT8 %5.2f xFP8 %5.2f | diag no-promote %.1f no-unpack %.1f mma-only %.1f us\n",
                       sd.name, (long long)M, t_wg * 1e3, flops / t_wg * 1e-9, t_ws * 1e3, t_ws > 0 ? flops / t_ws * 1e-9 : 0.0,
-                      t_ws5 * 1e3, t_wso * 1e3, t_wsp * 1e3, t_mma * 1e3, r2(t16), t_ws > 0 ? t16 / t_ws : 0.0, t_ws > 0 ? t8 / t_ws : 0.0, t_ws > 0 ? tf8 / t_ws : 0.0,
+                      t_ws5 * 1e3, t_wso * 1e3, t_wsp * 1e3, t_ws5o * 1e3, t_mma * 1e3, r2(t16), t_ws > 0 ? t16 / t_ws : 0.0, t_ws > 0 ? t8 / t_ws : 0.0, t_ws > 0 ? tf8 / t_ws : 0.0,
                       t_diag[0] * 1e3, t_diag[1] * 1e3, t_diag[2] * 1e3);
         std::fflush(stdout);
       }

@@ -510,12 +510,11 @@ using Cfg2 = Cfg<128, 128, 2, 4, 3>;  // large M (mma.sync)
 // atom_gemm_ws.cu) replaced config 3 in auto dispatch from M = kWsMinM: on the H200 it is 1.05-1.5x faster
 // than config 3 on all 7 shapes at M = 128..16384 (bench/results-h200-2026-12-01-gemm-ws.log), faster than
 // the mma.sync 64x64 config on 7/7 at M = 96 and slower on 5/7 at M = 64 (...-gemm-ws-smallm.log).
-// Which warp-specialized variant (bench/results-h200-2026-12-01-gemm-ws-v2.log, M = 256..16384): the
-// one-step overlapped loop (9) is fastest for K = 4096 (4-12% over 7); for K >= 8192 the 5-stage ring with
-// config 7's loop (8) is, by 0-5% over 9.
+// Which warp-specialized variant (bench/results-h200-2026-12-01-gemm-ws-v3.log, M = 256..16384, after the
+// producer's scales stopped waiting on L2): the one-step overlapped loop (9) is 1.2-1.4x config 7 on all 7
+// shapes; the two-step loop (10) and 9 with a 5-stage ring (11) are within -3..+4% of it.
 constexpr int64_t kWgmmaMinM = 128;
 constexpr int64_t kWsMinM = 65;
-constexpr int kWsDeepKGroups = 48;  // INT4 groups from which config 8 is picked over 9
 
 template <class C>
 KernelLaunch mma_sync_kernel() {
@@ -566,7 +565,7 @@ void launch_gemm(Params p, const KernelLaunch& k, int splits, int sm_count, cuda
 
 }  // namespace gemm_detail
 
-int atom_gemm_num_configs() { return 11; }
+int atom_gemm_num_configs() { return 12; }
 int atom_gemm_wgmma_config() { return 3; }
 int atom_gemm_ws_config() { return 7; }
 
@@ -604,7 +603,7 @@ void atom_gemm(const GpuAtomActs& a, const GpuAtomWeights& w, uint16_t* y_fp16, 
   if (cfg < 0) {
     cfg = a.m <= 16 ? 0 : a.m <= 128 ? 1 : 2;
     if (atom_gemm_wgmma_available()) {
-      if (a.m >= kWsMinM && ws_supports(p)) cfg = p.G >= kWsDeepKGroups ? 8 : 9;
+      if (a.m >= kWsMinM && ws_supports(p)) cfg = 9;
       else if (kWgmmaMinM > 0 && a.m >= kWgmmaMinM) cfg = 3;
     }
   }
@@ -619,6 +618,7 @@ void atom_gemm(const GpuAtomActs& a, const GpuAtomWeights& w, uint16_t* y_fp16, 
     case 8:  // the same with a 5-stage ring
     case 9:  // config 7 with the one-step consumer loop ptxas does not serialize
     case 10:  // config 7 with the two-step consumer loop
+    case 11:  // config 9 with config 8's 5-stage ring
       launch_gemm(p, ws_supports(p) ? ws_kernel(p.psums != nullptr, 0, cfg - 7) : wgmma_kernel<2>(), force_splits,
                   sm_count, s);
       break;

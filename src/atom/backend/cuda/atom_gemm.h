@@ -70,8 +70,8 @@ void atom_quantize_acts_fp16(const uint16_t* x, int64_t m, const int32_t* perm, 
 // (tiles 16x64, 64x64, 128x128); config 3 (= atom_gemm_wgmma_config()): the sm_90a wgmma kernel
 // (128x128 tile, two warpgroups), which auto dispatch picks for large M on an sm_90 device; configs 4..6:
 // its 64x128-tile and N-split variants; config 7 (= atom_gemm_ws_config()): the warp-specialized wgmma
-// kernel (TMA-free producer warpgroup + two ping-pong consumers, A unpacked into registers), which auto
-// dispatch picks for M >= 65; 8, 9: its 5-stage and overlapped-loop variants (docs/kernels.md).
+// kernel (TMA-free producer warpgroup + two consumer warpgroups, A unpacked into registers); 8..11: its
+// ring-depth and consumer-loop variants, of which auto dispatch picks 9 or 8 for M >= 65 (docs/kernels.md).
 void atom_gemm(const GpuAtomActs& a, const GpuAtomWeights& w, uint16_t* y_fp16, float* y_f32,
                int32_t* psums = nullptr, cudaStream_t s = nullptr, int force_config = -1, int force_splits = 0);
 int atom_gemm_num_configs();

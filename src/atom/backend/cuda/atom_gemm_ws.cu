@@ -84,8 +84,10 @@ __global__ void __launch_bounds__(kThreads, 1) atom_gemm_ws_kernel(const Params 
     const uint8_t* b_src = p.w4 + (sw_ok ? (n0 + pt) * rb : 0) + g_begin * 64;
     const __half* sa_src = p.sa + (sa_ok ? int64_t(m0 + pt) * p.G : 0) + g_begin;
     const __half* sw_src = p.sw + (sw_ok ? int64_t(n0 + pt) * p.G : 0) + g_begin;
-    // cp.async of step i's A and B into its stage; this thread's two scales into (sa, sw)
-    auto issue = [&](int i, float& sa, float& sw) {
+    // cp.async of step i's A and B into its stage; this thread's two scales into (sa, sw), as loaded: they
+    // are converted kLag steps later, in finish (converting here made every step wait for an L2 round trip,
+    // the top stall in the profile of 2026-12-01)
+    auto issue = [&](int i, __half& sa, __half& sw) {
       uint8_t* st = stage(i);
       if (i < n_groups) {
 #pragma unroll
@@ -96,8 +98,10 @@ __global__ void __launch_bounds__(kThreads, 1) atom_gemm_ws_kernel(const Params 
 #pragma unroll
         for (int c = 0; c < 4; ++c) ptx::cp_async_16(st + kBpOff + pt * kQ4Stride + c * 16, b_src + c * 16, sw_ok);
         b_src += 64;
-        sa = sa_ok ? __half2float(*sa_src++) : 0.0f;
-        sw = sw_ok ? __half2float(*sw_src++) : 0.0f;
+        const __half zero = __ushort_as_half(0);
+        sa = sa_ok ? *sa_src : zero;
+        sw = sw_ok ? *sw_src : zero;
+        ++sa_src, ++sw_src;
       } else {  // the outlier tail: INT8 A rows as they are, INT8 B straight into the core-matrix layout
 #pragma unroll
         for (int it = 0; it < 8; ++it) {
@@ -107,18 +111,23 @@ __global__ void __launch_bounds__(kThreads, 1) atom_gemm_ws_kernel(const Params 
           ptx::cp_async_16(st + kAOff + r * kQ8Stride + c * 16, oka ? p.a8 + int64_t(m0 + r) * p.O + c * 16 : p.a8, oka);
           ptx::cp_async_16(st + kBiOff + cm_off(r, c), okb ? p.w8 + int64_t(n0 + r) * p.O + c * 16 : p.w8, okb);
         }
-        sa = m0 + pt < p.M ? __half2float(p.sao[m0 + pt]) : 0.0f;
-        sw = n0 + pt < p.N ? __half2float(p.swo[n0 + pt]) : 0.0f;
+        sa = m0 + pt < p.M ? p.sao[m0 + pt] : __ushort_as_half(0);
+        sw = n0 + pt < p.N ? p.swo[n0 + pt] : __ushort_as_half(0);
       }
     };
     // step j's copies have landed: unpack B, write the scales, publish the stage
-    auto finish = [&](int j, float sa, float sw) {
+    auto finish = [&](int j, __half sa_h, __half sw_h) {
+      const float sa = __half2float(sa_h);
+      float sw = __half2float(sw_h);
       uint8_t* st = stage(j);
       const bool normal = j < n_groups;
       if (normal && !(MODE & 2)) {  // row pt of B, 16 * q in each byte, k permuted as A's (unpack_int4x8_x16_split)
+        uint4 wq[4];  // all four loads first: one shared-memory latency, not four
+#pragma unroll
+        for (int c = 0; c < 4; ++c) wq[c] = *reinterpret_cast<const uint4*>(st + kBpOff + pt * kQ4Stride + c * 16);
 #pragma unroll
         for (int c = 0; c < 4; ++c) {
-          const uint4 w = *reinterpret_cast<const uint4*>(st + kBpOff + pt * kQ4Stride + c * 16);
+          const uint4 w = wq[c];
           uint4 lo, hi;
           ptx::unpack_int4x8_x16_split(w.x, lo.x, hi.x);
           ptx::unpack_int4x8_x16_split(w.y, lo.y, hi.y);
@@ -140,7 +149,7 @@ __global__ void __launch_bounds__(kThreads, 1) atom_gemm_ws_kernel(const Params 
     };
     // step i: free its stage (the consumers' lap before), issue it; finish step i - kLag. The scales of the
     // kLag + 1 steps in flight live in a register ring indexed by compile-time constants (unrolled loop).
-    auto step = [&](int i, float& sa_in, float& sw_in, float& sa_out, float& sw_out) {
+    auto step = [&](int i, __half& sa_in, __half& sw_in, __half& sa_out, __half& sw_out) {
       if (i < n_steps) {
         ptx::mbar_wait(empty + i % kS, ((i / kS) & 1) ^ 1);
         issue(i, sa_in, sw_in);
@@ -152,9 +161,9 @@ __global__ void __launch_bounds__(kThreads, 1) atom_gemm_ws_kernel(const Params 
       }
     };
     constexpr int R = kLag + 1;
-    float sa_q[R], sw_q[R];
+    __half sa_q[R], sw_q[R];
 #pragma unroll
-    for (int u = 0; u < R; ++u) sa_q[u] = sw_q[u] = 0.0f;
+    for (int u = 0; u < R; ++u) sa_q[u] = sw_q[u] = __ushort_as_half(0);
     for (int i0 = 0; i0 < n_steps + kLag; i0 += R) {
 #pragma unroll
       for (int u = 0; u < R; ++u) step(i0 + u, sa_q[u], sw_q[u], sa_q[(u + 1) % R], sw_q[(u + 1) % R]);
@@ -177,14 +186,28 @@ __global__ void __launch_bounds__(kThreads, 1) atom_gemm_ws_kernel(const Params 
 
     // facc(half h) += fp32(acc * s_w) * s_a with the scales of stage `st`. `exact` (a compile-time bool:
     // a runtime one made ptxas issue both conversions, predicated, for every element) is the outlier step.
-    auto promote = [&](auto exact, int32_t (&acc)[32], int h, const uint8_t* st, int gidx) {
+    // A half's scales, loaded before the wgmma wait that precedes its promotion (loaded inside it, the
+    // first FFMAs waited for shared memory: the second-largest stall of the 2026-12-01 profile)
+    // (the first kPre = 6 column quads: all eight spilled in config 9)
+    constexpr int kPre = 6;
+    struct HalfScales {
+      const float* sc;
+      float sa0, sa1;
+      float4 w[kPre];
+    };
+    auto load_scales = [&](const uint8_t* st, int h, HalfScales& hs) {
+      hs.sc = reinterpret_cast<const float*>(st + kScOff);
+      hs.sa0 = hs.sc[arow], hs.sa1 = hs.sc[arow + 8];
+#pragma unroll
+      for (int j = 0; j < kPre; ++j) hs.w[j] = *reinterpret_cast<const float4*>(hs.sc + BM + (32 * h + 4 * j + t) * 4);
+    };
+    auto promote_with = [&](auto exact, int32_t (&acc)[32], int h, const HalfScales& hs, int gidx) {
       constexpr bool exact_cvt = decltype(exact)::value;
       if (MODE & 1) return;
-      const float* sc = reinterpret_cast<const float*>(st + kScOff);
-      const float sa0 = sc[arow], sa1 = sc[arow + 8];
+      const float sa0 = hs.sa0, sa1 = hs.sa1;
 #pragma unroll
       for (int j = 0; j < 8; ++j) {
-        const float4 w4 = *reinterpret_cast<const float4*>(sc + BM + (32 * h + 4 * j + t) * 4);
+        const float4 w4 = j < kPre ? hs.w[j < kPre ? j : 0] : *reinterpret_cast<const float4*>(hs.sc + BM + (32 * h + 4 * j + t) * 4);
 #pragma unroll
         for (int e = 0; e < 4; ++e) {
           const int32_t a = acc[4 * j + e];
@@ -198,6 +221,11 @@ __global__ void __launch_bounds__(kThreads, 1) atom_gemm_ws_kernel(const Params 
           }
         }
       }
+    };
+    auto promote = [&](auto exact, int32_t (&acc)[32], int h, const uint8_t* st, int gidx) {
+      HalfScales hs;
+      load_scales(st, h, hs);
+      promote_with(exact, acc, h, hs, gidx);
     };
     auto promote_step = [&](int32_t (&acc)[32], int h, int i) {  // (a runtime branch, for the config-7 loop)
       if (i < n_groups) promote(std::false_type{}, acc, h, stage(i), g_begin + i);
@@ -270,16 +298,19 @@ __global__ void __launch_bounds__(kThreads, 1) atom_gemm_ws_kernel(const Params 
       load_a(st, !decltype(exact)::value, a0);
       mma_half(acc0, a0, st, 0);
       mma_half(acc1, a0, st, 1);
+      HalfScales hs;
+      load_scales(st, 0, hs);
       if (!(MODE & 4)) {
         ptx::wgmma_wait<1>();
         ptx::wgmma_fence_operands(acc0);
       }
-      promote(exact, acc0, 0, st, gidx);
+      promote_with(exact, acc0, 0, hs, gidx);
+      load_scales(st, 1, hs);
       if (!(MODE & 4)) {
         ptx::wgmma_wait<0>();
         ptx::wgmma_fence_operands(acc1);
       }
-      promote(exact, acc1, 1, st, gidx);
+      promote_with(exact, acc1, 1, hs, gidx);
       ptx::mbar_arrive(empty + i % kS);
     };
     if constexpr (kLoop == 2) {
@@ -371,11 +402,12 @@ bool ws_supports(const Params& p) { return p.O <= kMaxOutliers; }
 
 // variant 0: kS = 6, kLag = 3 (equal or 1-10% faster on the H200, bench/results-h200-2026-12-01-gemm-ws-x16.log);
 // variant 1: kS = 5, kLag = 2; variant 2: variant 0 with the one-step overlapped consumer loop (kLoop 1);
-// variant 3: the two-step loop (kLoop 2). Diagnostic modes run on kLoop 1.
+// variant 3: the two-step loop (kLoop 2); variant 4: variant 1's ring with kLoop 1. Diagnostic modes run on kLoop 1.
 KernelLaunch ws_kernel(bool psums, int mode, int variant) {
   if (variant == 1) return psums ? ws_launch<5, 2, true, 0>() : ws_launch<5, 2, false, 0>();
   if (variant == 2) return psums ? ws_launch<6, 3, true, 0, 1>() : ws_launch<6, 3, false, 0, 1>();
   if (variant == 3) return psums ? ws_launch<6, 3, true, 0, 2>() : ws_launch<6, 3, false, 0, 2>();
+  if (variant == 4) return psums ? ws_launch<5, 2, true, 0, 1>() : ws_launch<5, 2, false, 0, 1>();
   if (psums) return ws_launch<6, 3, true, 0>();
   switch (mode) {
     case 1: return ws_launch<6, 3, false, 1, 1>();
