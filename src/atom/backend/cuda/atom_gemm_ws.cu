@@ -1,18 +1,20 @@
 // W4A4 + INT8-outlier GEMM, warp-specialized (sm_90a). Layouts: atom_gemm.h; shared parts:
-// atom_gemm_common.cuh. One CTA = 3 warpgroups over a 128x128 output tile and a ring of kS stages in
-// shared memory. A "step" is one 128-deep INT4 group, or the 128-wide INT8 outlier tail (O <= 128).
-//   producer (warpgroup 0): step i = wait until stage i is free, cp.async its packed A and B rows and load
-//     its two scales into registers; then finish step i - kLag (its copies have landed): unpack B to INT8
-//     in wgmma's core-matrix layout, write the fp32 scales (s_a, s_w, -1.5*2^23*s_w for the magic-number
-//     conversion), fence for the async proxy, arrive on `full`. kLag steps of copies are in flight.
+// atom_gemm_common.cuh; design and measurements: docs/kernels.md, docs/results.md §3d-3e.
+// One CTA = 3 warpgroups over a 128x128 output tile and a ring of kS stages in shared memory. A "step" is
+// one 128-deep INT4 group, or the 128-wide INT8 outlier tail (O <= 128).
+//   producer (warpgroup 0): step i = wait until stage i is free, cp.async its packed A and B rows, load its
+//     two fp16 scales into a register ring; then finish step i - kLag (its copies have landed): unpack B to
+//     INT8 in wgmma's core-matrix layout, write the fp32 scales (s_a, s_w, -1.5*2^23*s_w for the
+//     magic-number conversion), fence for the async proxy, arrive on `full`. kLag steps are in flight.
 //   consumers (warpgroups 1, 2: rows 0..63 / 64..127): wait `full`, unpack their A rows from shared memory
-//     straight into wgmma's register fragment (no INT8 copy of A), then per 64-column half 4 x wgmma
-//     m64n64k32 s8 and the promotion facc += fp32(acc * s_w) * s_a of the half before, so that every
-//     promotion runs under one of this warpgroup's wgmmas; a stage is released one step late.
-// INT4 is unpacked into the high nibble (bytes = 16 * q: 5 integer ops per 8 values, no sign extension),
-// so group sums are 256x and s_w is stored / 256 (exact).
+//     straight into wgmma's register fragment (no INT8 copy of A), 4 x wgmma m64n64k32 s8 per 64-column
+//     half, then promote facc += fp32(acc * s_w) * s_a. kLoop picks the consumer loop: 0 = split-N (each
+//     half promoted under the next half's wgmma; ptxas serializes it, C7514), 1 = both halves issued, half
+//     0 promoted under half 1 (the default, config 9), 2 = two steps per iteration.
+// INT4 is unpacked into the high nibble (bytes = 16 * q: 3 integer ops per 8 values, no sign extension, k
+// permuted alike on A and B), so group sums are 256x and s_w is stored / 256 (exact).
 // The outlier tail is promoted with an exact int -> float conversion (its partial sums may exceed the
-// magic trick's 2^22). Measured variants (bench_gemm): kS = 6 / kLag = 3 (default) and kS = 5 / kLag = 2.
+// magic trick's 2^22). Ring variants: kS = 6 / kLag = 3 and kS = 5 / kLag = 2.
 // MODE (diagnostics only, wrong results): bit 0 = no promotion, bit 1 = no B unpacking, bit 2 = no wgmma.
 #include <cuda_fp16.h>
 
