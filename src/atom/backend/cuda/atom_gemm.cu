@@ -24,26 +24,48 @@ struct Cfg {
   static_assert(BM * kQ8Stride <= S * BM * kQ4Stride && BN * kQ8Stride <= S * BN * kQ4Stride);
 };
 
+// This thread's fp16 scales of one group (or of the outlier tail), as loaded: they are loaded S - 1
+// groups ahead with that group's stage and converted only at its promotion (loaded at the promotion, every
+// group waited for an L2 round trip: the same stall the warp-specialized kernel's profile showed).
 template <class C>
-__device__ __forceinline__ void promote(const Params& p, int32_t (&acc)[C::MT][C::NT][4], float (&facc)[C::MT][C::NT][4],
-                                        int m_base, int n_base, int g, bool outlier) {
+struct GroupScales {
+  __half sa[C::MT][2], sw[C::NT][2];
+};
+template <class C>
+__device__ __forceinline__ void load_scales(const Params& p, int m_base, int n_base, int g, bool outlier,
+                                            GroupScales<C>& sc) {
   const int lane = threadIdx.x % 32, gq = lane / 4, t = lane % 4;
-  const int Gt = p.G + (p.O > 0 ? 1 : 0);
-  float sa[C::MT][2], sw[C::NT][2];
+  const __half zero = __ushort_as_half(0);
 #pragma unroll
   for (int i = 0; i < C::MT; ++i)
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
       const int r = m_base + i * 16 + gq + h * 8;
-      sa[i][h] = r < p.M ? __half2float(outlier ? p.sao[r] : p.sa[int64_t(r) * p.G + g]) : 0.0f;
+      sc.sa[i][h] = r < p.M ? (outlier ? p.sao[r] : p.sa[int64_t(r) * p.G + g]) : zero;
     }
 #pragma unroll
   for (int j = 0; j < C::NT; ++j)
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
       const int c = n_base + j * 8 + 2 * t + h;
-      sw[j][h] = c < p.N ? __half2float(outlier ? p.swo[c] : p.sw[int64_t(c) * p.G + g]) : 0.0f;
+      sc.sw[j][h] = c < p.N ? (outlier ? p.swo[c] : p.sw[int64_t(c) * p.G + g]) : zero;
     }
+}
+
+template <class C>
+__device__ __forceinline__ void promote(const Params& p, int32_t (&acc)[C::MT][C::NT][4], float (&facc)[C::MT][C::NT][4],
+                                        int m_base, int n_base, int g, bool outlier, const GroupScales<C>& sc) {
+  const int lane = threadIdx.x % 32, gq = lane / 4, t = lane % 4;
+  const int Gt = p.G + (p.O > 0 ? 1 : 0);
+  float sa[C::MT][2], sw[C::NT][2];
+#pragma unroll
+  for (int i = 0; i < C::MT; ++i)
+#pragma unroll
+    for (int h = 0; h < 2; ++h) sa[i][h] = __half2float(sc.sa[i][h]);
+#pragma unroll
+  for (int j = 0; j < C::NT; ++j)
+#pragma unroll
+    for (int h = 0; h < 2; ++h) sw[j][h] = __half2float(sc.sw[j][h]);
 #pragma unroll
   for (int i = 0; i < C::MT; ++i)
 #pragma unroll
@@ -72,19 +94,38 @@ __global__ void __launch_bounds__(C::kThreads) atom_gemm_kernel(const Params p) 
   const int g_end = min(p.G, g_begin + p.groups_per_split);
   const int64_t rb = int64_t(p.G) * 64;  // q4 row bytes
 
+  // This thread's 16-byte pieces of a stage, their sources computed once (a group adds 64 bytes): rows
+  // past M / N read row 0 (valid; cp.async zero-fills them); `live` is false past the tile's last piece.
+  constexpr int kItA = (C::BM * 4 + C::kThreads - 1) / C::kThreads, kItB = (C::BN * 4 + C::kThreads - 1) / C::kThreads;
+  const uint8_t* a_src[kItA];
+  const uint8_t* b_src[kItB];
+  int a_dst[kItA], b_dst[kItB];
+  bool a_ok[kItA], b_ok[kItB], a_live[kItA], b_live[kItB];
+#pragma unroll
+  for (int it = 0; it < kItA; ++it) {
+    const int i = tid + it * C::kThreads, r = i / 4, c = i % 4;
+    a_live[it] = i < C::BM * 4;
+    a_ok[it] = m0 + r < p.M;
+    a_src[it] = p.a4 + (a_ok[it] ? (m0 + r) * rb : 0) + c * 16;
+    a_dst[it] = r * kQ4Stride + c * 16;
+  }
+#pragma unroll
+  for (int it = 0; it < kItB; ++it) {
+    const int i = tid + it * C::kThreads, r = i / 4, c = i % 4;
+    b_live[it] = i < C::BN * 4;
+    b_ok[it] = n0 + r < p.N;
+    b_src[it] = p.w4 + (b_ok[it] ? (n0 + r) * rb : 0) + c * 16;
+    b_dst[it] = r * kQ4Stride + c * 16;
+  }
   auto load_stage = [&](int stage, int g) {
     uint8_t* a = sA + stage * C::BM * kQ4Stride;
     uint8_t* b = sB + stage * C::BN * kQ4Stride;
-    for (int i = tid; i < C::BM * 4; i += C::kThreads) {
-      const int r = i / 4, c = i % 4;
-      const bool ok = m0 + r < p.M;
-      ptx::cp_async_16(a + r * kQ4Stride + c * 16, ok ? p.a4 + (m0 + r) * rb + g * 64 + c * 16 : p.a4, ok);
-    }
-    for (int i = tid; i < C::BN * 4; i += C::kThreads) {
-      const int r = i / 4, c = i % 4;
-      const bool ok = n0 + r < p.N;
-      ptx::cp_async_16(b + r * kQ4Stride + c * 16, ok ? p.w4 + (n0 + r) * rb + g * 64 + c * 16 : p.w4, ok);
-    }
+#pragma unroll
+    for (int it = 0; it < kItA; ++it)
+      if (a_live[it]) ptx::cp_async_16(a + a_dst[it], a_src[it] + g * 64, a_ok[it]);
+#pragma unroll
+    for (int it = 0; it < kItB; ++it)
+      if (b_live[it]) ptx::cp_async_16(b + b_dst[it], b_src[it] + g * 64, b_ok[it]);
   };
 
   int32_t acc[C::MT][C::NT][4];
@@ -97,18 +138,30 @@ __global__ void __launch_bounds__(C::kThreads) atom_gemm_kernel(const Params p) 
       for (int e = 0; e < 4; ++e) acc[i][j][e] = 0, facc[i][j][e] = 0.0f;
 
   const int m_base = m0 + wm * C::TM, n_base = n0 + wn * C::TN;
+  // Stage and scale slot of group g are (g - g_begin) % S: the loop is unrolled by S so that the scale
+  // ring is indexed by compile-time constants (registers, not local memory).
+  GroupScales<C> ring[C::S];
 #pragma unroll
   for (int s = 0; s < C::S - 1; ++s) {
-    if (g_begin + s < g_end) load_stage(s, g_begin + s);
+    if (g_begin + s < g_end) {
+      load_stage(s, g_begin + s);
+      load_scales<C>(p, m_base, n_base, g_begin + s, false, ring[s]);
+    }
     ptx::cp_async_commit();
   }
-  int stage = 0;
-  for (int g = g_begin; g < g_end; ++g) {
+  for (int g0 = g_begin; g0 < g_end; g0 += C::S)
+#pragma unroll
+  for (int stage = 0; stage < C::S; ++stage) {
+    const int g = g0 + stage;
+    if (g >= g_end) break;
     ptx::cp_async_wait<C::S - 2>();
     __syncthreads();
     {
       const int gn = g + C::S - 1;
-      if (gn < g_end) load_stage((stage + C::S - 1) % C::S, gn);
+      if (gn < g_end) {
+        load_stage((stage + C::S - 1) % C::S, gn);
+        load_scales<C>(p, m_base, n_base, gn, false, ring[(stage + C::S - 1) % C::S]);
+      }
       ptx::cp_async_commit();
     }
     const uint8_t* a = sA + stage * C::BM * kQ4Stride + (wm * C::TM) * kQ4Stride;
@@ -134,14 +187,15 @@ __global__ void __launch_bounds__(C::kThreads) atom_gemm_kernel(const Params p) 
         for (int j = 0; j < C::NT; ++j)
           ptx::mma_s8_16832(acc[i][j], af[i][0], af[i][1], af[i][2], af[i][3], bf[j][0], bf[j][1]);
     }
-    promote<C>(p, acc, facc, m_base, n_base, g, false);
-    stage = (stage + 1) % C::S;
+    promote<C>(p, acc, facc, m_base, n_base, g, false, ring[stage]);
   }
   ptx::cp_async_wait<0>();
   __syncthreads();
 
   // INT8 outlier tail (split 0 only), in 128-wide chunks, reusing the pipeline's shared memory.
   if (p.O > 0 && blockIdx.z == 0) {
+    GroupScales<C> osc;
+    load_scales<C>(p, m_base, n_base, 0, true, osc);  // (lands while the tail's chunks load)
     for (int o0 = 0; o0 < p.O; o0 += 128) {
       for (int i = tid; i < C::BM * 8; i += C::kThreads) {
         const int r = i / 8, c = i % 8;
@@ -185,7 +239,7 @@ __global__ void __launch_bounds__(C::kThreads) atom_gemm_kernel(const Params p) 
       __syncthreads();
     }
     // the outlier partial sums of all chunks are one term (P_o over all O channels)
-    promote<C>(p, acc, facc, m_base, n_base, 0, true);
+    promote<C>(p, acc, facc, m_base, n_base, 0, true, osc);
   }
 
   // epilogue
