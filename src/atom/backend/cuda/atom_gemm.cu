@@ -14,9 +14,10 @@ namespace atom::cuda {
 namespace gemm_detail {
 namespace {
 
-template <int BM_, int BN_, int WM_, int WN_, int S_>
+// MINB_: CTAs per SM the registers must allow (__launch_bounds__), 1 = no constraint
+template <int BM_, int BN_, int WM_, int WN_, int S_, int MINB_ = 1>
 struct Cfg {
-  static constexpr int BM = BM_, BN = BN_, WM = WM_, WN = WN_, S = S_;
+  static constexpr int BM = BM_, BN = BN_, WM = WM_, WN = WN_, S = S_, kMinBlocks = MINB_;
   static constexpr int kThreads = 32 * WM * WN;
   static constexpr int TM = BM / WM, TN = BN / WN, MT = TM / 16, NT = TN / 8;
   static constexpr int kSmem = S * (BM + BN) * kQ4Stride;
@@ -83,7 +84,7 @@ __device__ __forceinline__ void promote(const Params& p, int32_t (&acc)[C::MT][C
 }
 
 template <class C>
-__global__ void __launch_bounds__(C::kThreads) atom_gemm_kernel(const Params p) {
+__global__ void __launch_bounds__(C::kThreads, C::kMinBlocks) atom_gemm_kernel(const Params p) {
   extern __shared__ __align__(16) uint8_t smem[];
   uint8_t* sA = smem;                                // [S][BM][80]
   uint8_t* sB = smem + C::S * C::BM * kQ4Stride;     // [S][BN][80]
@@ -551,8 +552,8 @@ __global__ void f32_to_f16_kernel(const float* __restrict__ x, __half* __restric
 }
 
 // The tile configurations (index = force_config).
-using Cfg0 = Cfg<16, 64, 1, 4, 4>;    // decode, M <= 16
-using Cfg1 = Cfg<64, 64, 2, 2, 4>;    // M <= 128
+using Cfg0 = Cfg<16, 64, 1, 4, 4, 5>;  // decode, M <= 16; 5 CTAs per SM (95 registers, no spill; 8 spill)
+using Cfg1 = Cfg<64, 64, 2, 2, 4, 3>;  // M <= 128; 3 CTAs per SM, as before the scale ring (165 registers, no spill)
 using Cfg2 = Cfg<128, 128, 2, 4, 3>;  // large M (mma.sync)
 // configs 3, 4 = the wgmma kernel (sm_90a), tiles 128x128 (one CTA per SM) and 64x128 (two per SM);
 // configs 5, 6 = the same with the N-split promotion overlap (SPLITN).
