@@ -552,7 +552,7 @@ __global__ void f32_to_f16_kernel(const float* __restrict__ x, __half* __restric
 }
 
 // The tile configurations (index = force_config).
-using Cfg0 = Cfg<16, 64, 1, 4, 4, 5>;  // decode, M <= 16; 5 CTAs per SM (95 registers, no spill; 8 spill)
+using Cfg0 = Cfg<16, 64, 1, 4, 4, 5>;  // decode, M <= 16; 5 CTAs per SM (95 registers, no spill; 6 or 8 would spill)
 using Cfg1 = Cfg<64, 64, 2, 2, 4, 3>;  // M <= 128; 3 CTAs per SM, as before the scale ring (165 registers, no spill)
 using Cfg2 = Cfg<128, 128, 2, 4, 3>;  // large M (mma.sync)
 // configs 3, 4 = the wgmma kernel (sm_90a), tiles 128x128 (one CTA per SM) and 64x128 (two per SM);
