@@ -14,6 +14,7 @@
 #include "atom/backend/cuda/gptq_gpu.h"
 #include "atom/core/error.h"
 #include "atom/quant/int4.h"
+#include "gptq_test_util.h"
 #include "gpu_test_util.h"
 
 using namespace atom;
@@ -21,43 +22,6 @@ using namespace atom::quant;
 
 namespace {
 using namespace gpu_test;
-
-// X = Z·M·diag(c) + noise: correlated channels of log-normal magnitude; channel `dead` all zero.
-std::vector<float> correlated_inputs(std::mt19937_64& rng, int64_t rows, int64_t k, int64_t dead) {
-  std::normal_distribution<float> nd(0.0f, 1.0f);
-  const int64_t latent = k / 2;
-  std::vector<float> mix(static_cast<size_t>(latent * k)), chan(static_cast<size_t>(k)), z(static_cast<size_t>(rows * latent)),
-      x(static_cast<size_t>(rows * k));
-  for (float& v : mix) v = nd(rng) / std::sqrt(float(k));
-  for (float& c : chan) c = std::exp(nd(rng));
-  for (float& v : z) v = nd(rng);
-  for (int64_t i = 0; i < rows; ++i)
-    for (int64_t j = 0; j < k; ++j) {
-      float v = 0.05f * nd(rng);
-      for (int64_t a = 0; a < latent; ++a) v += z[size_t(i * latent + a)] * mix[size_t(a * k + j)];
-      x[size_t(i * k + j)] = j == dead ? 0.0f : v * chan[size_t(j)];
-    }
-  return x;
-}
-
-// H = 2·XᵀX/rows in the order of perm (ascending Σx², so the outliers come last), and that perm.
-std::vector<double> reordered_hessian(const std::vector<float>& x, int64_t rows, int64_t k, std::vector<int32_t>& perm) {
-  std::vector<double> ss(size_t(k), 0.0);
-  for (int64_t i = 0; i < rows; ++i)
-    for (int64_t j = 0; j < k; ++j) ss[size_t(j)] += double(x[size_t(i * k + j)]) * x[size_t(i * k + j)];
-  perm.resize(size_t(k));
-  std::iota(perm.begin(), perm.end(), 0);
-  std::stable_sort(perm.begin(), perm.end(), [&](int32_t a, int32_t b) { return ss[size_t(a)] < ss[size_t(b)]; });
-  std::vector<double> h(size_t(k * k), 0.0);
-  for (int64_t i = 0; i < rows; ++i)
-    for (int64_t a = 0; a < k; ++a) {
-      const double xa = x[size_t(i * k + perm[size_t(a)])];
-      if (xa == 0.0) continue;
-      for (int64_t b = 0; b < k; ++b) h[size_t(a * k + b)] += xa * x[size_t(i * k + perm[size_t(b)])];
-    }
-  for (double& v : h) v *= 2.0 / double(rows);
-  return h;
-}
 
 template <typename T>
 int64_t count_diff(const std::vector<T>& a, const std::vector<T>& b) {
@@ -98,9 +62,13 @@ TEST(GpuGptq, MatchesCpuGptq) {
   for (const Case& c : cases) {
     SCOPED_TRACE(c.name);
     const int64_t rows = 2 * c.k;
-    const std::vector<float> x = correlated_inputs(rng, rows, c.k, c.k / 3);
-    std::vector<int32_t> perm;
-    const std::vector<double> h = reordered_hessian(x, rows, c.k, perm);
+    const std::vector<float> mix = atom::test::randn(rng, size_t(c.k / 2 * c.k), 1.0f / std::sqrt(float(c.k)));
+    std::vector<float> chan = atom::test::randn(rng, size_t(c.k));
+    for (float& v : chan) v = std::exp(v);
+    std::vector<float> x = atom::test::correlated_inputs(rng, rows, c.k, mix, chan, 0.05f);
+    for (int64_t i = 0; i < rows; ++i) x[size_t(i * c.k + c.k / 3)] = 0.0f;  // a dead channel
+    const std::vector<int32_t> perm = atom::test::perm_by_diag(x, rows, c.k);
+    const std::vector<double> h = atom::test::hessian(x, rows, c.k, perm);
     std::normal_distribution<float> nd(0.0f, 0.05f);
     std::vector<float> w(size_t(c.n * c.k));
     for (float& v : w) v = nd(rng);
