@@ -83,6 +83,32 @@ __device__ __forceinline__ void promote(const Params& p, int32_t (&acc)[C::MT][C
       }
 }
 
+// The 16-byte pieces of one operand's tile rows [row0, row0 + kTileRows) of a stage that this thread
+// copies, their sources computed once (a group adds 64 bytes): rows past `rows` read row 0 (valid;
+// cp.async zero-fills them); `live` is false past the tile's last piece.
+template <int kTileRows, int kThreads>
+struct StagePieces {
+  static constexpr int kIt = (kTileRows * 4 + kThreads - 1) / kThreads;
+  const uint8_t* src[kIt];
+  int dst[kIt];
+  bool ok[kIt], live[kIt];
+  __device__ __forceinline__ StagePieces(const uint8_t* base, int row0, int rows, int64_t row_bytes, int tid) {
+#pragma unroll
+    for (int it = 0; it < kIt; ++it) {
+      const int i = tid + it * kThreads, r = i / 4, c = i % 4;
+      live[it] = i < kTileRows * 4;
+      ok[it] = row0 + r < rows;
+      src[it] = base + (ok[it] ? (row0 + r) * row_bytes : 0) + c * 16;
+      dst[it] = r * kQ4Stride + c * 16;
+    }
+  }
+  __device__ __forceinline__ void issue(uint8_t* stage_rows, int g) const {
+#pragma unroll
+    for (int it = 0; it < kIt; ++it)
+      if (live[it]) ptx::cp_async_16(stage_rows + dst[it], src[it] + g * 64, ok[it]);
+  }
+};
+
 template <class C>
 __global__ void __launch_bounds__(C::kThreads, C::kMinBlocks) atom_gemm_kernel(const Params p) {
   extern __shared__ __align__(16) uint8_t smem[];
@@ -95,38 +121,11 @@ __global__ void __launch_bounds__(C::kThreads, C::kMinBlocks) atom_gemm_kernel(c
   const int g_end = min(p.G, g_begin + p.groups_per_split);
   const int64_t rb = int64_t(p.G) * 64;  // q4 row bytes
 
-  // This thread's 16-byte pieces of a stage, their sources computed once (a group adds 64 bytes): rows
-  // past M / N read row 0 (valid; cp.async zero-fills them); `live` is false past the tile's last piece.
-  constexpr int kItA = (C::BM * 4 + C::kThreads - 1) / C::kThreads, kItB = (C::BN * 4 + C::kThreads - 1) / C::kThreads;
-  const uint8_t* a_src[kItA];
-  const uint8_t* b_src[kItB];
-  int a_dst[kItA], b_dst[kItB];
-  bool a_ok[kItA], b_ok[kItB], a_live[kItA], b_live[kItB];
-#pragma unroll
-  for (int it = 0; it < kItA; ++it) {
-    const int i = tid + it * C::kThreads, r = i / 4, c = i % 4;
-    a_live[it] = i < C::BM * 4;
-    a_ok[it] = m0 + r < p.M;
-    a_src[it] = p.a4 + (a_ok[it] ? (m0 + r) * rb : 0) + c * 16;
-    a_dst[it] = r * kQ4Stride + c * 16;
-  }
-#pragma unroll
-  for (int it = 0; it < kItB; ++it) {
-    const int i = tid + it * C::kThreads, r = i / 4, c = i % 4;
-    b_live[it] = i < C::BN * 4;
-    b_ok[it] = n0 + r < p.N;
-    b_src[it] = p.w4 + (b_ok[it] ? (n0 + r) * rb : 0) + c * 16;
-    b_dst[it] = r * kQ4Stride + c * 16;
-  }
+  const StagePieces<C::BM, C::kThreads> a_pieces(p.a4, m0, p.M, rb, tid);
+  const StagePieces<C::BN, C::kThreads> b_pieces(p.w4, n0, p.N, rb, tid);
   auto load_stage = [&](int stage, int g) {
-    uint8_t* a = sA + stage * C::BM * kQ4Stride;
-    uint8_t* b = sB + stage * C::BN * kQ4Stride;
-#pragma unroll
-    for (int it = 0; it < kItA; ++it)
-      if (a_live[it]) ptx::cp_async_16(a + a_dst[it], a_src[it] + g * 64, a_ok[it]);
-#pragma unroll
-    for (int it = 0; it < kItB; ++it)
-      if (b_live[it]) ptx::cp_async_16(b + b_dst[it], b_src[it] + g * 64, b_ok[it]);
+    a_pieces.issue(sA + stage * C::BM * kQ4Stride, g);
+    b_pieces.issue(sB + stage * C::BN * kQ4Stride, g);
   };
 
   int32_t acc[C::MT][C::NT][4];
@@ -682,7 +681,7 @@ void atom_gemm(const GpuAtomActs& a, const GpuAtomWeights& w, uint16_t* y_fp16, 
     case 102: launch_gemm(p, wgmma_kernel<2, 2>(), force_splits, sm_count, s); break;
     case 103: launch_gemm(p, wgmma_kernel<2, 3>(), force_splits, sm_count, s); break;
     case 104: launch_gemm(p, wgmma_kernel<1, 1>(), force_splits, sm_count, s); break;
-    // diagnostics of config 7: no promotion / no B unpacking / no wgmma / neither wgmma nor promotion
+    // diagnostics of config 9 (its loop): no promotion / no B unpacking / no wgmma / neither wgmma nor promotion
     case 105: launch_gemm(p, ws_kernel(false, 1), force_splits, sm_count, s); break;
     case 106: launch_gemm(p, ws_kernel(false, 2), force_splits, sm_count, s); break;
     case 107: launch_gemm(p, ws_kernel(false, 4), force_splits, sm_count, s); break;
