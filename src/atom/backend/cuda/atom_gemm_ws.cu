@@ -113,8 +113,8 @@ __global__ void __launch_bounds__(kThreads, 1) atom_gemm_ws_kernel(const Params 
           ptx::cp_async_16(st + kAOff + r * kQ8Stride + c * 16, oka ? p.a8 + int64_t(m0 + r) * p.O + c * 16 : p.a8, oka);
           ptx::cp_async_16(st + kBiOff + cm_off(r, c), okb ? p.w8 + int64_t(n0 + r) * p.O + c * 16 : p.w8, okb);
         }
-        sa = m0 + pt < p.M ? p.sao[m0 + pt] : __ushort_as_half(0);
-        sw = n0 + pt < p.N ? p.swo[n0 + pt] : __ushort_as_half(0);
+        sa = sa_ok ? p.sao[m0 + pt] : __ushort_as_half(0);
+        sw = sw_ok ? p.swo[n0 + pt] : __ushort_as_half(0);
       }
     };
     // step j's copies have landed: unpack B, write the scales, publish the stage
@@ -273,6 +273,17 @@ __global__ void __launch_bounds__(kThreads, 1) atom_gemm_ws_kernel(const Params 
       ptx::wgmma_fence_operands(acc0);
       ptx::wgmma_fence_operands(acc1);
     };
+    // wait until all commit groups but the newest (wait_all: all of them) have completed; then `acc` may be read
+    auto wait_but_newest = [&](int32_t (&acc)[32]) {
+      if (MODE & 4) return;
+      ptx::wgmma_wait<1>();
+      ptx::wgmma_fence_operands(acc);
+    };
+    auto wait_all = [&](int32_t (&acc)[32]) {
+      if (MODE & 4) return;
+      ptx::wgmma_wait<0>();
+      ptx::wgmma_fence_operands(acc);
+    };
     // Step i: half 0 on the tensor cores while the previous step's half 1 is promoted, then half 1 while
     // this step's half 0 is; every promotion runs under a wgmma of this warpgroup. A is double-buffered
     // (the previous step's half 1 may still read its registers); a stage is released once both of its
@@ -302,16 +313,10 @@ __global__ void __launch_bounds__(kThreads, 1) atom_gemm_ws_kernel(const Params 
       mma_half(acc1, a0, st, 1);
       HalfScales hs;
       load_scales(st, 0, hs);
-      if (!(MODE & 4)) {
-        ptx::wgmma_wait<1>();
-        ptx::wgmma_fence_operands(acc0);
-      }
+      wait_but_newest(acc0);
       promote_with(exact, acc0, 0, hs, gidx);
       load_scales(st, 1, hs);
-      if (!(MODE & 4)) {
-        ptx::wgmma_wait<0>();
-        ptx::wgmma_fence_operands(acc1);
-      }
+      wait_all(acc1);
       promote_with(exact, acc1, 1, hs, gidx);
       ptx::mbar_arrive(empty + i % kS);
     };
@@ -326,30 +331,18 @@ __global__ void __launch_bounds__(kThreads, 1) atom_gemm_ws_kernel(const Params 
         load_a(s0, true, a0);
         mma_half(acc0, a0, s0, 0);
         mma_half(acc1, a0, s0, 1);
-        if (!(MODE & 4)) {
-          ptx::wgmma_wait<1>();
-          ptx::wgmma_fence_operands(acc0);
-        }
+        wait_but_newest(acc0);
         promote(std::false_type{}, acc0, 0, s0, g_begin + i);
         ptx::mbar_wait(full + (i + 1) % kS, ((i + 1) / kS) & 1);
         load_a(s1, true, a1);
         mma_half(acc0, a1, s1, 0);
-        if (!(MODE & 4)) {
-          ptx::wgmma_wait<1>();
-          ptx::wgmma_fence_operands(acc1);
-        }
+        wait_but_newest(acc1);
         promote(std::false_type{}, acc1, 1, s0, g_begin + i);
         ptx::mbar_arrive(empty + i % kS);
         mma_half(acc1, a1, s1, 1);
-        if (!(MODE & 4)) {
-          ptx::wgmma_wait<1>();
-          ptx::wgmma_fence_operands(acc0);
-        }
+        wait_but_newest(acc0);
         promote(std::false_type{}, acc0, 0, s1, g_begin + i + 1);
-        if (!(MODE & 4)) {
-          ptx::wgmma_wait<0>();
-          ptx::wgmma_fence_operands(acc1);
-        }
+        wait_all(acc1);
         promote(std::false_type{}, acc1, 1, s1, g_begin + i + 1);
         ptx::mbar_arrive(empty + (i + 1) % kS);
       }
@@ -357,8 +350,8 @@ __global__ void __launch_bounds__(kThreads, 1) atom_gemm_ws_kernel(const Params 
       if (n_steps > n_groups) overlap_step(n_groups, std::true_type{});
     } else if constexpr (kLoop == 1) {
       // Both halves issued, half 0 promoted under half 1, half 1 after wait<0>: no commit group stays
-      // pending across the loop's back edge, which is what made ptxas serialize the loop above (C7514;
-      // docs/kernels.md). The outlier step is its own instance (compile-time `exact`).
+      // pending across the loop's back edge, which is what made ptxas serialize the split-N loop (kLoop 0,
+      // below; C7514, docs/kernels.md). The outlier step is its own instance (compile-time `exact`).
       for (int i = 0; i < n_groups; ++i) overlap_step(i, std::false_type{});
       if (n_steps > n_groups) overlap_step(n_groups, std::true_type{});
     } else {
@@ -368,10 +361,7 @@ __global__ void __launch_bounds__(kThreads, 1) atom_gemm_ws_kernel(const Params 
     }
     if (n_steps > 0) {
       const int i = n_steps - 1;
-      if (!(MODE & 4)) {
-        ptx::wgmma_wait<0>();
-        ptx::wgmma_fence_operands(acc1);
-      }
+      wait_all(acc1);
       promote_step(acc1, 1, i);
       ptx::mbar_arrive(empty + i % kS);
     }
