@@ -204,37 +204,21 @@ int main(int argc, char** argv) {
         const double t_mma = (M >= 256) ? guarded("atom-w4a4-mma", double(w4_bytes + a4_bytes + M * N * 2), [&](int i) {
           atom_gemm(aa[i % ac], aw[i % wc], y.data(), nullptr, nullptr, st, 2);
         }) : -1;
-        const double t_wg = (M >= 64 && atom_gemm_wgmma_available())
-                                ? guarded("atom-w4a4-wgmma", double(w4_bytes + a4_bytes + M * N * 2), [&](int i) {
-                                    atom_gemm(aa[i % ac], aw[i % wc], y.data(), nullptr, nullptr, st, atom_gemm_wgmma_config());
-                                  })
-                                : -1;
-        // the warp-specialized wgmma kernel (config 7)
-        const double t_ws = (M >= 64 && atom_gemm_wgmma_available())
-                                ? guarded("atom-w4a4-ws", double(w4_bytes + a4_bytes + M * N * 2), [&](int i) {
-                                    atom_gemm(aa[i % ac], aw[i % wc], y.data(), nullptr, nullptr, st, atom_gemm_ws_config());
-                                  })
-                                : -1;
-        const double t_ws5 = (M >= 64 && atom_gemm_wgmma_available())
-                                 ? guarded("atom-w4a4-ws-5stage", double(w4_bytes + a4_bytes + M * N * 2), [&](int i) {
-                                     atom_gemm(aa[i % ac], aw[i % wc], y.data(), nullptr, nullptr, st, atom_gemm_ws_config() + 1);
-                                   })
-                                 : -1;
-        const double t_wso = (M >= 64 && atom_gemm_wgmma_available())
-                                 ? guarded("atom-w4a4-ws-overlap", double(w4_bytes + a4_bytes + M * N * 2), [&](int i) {
-                                     atom_gemm(aa[i % ac], aw[i % wc], y.data(), nullptr, nullptr, st, atom_gemm_ws_config() + 2);
-                                   })
-                                 : -1;
-        const double t_wsp = (M >= 64 && atom_gemm_wgmma_available())
-                                 ? guarded("atom-w4a4-ws-pipe", double(w4_bytes + a4_bytes + M * N * 2), [&](int i) {
-                                     atom_gemm(aa[i % ac], aw[i % wc], y.data(), nullptr, nullptr, st, atom_gemm_ws_config() + 3);
-                                   })
-                                 : -1;
-        const double t_ws5o = (M >= 64 && atom_gemm_wgmma_available())
-                                  ? guarded("atom-w4a4-ws-5stage-overlap", double(w4_bytes + a4_bytes + M * N * 2), [&](int i) {
-                                      atom_gemm(aa[i % ac], aw[i % wc], y.data(), nullptr, nullptr, st, atom_gemm_ws_config() + 4);
-                                    })
-                                  : -1;
+        // one forced wgmma configuration (M >= 64 on an sm_90 device; -1 otherwise)
+        auto forced = [&](const char* name, int config) {
+          if (M < 64 || !atom_gemm_wgmma_available()) return -1.0;
+          return guarded(name, double(w4_bytes + a4_bytes + M * N * 2), [&](int i) {
+            atom_gemm(aa[i % ac], aw[i % wc], y.data(), nullptr, nullptr, st, config);
+          });
+        };
+        const double t_wg = forced("atom-w4a4-wgmma", atom_gemm_wgmma_config());
+        // the warp-specialized wgmma kernel (config 7) and its variants 8..11 (atom_gemm_ws.cu)
+        const int ws = atom_gemm_ws_config();
+        const double t_ws = forced("atom-w4a4-ws", ws);
+        const double t_ws5 = forced("atom-w4a4-ws-5stage", ws + 1);
+        const double t_wso = forced("atom-w4a4-ws-overlap", ws + 2);
+        const double t_wsp = forced("atom-w4a4-ws-pipe", ws + 3);
+        const double t_ws5o = forced("atom-w4a4-ws-5stage-overlap", ws + 4);
         // diagnostics (wrong results, timing only): wgmma 128x128 without promotion / unpacking / both
         double t_diag[3] = {-1, -1, -1};
         if (diag && M >= 1024 && atom_gemm_wgmma_available()) {
