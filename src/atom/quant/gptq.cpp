@@ -43,51 +43,87 @@ bool cholesky_inverse_upper(std::vector<double>& a, int64_t k) {
 
 }  // namespace
 
-GptqResult gptq_quantize_atom(const float* w_r, int64_t n, int64_t k, const double* h_r, std::vector<int32_t> perm,
-                              const AtomConfig& cfg, const GptqOptions& opt) {
-  const AtomLayout L(k, cfg);
+namespace gptq_detail {
+
+PreparedHessian prepare(const float* w_r, int64_t n, int64_t k, const double* h_r, const GptqOptions& opt) {
   ATOM_CHECK(n > 0, "GPTQ: empty weight");
   ATOM_CHECK(opt.block > 0 && opt.damp >= 0.0, "GPTQ: bad options (block {}, damp {})", opt.block, opt.damp);
-  const bool o8 = cfg.outlier_bits == 8;
-  GptqResult res;
-
-  std::vector<double> W(size_t(n * k));
-  for (int64_t i = 0; i < n * k; ++i) {
-    ATOM_CHECK(std::isfinite(w_r[i]), "GPTQ: non-finite weight at {}", i);
-    W[size_t(i)] = w_r[i];
-  }
-  std::vector<double> H(h_r, h_r + k * k);
-  for (double v : H) ATOM_CHECK(std::isfinite(v), "GPTQ: non-finite Hessian entry");
+  for (int64_t i = 0; i < n * k; ++i) ATOM_CHECK(std::isfinite(w_r[i]), "GPTQ: non-finite weight at {}", i);
+  PreparedHessian p;
+  p.h.assign(h_r, h_r + k * k);
+  for (double v : p.h) ATOM_CHECK(std::isfinite(v), "GPTQ: non-finite Hessian entry");
+  p.dead.assign(size_t(k), 0);
   for (int64_t j = 0; j < k; ++j)
-    if (H[size_t(j * k + j)] == 0.0) {  // a channel calibration never saw: nothing to preserve
-      H[size_t(j * k + j)] = 1.0;
-      for (int64_t r = 0; r < n; ++r) W[size_t(r * k + j)] = 0.0;
-      ++res.dead_columns;
+    if (p.h[size_t(j * k + j)] == 0.0) {  // a channel calibration never saw: nothing to preserve
+      p.h[size_t(j * k + j)] = 1.0;
+      p.dead[size_t(j)] = 1;
+      ++p.dead_columns;
     }
-  double mean_diag = 0;
-  for (int64_t j = 0; j < k; ++j) mean_diag += H[size_t(j * k + j)];
-  mean_diag /= double(k);
+  for (int64_t j = 0; j < k; ++j) p.mean_diag += p.h[size_t(j * k + j)];
+  p.mean_diag /= double(k);
+  return p;
+}
 
-  // Hinv = chol(H⁻¹) upper; if the damped H is still not positive definite, damp harder.
-  std::vector<double> U;
+double damped_factor(const GptqOptions& opt, double mean_diag, const std::function<bool(double)>& try_factor) {
   double damp = opt.damp * mean_diag;
   for (int attempt = 0;; ++attempt) {
-    U = H;
-    for (int64_t j = 0; j < k; ++j) U[size_t(j * k + j)] += damp;
-    if (cholesky_inverse_upper(U, k)) break;
+    if (try_factor(damp)) return damp;
     ATOM_CHECK(attempt < 6, "GPTQ: the Hessian is not positive definite even with damping {}", damp);
     damp = damp > 0 ? damp * 10.0 : 1e-6 * std::max(mean_diag, 1e-12);
   }
-  res.damp_used = damp;
+}
 
-  // Blocks: at most opt.block wide, and also cut at every group start and at the outlier start.
+std::vector<std::pair<int64_t, int64_t>> column_blocks(const AtomLayout& L, int64_t block) {
   std::vector<int64_t> cuts;
   for (int64_t g = 0; g < L.n_groups; ++g) cuts.push_back(L.group_begin(g));
   if (L.n_outlier > 0) cuts.push_back(L.k_normal);
-  cuts.push_back(k);
+  cuts.push_back(L.k);
   std::vector<std::pair<int64_t, int64_t>> blocks;
   for (size_t c = 0; c + 1 < cuts.size(); ++c)
-    for (int64_t b = cuts[c]; b < cuts[c + 1]; b += opt.block) blocks.push_back({b, std::min(cuts[c + 1], b + opt.block)});
+    for (int64_t b = cuts[c]; b < cuts[c + 1]; b += block) blocks.push_back({b, std::min(cuts[c + 1], b + block)});
+  return blocks;
+}
+
+AtomWeights assemble(int64_t n, int64_t k, const AtomConfig& cfg, std::vector<int32_t> perm, const std::vector<int8_t>& qn,
+                     std::vector<float> scales, std::vector<int8_t> qo, std::vector<float> so, std::vector<float> fo) {
+  const AtomLayout L(k, cfg);
+  AtomWeights out;
+  out.out_features = n;
+  out.in_features = k;
+  out.config = cfg;
+  out.perm = std::move(perm);
+  const int64_t rb = int4_bytes(L.k_normal);
+  out.w_int4.resize(size_t(n * rb));
+  for (int64_t r = 0; r < n; ++r) pack_int4(qn.data() + r * L.k_normal, L.k_normal, out.w_int4.data() + r * rb);
+  out.w_scale = std::move(scales);
+  out.w_outlier = std::move(qo);
+  out.w_outlier_scale = std::move(so);
+  out.w_outlier_fp16 = std::move(fo);
+  out.validate();
+  return out;
+}
+
+}  // namespace gptq_detail
+
+GptqResult gptq_quantize_atom(const float* w_r, int64_t n, int64_t k, const double* h_r, std::vector<int32_t> perm,
+                              const AtomConfig& cfg, const GptqOptions& opt) {
+  const AtomLayout L(k, cfg);
+  gptq_detail::PreparedHessian ph = gptq_detail::prepare(w_r, n, k, h_r, opt);
+  const bool o8 = cfg.outlier_bits == 8;
+  GptqResult res;
+  res.dead_columns = ph.dead_columns;
+  std::vector<double> W(size_t(n * k));
+  for (int64_t r = 0; r < n; ++r)
+    for (int64_t j = 0; j < k; ++j) W[size_t(r * k + j)] = ph.dead[size_t(j)] ? 0.0 : double(w_r[r * k + j]);
+
+  // Hinv = chol(H⁻¹) upper; if the damped H is still not positive definite, damp harder.
+  std::vector<double> U;
+  res.damp_used = gptq_detail::damped_factor(opt, ph.mean_diag, [&](double damp) {
+    U = ph.h;
+    for (int64_t j = 0; j < k; ++j) U[size_t(j * k + j)] += damp;
+    return cholesky_inverse_upper(U, k);
+  });
+  const auto blocks = gptq_detail::column_blocks(L, opt.block);
 
   // Outputs (reordered order).
   std::vector<int8_t> qn(size_t(n * L.k_normal));
@@ -149,19 +185,8 @@ GptqResult gptq_quantize_atom(const float* w_r, int64_t n, int64_t k, const doub
   }
   for (double l : row_loss) res.loss += l;
 
-  AtomWeights& out = res.weights;
-  out.out_features = n;
-  out.in_features = k;
-  out.config = cfg;
-  out.perm = std::move(perm);
-  const int64_t rb = int4_bytes(L.k_normal);
-  out.w_int4.resize(size_t(n * rb));
-  for (int64_t r = 0; r < n; ++r) pack_int4(qn.data() + r * L.k_normal, L.k_normal, out.w_int4.data() + r * rb);
-  out.w_scale = std::move(scales);
-  out.w_outlier = std::move(qo);
-  out.w_outlier_scale = std::move(so);
-  out.w_outlier_fp16 = std::move(fo);
-  out.validate();
+  res.weights = gptq_detail::assemble(n, k, cfg, std::move(perm), qn, std::move(scales), std::move(qo), std::move(so),
+                                      std::move(fo));
   return res;
 }
 

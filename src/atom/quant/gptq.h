@@ -17,6 +17,8 @@
 // Dead columns (H[j,j] == 0) get H[j,j] = 1 and W[:, j] = 0, as in GPTQ.
 #pragma once
 #include <cstdint>
+#include <functional>
+#include <utility>
 #include <vector>
 
 #include "atom/quant/atom_linear.h"
@@ -41,6 +43,30 @@ struct GptqResult {
 // w_r [n, k] and h_r [k, k] in reordered order; perm maps reordered -> original columns.
 GptqResult gptq_quantize_atom(const float* w_r, int64_t n, int64_t k, const double* h_r, std::vector<int32_t> perm,
                               const AtomConfig& cfg, const GptqOptions& opt = {});
+
+// The host-side steps of GPTQ that the CPU reference and the GPU implementation (backend/cuda/gptq_gpu.h)
+// share, so both validate, damp, cut and assemble the same way.
+namespace gptq_detail {
+struct PreparedHessian {
+  std::vector<double> h;      // H_r with the dead-column rule applied (H[j, j] == 0 -> 1)
+  std::vector<uint8_t> dead;  // [k]: 1 where the weight column is zeroed
+  int64_t dead_columns = 0;
+  double mean_diag = 0;       // of h
+};
+// Checks the sizes, options and finiteness of w_r / h_r (atom::Error otherwise) and applies the
+// dead-column rule.
+PreparedHessian prepare(const float* w_r, int64_t n, int64_t k, const double* h_r, const GptqOptions& opt);
+// Damping: try_factor(damp) for opt.damp * mean_diag, then ×10 (or 1e-6 * mean_diag from 0) up to six
+// more times; returns the damping that worked, throws if none did.
+double damped_factor(const GptqOptions& opt, double mean_diag, const std::function<bool(double)>& try_factor);
+// Column blocks [i1, i2): at most opt.block wide, also cut at every group start and at the outlier start,
+// so a scale is always computed from fully updated columns.
+std::vector<std::pair<int64_t, int64_t>> column_blocks(const AtomLayout& L, int64_t block);
+// The AtomWeights of the row-major [n, ·] results (qn: INT4 values; qo / so: int8 outliers; fo: fp16
+// outliers; the ones the layout has no use for are empty), validated.
+AtomWeights assemble(int64_t n, int64_t k, const AtomConfig& cfg, std::vector<int32_t> perm, const std::vector<int8_t>& qn,
+                     std::vector<float> scales, std::vector<int8_t> qo, std::vector<float> so, std::vector<float> fo);
+}  // namespace gptq_detail
 
 // tr(ΔW·H·ΔWᵀ) with ΔW = w_r − dequant(q) (reordered), i.e. (2/n)·||X·ΔWᵀ||²_F for the calibration X:
 // the layer-output error the quantized weights cause.

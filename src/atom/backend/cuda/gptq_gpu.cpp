@@ -1,19 +1,18 @@
-// GPTQ on the GPU, host half (gptq_gpu.h): the same checks, dead-column rule, damping schedule, block
-// cuts and output assembly as gptq.cpp; the device does chol(H⁻¹), the column walk and the lazy update.
+// GPTQ on the GPU, host half (gptq_gpu.h): the checks, dead-column rule, damping schedule, block cuts and
+// output assembly are gptq.h's gptq_detail steps, shared with the CPU reference; the device does
+// chol(H⁻¹), the column walk and the lazy update.
 #include "atom/backend/cuda/gptq_gpu.h"
 
 #include <cublas_v2.h>
 #include <cusolverDn.h>
 
 #include <algorithm>
-#include <cmath>
 #include <utility>
 
 #include "atom/backend/cuda/cuda_check.h"
 #include "atom/backend/cuda/device.h"
 #include "atom/backend/cuda/gptq_gpu_kernels.h"
 #include "atom/core/error.h"
-#include "atom/quant/int4.h"
 
 #define ATOM_CUSOLVER_CHECK(expr)                                                                  \
   do {                                                                                             \
@@ -83,24 +82,10 @@ quant::GptqResult gptq_quantize_atom_gpu(const float* w_r, int64_t n, int64_t k,
                                          std::vector<int32_t> perm, const quant::AtomConfig& cfg,
                                          const quant::GptqOptions& opt, cudaStream_t s) {
   const quant::AtomLayout L(k, cfg);
-  ATOM_CHECK(n > 0, "GPTQ: empty weight");
-  ATOM_CHECK(opt.block > 0 && opt.damp >= 0.0, "GPTQ: bad options (block {}, damp {})", opt.block, opt.damp);
   ATOM_CHECK(k < (int64_t(1) << 31) && n < (int64_t(1) << 31), "GPTQ (GPU): {} x {} is too large", n, k);
+  const quant::gptq_detail::PreparedHessian ph = quant::gptq_detail::prepare(w_r, n, k, h_r, opt);
   quant::GptqResult res;
-
-  for (int64_t i = 0; i < n * k; ++i) ATOM_CHECK(std::isfinite(w_r[i]), "GPTQ: non-finite weight at {}", i);
-  std::vector<double> H(h_r, h_r + k * k);
-  for (double v : H) ATOM_CHECK(std::isfinite(v), "GPTQ: non-finite Hessian entry");
-  std::vector<uint8_t> dead(size_t(k), 0);
-  for (int64_t j = 0; j < k; ++j)
-    if (H[size_t(j * k + j)] == 0.0) {  // a channel calibration never saw: nothing to preserve
-      H[size_t(j * k + j)] = 1.0;
-      dead[size_t(j)] = 1;
-      ++res.dead_columns;
-    }
-  double mean_diag = 0;
-  for (int64_t j = 0; j < k; ++j) mean_diag += H[size_t(j * k + j)];
-  mean_diag /= double(k);
+  res.dead_columns = ph.dead_columns;
 
   // W, column-major double (dead columns zeroed)
   DeviceBuffer<double> W{size_t(n * k)};
@@ -108,42 +93,28 @@ quant::GptqResult gptq_quantize_atom_gpu(const float* w_r, int64_t n, int64_t k,
     DeviceBuffer<float> w32;
     w32.upload(w_r, size_t(n * k), s);
     DeviceBuffer<uint8_t> dd;
-    dd.upload(dead, s);
+    dd.upload(ph.dead, s);
     gptq_detail::transpose_to_double(w32.data(), n, k, dd.data(), W.data(), s);
     ATOM_CUDA_CHECK(cudaStreamSynchronize(s));  // before the staging buffers are freed
   }
 
-  // U = chol((H + damp)⁻¹) upper, column-major in A; if the damped H is still not positive definite,
-  // damp harder (gptq.cpp's schedule).
+  // U = chol((H + damp)⁻¹) upper, column-major in A (gptq.cpp's damping schedule)
   SolverHandle solver(s);
   DeviceBuffer<double> A{size_t(k * k)};
-  double damp = opt.damp * mean_diag;
-  for (int attempt = 0;; ++attempt) {
-    A.upload(H, s);
+  res.damp_used = quant::gptq_detail::damped_factor(opt, ph.mean_diag, [&](double damp) {
+    A.upload(ph.h, s);
     gptq_detail::add_diagonal(A.data(), k, damp, s);
-    if (cholesky_inverse_upper(solver, A.data(), int(k), s)) break;
-    ATOM_CHECK(attempt < 6, "GPTQ: the Hessian is not positive definite even with damping {}", damp);
-    damp = damp > 0 ? damp * 10.0 : 1e-6 * std::max(mean_diag, 1e-12);
-  }
-  res.damp_used = damp;
+    return cholesky_inverse_upper(solver, A.data(), int(k), s);
+  });
   BlasHandle blas(s);
   const double one = 1.0, zero = 0.0, minus_one = -1.0;
   DeviceBuffer<double> Ur{size_t(k * k)};  // row-major U: Ur (column-major) = Aᵀ
   ATOM_CUBLAS_CHECK(cublasDgeam(blas.h, CUBLAS_OP_T, CUBLAS_OP_N, int(k), int(k), &one, A.data(), int(k), &zero,
                                 A.data(), int(k), Ur.data(), int(k)));
 
-  // Blocks: at most opt.block wide, and also cut at every group start and at the outlier start.
-  std::vector<int64_t> cuts;
-  for (int64_t g = 0; g < L.n_groups; ++g) cuts.push_back(L.group_begin(g));
-  if (L.n_outlier > 0) cuts.push_back(L.k_normal);
-  cuts.push_back(k);
-  std::vector<std::pair<int64_t, int64_t>> blocks;
+  const auto blocks = quant::gptq_detail::column_blocks(L, opt.block);
   int64_t widest = 1;
-  for (size_t c = 0; c + 1 < cuts.size(); ++c)
-    for (int64_t b = cuts[c]; b < cuts[c + 1]; b += opt.block) {
-      blocks.push_back({b, std::min(cuts[c + 1], b + opt.block)});
-      widest = std::max(widest, blocks.back().second - b);
-    }
+  for (const auto& [i1, i2] : blocks) widest = std::max(widest, i2 - i1);
 
   const int64_t O = L.n_outlier;
   DeviceBuffer<int8_t> qn{size_t(n * L.k_normal)}, qo{size_t(L.int8_outliers ? n * O : 0)};
@@ -170,22 +141,10 @@ quant::GptqResult gptq_quantize_atom_gpu(const float* w_r, int64_t n, int64_t k,
   }
   for (double l : loss.download(s)) res.loss += l;
 
-  quant::AtomWeights& out = res.weights;
-  out.out_features = n;
-  out.in_features = k;
-  out.config = cfg;
-  out.perm = std::move(perm);
-  const std::vector<int8_t> q_rows = rows_of(qn, n, L.k_normal, s);
-  const int64_t rb = quant::int4_bytes(L.k_normal);
-  out.w_int4.resize(size_t(n * rb));
-  for (int64_t r = 0; r < n; ++r) quant::pack_int4(q_rows.data() + r * L.k_normal, L.k_normal, out.w_int4.data() + r * rb);
-  out.w_scale = rows_of(scales, n, L.n_groups, s);
-  if (L.int8_outliers) {
-    out.w_outlier = rows_of(qo, n, O, s);
-    out.w_outlier_scale = so.download(s);
-  }
-  if (L.fp16_outliers) out.w_outlier_fp16 = rows_of(fo, n, O, s);
-  out.validate();
+  res.weights = quant::gptq_detail::assemble(
+      n, k, cfg, std::move(perm), rows_of(qn, n, L.k_normal, s), rows_of(scales, n, L.n_groups, s),
+      L.int8_outliers ? rows_of(qo, n, O, s) : std::vector<int8_t>{}, L.int8_outliers ? so.download(s) : std::vector<float>{},
+      L.fp16_outliers ? rows_of(fo, n, O, s) : std::vector<float>{});
   return res;
 }
 
