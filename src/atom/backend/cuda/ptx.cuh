@@ -56,20 +56,21 @@ __device__ __forceinline__ void unpack_int4x8(uint32_t w, uint32_t& lo, uint32_t
   hi = sext_nibbles(__byte_perm(even, odd, 0x7362));  // e4 e5 e6 e7
 }
 
-// The same unpacking into the HIGH nibble of each byte: bytes hold 16*q (exact int8 for q in -8..7), in
-// 5 integer ops instead of 11 (no sign extension: the nibble's sign bit lands on the byte's). A product
-// of two such operands is 256x the INT4 product; with 128-deep groups |sum| <= 2^21 (the magic-number
-// conversion's 2^22 still holds) and the 1/256 is folded into a scale, exactly (a power of two).
-// The same without the two byte permutes (3 ops per 8 values): lo = 16 * elements 0,2,4,6 and
-// hi = 16 * elements 1,3,5,7. A GEMM that unpacks both operands with it permutes k the same way on both
-// sides, which a dot product does not see (the warp-specialized W4A4 GEMM).
+// The same unpacking into the HIGH nibble of each byte: bytes hold 16*q (exact int8 for q in -8..7), with
+// no sign extension (the nibble's sign bit lands on the byte's). A product of two such operands is 256x
+// the INT4 product; with 128-deep groups |sum| <= 2^21 (the magic-number conversion's 2^22 still holds)
+// and the 1/256 is folded into a scale, exactly (a power of two).
+// _split: 3 ops per 8 values, lo = 16 * elements 0,2,4,6 and hi = 16 * elements 1,3,5,7. A GEMM that
+// unpacks both operands with it permutes k the same way on both sides, which a dot product does not see
+// (the warp-specialized W4A4 GEMM).
 __device__ __forceinline__ void unpack_int4x8_x16_split(uint32_t w, uint32_t& lo, uint32_t& hi) {
   lo = (w << 4) & 0xF0F0F0F0u;
   hi = w & 0xF0F0F0F0u;
 }
+// In element order (5 ops instead of unpack_int4x8's 11): lo = 16 * elements 0..3, hi = 16 * 4..7.
 __device__ __forceinline__ void unpack_int4x8_x16(uint32_t w, uint32_t& lo, uint32_t& hi) {
-  const uint32_t even = (w << 4) & 0xF0F0F0F0u;  // 16 * elements 0,2,4,6
-  const uint32_t odd = w & 0xF0F0F0F0u;          // 16 * elements 1,3,5,7
+  uint32_t even, odd;
+  unpack_int4x8_x16_split(w, even, odd);
   lo = __byte_perm(even, odd, 0x5140);
   hi = __byte_perm(even, odd, 0x7362);
 }
