@@ -47,7 +47,6 @@ struct Args {
   bool graphs = true;
 };
 
-
 nlohmann::json run_mode(const Args& a, cuda::GpuMode mode, const std::vector<engine::BenchRequest>& reqs) {
   cuda::CudaExecutorOptions o;
   o.max_num_seqs = a.max_num_seqs;
