@@ -101,6 +101,8 @@ QuantizeReport report_from_json(const json& j) {
   for (const json& l : j.at("linears"))
     r.linears.push_back({l.at("layer").get<int>(), l.at("linear").get<std::string>(), l.at("rel_error").get<double>(),
                          l.at("w_clip").get<float>()});
+  r.backend = j.value("backend", std::string());
+  if (j.contains("stage_seconds")) r.stage_seconds = j.at("stage_seconds").get<std::map<std::string, double>>();
   return r;
 }
 

@@ -10,7 +10,12 @@
 #include "atom/core/progress.h"
 #include "atom/quant/calibrate.h"
 #include "atom/quant/checkpoint.h"
+#include "atom/quant/quant_backend.h"
 #include "commands.h"
+#ifdef ATOM_WITH_CUDA
+#include "atom/backend/cuda/device.h"
+#include "atom/backend/cuda/quant_backend_gpu.h"
+#endif
 
 namespace atom::cli {
 
@@ -18,6 +23,7 @@ namespace {
 struct QuantizeArgs {
   std::string model, out, calib = "../shared/data/wikitext2-valid-tokenized.txt", method = "atom";
   std::string w_clip;  // a ratio or "search"
+  std::string device = "auto";
   int outliers = 128, group = 128, outlier_bits = 8, a_bits = 4, kv_bits = 4, samples = 128, seqlen = 2048, threads = 0, tp_segments = 1;
   float a_clip = 0.9f;
   bool gptq_on = false, gptq_off = false, kv_pre_rope = false;
@@ -78,6 +84,18 @@ quant::QuantConfig make_config(const QuantizeArgs& a) {
   return c;
 }
 
+// --device: auto = cuda when this build has CUDA and a GPU is visible, else cpu.
+std::unique_ptr<quant::QuantBackend> make_backend(const std::string& device) {
+  ATOM_CHECK(device == "auto" || device == "cpu" || device == "cuda", "--device must be auto, cpu or cuda (got '{}')",
+             device);
+#ifdef ATOM_WITH_CUDA
+  if (device == "cuda" || (device == "auto" && cuda::device_count() > 0)) return cuda::make_gpu_quant_backend();
+#else
+  ATOM_CHECK(device != "cuda", "--device cuda: this build has no CUDA backend (configure with -DATOM_CUDA=ON)");
+#endif
+  return quant::make_cpu_quant_backend();
+}
+
 void run_quantize(const QuantizeArgs& a) {
   set_threads(a.threads);
   const quant::QuantConfig cfg = make_config(a);
@@ -93,11 +111,16 @@ void run_quantize(const QuantizeArgs& a) {
   spdlog::info("calibration: {} windows x {} tokens from {} ({} tokens), seed {}", cfg.samples, cfg.seqlen, a.calib,
                tokens.size(), cfg.seed);
   spdlog::info("quantizing: {}", cfg.to_json().dump());
+  const std::unique_ptr<quant::QuantBackend> backend = make_backend(a.device);
+  spdlog::info("calibration and GPTQ on: {}", backend->name());
   const int layers = lm.model->cfg.num_layers;
   ProgressBar bar("quantize", layers);
   quant::QuantizeReport rep =
-      quant::quantize_model(*lm.model, windows, cfg, [&](int done, int) { bar.update(done); });
+      quant::quantize_model(*lm.model, windows, cfg, [&](int done, int) { bar.update(done); }, backend.get());
   bar.finish();
+  std::string stages;
+  for (const auto& [k, v] : rep.stage_seconds) stages += fmt::format(" {} {:.1f}s", k, v);
+  spdlog::info("stages ({}):{}", rep.backend, stages);
   // Per-layer relative output errors (also stored in the checkpoint's metadata).
   for (int l = 0; l < layers; ++l) {
     std::string line = fmt::format("layer {:2d}:", l);
@@ -106,7 +129,7 @@ void run_quantize(const QuantizeArgs& a) {
     spdlog::info("{}", line);
   }
   quant::save_checkpoint(a.out, *lm.model, cfg, rep, a.model);
-  fmt::print("quantized {} -> {} ({}) in {:.1f}s\n", a.model, a.out, a.method, rep.seconds);
+  fmt::print("quantized {} -> {} ({}, on {}) in {:.1f}s\n", a.model, a.out, a.method, rep.backend, rep.seconds);
 }
 }  // namespace
 
@@ -136,6 +159,10 @@ void add_quantize_command(CLI::App& app) {
                  "Quantize o_proj/down_proj as N K-segments so the checkpoint splits over N (or a divisor "
                  "of N) tensor-parallel ranks")->capture_default_str()->check(CLI::Range(1, 64));
   c->add_option("--seed", a->seed, "Calibration sampling seed")->capture_default_str();
+  c->add_option("--device", a->device,
+                 "Where calibration forward passes, statistics and GPTQ run: auto (cuda when a GPU is visible and "
+                 "the build has CUDA), cpu (the reference) or cuda")
+      ->capture_default_str()->check(CLI::IsMember({"auto", "cpu", "cuda"}));
   c->add_option("-t,--threads", a->threads, "CPU threads (0 = all)")->capture_default_str();
   c->callback([a] { run_quantize(*a); });
 }

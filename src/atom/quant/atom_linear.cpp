@@ -64,8 +64,10 @@ std::vector<float> AtomWeights::dequantize() const {
   const AtomLayout L = layout();
   const int64_t n = out_features, k = in_features;
   std::vector<float> out(size_t(n * k));
-  std::vector<int8_t> q(size_t(L.k_normal));
+#pragma omp parallel for schedule(static) if (n * k > (1 << 18))
   for (int64_t r = 0; r < n; ++r) {
+    thread_local std::vector<int8_t> q;
+    q.resize(size_t(L.k_normal));
     unpack_int4(w_int4.data() + r * int4_bytes(L.k_normal), L.k_normal, q.data());
     for (int64_t j = 0; j < L.k_normal; ++j)
       out[size_t(r * k + perm[size_t(j)])] = float(q[size_t(j)]) * w_scale[size_t(r * L.n_groups + j / L.group)];

@@ -11,6 +11,7 @@
 #include "atom/quant/calibrate.h"
 #include "atom/quant/gptq.h"
 #include "atom/quant/kv_quant.h"
+#include "atom/quant/quant_backend.h"
 #include "atom/quant/quantize.h"
 #include "atom/quant/w8a8_linear.h"
 
@@ -87,7 +88,8 @@ nlohmann::json QuantizeReport::to_json() const {
   nlohmann::json lin = nlohmann::json::array();
   for (const auto& r : linears)
     lin.push_back({{"layer", r.layer}, {"linear", r.linear}, {"rel_error", r.rel_error}, {"w_clip", r.w_clip}});
-  return {{"seconds", seconds}, {"calib_tokens", calib_tokens}, {"linears", lin}};
+  return {{"seconds", seconds}, {"calib_tokens", calib_tokens}, {"backend", backend}, {"stage_seconds", stage_seconds},
+          {"linears", lin}};
 }
 
 void apply_kv_format(LlamaModel& model, const QuantConfig& cfg) {
@@ -107,14 +109,6 @@ void apply_kv_format(LlamaModel& model, const QuantConfig& cfg) {
 }
 
 namespace {
-
-constexpr int64_t kErrorRows = 512;  // calibration rows kept per input to measure output error
-
-// Statistics of the four inputs of one block, gathered through the model's observer.
-struct BlockStats {
-  InputStats in[kNumInputKinds];
-  std::vector<float> rows[kNumInputKinds];  // the first kErrorRows input rows (for error reports)
-};
 
 const DenseLinear& dense(const LlamaLayer& L, LinearSlot s) {
   auto* d = dynamic_cast<const DenseLinear*>(L.linear[int(s)].get());
@@ -155,12 +149,19 @@ std::vector<T> column_block(const T* w, int64_t n, int64_t k, int64_t c0, int64_
 
 // The Atom weights of one linear (or one K-segment of it): w_r [n, k] in reordered column order,
 // h_r its reordered Hessian (empty without GPTQ / clip search), perm the reorder.
+// The GPTQ solve runs on `backend` (its time added to *gptq_s).
 std::unique_ptr<AtomLinear> quantize_atom_linear(const std::vector<float>& w_r, int64_t n, int64_t k,
                                                  const std::vector<double>& h_r, std::vector<int32_t> perm,
-                                                 AtomConfig ac, const QuantConfig& cfg, float* clip_used) {
+                                                 AtomConfig ac, const QuantConfig& cfg, float* clip_used,
+                                                 QuantBackend& backend, double* gptq_s) {
   if (cfg.w_clip_search && !cfg.gptq) ac.w_clip = search_weight_clip(w_r.data(), n, k, h_r.data(), perm, ac).best_clip;
   *clip_used = ac.w_clip;
-  if (cfg.gptq) return std::make_unique<AtomLinear>(gptq_quantize_atom(w_r.data(), n, k, h_r.data(), std::move(perm), ac).weights);
+  if (cfg.gptq) {
+    const auto t0 = std::chrono::steady_clock::now();
+    AtomWeights w = backend.gptq(w_r.data(), n, k, h_r.data(), std::move(perm), ac).weights;
+    *gptq_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    return std::make_unique<AtomLinear>(std::move(w));
+  }
   return std::make_unique<AtomLinear>(atom_quantize_rtn_reordered(w_r.data(), n, k, std::move(perm), ac));
 }
 
@@ -209,52 +210,45 @@ void round_16bit_parts(LlamaModel& model, bool all_linears) {
 }  // namespace
 
 QuantizeReport quantize_model(LlamaModel& model, const std::vector<std::vector<int32_t>>& windows,
-                              const QuantConfig& cfg, const std::function<void(int, int)>& on_layer) {
+                              const QuantConfig& cfg, const std::function<void(int, int)>& on_layer,
+                              QuantBackend* backend_in) {
   cfg.validate();
   ATOM_CHECK(!windows.empty(), "quantize: no calibration windows");
-  const auto t0 = std::chrono::steady_clock::now();
+  using clock = std::chrono::steady_clock;
+  const auto t0 = clock::now();
+  auto since = [](clock::time_point t) { return std::chrono::duration<double>(clock::now() - t).count(); };
   QuantizeReport report;
   round_16bit_parts(model, cfg.method == "fp16");
   if (cfg.method == "fp16") return report;
   const ModelConfig& c = model.cfg;
   check_segments(c, cfg);
   const int64_t H = c.hidden_size, T = int64_t(windows[0].size()), S = int64_t(windows.size());
+  for (const auto& w : windows)
+    ATOM_CHECK(int64_t(w.size()) == T, "quantize: calibration windows differ in length");
   const bool atom = cfg.method == "atom";
   const bool need_hessian = atom && (cfg.gptq || cfg.w_clip_search);
+  std::unique_ptr<QuantBackend> own;
+  if (!backend_in) own = make_cpu_quant_backend();
+  QuantBackend& backend = backend_in ? *backend_in : *own;
+  report.backend = backend.name();
+  double& gptq_s = report.stage_seconds["gptq"];
+  double& pass1_s = report.stage_seconds["pass1"];
+  double& pass2_s = report.stage_seconds["pass2"];
 
-  // Residual stream of every calibration window, carried block to block through the quantized model.
-  std::vector<float> X(size_t(S * T * H));
-  for (int64_t s = 0; s < S; ++s) {
-    ATOM_CHECK(int64_t(windows[size_t(s)].size()) == T, "quantize: calibration windows differ in length");
-    model.embed_tokens(windows[size_t(s)].data(), T, &X[size_t(s * T * H)]);
-  }
-  report.calib_tokens = S * T;
-  KVCache cache(c, T);
-  std::vector<float> scratch(size_t(T * H));
+  // The residual stream of every calibration window lives in the backend, carried block to block
+  // through the quantized model.
+  auto tp = clock::now();
   model.kv_store_hook = nullptr;  // calibrate on fp KV; the format is set below
+  backend.begin(model, windows);
+  report.stage_seconds["embed"] = since(tp);
+  report.calib_tokens = S * T;
 
   for (int l = 0; l < c.num_layers; ++l) {
     LlamaLayer& L = model.layers[size_t(l)];
     // --- pass 1: statistics of this block's four inputs (inputs from quantized earlier blocks) ---
-    BlockStats st;
-    for (int s = 0; s < kNumLinearSlots; ++s) {
-      const InputKind kind = input_kind(LinearSlot(s));
-      if (st.in[int(kind)].k == 0) st.in[int(kind)] = InputStats(L.linear[s]->in_features(), need_hessian);
-    }
-    model.observer = [&](int, LinearSlot slot, const float* x, int64_t m, int64_t k) {
-      if (slot == LinearSlot::K || slot == LinearSlot::V || slot == LinearSlot::Up) return;  // shared inputs
-      const int kind = int(input_kind(slot));
-      st.in[kind].add(x, m);
-      auto& keep = st.rows[kind];
-      const int64_t have = int64_t(keep.size()) / k, take = std::min(m, kErrorRows - have);
-      if (take > 0) keep.insert(keep.end(), x, x + take * k);
-    };
-    for (int64_t s = 0; s < S; ++s) {
-      std::memcpy(scratch.data(), &X[size_t(s * T * H)], scratch.size() * sizeof(float));
-      cache.clear();
-      model.forward_layer(l, scratch.data(), T, cache);
-    }
-    model.observer = nullptr;
+    tp = clock::now();
+    BlockStats st = backend.block_stats(model, l, need_hessian);
+    pass1_s += since(tp);
 
     // --- quantize the seven linears ---
     std::unique_ptr<Linear> q[kNumLinearSlots];
@@ -276,6 +270,7 @@ QuantizeReport quantize_model(LlamaModel& model, const std::vector<std::vector<i
         L.linear[int(LinearSlot::Down)] = std::make_unique<DenseLinear>(
             c.intermediate_size, H, permute_columns(wd.data(), H, c.intermediate_size, down_perm));
       }
+      std::vector<double> h_kind[kNumInputKinds];
       std::vector<int32_t> identity(size_t(c.intermediate_size));
       for (size_t i = 0; i < identity.size(); ++i) identity[i] = int32_t(i);
       // The error rows of down's input must follow the new channel order too.
@@ -296,11 +291,12 @@ QuantizeReport quantize_model(LlamaModel& model, const std::vector<std::vector<i
         const bool is_down = kind == InputKind::Down;
         const std::vector<int32_t>& p = is_down ? identity : perm[int(kind)];
         const std::vector<float> w_r = permute_columns(d.weight().data(), N, K, p);
-        std::vector<double> h_r;
-        if (need_hessian) h_r = st.in[int(kind)].hessian(is_down ? down_perm : p);
+        // q/k/v (and gate/up) share one Hessian: permuted once, freed after the last linear using it.
+        std::vector<double>& h_r = h_kind[int(kind)];
+        if (need_hessian && h_r.empty()) h_r = st.in[int(kind)].hessian(is_down ? down_perm : p);
         const int S = is_row_parallel(LinearSlot(s)) ? cfg.tp_segments : 1;
         if (S == 1) {
-          q[s] = quantize_atom_linear(w_r, N, K, h_r, p, cfg.atom, cfg, &clip_used[s]);
+          q[s] = quantize_atom_linear(w_r, N, K, h_r, p, cfg.atom, cfg, &clip_used[s], backend, &gptq_s);
         } else {  // S independent segments along K, each with its own outliers and groups
           const int64_t ks = K / S;
           AtomConfig ac = cfg.atom;
@@ -312,11 +308,15 @@ QuantizeReport quantize_model(LlamaModel& model, const std::vector<std::vector<i
             std::vector<double> hj;
             if (need_hessian) hj = column_block(&h_r[size_t(j * ks * K)], ks, K, j * ks, ks);
             segs.push_back(quantize_atom_linear(column_block(w_r.data(), N, K, j * ks, ks), N, ks, hj,
-                                                std::move(pj), ac, cfg, &clip_used[s]));
+                                                std::move(pj), ac, cfg, &clip_used[s], backend, &gptq_s));
           }
           q[s] = std::make_unique<SegmentedLinear>(std::move(segs));
         }
         w_ref[s] = d.weight();
+        if (s + 1 == kNumLinearSlots || input_kind(LinearSlot(s + 1)) != kind) {  // last user of this input
+          std::vector<double>().swap(h_r);
+          std::vector<double>().swap(st.in[int(kind)].xtx);
+        }
       }
     } else {  // w8a8: SmoothQuant, one smoothing vector per shared input
       for (int kind = 0; kind < kNumInputKinds; ++kind) {
@@ -357,16 +357,19 @@ QuantizeReport quantize_model(LlamaModel& model, const std::vector<std::vector<i
     }
 
     // --- pass 2: this block's outputs through its quantized linears (and quantized KV) ---
+    tp = clock::now();
     apply_kv_format(model, cfg);
-    for (int64_t s = 0; s < S; ++s) {
-      cache.clear();
-      model.forward_layer(l, &X[size_t(s * T * H)], T, cache);
-    }
+    backend.advance(model, l);
     model.kv_store_hook = nullptr;
+    pass2_s += since(tp);
     if (on_layer) on_layer(l + 1, c.num_layers);
   }
   apply_kv_format(model, cfg);
-  report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  for (const auto& [k, v] : backend.extra_timings()) report.stage_seconds[k] = v;
+  report.seconds = since(t0);
+  double timed = 0;
+  for (const char* k : {"embed", "pass1", "pass2", "gptq"}) timed += report.stage_seconds[k];
+  report.stage_seconds["host"] = std::max(0.0, report.seconds - timed);
   return report;
 }
 

@@ -4,6 +4,7 @@
 #pragma once
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -45,13 +46,22 @@ struct QuantizeReport {
   std::vector<LinearReport> linears;
   double seconds = 0;
   int64_t calib_tokens = 0;
+  std::string backend;                          // "cpu", "cuda"
+  // Wall seconds per stage: "embed", "pass1" (forward + statistics), "pass2" (forward through the
+  // quantized block), "gptq" (the solves), "host" (reorder, RTN, layer packing, error reports, ...),
+  // and the backend's own parts (QuantBackend::extra_timings, e.g. "hessian", included in pass1).
+  std::map<std::string, double> stage_seconds;
   nlohmann::json to_json() const;
 };
 
+class QuantBackend;  // quant_backend.h
+
 // Quantizes `model` in place. `windows` are calibration token windows (sample_windows()).
-// on_layer(l, total) is called after each block (progress).
+// on_layer(l, total) is called after each block (progress). `backend` runs the calibration forward
+// passes, statistics and GPTQ solves (null: the CPU reference, make_cpu_quant_backend()).
 QuantizeReport quantize_model(LlamaModel& model, const std::vector<std::vector<int32_t>>& windows,
-                              const QuantConfig& cfg, const std::function<void(int, int)>& on_layer = nullptr);
+                              const QuantConfig& cfg, const std::function<void(int, int)>& on_layer = nullptr,
+                              QuantBackend* backend = nullptr);
 
 // Installs the KV-cache format of `cfg` (kv_bits, kv_pre_rope) on the model (no-op for 16).
 void apply_kv_format(LlamaModel& model, const QuantConfig& cfg);

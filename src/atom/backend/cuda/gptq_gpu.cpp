@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <utility>
 
+#include "atom/backend/cuda/blas_handle.h"
 #include "atom/backend/cuda/cuda_check.h"
 #include "atom/backend/cuda/device.h"
 #include "atom/backend/cuda/gptq_gpu_kernels.h"
@@ -34,17 +35,6 @@ struct SolverHandle {
   ~SolverHandle() { if (h) cusolverDnDestroy(h); }
   SolverHandle(const SolverHandle&) = delete;
   SolverHandle& operator=(const SolverHandle&) = delete;
-};
-
-struct BlasHandle {
-  cublasHandle_t h = nullptr;
-  explicit BlasHandle(cudaStream_t s) {
-    ATOM_CUBLAS_CHECK(cublasCreate(&h));
-    ATOM_CUBLAS_CHECK(cublasSetStream(h, s));
-  }
-  ~BlasHandle() { if (h) cublasDestroy(h); }
-  BlasHandle(const BlasHandle&) = delete;
-  BlasHandle& operator=(const BlasHandle&) = delete;
 };
 
 // a (k x k, column-major, symmetric) <- U upper with a⁻¹ = UᵀU, as gptq.cpp's cholesky_inverse_upper
