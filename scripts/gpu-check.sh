@@ -20,7 +20,9 @@
 #   BENCH_ARGS (extra arguments for bench_gemm), BUILD (build dir, default build-gpu),
 #   BUILD_TARGETS (only these targets, e.g. "atom_gpu_tests bench_attention"), GPU_TEST_FILTER (gtest filter
 #   for the gpu stage), SANITIZE_FILTER (gtest filter for compute-sanitizer), BENCH (which benchmarks:
-#   default "gemm attention"; "fused" adds bench_fused, "gptq" bench_gptq_gpu (GPTQ_BENCH_ARGS), "sdpa" PyTorch's SDPA as the attention reference), ATTN_BENCH_ARGS (extra arguments for bench_attention),
+#   default "gemm attention"; "fused" adds bench_fused, "gptq" bench_gptq_gpu (GPTQ_BENCH_ARGS), "quantize" bench_quantize_gpu
+#   (QUANTIZE_BENCH_ARGS, default "--layers 4": 4 of llama2-7b's 32 layers at 128 x 2048 tokens, the whole model
+#   extrapolated per layer; QUANTIZE_BENCH_ARGS="" runs all 32, QUANTIZE_TIMEOUT default 540 s), "sdpa" PyTorch's SDPA as the attention reference), ATTN_BENCH_ARGS (extra arguments for bench_attention),
 #   FUSED_BENCH_ARGS (extra arguments for bench_fused), SERVE_RUNS (bench_serve_gpu runs of the "serve"
 #   stage, ';'-separated argument lists; default: the issue-6 set below), REAL_MODEL (GGUF for the "real"
 #   stage; default models/SmolLM2-135M-Instruct.Q4_1.gguf, else assembled from .devcarry/m*/part-*),
@@ -111,6 +113,10 @@ if has bench; then
   if [[ " $BENCH " == *" gptq "* ]]; then  # GPTQ on the GPU, one block's linears, extrapolated to the model
     timeout ${GPTQ_TIMEOUT:-300} "$BUILD/bench/bench_gptq_gpu" --json "$OUT/bench_gptq.json" ${GPTQ_BENCH_ARGS:-} 2>&1 | tee "$OUT/bench-gptq.log" | tail -12
     SUMMARY+=("bench_gptq_gpu: rc=${PIPESTATUS[0]}, $(grep -E 'whole model' "$OUT/bench-gptq.log")")
+  fi
+  if [[ " $BENCH " == *" quantize "* ]]; then  # atom quantize --device cuda end to end, synthetic llama2-7b
+    timeout ${QUANTIZE_TIMEOUT:-540} "$BUILD/bench/bench_quantize_gpu" --json "$OUT/bench_quantize.json" ${QUANTIZE_BENCH_ARGS---layers 4} 2>&1 | tee "$OUT/bench-quantize.log" | grep -v '^  layer '
+    SUMMARY+=("bench_quantize_gpu: rc=${PIPESTATUS[0]}, $(grep -E '^whole model' "$OUT/bench-quantize.log")")
   fi
   if [[ " $BENCH " == *" fused "* ]]; then
     "$BUILD/bench/bench_fused" --json "$OUT/bench_fused.json" ${FUSED_BENCH_ARGS:-} 2>&1 | tee "$OUT/bench-fused.log" | tail -80
