@@ -1,7 +1,6 @@
-// W4A4 + INT8-outlier GEMM, first version: mma.sync m16n8k32 s8 (INT4 unpacked to INT8 in registers),
-// cp.async multi-stage shared-memory pipeline, one 128-deep group per k-step with the FP32 promotion
-// y += fp32(s_a*s_w) * float(P) right after it, the INT8 outlier tail last; optional split-K over
-// groups (fp32 atomics) for small M. Layouts: atom_gemm.h.
+// W4A4 + INT8-outlier GEMM: the sm_90a wgmma kernel (config 3 and its variants), the host dispatch over all
+// kernels (atom_gemm()) and the split-K launcher. The mma.sync decode kernel (configs 0-2) is in
+// atom_gemm_mma.cu, the warp-specialized wgmma kernel (7-11) in atom_gemm_ws.cu. Layouts: atom_gemm.h.
 #include <cuda_fp16.h>
 
 #include <algorithm>
@@ -13,251 +12,6 @@
 namespace atom::cuda {
 namespace gemm_detail {
 namespace {
-
-// MINB_: CTAs per SM the registers must allow (__launch_bounds__), 1 = no constraint
-template <int BM_, int BN_, int WM_, int WN_, int S_, int MINB_ = 1>
-struct Cfg {
-  static constexpr int BM = BM_, BN = BN_, WM = WM_, WN = WN_, S = S_, kMinBlocks = MINB_;
-  static constexpr int kThreads = 32 * WM * WN;
-  static constexpr int TM = BM / WM, TN = BN / WN, MT = TM / 16, NT = TN / 8;
-  static constexpr int kSmem = S * (BM + BN) * kQ4Stride;
-  static_assert(TM % 16 == 0 && TN % 8 == 0);
-  static_assert(BM * kQ8Stride <= S * BM * kQ4Stride && BN * kQ8Stride <= S * BN * kQ4Stride);
-};
-
-// This thread's fp16 scales of one group (or of the outlier tail), as loaded: they are loaded S - 1
-// groups ahead with that group's stage and converted only at its promotion (loaded at the promotion, every
-// group waited for an L2 round trip: the same stall the warp-specialized kernel's profile showed).
-template <class C>
-struct GroupScales {
-  __half sa[C::MT][2], sw[C::NT][2];
-};
-template <class C>
-__device__ __forceinline__ void load_scales(const Params& p, int m_base, int n_base, int g, bool outlier,
-                                            GroupScales<C>& sc) {
-  const int lane = threadIdx.x % 32, gq = lane / 4, t = lane % 4;
-  const __half zero = __ushort_as_half(0);
-#pragma unroll
-  for (int i = 0; i < C::MT; ++i)
-#pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      const int r = m_base + i * 16 + gq + h * 8;
-      sc.sa[i][h] = r < p.M ? (outlier ? p.sao[r] : p.sa[int64_t(r) * p.G + g]) : zero;
-    }
-#pragma unroll
-  for (int j = 0; j < C::NT; ++j)
-#pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      const int c = n_base + j * 8 + 2 * t + h;
-      sc.sw[j][h] = c < p.N ? (outlier ? p.swo[c] : p.sw[int64_t(c) * p.G + g]) : zero;
-    }
-}
-
-template <class C>
-__device__ __forceinline__ void promote(const Params& p, int32_t (&acc)[C::MT][C::NT][4], float (&facc)[C::MT][C::NT][4],
-                                        int m_base, int n_base, int g, bool outlier, const GroupScales<C>& sc) {
-  const int lane = threadIdx.x % 32, gq = lane / 4, t = lane % 4;
-  const int Gt = p.G + (p.O > 0 ? 1 : 0);
-  float sa[C::MT][2], sw[C::NT][2];
-#pragma unroll
-  for (int i = 0; i < C::MT; ++i)
-#pragma unroll
-    for (int h = 0; h < 2; ++h) sa[i][h] = __half2float(sc.sa[i][h]);
-#pragma unroll
-  for (int j = 0; j < C::NT; ++j)
-#pragma unroll
-    for (int h = 0; h < 2; ++h) sw[j][h] = __half2float(sc.sw[j][h]);
-#pragma unroll
-  for (int i = 0; i < C::MT; ++i)
-#pragma unroll
-    for (int j = 0; j < C::NT; ++j)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const float s = sa[i][e / 2] * sw[j][e % 2];  // exact: product of two fp16 values
-        facc[i][j][e] = fmaf(float(acc[i][j][e]), s, facc[i][j][e]);
-        if (p.psums) {
-          const int r = m_base + i * 16 + gq + (e / 2) * 8, c = n_base + j * 8 + 2 * t + (e % 2);
-          if (r < p.M && c < p.N) p.psums[(int64_t(r) * p.N + c) * Gt + (outlier ? p.G : g)] = acc[i][j][e];
-        }
-        acc[i][j][e] = 0;
-      }
-}
-
-// The 16-byte pieces of one operand's tile rows [row0, row0 + kTileRows) of a stage that this thread
-// copies, their sources computed once (a group adds 64 bytes): rows past `rows` read row 0 (valid;
-// cp.async zero-fills them); `live` is false past the tile's last piece.
-template <int kTileRows, int kThreads>
-struct StagePieces {
-  static constexpr int kIt = (kTileRows * 4 + kThreads - 1) / kThreads;
-  const uint8_t* src[kIt];
-  int dst[kIt];
-  bool ok[kIt], live[kIt];
-  __device__ __forceinline__ StagePieces(const uint8_t* base, int row0, int rows, int64_t row_bytes, int tid) {
-#pragma unroll
-    for (int it = 0; it < kIt; ++it) {
-      const int i = tid + it * kThreads, r = i / 4, c = i % 4;
-      live[it] = i < kTileRows * 4;
-      ok[it] = row0 + r < rows;
-      src[it] = base + (ok[it] ? (row0 + r) * row_bytes : 0) + c * 16;
-      dst[it] = r * kQ4Stride + c * 16;
-    }
-  }
-  __device__ __forceinline__ void issue(uint8_t* stage_rows, int g) const {
-#pragma unroll
-    for (int it = 0; it < kIt; ++it)
-      if (live[it]) ptx::cp_async_16(stage_rows + dst[it], src[it] + g * 64, ok[it]);
-  }
-};
-
-template <class C>
-__global__ void __launch_bounds__(C::kThreads, C::kMinBlocks) atom_gemm_kernel(const Params p) {
-  extern __shared__ __align__(16) uint8_t smem[];
-  uint8_t* sA = smem;                                // [S][BM][80]
-  uint8_t* sB = smem + C::S * C::BM * kQ4Stride;     // [S][BN][80]
-  const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, gq = lane / 4, t = lane % 4;
-  const int wm = warp / C::WN, wn = warp % C::WN;
-  const int m0 = blockIdx.y * C::BM, n0 = blockIdx.x * C::BN;
-  const int g_begin = blockIdx.z * p.groups_per_split;
-  const int g_end = min(p.G, g_begin + p.groups_per_split);
-  const int64_t rb = int64_t(p.G) * 64;  // q4 row bytes
-
-  const StagePieces<C::BM, C::kThreads> a_pieces(p.a4, m0, p.M, rb, tid);
-  const StagePieces<C::BN, C::kThreads> b_pieces(p.w4, n0, p.N, rb, tid);
-  auto load_stage = [&](int stage, int g) {
-    a_pieces.issue(sA + stage * C::BM * kQ4Stride, g);
-    b_pieces.issue(sB + stage * C::BN * kQ4Stride, g);
-  };
-
-  int32_t acc[C::MT][C::NT][4];
-  float facc[C::MT][C::NT][4];
-#pragma unroll
-  for (int i = 0; i < C::MT; ++i)
-#pragma unroll
-    for (int j = 0; j < C::NT; ++j)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) acc[i][j][e] = 0, facc[i][j][e] = 0.0f;
-
-  const int m_base = m0 + wm * C::TM, n_base = n0 + wn * C::TN;
-  // Stage and scale slot of group g are (g - g_begin) % S: the loop is unrolled by S so that the scale
-  // ring is indexed by compile-time constants (registers, not local memory).
-  GroupScales<C> ring[C::S];
-#pragma unroll
-  for (int s = 0; s < C::S - 1; ++s) {
-    if (g_begin + s < g_end) {
-      load_stage(s, g_begin + s);
-      load_scales<C>(p, m_base, n_base, g_begin + s, false, ring[s]);
-    }
-    ptx::cp_async_commit();
-  }
-  for (int g0 = g_begin; g0 < g_end; g0 += C::S)
-#pragma unroll
-  for (int stage = 0; stage < C::S; ++stage) {
-    const int g = g0 + stage;
-    if (g >= g_end) break;
-    ptx::cp_async_wait<C::S - 2>();
-    __syncthreads();
-    {
-      const int gn = g + C::S - 1;
-      if (gn < g_end) {
-        load_stage((stage + C::S - 1) % C::S, gn);
-        load_scales<C>(p, m_base, n_base, gn, false, ring[(stage + C::S - 1) % C::S]);
-      }
-      ptx::cp_async_commit();
-    }
-    const uint8_t* a = sA + stage * C::BM * kQ4Stride + (wm * C::TM) * kQ4Stride;
-    const uint8_t* b = sB + stage * C::BN * kQ4Stride + (wn * C::TN) * kQ4Stride;
-#pragma unroll
-    for (int kk = 0; kk < 4; ++kk) {
-      uint32_t af[C::MT][4], bf[C::NT][2];
-#pragma unroll
-      for (int i = 0; i < C::MT; ++i) {
-        const uint32_t w0 = *reinterpret_cast<const uint32_t*>(a + (i * 16 + gq) * kQ4Stride + kk * 16 + t * 4);
-        const uint32_t w1 = *reinterpret_cast<const uint32_t*>(a + (i * 16 + gq + 8) * kQ4Stride + kk * 16 + t * 4);
-        ptx::unpack_int4x8(w0, af[i][0], af[i][2]);
-        ptx::unpack_int4x8(w1, af[i][1], af[i][3]);
-      }
-#pragma unroll
-      for (int j = 0; j < C::NT; ++j) {
-        const uint32_t w = *reinterpret_cast<const uint32_t*>(b + (j * 8 + gq) * kQ4Stride + kk * 16 + t * 4);
-        ptx::unpack_int4x8(w, bf[j][0], bf[j][1]);
-      }
-#pragma unroll
-      for (int i = 0; i < C::MT; ++i)
-#pragma unroll
-        for (int j = 0; j < C::NT; ++j)
-          ptx::mma_s8_16832(acc[i][j], af[i][0], af[i][1], af[i][2], af[i][3], bf[j][0], bf[j][1]);
-    }
-    promote<C>(p, acc, facc, m_base, n_base, g, false, ring[stage]);
-  }
-  ptx::cp_async_wait<0>();
-  __syncthreads();
-
-  // INT8 outlier tail (split 0 only), in 128-wide chunks, reusing the pipeline's shared memory.
-  if (p.O > 0 && blockIdx.z == 0) {
-    GroupScales<C> osc;
-    load_scales<C>(p, m_base, n_base, 0, true, osc);  // (lands while the tail's chunks load)
-    for (int o0 = 0; o0 < p.O; o0 += 128) {
-      for (int i = tid; i < C::BM * 8; i += C::kThreads) {
-        const int r = i / 8, c = i % 8;
-        const bool ok = m0 + r < p.M && o0 + c * 16 < p.O;
-        ptx::cp_async_16(sA + r * kQ8Stride + c * 16, ok ? p.a8 + int64_t(m0 + r) * p.O + o0 + c * 16 : p.a8, ok);
-      }
-      for (int i = tid; i < C::BN * 8; i += C::kThreads) {
-        const int r = i / 8, c = i % 8;
-        const bool ok = n0 + r < p.N && o0 + c * 16 < p.O;
-        ptx::cp_async_16(sB + r * kQ8Stride + c * 16, ok ? p.w8 + int64_t(n0 + r) * p.O + o0 + c * 16 : p.w8, ok);
-      }
-      ptx::cp_async_commit();
-      ptx::cp_async_wait<0>();
-      __syncthreads();
-      const uint8_t* a = sA + (wm * C::TM) * kQ8Stride;
-      const uint8_t* b = sB + (wn * C::TN) * kQ8Stride;
-#pragma unroll
-      for (int kk = 0; kk < 4; ++kk) {
-        uint32_t af[C::MT][4], bf[C::NT][2];
-#pragma unroll
-        for (int i = 0; i < C::MT; ++i) {
-          const uint8_t* r0 = a + (i * 16 + gq) * kQ8Stride + kk * 32 + t * 4;
-          const uint8_t* r1 = r0 + 8 * kQ8Stride;
-          af[i][0] = *reinterpret_cast<const uint32_t*>(r0);
-          af[i][1] = *reinterpret_cast<const uint32_t*>(r1);
-          af[i][2] = *reinterpret_cast<const uint32_t*>(r0 + 16);
-          af[i][3] = *reinterpret_cast<const uint32_t*>(r1 + 16);
-        }
-#pragma unroll
-        for (int j = 0; j < C::NT; ++j) {
-          const uint8_t* c0 = b + (j * 8 + gq) * kQ8Stride + kk * 32 + t * 4;
-          bf[j][0] = *reinterpret_cast<const uint32_t*>(c0);
-          bf[j][1] = *reinterpret_cast<const uint32_t*>(c0 + 16);
-        }
-#pragma unroll
-        for (int i = 0; i < C::MT; ++i)
-#pragma unroll
-          for (int j = 0; j < C::NT; ++j)
-            ptx::mma_s8_16832(acc[i][j], af[i][0], af[i][1], af[i][2], af[i][3], bf[j][0], bf[j][1]);
-      }
-      __syncthreads();
-    }
-    // the outlier partial sums of all chunks are one term (P_o over all O channels)
-    promote<C>(p, acc, facc, m_base, n_base, 0, true, osc);
-  }
-
-  // epilogue
-#pragma unroll
-  for (int i = 0; i < C::MT; ++i)
-#pragma unroll
-    for (int j = 0; j < C::NT; ++j)
-#pragma unroll
-      for (int h = 0; h < 2; ++h) {
-        const int r = m_base + i * 16 + gq + h * 8;
-        const int c = n_base + j * 8 + 2 * t;
-        if (r >= p.M) continue;
-        const float v0 = facc[i][j][2 * h], v1 = facc[i][j][2 * h + 1];
-        const int64_t o = int64_t(r) * p.N + c;
-        store_out_pair(p, o, c, v0, v1);
-      }
-}
-
 
 // ---------------------------------------------------------------------------------------------------
 // sm_90a path: wgmma m64n128k32 s8. CTA tile (64*WGS) x 128, WGS consumer warpgroups (each 64 rows x
@@ -550,10 +304,6 @@ __global__ void f32_to_f16_kernel(const float* __restrict__ x, __half* __restric
     y[i] = __float2half_rn(x[i]);
 }
 
-// The tile configurations (index = force_config).
-using Cfg0 = Cfg<16, 64, 1, 4, 4, 5>;  // decode, M <= 16; 5 CTAs per SM (95 registers, no spill; 6 or 8 would spill)
-using Cfg1 = Cfg<64, 64, 2, 2, 4, 3>;  // M <= 128; 3 CTAs per SM, as before the scale ring (165 registers, no spill)
-using Cfg2 = Cfg<128, 128, 2, 4, 3>;  // large M (mma.sync)
 // configs 3, 4 = the wgmma kernel (sm_90a), tiles 128x128 (one CTA per SM) and 64x128 (two per SM);
 // configs 5, 6 = the same with the N-split promotion overlap (SPLITN).
 // Auto dispatch picks config 3 for M >= kWgmmaMinM (0 = never). Measured on H100 (bench/results-h100-
@@ -568,12 +318,8 @@ using Cfg2 = Cfg<128, 128, 2, 4, 3>;  // large M (mma.sync)
 // producer's scales stopped waiting on L2): the one-step overlapped loop (9) is 1.2-1.4x config 7 on all 7
 // shapes; the two-step loop (10) and 9 with a 5-stage ring (11) are within -3..+4% of it.
 constexpr int64_t kWgmmaMinM = 128;
-constexpr int64_t kWsMinM = 65;
+constexpr int64_t kWsMinM = 17;
 
-template <class C>
-KernelLaunch mma_sync_kernel() {
-  return {atom_gemm_kernel<C>, C::BM, C::BN, C::kThreads, C::kSmem, 2};
-}
 template <int WGS, int MODE = 0, bool SPLITN = false>
 KernelLaunch wgmma_kernel() {
   using S = wg::Shape<WGS>;
@@ -597,19 +343,35 @@ void launch_gemm(Params p, const KernelLaunch& k, int splits, int sm_count, cuda
   p.groups_per_split = (p.G + splits - 1) / splits;
   splits = std::max(1, (p.G + p.groups_per_split - 1) / p.groups_per_split);
 
+  void* args[] = {&p};
+  const dim3 grid(gx, gy, splits);
+  // The workspaces only grow (from sizes that cover the decode shapes), so a CUDA graph that captured a
+  // launch keeps valid pointers. One set per host thread: GEMMs of one thread run on one stream.
+  if (splits > 1 && k.splitk_sum) {
+    static thread_local DeviceBuffer<float> partials;
+    static thread_local DeviceBuffer<int> counters;
+    const size_t need = size_t(splits) * p.M * p.N, tiles = size_t(gx) * gy;
+    if (partials.size() < need) partials.resize(std::max(need, size_t(1) << 22));
+    if (counters.size() < tiles) {
+      counters.resize(std::max(tiles, size_t(1) << 14));
+      ATOM_CUDA_CHECK(cudaMemsetAsync(counters.data(), 0, counters.size() * sizeof(int), s));  // then self-resetting
+    }
+    p.partials = partials.data();
+    p.counters = counters.data();
+    ATOM_CUDA_CHECK(cudaLaunchKernel(reinterpret_cast<const void*>(k.fn), grid, dim3(k.threads), args, size_t(k.smem), s));
+    return;
+  }
   static thread_local DeviceBuffer<float> workspace;
   __half* y16 = p.y16;
   if (splits > 1) {
     p.atomic_out = true;
     if (!p.y32) {
-      workspace.resize(std::max(workspace.size(), size_t(p.M) * p.N));
+      if (workspace.size() < size_t(p.M) * p.N) workspace.resize(size_t(p.M) * p.N);
       p.y32 = workspace.data();
     }
     ATOM_CUDA_CHECK(cudaMemsetAsync(p.y32, 0, size_t(p.M) * p.N * sizeof(float), s));
   }
-  void* args[] = {&p};
-  ATOM_CUDA_CHECK(cudaLaunchKernel(reinterpret_cast<const void*>(k.fn), dim3(gx, gy, splits), dim3(k.threads), args,
-                                   size_t(k.smem), s));
+  ATOM_CUDA_CHECK(cudaLaunchKernel(reinterpret_cast<const void*>(k.fn), grid, dim3(k.threads), args, size_t(k.smem), s));
   if (splits > 1 && y16) {
     const int64_t n = int64_t(p.M) * p.N;
     f32_to_f16_kernel<<<unsigned(std::min<int64_t>((n + 255) / 256, 4 * sm_count * 8)), 256, 0, s>>>(p.y32, y16, n);
@@ -639,6 +401,8 @@ void atom_gemm(const GpuAtomActs& a, const GpuAtomWeights& w, uint16_t* y_fp16, 
   ATOM_CUDA_REQUIRE((y_fp16 == nullptr) != (y_f32 == nullptr), "atom_gemm: exactly one output must be given");
   ATOM_CUDA_REQUIRE(a.m <= (int64_t(1) << 30) && w.n <= (int64_t(1) << 30), "atom_gemm: size out of range");
   if (a.m == 0 || w.n == 0) return;
+  ATOM_CUDA_REQUIRE(int64_t(a.scale.size()) >= w.L.scale_elems(a.m) && int64_t(w.scale.size()) >= w.L.scale_elems(w.n),
+                    "atom_gemm: a scale buffer is smaller than GpuAtomLayout::scale_elems(rows)");
   using namespace gemm_detail;
   static int sm_count = 0;
   if (!sm_count) {
@@ -662,8 +426,8 @@ void atom_gemm(const GpuAtomActs& a, const GpuAtomWeights& w, uint16_t* y_fp16, 
     }
   }
   switch (cfg) {
-    case 0: launch_gemm(p, mma_sync_kernel<Cfg0>(), force_splits, sm_count, s); break;
-    case 1: launch_gemm(p, mma_sync_kernel<Cfg1>(), force_splits, sm_count, s); break;
+    case 0:
+    case 1: launch_gemm(p, mma_sync_kernel(cfg), force_splits, sm_count, s); break;
     case 3: launch_gemm(p, wgmma_kernel<2>(), force_splits, sm_count, s); break;
     case 4: launch_gemm(p, wgmma_kernel<1>(), force_splits, sm_count, s); break;
     case 5: launch_gemm(p, wgmma_kernel<2, 0, true>(), force_splits, sm_count, s); break;
@@ -686,7 +450,9 @@ void atom_gemm(const GpuAtomActs& a, const GpuAtomWeights& w, uint16_t* y_fp16, 
     case 106: launch_gemm(p, ws_kernel(false, 2), force_splits, sm_count, s); break;
     case 107: launch_gemm(p, ws_kernel(false, 4), force_splits, sm_count, s); break;
     case 108: launch_gemm(p, ws_kernel(false, 5), force_splits, sm_count, s); break;
-    default: launch_gemm(p, mma_sync_kernel<Cfg2>(), force_splits, sm_count, s); break;
+    // diagnostic of config 0: weights read in a 64-row-block layout (does DRAM locality bound decode?)
+    case 109: launch_gemm(p, mma_sync_kernel(109), force_splits, sm_count, s); break;
+    default: launch_gemm(p, mma_sync_kernel(2), force_splits, sm_count, s); break;
   }
 }
 

@@ -7,7 +7,8 @@
 //          group (16 bytes) the nibbles are in "MMA order": 32-bit word t (t = 0..3) holds elements
 //          4t..4t+3 at bits 0..15 and 16+4t..16+4t+3 at bits 16..31 (element order inside each half as
 //          int4.h). One word then unpacks to the a0/a2 (or b0/b1) fragments of mma m16n8k32.
-//   scale  [rows, G] fp16 bits (the fp16-valued scales of quantize.h, saturated at 65504)
+//   scale  [rows, G] fp16 bits (the fp16-valued scales of quantize.h, saturated at 65504), allocated
+//          with GpuAtomLayout::scale_elems(rows) elements
 //   q8     [rows, O] int8 outliers (row-major, O = n_outlier, a multiple of 16)
 //   oscale [rows]    fp16 bits, the per-row outlier scale
 // rows = tokens (activations) or output channels (weights).
@@ -27,6 +28,9 @@ struct GpuAtomLayout {
   int64_t k = 0, n_outlier = 0, k_normal = 0, n_groups = 0;
   static constexpr int64_t kGroup = 128;
   int64_t q4_row_bytes() const { return n_groups * kGroup / 2; }
+  // Elements of a `scale` buffer of `rows` rows: rows * G rounded up to even (the decode GEMM copies the
+  // scales as 32-bit words, so the last word must lie inside the allocation).
+  int64_t scale_elems(int64_t rows) const { return (rows * n_groups + 1) / 2 * 2; }
 };
 // Validates (group 128, O % 16 == 0, O < K) and fills the layout; throws atom::Error otherwise.
 GpuAtomLayout make_gpu_layout(int64_t k, int64_t n_outlier, int64_t group);

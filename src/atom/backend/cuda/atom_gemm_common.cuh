@@ -1,7 +1,7 @@
 // What the W4A4 + O128 GEMM kernels share (device-only header, nvcc): the kernel parameters, the
 // shared-memory strides of packed tiles, the core-matrix offset of wgmma's no-swizzle layout, the
 // promotion's magic-number conversion, the epilogue store, and the host launcher with split-K.
-// Kernels: atom_gemm.cu (mma.sync, wgmma), atom_gemm_ws.cu (warp-specialized wgmma). Layouts: atom_gemm.h.
+// Kernels: atom_gemm_mma.cu (mma.sync), atom_gemm.cu (wgmma), atom_gemm_ws.cu (warp-specialized wgmma). Layouts: atom_gemm.h.
 #pragma once
 #include <cuda_fp16.h>
 
@@ -23,6 +23,7 @@ struct Params {
   const uint8_t* w4; const __half* sw; const int8_t* w8; const __half* swo;
   int M, N, G, O, groups_per_split;
   __half* y16; float* y32; int32_t* psums; bool atomic_out;
+  float* partials; int* counters;  // split-K with the last-CTA sum (kernels with KernelLaunch::splitk_sum)
 };
 
 // byte offset of (row r, 16-byte k-chunk kc) inside an operand of 128-byte rows, core-matrix layout
@@ -45,16 +46,36 @@ __device__ __forceinline__ void store_out_pair(const Params& p, int64_t o, int c
   }
 }
 
+// Split-K without atomics: once every thread of the CTA has written its partial tile to p.partials, counts
+// the CTA in on its tile's counter. True in the tile's last CTA, which then sees every partial (read them
+// with __ldcg) and has re-armed the counter for the next launch.
+__device__ __forceinline__ bool splitk_last_cta(int* counter) {
+  __shared__ int last;
+  __threadfence();
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    last = atomicAdd(counter, 1) == int(gridDim.z) - 1;
+    if (last) *counter = 0;
+  }
+  __syncthreads();
+  if (last) __threadfence();
+  return last;
+}
+
 // One kernel's launch shape.
 struct KernelLaunch {
   void (*fn)(Params);
   int bm, bn, threads, smem;
   int ctas_per_sm;  // CTA slots per SM that auto split-K fills (ctas_per_sm x SMs blocks)
+  bool splitk_sum = false;  // split-K through p.partials / p.counters (else fp32 atomics)
 };
 // Launches `k` over the (M, N) tiles; splits <= 0 picks split-K automatically (each split at least 4
-// groups deep). With more than one split the partial outputs are summed with fp32 atomics into y32 (or
-// a workspace, then converted to fp16). Defined in atom_gemm.cu.
+// groups deep). With more than one split the partial outputs are either summed by the tile's last CTA
+// (splitk_sum) or with fp32 atomics into y32 (or a workspace, then converted to fp16). In atom_gemm.cu.
 void launch_gemm(Params p, const KernelLaunch& k, int splits, int sm_count, cudaStream_t s);
+
+// The mma.sync kernel (atom_gemm_mma.cu), configs 0..2.
+KernelLaunch mma_sync_kernel(int config);
 
 // The warp-specialized kernel (atom_gemm_ws.cu): its launch shape (`psums`: the instance that writes them;
 // `mode`: timing-only diagnostics; `variant`: ring depth, see the file), and whether it takes these operands (O <= 128).

@@ -74,7 +74,9 @@ void upload_atom_weights(const quant::AtomWeights& w, GpuAtomWeights& out, cudaS
   out.a_outlier_clip = w.config.a_outlier_clip;
   out.perm.upload(w.perm, s);
   out.q4.upload(pack_int4_gpu(q.data(), n, L), s);
-  out.scale.upload(to_fp16_bits(w.w_scale), s);
+  std::vector<uint16_t> scale = to_fp16_bits(w.w_scale);
+  scale.resize(size_t(L.scale_elems(n)), 0);
+  out.scale.upload(scale, s);
   if (L.n_outlier > 0) {
     out.q8.upload(w.w_outlier, s);
     out.oscale.upload(to_fp16_bits(w.w_outlier_scale), s);
@@ -85,7 +87,7 @@ void upload_atom_weights(const quant::AtomWeights& w, GpuAtomWeights& out, cudaS
 void GpuAtomActs::resize(int64_t rows, const GpuAtomLayout& L) {
   m = rows;
   q4.resize(size_t(rows * L.q4_row_bytes()));
-  scale.resize(size_t(rows * L.n_groups));
+  scale.resize(size_t(L.scale_elems(rows)));
   q8.resize(size_t(rows * L.n_outlier));
   oscale.resize(size_t(L.n_outlier > 0 ? rows : 0));
 }

@@ -1,4 +1,6 @@
-// Fused activation kernels (fused_quant.h): one templated kernel, one block per row.
+// Fused activation kernels (fused_quant.h): one templated kernel, one block per row (per row and chunk of
+// Atom groups when the rows are too few to fill the GPU: each chunk's block redoes phase 1, which is cheap
+// next to waiting for one block to walk all the groups; decode rows took 6-24 us that way).
 //   phase 1  the op (RMSNorm / copy / SiLU·up) in fp32 from 16-byte vector loads; the result is staged in
 //            shared memory fp16-rounded (S = __half) or in fp32 (S = float, FusedOut::quant_from_f32), and
 //            written out as fp16 if asked
@@ -8,6 +10,8 @@
 // The scalar rules are quantize.h's, reproduced bit for bit (IEEE division, rint, fp16 scales).
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
+
+#include <algorithm>
 
 #include "atom/backend/cuda/fused_quant.h"
 #include "atom/backend/cuda/quant_rules.cuh"
@@ -85,7 +89,8 @@ struct Params {
   const int32_t* perm;
   int G, kn, O;
   float a_clip, o_clip;
-  bool vec;  // 8-wide vector loads are aligned
+  int seg_chunk;  // Atom segments (groups + outlier tail) per block along blockIdx.y
+  bool vec;       // 8-wide vector loads are aligned
 };
 
 // The op on element j of the row (fp32): RMSNorm's w[j]*(x*r) (cpu::rmsnorm's order), SiLU(g)*u.
@@ -113,6 +118,7 @@ __global__ void __launch_bounds__(kThreads) fused_act_kernel(const Params p) {
   if constexpr (OP == kNorm) {
     double ss = 0.0;  // squares of fp32 values are exact in double, as in cpu::rmsnorm
     if (p.vec) {
+#pragma unroll 4
       for (int64_t j = int64_t(threadIdx.x) * 8; j < K; j += kThreads * 8) {
         float v[8];
         load8(xr + j, v);
@@ -125,8 +131,9 @@ __global__ void __launch_bounds__(kThreads) fused_act_kernel(const Params p) {
     ss = block_sum(ss, red_d);
     rstd = __fdiv_rn(1.0f, __fsqrt_rn(__fadd_rn(float(ss / double(K)), p.eps)));
   }
-  __half* f16 = p.f16 ? p.f16 + i * K : nullptr;
+  __half* f16 = p.f16 && blockIdx.y == 0 ? p.f16 + i * K : nullptr;
   if (p.vec) {
+#pragma unroll 4
     for (int64_t j = int64_t(threadIdx.x) * 8; j < K; j += kThreads * 8) {
       float v[8], u[8] = {};
       load8(xr + j, v);
@@ -158,7 +165,7 @@ __global__ void __launch_bounds__(kThreads) fused_act_kernel(const Params p) {
   }
   __syncthreads();
 
-  // ---- phase 2a: W8A8, per-token INT8 of x/smooth ----
+  // ---- phase 2a: W8A8, per-token INT8 of x/smooth (one block per row then) ----
   if (p.i8) {
     float amax = 0.0f;
     for (int64_t j = threadIdx.x; j < K; j += kThreads) {
@@ -180,7 +187,8 @@ __global__ void __launch_bounds__(kThreads) fused_act_kernel(const Params p) {
   if (p.q4) {
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     const int segs = p.G + (p.O > 0 ? 1 : 0);
-    for (int seg = warp; seg < segs; seg += kWarps) {
+    const int seg_end = min(segs, int(blockIdx.y + 1) * p.seg_chunk);
+    for (int seg = int(blockIdx.y) * p.seg_chunk + warp; seg < seg_end; seg += kWarps) {
       if (seg < p.G) {
         float v[4];  // lane covers group elements 4*lane .. 4*lane+3
 #pragma unroll
@@ -217,7 +225,9 @@ template <int OP, typename T, typename S>
 void launch_staged(const Params& p, cudaStream_t s) {
   allow_dynamic_smem(reinterpret_cast<const void*>(fused_act_kernel<OP, T, S>), size_t(kMaxK) * sizeof(S));
   const size_t smem = size_t((p.K + 7) / 8 * 8) * sizeof(S);
-  fused_act_kernel<OP, T, S><<<unsigned(p.m), kThreads, smem, s>>>(p);
+  const int segs = p.q4 ? p.G + (p.O > 0 ? 1 : 0) : 1;
+  const int chunks = (segs + p.seg_chunk - 1) / p.seg_chunk;
+  fused_act_kernel<OP, T, S><<<dim3(unsigned(p.m), unsigned(chunks)), kThreads, smem, s>>>(p);
   ATOM_CUDA_CHECK_LAUNCH();
 }
 
@@ -257,6 +267,15 @@ void launch(Params p, ActDtype dt, const FusedOut& out, cudaStream_t s) {
     p.o_clip = out.a_outlier_clip;
   }
   if (p.m == 0) return;
+  // Rows too few for the SMs: split the Atom segments over blocks, at least one per warp each, so that
+  // about two blocks per SM run (never with the W8A8 output, which needs the whole row in one block).
+  p.seg_chunk = 1 << 30;
+  if (out.atom && !out.i8) {
+    static const int sms = device_props().sm_count;
+    const int64_t segs = p.G + (p.O > 0 ? 1 : 0);
+    const int64_t want = std::min<int64_t>((segs + kWarps - 1) / kWarps, (2 * sms + p.m - 1) / p.m);
+    if (want > 1) p.seg_chunk = int((segs + want - 1) / want);
+  }
   // fp32 staging only matters for the quantizers (an fp16-only output reads the rounded value anyway)
   const bool stage_f32 = out.quant_from_f32 && (out.i8 || out.atom);
   const size_t esz = dt == ActDtype::F32 ? 4 : 2;

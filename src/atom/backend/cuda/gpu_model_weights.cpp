@@ -142,7 +142,7 @@ void synthetic_linear(GpuMode mode, int64_t n, int64_t k, SeedSeq& seed, std::mt
       std::shuffle(perm.begin(), perm.end(), rng);
       w.perm.upload(perm, s);
       w.q4.resize(size_t(n * w.L.q4_row_bytes()));
-      w.scale.resize(size_t(n * w.L.n_groups));
+      w.scale.resize(size_t(w.L.scale_elems(n)));
       w.q8.resize(size_t(n * w.L.n_outlier));
       w.oscale.resize(size_t(n));
       fill_random_bytes(w.q4.data(), int64_t(w.q4.size()), seed.next(), 0xFF, false, s);

@@ -1,6 +1,6 @@
 // The PTX primitives of the CUDA backend, wrapped once, with names. Device-only header (nvcc).
 // What is here is what the kernels use today:
-//   cp.async (16 B, zero-fill) + commit/wait groups     global -> shared staging (sm_80+)
+//   cp.async (16 / 4 B, zero-fill) + commit/wait groups   global -> shared staging (sm_80+)
 //   mma.sync m16n8k32 s8.s8 -> s32                      INT8 tensor-core MMA (sm_80+)
 //   int4 -> int8 unpacking in registers                 (Hopper has no INT4 tensor cores)
 //   fence.proxy.async                                   generic-proxy writes -> async proxy
@@ -23,6 +23,12 @@ __device__ __forceinline__ uint32_t smem_addr(const void* p) {
 __device__ __forceinline__ void cp_async_16(void* smem, const void* gmem, bool valid) {
   const int src_size = valid ? 16 : 0;
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr(smem)), "l"(gmem), "r"(src_size)
+               : "memory");
+}
+// 4-byte global -> shared copy (through L1: .cg takes 16 bytes only); zero-filled when !valid.
+__device__ __forceinline__ void cp_async_4(void* smem, const void* gmem, bool valid) {
+  const int src_size = valid ? 4 : 0;
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(smem_addr(smem)), "l"(gmem), "r"(src_size)
                : "memory");
 }
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
