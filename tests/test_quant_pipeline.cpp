@@ -19,6 +19,7 @@
 #include "atom/quant/calibrate.h"
 #include "atom/quant/gptq.h"
 #include "atom/quant/pipeline.h"
+#include "atom/quant/quant_backend.h"
 #include "atom/quant/quantize.h"
 #include "atom/quant/w8a8_linear.h"
 #include "quant_test_util.h"
@@ -473,6 +474,55 @@ TEST(QuantPipeline, EndToEndSmolLM2Shape) {
   for (const RunResult* r : {&gptq, &rtn}) EXPECT_LT(std::fabs(std::log(r->ppl_q / r->ppl_fp)), 0.1);
   EXPECT_LT(std::fabs(std::log(w8.ppl_q / w8.ppl_fp)), 0.012);
   EXPECT_LT(gptq.mean_err, 0.95 * rtn.mean_err);
+}
+
+// The backend seam (quant_backend.h): a backend that forwards to the CPU one and counts its calls gets
+// every calibration pass and GPTQ solve, and the result is bit for bit the default (CPU) one.
+TEST(QuantPipeline, RunsItsHeavyStepsOnTheGivenBackend) {
+  struct Counting final : QuantBackend {
+    std::unique_ptr<QuantBackend> cpu = make_cpu_quant_backend();
+    int begins = 0, stats = 0, hessians = 0, advances = 0, solves = 0;
+    std::string name() const override { return "counting"; }
+    void begin(const LlamaModel& m, const std::vector<std::vector<int32_t>>& w) override { ++begins; cpu->begin(m, w); }
+    BlockStats block_stats(LlamaModel& m, int l, bool h) override {
+      ++stats;
+      hessians += h;
+      return cpu->block_stats(m, l, h);
+    }
+    void advance(const LlamaModel& m, int l) override { ++advances; cpu->advance(m, l); }
+    GptqResult gptq(const float* w, int64_t n, int64_t k, const double* h, std::vector<int32_t> p,
+                    const AtomConfig& c) override {
+      ++solves;
+      return cpu->gptq(w, n, k, h, std::move(p), c);
+    }
+    std::vector<float> residual(int64_t s) const override { return cpu->residual(s); }
+    std::map<std::string, double> extra_timings() const override { return {{"counted", 1.0}}; }
+  };
+  const uint64_t seed = fresh_seed();
+  SCOPED_TRACE(seed);
+  std::mt19937_64 rng(seed);
+  const ModelConfig c = small_config(false);
+  QuantConfig cfg;
+  cfg.atom.group = 64;
+  cfg.atom.n_outlier = 8;
+  const std::vector<std::vector<int32_t>> win = {structured_tokens(rng, 40, c.vocab_size),
+                                                 structured_tokens(rng, 40, c.vocab_size)};
+  auto a = random_model(c, seed), b = random_model(c, seed);
+  Counting be;
+  const QuantizeReport ra = quantize_model(*a, win, cfg, nullptr, &be);
+  const QuantizeReport rb = quantize_model(*b, win, cfg);
+  EXPECT_EQ(be.begins, 1);
+  EXPECT_EQ(be.stats, c.num_layers);
+  EXPECT_EQ(be.hessians, c.num_layers);
+  EXPECT_EQ(be.advances, c.num_layers);
+  EXPECT_EQ(be.solves, kNumLinearSlots * c.num_layers);
+  EXPECT_EQ(ra.backend, "counting");
+  EXPECT_EQ(rb.backend, "cpu");
+  for (const char* k : {"embed", "pass1", "pass2", "gptq", "host", "counted"}) EXPECT_TRUE(ra.stage_seconds.count(k)) << k;
+  ASSERT_EQ(ra.linears.size(), rb.linears.size());
+  for (size_t i = 0; i < ra.linears.size(); ++i) EXPECT_EQ(ra.linears[i].rel_error, rb.linears[i].rel_error) << i;
+  const auto eval = structured_tokens(rng, 48, c.vocab_size);
+  EXPECT_EQ(logits_of(*a, eval), logits_of(*b, eval));
 }
 
 TEST(QuantPipeline, Fp16MethodOnlyRoundsTo16Bits) {
