@@ -177,11 +177,12 @@ TEST(GpuQuantBackend, AdvanceMatchesCpu) {
         std::printf("[ quant-gpu ] %-34s layer %d window %lld: GPU vs CPU residual rel %.2e (quantization error %.2e)\n",
                     su.name, l, (long long)s, e, q);
         // Bounds: fp32 summation order alone (exact setups): 1e-5 (measured ~1e-7). With activation / KV
-        // rounding, a value whose fp32 inputs differ at a rounding boundary lands one level off (a few
-        // in 1e5); each such flip adds about one element's rounding error, so the difference stays a small
-        // fraction of the quantization error itself: <= 0.2x (expected ~0.01-0.05x).
+        // rounding, a value whose fp32 inputs differ at a rounding boundary lands one level off, and a
+        // per-token scale (W8A8's absmax) that moves re-rounds its whole token; the differences then
+        // compound through the later blocks. They stay a fraction of the quantization error itself:
+        // <= 0.5x (H200, 2026-12-01: 0.03x in block 0, up to 0.27x in block 1 of w8a8-kv8).
         if (exact) EXPECT_LE(e, 1e-5) << "layer " << l << " window " << s;
-        else EXPECT_LE(e, 0.2 * q) << "layer " << l << " window " << s;
+        else EXPECT_LE(e, 0.5 * q) << "layer " << l << " window " << s;
       }
     }
   }
@@ -226,10 +227,13 @@ TEST(GpuQuantBackend, QuantizeModelMatchesCpu) {
                 su.name, q_err, q_err_gpu, d, worst, (long long)perm_diff);
     for (const auto& [k, v] : rg.stage_seconds) std::printf(" %s %.3fs", k.c_str(), v);
     std::printf("\n");
-    // Bound: the two quantized models differ by at most a quarter of the quantization error itself, and
-    // the GPU-quantized model is no more than 10% worse than the CPU-quantized one.
-    EXPECT_LE(d, 0.25 * q_err);
-    EXPECT_LE(q_err_gpu, 1.1 * q_err + 1e-6);
+    // Bounds. Sequential GPTQ amplifies any rounding flip (the later blocks calibrate on different inputs:
+    // other reorders, other GPTQ decisions), so the two are different quantizations of equal quality, not
+    // the same one: the GPU-quantized model is within 5% of the CPU-quantized one's error (H200,
+    // 2026-12-01: +0.1..+1.0%), and no further from it than the CPU-quantized model is from fp32 (a broken
+    // GPU path lands far outside; measured 0.33-0.62x).
+    EXPECT_LE(q_err_gpu, 1.05 * q_err + 1e-6);
+    EXPECT_LE(d, q_err);
   }
 }
 

@@ -50,6 +50,7 @@ InputStats::InputStats(int64_t channels, bool hessian)
 }
 
 void InputStats::add(const float* x, int64_t m) {
+  ATOM_CHECK(!xtx_mirrored, "InputStats::add after hessian()");
   for (int64_t i = 0; i < m; ++i) {
     const float* xi = x + i * k;
     for (int64_t j = 0; j < k; ++j) {
@@ -67,17 +68,26 @@ void InputStats::add(const float* x, int64_t m) {
   rows += m;
 }
 
-std::vector<double> InputStats::hessian(const std::vector<int32_t>& perm) const {
+std::vector<double> InputStats::hessian(const std::vector<int32_t>& perm) {
   ATOM_CHECK(with_hessian, "hessian requested but not collected");
   ATOM_CHECK(int64_t(perm.size()) == k, "hessian: permutation has {} entries for {} channels", perm.size(), k);
+  if (!xtx_mirrored) {  // blocked transpose of the upper triangle into the lower one
+    constexpr int64_t B = 64;
+#pragma omp parallel for schedule(dynamic, 1) if (k >= 512)
+    for (int64_t a0 = 0; a0 < k; a0 += B)
+      for (int64_t b0 = a0; b0 < k; b0 += B)
+        for (int64_t a = a0; a < std::min(k, a0 + B); ++a)
+          for (int64_t b = std::max(a + 1, b0); b < std::min(k, b0 + B); ++b) xtx[size_t(b * k + a)] = xtx[size_t(a * k + b)];
+    xtx_mirrored = true;
+  }
   const double scale = 2.0 / double(std::max<int64_t>(rows, 1));
   std::vector<double> h(size_t(k * k));
-  for (int64_t i = 0; i < k; ++i)
-    for (int64_t j = 0; j < k; ++j) {
-      int64_t a = perm[size_t(i)], b = perm[size_t(j)];
-      if (a > b) std::swap(a, b);  // only the upper triangle was accumulated
-      h[size_t(i * k + j)] = scale * xtx[size_t(a * k + b)];
-    }
+#pragma omp parallel for schedule(static) if (k >= 512)
+  for (int64_t i = 0; i < k; ++i) {
+    const double* row = &xtx[size_t(perm[size_t(i)] * k)];
+    double* out = &h[size_t(i * k)];
+    for (int64_t j = 0; j < k; ++j) out[j] = scale * row[perm[size_t(j)]];
+  }
   return h;
 }
 

@@ -26,14 +26,18 @@ struct InputStats {
   int64_t rows = 0;             // tokens seen
   std::vector<double> sumsq;    // Σ x²  per channel
   std::vector<float> absmax;    // max |x| per channel
-  std::vector<double> xtx;      // Σ xᵀx [k, k] (only with_hessian)
+  std::vector<double> xtx;      // Σ xᵀx [k, k] (only with_hessian): the upper triangle (a <= b) is accumulated
   bool with_hessian = false;
+  bool xtx_mirrored = false;    // the lower triangle holds the mirror too (hessian() does it once)
 
   InputStats() = default;
   InputStats(int64_t channels, bool hessian);
   void add(const float* x, int64_t m);
-  // GPTQ's H = 2·XᵀX / rows, with rows and columns permuted: H'[i,j] = H[perm[i], perm[j]].
-  std::vector<double> hessian(const std::vector<int32_t>& perm) const;
+  // GPTQ's H = 2·XᵀX / rows, with rows and columns permuted: H'[i,j] = H[perm[i], perm[j]]. Mirrors xtx's
+  // upper triangle into the lower one first (once; add() must not be called after), so that every output
+  // row gathers from one input row: reading the triangle alone was a random walk over k² doubles (1 GB
+  // for an 11008-wide input, seconds per layer).
+  std::vector<double> hessian(const std::vector<int32_t>& perm);
 };
 
 // Channels sorted by ascending sum of squares: perm[new] = old; the last ones are the outliers.

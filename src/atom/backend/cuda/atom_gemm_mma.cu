@@ -120,8 +120,8 @@ __device__ __forceinline__ float stage_scale(const uint8_t* scales_smem, int r, 
 }
 
 // facc += fp32(acc) * s_a * s_w (s_w already / 256 for a normal group's 256x sums), psums (tests) the
-// true partial sums, acc cleared. Fragment rows that lie past M for the whole warp are skipped (decode:
-// M <= 8 uses only rows gq of a 16-row tile); they are never stored.
+// true partial sums, acc cleared. (Skipping the fragment rows that lie past M for the whole warp made
+// config 0 slower, 76.8 -> 98.8 us on 8192 -> 28672 at M = 1: bench/results-h200-2026-12-02-gemm-decode-rowskip.log.)
 template <class C>
 __device__ __forceinline__ void promote(const Params& p, int32_t (&acc)[C::MT][C::NT][4], float (&facc)[C::MT][C::NT][4],
                                         int m_base, int n_base, int gidx, bool x16, const float (&sa)[C::MT][2],
@@ -134,7 +134,6 @@ __device__ __forceinline__ void promote(const Params& p, int32_t (&acc)[C::MT][C
     for (int j = 0; j < C::NT; ++j)
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
-        if (m_base + i * 16 + (e / 2) * 8 >= p.M) continue;  // warp-uniform
         const float s = sa[i][e / 2] * sw[j][e % 2];  // exact: fp16 x fp16 (x a power of two)
         facc[i][j][e] = fmaf(float(acc[i][j][e]), s, facc[i][j][e]);
         if (p.psums) {
@@ -240,9 +239,7 @@ __global__ void __launch_bounds__(C::kThreads, C::kMinBlocks) mma_sync_gemm_kern
         for (int i = 0; i < C::MT; ++i)
 #pragma unroll
           for (int h = 0; h < 2; ++h)
-            sa[i][h] = m0 + m_loc + i * 16 + h * 8 < p.M  // (warp-uniform, as in promote)
-                           ? stage_scale<C::kScaleWords>(sca, m_loc + i * 16 + gq + h * 8, a_par[i][h], g0, kg)
-                           : 0.0f;
+            sa[i][h] = stage_scale<C::kScaleWords>(sca, m_loc + i * 16 + gq + h * 8, a_par[i][h], g0, kg);
 #pragma unroll
         for (int j = 0; j < C::NT; ++j)
 #pragma unroll
