@@ -316,7 +316,9 @@ __global__ void f32_to_f16_kernel(const float* __restrict__ x, __half* __restric
 // the mma.sync 64x64 config on 7/7 at M = 96 and slower on 5/7 at M = 64 (...-gemm-ws-smallm.log).
 // Which warp-specialized variant (bench/results-h200-2026-12-01-gemm-ws-v3.log, M = 256..16384, after the
 // producer's scales stopped waiting on L2): the one-step overlapped loop (9) is 1.2-1.4x config 7 on all 7
-// shapes; the two-step loop (10) and 9 with a 5-stage ring (11) are within -3..+4% of it.
+// shapes; the two-step loop (10) and 9 with a 5-stage ring (11) are within -3..+4% of it. kWsMinM 65 -> 17
+// (bench/results-h200-2026-12-02-gemm-decode.log): config 9 beats both mma.sync configs at M = 32 and 64 on
+// all 7 shapes, config 0 beats it at M = 16 on all 7.
 constexpr int64_t kWgmmaMinM = 128;
 constexpr int64_t kWsMinM = 17;
 
