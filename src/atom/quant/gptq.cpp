@@ -15,6 +15,7 @@ namespace atom::quant {
 std::vector<float> permute_columns(const float* w, int64_t n, int64_t k, const std::vector<int32_t>& perm) {
   ATOM_CHECK(int64_t(perm.size()) == k, "permute_columns: perm has {} entries for {} columns", perm.size(), k);
   std::vector<float> out(size_t(n * k));
+#pragma omp parallel for schedule(static) if (n * k > (1 << 20))
   for (int64_t r = 0; r < n; ++r)
     for (int64_t j = 0; j < k; ++j) out[size_t(r * k + j)] = w[r * k + perm[size_t(j)]];
   return out;

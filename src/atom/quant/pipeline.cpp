@@ -2,9 +2,11 @@
 
 #include <fmt/format.h>
 
+#include <array>
 #include <chrono>
 #include <cmath>
 #include <cstring>
+#include <future>
 
 #include "atom/core/error.h"
 #include "atom/model/segmented_linear.h"
@@ -119,8 +121,9 @@ const DenseLinear& dense(const LlamaLayer& L, LinearSlot s) {
 // Permutes the rows of a [n, k] weight: out[i] = w[perm[i]].
 std::vector<float> permute_rows(const std::vector<float>& w, int64_t k, const std::vector<int32_t>& perm) {
   std::vector<float> out(w.size());
-  for (size_t i = 0; i < perm.size(); ++i)
-    std::memcpy(&out[i * size_t(k)], &w[size_t(perm[i]) * size_t(k)], size_t(k) * sizeof(float));
+#pragma omp parallel for schedule(static) if (w.size() > (size_t(1) << 20))
+  for (int64_t i = 0; i < int64_t(perm.size()); ++i)
+    std::memcpy(&out[size_t(i) * size_t(k)], &w[size_t(perm[size_t(i)]) * size_t(k)], size_t(k) * sizeof(float));
   return out;
 }
 
@@ -348,13 +351,20 @@ QuantizeReport quantize_model(LlamaModel& model, const std::vector<std::vector<i
           }
       }
     }
-    for (int s = 0; s < kNumLinearSlots; ++s) {
-      const int kind = int(input_kind(LinearSlot(s)));
-      const double err = relative_output_error(*q[s], w_ref[s], st.rows[kind], q[s]->in_features(),
-                                               q[s]->out_features());
-      report.linears.push_back({l, linear_slot_name(LinearSlot(s)), err, clip_used[s]});
-      L.linear[s] = std::move(q[s]);
-    }
+    for (int s = 0; s < kNumLinearSlots; ++s) L.linear[s] = std::move(q[s]);
+    // The per-linear error reports (host) only read the quantized linears: with a device backend they run
+    // while pass 2 does, instead of after it.
+    auto error_reports = [&] {
+      std::array<double, kNumLinearSlots> err{};
+      for (int s = 0; s < kNumLinearSlots; ++s) {
+        const Linear& lin = *L.linear[s];
+        err[size_t(s)] = relative_output_error(lin, w_ref[s], st.rows[int(input_kind(LinearSlot(s)))],
+                                               lin.in_features(), lin.out_features());
+      }
+      return err;
+    };
+    std::future<std::array<double, kNumLinearSlots>> errors;
+    if (backend.host_free_during_advance()) errors = std::async(std::launch::async, error_reports);
 
     // --- pass 2: this block's outputs through its quantized linears (and quantized KV) ---
     tp = clock::now();
@@ -362,6 +372,9 @@ QuantizeReport quantize_model(LlamaModel& model, const std::vector<std::vector<i
     backend.advance(model, l);
     model.kv_store_hook = nullptr;
     pass2_s += since(tp);
+    const std::array<double, kNumLinearSlots> err = errors.valid() ? errors.get() : error_reports();
+    for (int s = 0; s < kNumLinearSlots; ++s)
+      report.linears.push_back({l, linear_slot_name(LinearSlot(s)), err[size_t(s)], clip_used[s]});
     if (on_layer) on_layer(l + 1, c.num_layers);
   }
   apply_kv_format(model, cfg);

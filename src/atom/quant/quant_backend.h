@@ -51,6 +51,9 @@ class QuantBackend {
   // Seconds spent in parts of the steps the pipeline cannot time itself (e.g. "hessian" inside
   // block_stats); added to QuantizeReport::stage_seconds.
   virtual std::map<std::string, double> extra_timings() const { return {}; }
+  // advance() leaves the host's cores idle (a device backend), so the pipeline may run host work
+  // (the error reports, which only read the model) on another thread meanwhile.
+  virtual bool host_free_during_advance() const { return false; }
 };
 
 // The CPU reference: LlamaModel::forward_layer with an observer feeding InputStats::add, and

@@ -152,6 +152,7 @@ class GpuQuantBackend final : public quant::QuantBackend {
   }
 
   std::string name() const override { return "cuda"; }
+  bool host_free_during_advance() const override { return true; }
 
   void begin(const LlamaModel& model, const std::vector<std::vector<int32_t>>& windows) override {
     ATOM_CHECK(!windows.empty(), "quantize: no calibration windows");
