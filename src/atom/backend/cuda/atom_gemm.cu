@@ -383,7 +383,7 @@ void launch_gemm(Params p, const KernelLaunch& k, int splits, int sm_count, cuda
 
 }  // namespace gemm_detail
 
-int atom_gemm_num_configs() { return 12; }
+int atom_gemm_num_configs() { return 14; }
 int atom_gemm_wgmma_config() { return 3; }
 int atom_gemm_ws_config() { return 7; }
 
@@ -429,7 +429,11 @@ void atom_gemm(const GpuAtomActs& a, const GpuAtomWeights& w, uint16_t* y_fp16, 
   }
   switch (cfg) {
     case 0:
-    case 1: launch_gemm(p, mma_sync_kernel(cfg), force_splits, sm_count, s); break;
+    case 1:
+    case 12:  // the decode kernel with A / B swapped: 64 weight rows x 8 tokens
+    case 13:  // the same, 128 weight rows
+      launch_gemm(p, mma_sync_kernel(cfg), force_splits, sm_count, s);
+      break;
     case 3: launch_gemm(p, wgmma_kernel<2>(), force_splits, sm_count, s); break;
     case 4: launch_gemm(p, wgmma_kernel<1>(), force_splits, sm_count, s); break;
     case 5: launch_gemm(p, wgmma_kernel<2, 0, true>(), force_splits, sm_count, s); break;

@@ -26,10 +26,13 @@ namespace {
 // TILED (timing diagnostic, wrong results): read B as if the weights were stored in 64-row blocks, each
 // group's 64 x 64 bytes contiguous ([N/64][G][64][64]), so a stage is one contiguous run: does DRAM
 // locality (256-byte runs per row here) bound the decode path?
-template <int BM_, int BN_, int WM_, int WN_, int S_, int KG_, int MINB_, bool TILED_ = false>
+// SWAP: the weights are the MMA's A operand (BM weight rows per tile, along blockIdx.x) and the activations
+// its B operand (BN tokens per tile, along blockIdx.y): m16n8k32 then wastes no rows at M <= 8, a warp's
+// 16 weight rows share one activation fragment, and half as many accumulators are promoted per weight.
+template <int BM_, int BN_, int WM_, int WN_, int S_, int KG_, int MINB_, bool TILED_ = false, bool SWAP_ = false>
 struct MmaCfg {
   static constexpr int BM = BM_, BN = BN_, WM = WM_, WN = WN_, S = S_, KG = KG_, kMinBlocks = MINB_;
-  static constexpr bool kTiled = TILED_;
+  static constexpr bool kTiled = TILED_, kSwap = SWAP_;
   static constexpr int kThreads = 32 * WM * WN;
   static constexpr int TM = BM / WM, TN = BN / WN, MT = TM / 16, NT = TN / 8;
   // One stage row: KG groups + 16 pad bytes. The fragment reads (row gq, word t) then hit 32 distinct
@@ -119,6 +122,33 @@ __device__ __forceinline__ float stage_scale(const uint8_t* scales_smem, int r, 
   return __half2float(h[int((row_first_half + g0) & 1) + kg]);
 }
 
+// The kernel's operands: P feeds the A fragments (tile rows [p0, p0 + BM)), Q the B fragments (tile rows
+// [q0, q0 + BN)). P = activations and Q = weights, or the other way round with SWAP.
+struct Operands {
+  const uint8_t *p4, *q4;
+  const __half *ps, *qs, *pso, *qso;
+  const int8_t *p8, *q8;
+  int p_rows, q_rows, p0, q0;
+};
+template <class C>
+__device__ __forceinline__ Operands operands(const Params& p) {
+  if constexpr (C::kSwap)
+    return {p.w4, p.a4, p.sw, p.sa, p.swo, p.sao, p.w8, p.a8, p.N, p.M, int(blockIdx.x) * C::BM, int(blockIdx.y) * C::BN};
+  else
+    return {p.a4, p.w4, p.sa, p.sw, p.sao, p.swo, p.a8, p.w8, p.M, p.N, int(blockIdx.y) * C::BM, int(blockIdx.x) * C::BN};
+}
+// Output index of P row r, Q row c (-1 past the output).
+template <class C>
+__device__ __forceinline__ int64_t out_index(const Params& p, int r, int c) {
+  const int tok = C::kSwap ? c : r, ch = C::kSwap ? r : c;
+  return tok < p.M && ch < p.N ? int64_t(tok) * p.N + ch : -1;
+}
+__device__ __forceinline__ void store_out_one(const Params& p, int64_t o, float v) {
+  if (p.atomic_out) atomicAdd(p.y32 + o, v);
+  else if (p.y32) p.y32[o] = v;
+  else p.y16[o] = __float2half_rn(v);
+}
+
 // facc += fp32(acc) * s_a * s_w (s_w already / 256 for a normal group's 256x sums), psums (tests) the
 // true partial sums, acc cleared. (Skipping the fragment rows that lie past M for the whole warp made
 // config 0 slower, 76.8 -> 98.8 us on 8192 -> 28672 at M = 1: bench/results-h200-2026-12-02-gemm-decode-rowskip.log.)
@@ -126,6 +156,7 @@ template <class C>
 __device__ __forceinline__ void promote(const Params& p, int32_t (&acc)[C::MT][C::NT][4], float (&facc)[C::MT][C::NT][4],
                                         int m_base, int n_base, int gidx, bool x16, const float (&sa)[C::MT][2],
                                         const float (&sw)[C::NT][2]) {
+  // (m, n = the P and Q rows; sa, sw = their scales)
   const int lane = threadIdx.x % 32, gq = lane / 4, t = lane % 4;
   const int Gt = p.G + (p.O > 0 ? 1 : 0);
 #pragma unroll
@@ -137,8 +168,8 @@ __device__ __forceinline__ void promote(const Params& p, int32_t (&acc)[C::MT][C
         const float s = sa[i][e / 2] * sw[j][e % 2];  // exact: fp16 x fp16 (x a power of two)
         facc[i][j][e] = fmaf(float(acc[i][j][e]), s, facc[i][j][e]);
         if (p.psums) {
-          const int r = m_base + i * 16 + gq + (e / 2) * 8, c = n_base + j * 8 + 2 * t + (e % 2);
-          if (r < p.M && c < p.N) p.psums[(int64_t(r) * p.N + c) * Gt + gidx] = x16 ? acc[i][j][e] / 256 : acc[i][j][e];
+          const int64_t o = out_index<C>(p, m_base + i * 16 + gq + (e / 2) * 8, n_base + j * 8 + 2 * t + (e % 2));
+          if (o >= 0) p.psums[o * Gt + gidx] = x16 ? acc[i][j][e] / 256 : acc[i][j][e];
         }
         acc[i][j][e] = 0;
       }
@@ -156,13 +187,14 @@ __global__ void __launch_bounds__(C::kThreads, C::kMinBlocks) mma_sync_gemm_kern
   constexpr int kBTile = C::BM * C::kRowBytes, kBScales = C::BM * C::kScaleWords * 4;
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, gq = lane / 4, t = lane % 4;
   const int wm = warp / C::WN, wn = warp % C::WN;
-  const int m0 = blockIdx.y * C::BM, n0 = blockIdx.x * C::BN;
+  const Operands op = operands<C>(p);
+  const int m0 = op.p0, n0 = op.q0;
   const int g_begin = blockIdx.z * p.groups_per_split;
   const int g_end = min(p.G, g_begin + p.groups_per_split);
   const int n_stages = max(0, (g_end - g_begin + C::KG - 1) / C::KG);
 
-  const Pieces a_pieces(p.a4, p.sa, m0, p.M, p.G, tid);
-  const PiecesB b_pieces(p.w4, p.sw, n0, p.N, p.G, tid);
+  const Pieces a_pieces(op.p4, op.ps, m0, op.p_rows, p.G, tid);
+  const PiecesB b_pieces(op.q4, op.qs, n0, op.q_rows, p.G, tid);
   auto load_stage = [&](int s, int g0) {
     a_pieces.issue(tile(s), scales(s), g0, g_end);
     b_pieces.issue(tile(s) + kBTile, scales(s) + kBScales, g0, g_end);
@@ -260,27 +292,27 @@ __global__ void __launch_bounds__(C::kThreads, C::kMinBlocks) mma_sync_gemm_kern
 #pragma unroll
       for (int h = 0; h < 2; ++h) {
         const int r = m0 + m_loc + i * 16 + gq + h * 8;
-        sa[i][h] = r < p.M ? __half2float(p.sao[r]) : 0.0f;
+        sa[i][h] = r < op.p_rows ? __half2float(op.pso[r]) : 0.0f;
       }
 #pragma unroll
     for (int j = 0; j < C::NT; ++j)
 #pragma unroll
       for (int h = 0; h < 2; ++h) {
         const int c = n0 + n_loc + j * 8 + 2 * t + h;
-        sw[j][h] = c < p.N ? __half2float(p.swo[c]) : 0.0f;
+        sw[j][h] = c < op.q_rows ? __half2float(op.qso[c]) : 0.0f;
       }
     uint8_t* oa = smem;
     uint8_t* ob = smem + C::BM * kQ8Stride;
     for (int o0 = 0; o0 < p.O; o0 += 128) {
       for (int i = tid; i < C::BM * 8; i += C::kThreads) {
         const int r = i / 8, c = i % 8;
-        const bool ok = m0 + r < p.M && o0 + c * 16 < p.O;
-        ptx::cp_async_16(oa + r * kQ8Stride + c * 16, ok ? p.a8 + int64_t(m0 + r) * p.O + o0 + c * 16 : p.a8, ok);
+        const bool ok = m0 + r < op.p_rows && o0 + c * 16 < p.O;
+        ptx::cp_async_16(oa + r * kQ8Stride + c * 16, ok ? op.p8 + int64_t(m0 + r) * p.O + o0 + c * 16 : op.p8, ok);
       }
       for (int i = tid; i < C::BN * 8; i += C::kThreads) {
         const int r = i / 8, c = i % 8;
-        const bool ok = n0 + r < p.N && o0 + c * 16 < p.O;
-        ptx::cp_async_16(ob + r * kQ8Stride + c * 16, ok ? p.w8 + int64_t(n0 + r) * p.O + o0 + c * 16 : p.w8, ok);
+        const bool ok = n0 + r < op.q_rows && o0 + c * 16 < p.O;
+        ptx::cp_async_16(ob + r * kQ8Stride + c * 16, ok ? op.q8 + int64_t(n0 + r) * p.O + o0 + c * 16 : op.q8, ok);
       }
       ptx::cp_async_commit();
       ptx::cp_async_wait<0>();
@@ -318,7 +350,8 @@ __global__ void __launch_bounds__(C::kThreads, C::kMinBlocks) mma_sync_gemm_kern
   }
 
   // Epilogue. With split-K, this CTA's partial tile goes to the workspace and the tile's last CTA sums
-  // all of them in split order.
+  // all of them in split order. Outputs go in pairs of adjacent columns, or one at a time with SWAP
+  // (adjacent accumulators are different tokens there).
   auto for_each_pair = [&](auto&& f) {
 #pragma unroll
     for (int i = 0; i < C::MT; ++i)
@@ -327,27 +360,39 @@ __global__ void __launch_bounds__(C::kThreads, C::kMinBlocks) mma_sync_gemm_kern
 #pragma unroll
         for (int h = 0; h < 2; ++h) {
           const int r = m0 + m_loc + i * 16 + gq + h * 8, c = n0 + n_loc + j * 8 + 2 * t;
-          if (r < p.M) f(int64_t(r) * p.N + c, c, facc[i][j][2 * h], facc[i][j][2 * h + 1]);
+          if constexpr (C::kSwap) {
+            const int64_t o0 = out_index<C>(p, r, c), o1 = out_index<C>(p, r, c + 1);
+            if (o0 >= 0) f(o0, 0, facc[i][j][2 * h], 0.0f, false);
+            if (o1 >= 0) f(o1, 0, facc[i][j][2 * h + 1], 0.0f, false);
+          } else if (r < p.M) {
+            f(int64_t(r) * p.N + c, c, facc[i][j][2 * h], facc[i][j][2 * h + 1], c + 1 < p.N);
+          }
         }
+  };
+  // (o, c, v0, v1, pair): v0 at o when c < N; v1 at o + 1 when pair
+  auto store = [&](int64_t o, int c, float v0, float v1, bool pair) {
+    if constexpr (C::kSwap) store_out_one(p, o, v0);
+    else store_out_pair(p, o, c, v0, v1);
+    (void)pair;
   };
   if (p.partials) {
     const int64_t mn = int64_t(p.M) * p.N;
     float* mine = p.partials + blockIdx.z * mn;
-    for_each_pair([&](int64_t o, int c, float v0, float v1) {
+    for_each_pair([&](int64_t o, int c, float v0, float v1, bool pair) {
       if (c < p.N) mine[o] = v0;
-      if (c + 1 < p.N) mine[o + 1] = v1;
+      if (pair) mine[o + 1] = v1;
     });
     if (!splitk_last_cta(p.counters + blockIdx.y * gridDim.x + blockIdx.x)) return;
-    for_each_pair([&](int64_t o, int c, float, float) {
+    for_each_pair([&](int64_t o, int c, float, float, bool pair) {
       float v0 = 0.0f, v1 = 0.0f;
       for (int z = 0; z < int(gridDim.z); ++z) {
         if (c < p.N) v0 += __ldcg(p.partials + z * mn + o);
-        if (c + 1 < p.N) v1 += __ldcg(p.partials + z * mn + o + 1);
+        if (pair) v1 += __ldcg(p.partials + z * mn + o + 1);
       }
-      store_out_pair(p, o, c, v0, v1);
+      store(o, c, v0, v1, pair);
     });
   } else {
-    for_each_pair([&](int64_t o, int c, float v0, float v1) { store_out_pair(p, o, c, v0, v1); });
+    for_each_pair(store);
   }
 }
 
@@ -360,7 +405,9 @@ KernelLaunch mma_launch() {
     ATOM_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, fn, C::kThreads, size_t(C::kSmem)));
     return n > 0 ? n : 1;
   }();
-  return {mma_sync_gemm_kernel<C>, C::BM, C::BN, C::kThreads, C::kSmem, ctas_per_sm, true};
+  // launch_gemm tiles M by bm and N by bn: with SWAP the tile's BN tokens and BM weight rows
+  if constexpr (C::kSwap) return {mma_sync_gemm_kernel<C>, C::BN, C::BM, C::kThreads, C::kSmem, ctas_per_sm, true};
+  else return {mma_sync_gemm_kernel<C>, C::BM, C::BN, C::kThreads, C::kSmem, ctas_per_sm, true};
 }
 
 // The tile configurations (index = atom_gemm's config). Measured: docs/results.md §3e.
@@ -368,6 +415,10 @@ using Cfg0 = MmaCfg<16, 64, 1, 4, 3, 4, 3>;    // M <= 16 (decode): 3 stages of 
 using Cfg1 = MmaCfg<64, 64, 2, 2, 4, 1, 3>;    // M 17-64 without wgmma: 4 stages of one group, 3 CTAs per SM
 using Cfg2 = MmaCfg<128, 128, 2, 4, 3, 1, 1>;  // large M without wgmma (tests and benchmarks only)
 using Cfg0Tiled = MmaCfg<16, 64, 1, 4, 3, 4, 3, true>;  // diagnostic 109
+// A / B swapped (weights in the A fragments), M <= 8 per tile: 64 weight rows (one m16 tile per warp), 4-group
+// stages; and 128 rows (two per warp, sharing the activation fragment), 2-group stages. Not yet measured.
+using Cfg12 = MmaCfg<64, 8, 4, 1, 3, 4, 3, false, true>;
+using Cfg13 = MmaCfg<128, 8, 4, 1, 3, 2, 2, false, true>;
 
 }  // namespace
 
@@ -375,6 +426,8 @@ KernelLaunch mma_sync_kernel(int config) {
   switch (config) {
     case 0: return mma_launch<Cfg0>();
     case 1: return mma_launch<Cfg1>();
+    case 12: return mma_launch<Cfg12>();
+    case 13: return mma_launch<Cfg13>();
     case 109: return mma_launch<Cfg0Tiled>();
     default: return mma_launch<Cfg2>();
   }
