@@ -217,45 +217,51 @@ TEST(QuantPipelineCalib, InputStatsMatchBruteForce) {
   const uint64_t seed = fresh_seed();
   SCOPED_TRACE(seed);
   std::mt19937_64 rng(seed);
-  const int64_t k = 37;
-  InputStats st(k, true), diag_only(k, false);
-  std::vector<float> all;
-  for (int64_t m : {5, 17, 1, 0, 30}) {  // uneven chunks, one empty
-    auto x = randn(rng, size_t(m * k), 2.0f, 0.3f);
-    for (int64_t i = 0; i < m; ++i) x[size_t(i * k + 3)] *= 40.0f;  // a large channel
-    st.add(x.data(), m);
-    diag_only.add(x.data(), m);
-    all.insert(all.end(), x.begin(), x.end());
-  }
-  const int64_t rows = int64_t(all.size()) / k;
-  ASSERT_EQ(st.rows, rows);
-  EXPECT_EQ(diag_only.rows, rows);
-  EXPECT_TRUE(diag_only.xtx.empty());
-  EXPECT_THROW(diag_only.hessian(random_perm(rng, k)), atom::Error);
-  std::vector<double> xtx(size_t(k * k), 0.0);
-  for (int64_t i = 0; i < rows; ++i)
-    for (int64_t a = 0; a < k; ++a)
-      for (int64_t b = 0; b < k; ++b) xtx[size_t(a * k + b)] += double(all[size_t(i * k + a)]) * all[size_t(i * k + b)];
-  for (int64_t j = 0; j < k; ++j) {
-    float amax = 0;
-    for (int64_t i = 0; i < rows; ++i) amax = std::max(amax, std::fabs(all[size_t(i * k + j)]));
-    EXPECT_NEAR(st.sumsq[size_t(j)], xtx[size_t(j * k + j)], 1e-12 * xtx[size_t(j * k + j)]) << j;
-    EXPECT_EQ(st.absmax[size_t(j)], amax) << j;
-    EXPECT_EQ(diag_only.sumsq[size_t(j)], st.sumsq[size_t(j)]);
-  }
-  // H' = 2·XᵀX/rows permuted; XᵀX is accumulated by fp32 SYRK per chunk (≤ 30 rows): 1e-5 relative
-  // to the diagonal scale.
-  const auto p = random_perm(rng, k);
-  const auto h = st.hessian(p);
-  double scale = 0;
-  for (int64_t j = 0; j < k; ++j) scale = std::max(scale, xtx[size_t(j * k + j)]);
-  for (int64_t i = 0; i < k; ++i)
-    for (int64_t j = 0; j < k; ++j) {
-      const double want = 2.0 * xtx[size_t(p[size_t(i)] * k + p[size_t(j)])] / double(rows);
-      ASSERT_NEAR(h[size_t(i * k + j)], want, 1e-5 * 2.0 * scale / double(rows)) << i << "," << j;
-      ASSERT_EQ(h[size_t(i * k + j)], h[size_t(j * k + i)]);  // symmetric
+  // 37 channels: one 64-wide block of hessian()'s triangle mirror; 150: three, the last ragged
+  for (const int64_t k : {int64_t(37), int64_t(150)}) {
+    SCOPED_TRACE(k);
+    InputStats st(k, true), diag_only(k, false);
+    std::vector<float> all;
+    for (int64_t m : {5, 17, 1, 0, 30}) {  // uneven chunks, one empty
+      auto x = randn(rng, size_t(m * k), 2.0f, 0.3f);
+      for (int64_t i = 0; i < m; ++i) x[size_t(i * k + 3)] *= 40.0f;  // a large channel
+      st.add(x.data(), m);
+      diag_only.add(x.data(), m);
+      all.insert(all.end(), x.begin(), x.end());
     }
-  EXPECT_THROW(st.hessian(std::vector<int32_t>(size_t(k - 1), 0)), atom::Error);
+    const int64_t rows = int64_t(all.size()) / k;
+    ASSERT_EQ(st.rows, rows);
+    EXPECT_EQ(diag_only.rows, rows);
+    EXPECT_TRUE(diag_only.xtx.empty());
+    EXPECT_THROW(diag_only.hessian(random_perm(rng, k)), atom::Error);
+    std::vector<double> xtx(size_t(k * k), 0.0);
+    for (int64_t i = 0; i < rows; ++i)
+      for (int64_t a = 0; a < k; ++a)
+        for (int64_t b = 0; b < k; ++b) xtx[size_t(a * k + b)] += double(all[size_t(i * k + a)]) * all[size_t(i * k + b)];
+    for (int64_t j = 0; j < k; ++j) {
+      float amax = 0;
+      for (int64_t i = 0; i < rows; ++i) amax = std::max(amax, std::fabs(all[size_t(i * k + j)]));
+      EXPECT_NEAR(st.sumsq[size_t(j)], xtx[size_t(j * k + j)], 1e-12 * xtx[size_t(j * k + j)]) << j;
+      EXPECT_EQ(st.absmax[size_t(j)], amax) << j;
+      EXPECT_EQ(diag_only.sumsq[size_t(j)], st.sumsq[size_t(j)]);
+    }
+    // H' = 2·XᵀX/rows permuted; XᵀX is accumulated by fp32 SYRK per chunk (≤ 30 rows): 1e-5 relative
+    // to the diagonal scale.
+    const auto p = random_perm(rng, k);
+    const auto h = st.hessian(p);
+    double scale = 0;
+    for (int64_t j = 0; j < k; ++j) scale = std::max(scale, xtx[size_t(j * k + j)]);
+    for (int64_t i = 0; i < k; ++i)
+      for (int64_t j = 0; j < k; ++j) {
+        const double want = 2.0 * xtx[size_t(p[size_t(i)] * k + p[size_t(j)])] / double(rows);
+        ASSERT_NEAR(h[size_t(i * k + j)], want, 1e-5 * 2.0 * scale / double(rows)) << i << "," << j;
+        ASSERT_EQ(h[size_t(i * k + j)], h[size_t(j * k + i)]);  // symmetric
+      }
+    EXPECT_THROW(st.hessian(std::vector<int32_t>(size_t(k - 1), 0)), atom::Error);
+    EXPECT_EQ(st.hessian(p), h);  // the second call reads the mirrored triangle as it is
+    const auto more = randn(rng, size_t(k), 1.0f, 0.0f);
+    EXPECT_THROW(st.add(more.data(), 1), atom::Error);  // no accumulating into a mirrored XᵀX
+  }
 }
 
 TEST(QuantPipelineCalib, ReorderByMagnitudePutsLargestChannelsLast) {

@@ -238,4 +238,35 @@ TEST(GpuAtom, GemmMatchesLiteralReference) {
   EXPECT_LE(emax, 1e-5 * amax) << "max abs err " << emax << " of max |y| " << amax;
 }
 
+// Bad shapes and buffers get an atom::Error, not a launch that reads past an allocation: the decode
+// kernel copies scales as 32-bit words, so scale buffers must hold GpuAtomLayout::scale_elems(rows).
+TEST(GpuAtom, GemmRejectsBadBuffers) {
+  REQUIRE_GPU();
+  std::mt19937_64 rng(fresh_seed());
+  const int64_t n = 65, k = 1536, m = 3;  // odd rows x 11 groups: rows * G odd, the padded case
+  std::normal_distribution<float> nd(0.0f, 0.02f);
+  std::vector<float> w(size_t(n * k));
+  for (auto& v : w) v = nd(rng);
+  const quant::AtomLinear lin(w.data(), n, k, random_perm(k, rng), atom_cfg());
+  Stream st;
+  GpuAtomWeights gw;
+  upload_atom_weights(lin.weights(), gw, st);
+  EXPECT_EQ(int64_t(gw.scale.size()), gw.L.scale_elems(n));
+  EXPECT_EQ(gw.L.scale_elems(n) % 2, 0);
+  GpuAtomActs ga;
+  ga.resize(m, gw.L);
+  EXPECT_EQ(int64_t(ga.scale.size()), gw.L.scale_elems(m));
+  const auto x = random_acts(m, k, rng);
+  DeviceBuffer<uint16_t> dx;
+  dx.upload(to_fp16(x), st);
+  atom_quantize_acts_fp16(dx.data(), m, gw.perm.data(), gw.L, gw.a_clip, gw.a_outlier_clip, ga, st);
+  DeviceBuffer<uint16_t> y16(size_t(m * n));
+  DeviceBuffer<float> y32(size_t(m * n));
+  EXPECT_THROW(atom_gemm(ga, gw, y16.data(), y32.data(), nullptr, st), atom::Error);  // two outputs
+  EXPECT_THROW(atom_gemm(ga, gw, nullptr, nullptr, nullptr, st), atom::Error);        // none
+  ga.scale.resize(size_t(m * gw.L.n_groups));  // unpadded: the last word would cross the allocation
+  EXPECT_THROW(atom_gemm(ga, gw, y16.data(), nullptr, nullptr, st), atom::Error);
+  st.sync();
+}
+
 }  // namespace
