@@ -458,6 +458,9 @@ void atom_gemm(const GpuAtomActs& a, const GpuAtomWeights& w, uint16_t* y_fp16, 
     case 108: launch_gemm(p, ws_kernel(false, 5), force_splits, sm_count, s); break;
     // diagnostic of config 0: weights read in a 64-row-block layout (does DRAM locality bound decode?)
     case 109: launch_gemm(p, mma_sync_kernel(109), force_splits, sm_count, s); break;
+    // config 0 with deeper stage rings (timing only, not in the tests' config loop)
+    case 110:
+    case 111: launch_gemm(p, mma_sync_kernel(cfg), force_splits, sm_count, s); break;
     default: launch_gemm(p, mma_sync_kernel(2), force_splits, sm_count, s); break;
   }
 }

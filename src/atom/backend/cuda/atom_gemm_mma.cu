@@ -412,9 +412,13 @@ KernelLaunch mma_launch() {
 
 // The tile configurations (index = atom_gemm's config). Measured: docs/results.md §3e.
 using Cfg0 = MmaCfg<16, 64, 1, 4, 3, 4, 3>;    // M <= 16 (decode): 3 stages of 4 groups, 3 CTAs per SM
-using Cfg1 = MmaCfg<64, 64, 2, 2, 4, 1, 3>;    // M 17-64 without wgmma: 4 stages of one group, 3 CTAs per SM
+using Cfg1 = MmaCfg<64, 64, 2, 2, 4, 1, 2>;    // M 17-127 when O > 128: 4 stages of one group (MINB 3 spilled)
 using Cfg2 = MmaCfg<128, 128, 2, 4, 3, 1, 1>;  // large M without wgmma (tests and benchmarks only)
 using Cfg0Tiled = MmaCfg<16, 64, 1, 4, 3, 4, 3, true>;  // diagnostic 109
+// timing-only variants of config 0 with more bytes in flight per CTA (the profile's top stall is the stage
+// barrier): 110 = 5 stages of 2 groups (4 in flight), 111 = 4 stages of 4 groups (2 CTAs per SM)
+using Cfg0Deep2 = MmaCfg<16, 64, 1, 4, 5, 2, 3>;
+using Cfg0Deep4 = MmaCfg<16, 64, 1, 4, 4, 4, 2>;
 // A / B swapped (weights in the A fragments), M <= 8 per tile: 64 weight rows (one m16 tile per warp), 4-group
 // stages; and 128 rows (two per warp, sharing the activation fragment), 2-group stages. Not yet measured.
 using Cfg12 = MmaCfg<64, 8, 4, 1, 3, 4, 3, false, true>;
@@ -429,6 +433,8 @@ KernelLaunch mma_sync_kernel(int config) {
     case 12: return mma_launch<Cfg12>();
     case 13: return mma_launch<Cfg13>();
     case 109: return mma_launch<Cfg0Tiled>();
+    case 110: return mma_launch<Cfg0Deep2>();
+    case 111: return mma_launch<Cfg0Deep4>();
     default: return mma_launch<Cfg2>();
   }
 }
