@@ -5,7 +5,7 @@
 // Prints per-stage wall times (pass-1 forward, Hessians, pass 2, GPTQ, host work), the total, and with
 // --layers below the shape's count the whole model's time extrapolated per layer.
 //   bench_quantize_gpu [--shape llama2-7b|llama2-13b|llama3-8b|llama2-70b] [--layers N] [--samples 128]
-//                      [--seqlen 2048] [--method atom|w8a8] [--no-gptq] [--seed S] [--json FILE]
+//                      [--seqlen 2048] [--method atom|w8a8] [--no-gptq] [--tf32] [--seed S] [--json FILE]
 #include <omp.h>
 
 #include <chrono>
@@ -80,7 +80,7 @@ double get(const std::map<std::string, double>& m, const char* k) {
 int usage() {
   std::fprintf(stderr,
                "usage: bench_quantize_gpu [--shape llama2-7b|llama2-13b|llama3-8b|llama2-70b] [--layers N] "
-               "[--samples N] [--seqlen N] [--method atom|w8a8] [--no-gptq] [--seed S] [--json FILE]\n");
+               "[--samples N] [--seqlen N] [--method atom|w8a8] [--no-gptq] [--tf32] [--seed S] [--json FILE]\n");
   return 2;
 }
 
@@ -89,13 +89,14 @@ int usage() {
 int main(int argc, char** argv) {
   std::string shape = "llama2-7b", json, method = "atom";
   int layers = 0, samples = 128, seqlen = 2048;
-  bool gptq = true;
+  bool gptq = true, tf32 = false;
   uint64_t seed = 1;
   for (int i = 1; i < argc; ++i) {
     auto next = [&]() -> const char* { return i + 1 < argc ? argv[++i] : nullptr; };
     const char* a = argv[i];
     const char* v = nullptr;
     if (!std::strcmp(a, "--no-gptq")) { gptq = false; continue; }
+    if (!std::strcmp(a, "--tf32")) { tf32 = true; continue; }
     if (!(v = next())) return usage();
     if (!std::strcmp(a, "--shape")) shape = v;
     else if (!std::strcmp(a, "--layers")) layers = std::atoi(v);
@@ -123,9 +124,9 @@ int main(int argc, char** argv) {
     q.seed = seed;
     q.validate();
     const cuda::DeviceProps p = cuda::device_props();
-    std::printf("bench_quantize_gpu: %s (%d of %d layers), %s%s, %d x %d calibration tokens, %s, %d host threads\n",
-                shape.c_str(), c.num_layers, full_layers, method.c_str(), q.gptq ? " + GPTQ" : "", samples, seqlen,
-                p.name.c_str(), omp_get_max_threads());
+    std::printf("bench_quantize_gpu: %s (%d of %d layers), %s%s, %d x %d calibration tokens, %s forward, %s, %d host "
+                "threads\n", shape.c_str(), c.num_layers, full_layers, method.c_str(), q.gptq ? " + GPTQ" : "", samples,
+                seqlen, tf32 ? "TF32" : "fp32", p.name.c_str(), omp_get_max_threads());
     auto t0 = std::chrono::steady_clock::now();
     auto model = synthetic_model(c, seed);
     std::vector<std::vector<int32_t>> windows(static_cast<size_t>(samples));
@@ -138,7 +139,7 @@ int main(int argc, char** argv) {
     std::printf("  synthetic weights + tokens on the host: %.1f s (not counted)\n", gen_s);
     std::fflush(stdout);
 
-    auto backend = cuda::make_gpu_quant_backend();
+    auto backend = cuda::make_gpu_quant_backend(0, tf32);
     const quant::QuantizeReport r = quant::quantize_model(*model, windows, q, [&](int done, int total) {
       std::printf("  layer %d/%d done\n", done, total);
       std::fflush(stdout);
@@ -147,7 +148,7 @@ int main(int argc, char** argv) {
     const double hess = get(st, "hessian"), pass1 = get(st, "pass1");
     std::printf("stages (wall s):\n");
     std::printf("  embed + upload       %8.2f\n", get(st, "embed"));
-    std::printf("  pass 1 forward       %8.2f   (fp32 block forward + Σx², max|x| + error rows)\n", pass1 - hess);
+    std::printf("  pass 1 forward       %8.2f   (block forward + Σx², max|x| + error rows)\n", pass1 - hess);
     std::printf("  Hessians XᵀX         %8.2f   (cuBLAS SSYRK per window into double; device time)\n", hess);
     std::printf("  pass 2 forward       %8.2f   (through the quantized block, CPU-exact rounding)\n", get(st, "pass2"));
     std::printf("  GPTQ solves          %8.2f\n", get(st, "gptq"));
@@ -164,7 +165,7 @@ int main(int argc, char** argv) {
     if (!json.empty()) {
       FILE* f = std::fopen(json.c_str(), "w");
       if (!f) { std::perror(json.c_str()); return 1; }
-      nlohmann::json j = {{"shape", shape}, {"layers", c.num_layers}, {"model_layers", full_layers},
+      nlohmann::json j = {{"shape", shape}, {"layers", c.num_layers}, {"model_layers", full_layers}, {"tf32", tf32},
                           {"method", method}, {"gptq", q.gptq}, {"samples", samples}, {"seqlen", seqlen},
                           {"gpu", p.name}, {"stage_seconds", st}, {"seconds", r.seconds},
                           {"whole_model_seconds", whole}, {"max_rel_error", worst}};

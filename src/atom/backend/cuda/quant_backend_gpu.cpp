@@ -141,17 +141,17 @@ int64_t k_of(const LlamaLayer& L, InputKind kind) {
 
 class GpuQuantBackend final : public quant::QuantBackend {
  public:
-  explicit GpuQuantBackend(int device) {
+  GpuQuantBackend(int device, bool tf32_forward) : tf32_(tf32_forward) {
     ATOM_CHECK(device_count() > 0, "quantize --device cuda: no CUDA device is visible");
     ATOM_CHECK(device >= 0 && device < device_count(), "quantize --device cuda: no CUDA device {} ({} visible)", device,
                device_count());
     ATOM_CUDA_CHECK(cudaSetDevice(device));
     stream_ = std::make_unique<Stream>();
     blas_ = std::make_unique<BlasHandle>(stream_->get());
-    ATOM_CUBLAS_CHECK(cublasSetMathMode(blas_->h, CUBLAS_DEFAULT_MATH));  // fp32 SGEMM: no TF32
+    set_forward_math();
   }
 
-  std::string name() const override { return "cuda"; }
+  std::string name() const override { return tf32_ ? "cuda-tf32" : "cuda"; }
   bool host_free_during_advance() const override { return true; }
 
   void begin(const LlamaModel& model, const std::vector<std::vector<int32_t>>& windows) override {
@@ -250,6 +250,11 @@ class GpuQuantBackend final : public quant::QuantBackend {
   std::map<std::string, double> extra_timings() const override { return {{"hessian", hessian_s_}}; }
 
  private:
+  // fp32 SGEMM (CUBLAS_DEFAULT_MATH: no TF32), or TF32 tensor cores with tf32_forward
+  void set_forward_math() {
+    ATOM_CUBLAS_CHECK(cublasSetMathMode(blas_->h, tf32_ ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
+  }
+
   struct Block {
     DevLinear lin[kNumLinearSlots];
     DeviceBuffer<float> attn_norm, ffn_norm;
@@ -272,8 +277,10 @@ class GpuQuantBackend final : public quant::QuantBackend {
       h0_.record(s);
       // Row-major XᵀX upper triangle = column-major lower: SYRK of the column-major [k, m] matrix xᵀ.
       const float one = 1.0f, zero = 0.0f;
+      ATOM_CUBLAS_CHECK(cublasSetMathMode(blas_->h, CUBLAS_DEFAULT_MATH));  // the SYRK never on TF32
       ATOM_CUBLAS_CHECK(cublasSsyrk(blas_->h, CUBLAS_FILL_MODE_LOWER, CUBLAS_OP_N, int(d.k), int(m), &one, x, int(d.k),
                                     &zero, part_.data(), int(d.k)));
+      set_forward_math();
       calib::accumulate_upper(d.xtx.data(), part_.data(), d.k, s);
       h1_.record(s);
       hessian_s_ += 1e-3 * double(h1_.since(h0_));  // device time of the SYRK + accumulation
@@ -346,6 +353,7 @@ class GpuQuantBackend final : public quant::QuantBackend {
     add_f32(x, tmp_.data(), T * H, s);
   }
 
+  bool tf32_ = false;
   std::unique_ptr<Stream> stream_;
   std::unique_ptr<BlasHandle> blas_;
   int64_t H_ = 0, T_ = 0, S_ = 0;
@@ -357,8 +365,8 @@ class GpuQuantBackend final : public quant::QuantBackend {
 
 }  // namespace
 
-std::unique_ptr<quant::QuantBackend> make_gpu_quant_backend(int device) {
-  return std::make_unique<GpuQuantBackend>(device);
+std::unique_ptr<quant::QuantBackend> make_gpu_quant_backend(int device, bool tf32_forward) {
+  return std::make_unique<GpuQuantBackend>(device, tf32_forward);
 }
 
 }  // namespace atom::cuda
