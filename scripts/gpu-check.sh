@@ -20,7 +20,7 @@
 #   BENCH_ARGS (extra arguments for bench_gemm), BUILD (build dir, default build-gpu),
 #   BUILD_TARGETS (only these targets, e.g. "atom_gpu_tests bench_attention"), GPU_TEST_FILTER (gtest filter
 #   for the gpu stage), SANITIZE_FILTER (gtest filter for compute-sanitizer), BENCH (which benchmarks:
-#   default "gemm attention"; "fused" adds bench_fused, "gptq" bench_gptq_gpu (GPTQ_BENCH_ARGS), "quantize" bench_quantize_gpu
+#   default "gemm attention"; "fused" adds bench_fused, "gptq" bench_gptq_gpu (GPTQ_BENCH_ARGS), "quantize" bench_quantize_gpu (QUANTIZE_BENCH_RUNS)
 #   (QUANTIZE_BENCH_ARGS, default "--layers 4": 4 of llama2-7b's 32 layers at 128 x 2048 tokens, the whole model
 #   extrapolated per layer; QUANTIZE_BENCH_ARGS="" runs all 32, QUANTIZE_TIMEOUT default 540 s), "sdpa" PyTorch's SDPA as the attention reference), ATTN_BENCH_ARGS (extra arguments for bench_attention),
 #   FUSED_BENCH_ARGS (extra arguments for bench_fused), SERVE_RUNS (bench_serve_gpu runs of the "serve"
@@ -115,8 +115,15 @@ if has bench; then
     SUMMARY+=("bench_gptq_gpu: rc=${PIPESTATUS[0]}, $(grep -E 'whole model' "$OUT/bench-gptq.log")")
   fi
   if [[ " $BENCH " == *" quantize "* ]]; then  # atom quantize --device cuda end to end, synthetic llama2-7b
-    timeout ${QUANTIZE_TIMEOUT:-540} "$BUILD/bench/bench_quantize_gpu" --json "$OUT/bench_quantize.json" ${QUANTIZE_BENCH_ARGS---layers 4} 2>&1 | tee "$OUT/bench-quantize.log" | grep -v '^  layer '
-    SUMMARY+=("bench_quantize_gpu: rc=${PIPESTATUS[0]}, $(grep -E '^whole model' "$OUT/bench-quantize.log")")
+    # QUANTIZE_BENCH_RUNS: ';'-separated argument lists, one run each (default: 4 layers, fp32 then TF32 forward)
+    IFS=';' read -ra QRUNS <<<"${QUANTIZE_BENCH_RUNS:-${QUANTIZE_BENCH_ARGS---layers 4};--layers 4 --tf32}"
+    qi=0
+    for qargs in "${QRUNS[@]}"; do
+      qi=$((qi + 1))
+      # shellcheck disable=SC2086
+      timeout ${QUANTIZE_TIMEOUT:-540} "$BUILD/bench/bench_quantize_gpu" --json "$OUT/bench_quantize-$qi.json" $qargs 2>&1 | tee "$OUT/bench-quantize-$qi.log" | grep -v '^  layer '
+      SUMMARY+=("bench_quantize_gpu $qargs: rc=${PIPESTATUS[0]}, $(grep -E '^whole model' "$OUT/bench-quantize-$qi.log")")
+    done
   fi
   if [[ " $BENCH " == *" fused "* ]]; then
     "$BUILD/bench/bench_fused" --json "$OUT/bench_fused.json" ${FUSED_BENCH_ARGS:-} 2>&1 | tee "$OUT/bench-fused.log" | tail -80
