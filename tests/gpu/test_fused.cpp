@@ -154,6 +154,11 @@ TEST(GpuFused, KernelsMatchCpuReference) {
       for (int64_t k : ks)
         for (int64_t m : ms) check_fused(op, dt, k, m, false, rng);
   check_fused(Op::Norm, ActDtype::F32, 576, 5, true, rng);  // final-norm row gather
+  if (small_only()) return;
+  // Enough rows for one block per row (>= 2 per SM) and enough groups for a warp's 4-groups-at-once steps
+  // (31 / 85 full groups over 8 warps), with the partial last group and the outlier tail after them.
+  for (Op op : {Op::Norm, Op::Copy, Op::Silu}) check_fused(op, ActDtype::F16, 4096, 300, false, rng);
+  check_fused(Op::Silu, ActDtype::F32, 11008, 270, false, rng);
 }
 
 TEST(GpuFused, RejectsBadShapes) {

@@ -102,6 +102,22 @@ __device__ __forceinline__ float op_value(int64_t j, float xv, float u, const Pa
   return xv;
 }
 
+// INT4 group `seg` of row i from this lane's 4 gathered values (group elements 4*lane .. 4*lane+3):
+// the warp's max, the fp16 scale, the nibbles in MMA order (atom_gemm.h: chunk c = lane/8, word t = lane%4,
+// half = (lane%8)/4).
+__device__ __forceinline__ void quant_group(const Params& p, int64_t i, int seg, int lane, const float (&v)[4]) {
+  float amax = fmaxf(fmaxf(fabsf(v[0]), fabsf(v[1])), fmaxf(fabsf(v[2]), fabsf(v[3])));
+  amax = warp_max(amax);
+  __half hs;
+  const float s = sym_scale_fp16(amax, p.a_clip, 7.0f, hs);
+  uint32_t packed = 0;
+#pragma unroll
+  for (int e = 0; e < 4; ++e) packed |= uint32_t(sym_quant(v[e], s, -8.0f, 7.0f) & 0xF) << (4 * e);
+  const int off = (lane / 8) * 16 + (lane % 4) * 4 + ((lane % 8) / 4) * 2;
+  *reinterpret_cast<uint16_t*>(p.q4 + i * int64_t(p.G) * 64 + seg * 64 + off) = uint16_t(packed);
+  if (lane == 0) p.scale[i * p.G + seg] = hs;
+}
+
 template <int OP, typename T, typename S>
 __global__ void __launch_bounds__(kThreads) fused_act_kernel(const Params p) {
   extern __shared__ __align__(16) unsigned char smem_raw[];
@@ -184,11 +200,29 @@ __global__ void __launch_bounds__(kThreads) fused_act_kernel(const Params p) {
   }
 
   // ---- phase 2b: Atom, one warp per INT4 group / the INT8 outlier tail ----
+  // A warp takes kGroupsAtOnce full groups per step while it has them: their gathers are all issued before
+  // the first reduction (one group at a time, each step waited for its perm loads and gathers alone).
   if (p.q4) {
+    constexpr int kGroupsAtOnce = 4;
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     const int segs = p.G + (p.O > 0 ? 1 : 0);
     const int seg_end = min(segs, int(blockIdx.y + 1) * p.seg_chunk);
-    for (int seg = int(blockIdx.y) * p.seg_chunk + warp; seg < seg_end; seg += kWarps) {
+    const int full_groups = min(seg_end, p.kn / 128);  // groups with all 128 channels below kn
+    int seg = int(blockIdx.y) * p.seg_chunk + warp;
+    for (; seg + (kGroupsAtOnce - 1) * kWarps < full_groups; seg += kGroupsAtOnce * kWarps) {
+      float v[kGroupsAtOnce][4];
+#pragma unroll
+      for (int u = 0; u < kGroupsAtOnce; ++u) {
+        const int4 pj = __ldg(reinterpret_cast<const int4*>(p.perm + (seg + u * kWarps) * 128 + 4 * lane));
+        v[u][0] = to_f(srow[pj.x]);
+        v[u][1] = to_f(srow[pj.y]);
+        v[u][2] = to_f(srow[pj.z]);
+        v[u][3] = to_f(srow[pj.w]);
+      }
+#pragma unroll
+      for (int u = 0; u < kGroupsAtOnce; ++u) quant_group(p, i, seg + u * kWarps, lane, v[u]);
+    }
+    for (; seg < seg_end; seg += kWarps) {
       if (seg < p.G) {
         float v[4];  // lane covers group elements 4*lane .. 4*lane+3
 #pragma unroll
@@ -196,17 +230,7 @@ __global__ void __launch_bounds__(kThreads) fused_act_kernel(const Params p) {
           const int j = seg * 128 + 4 * lane + e;
           v[e] = j < p.kn ? to_f(srow[__ldg(p.perm + j)]) : 0.0f;
         }
-        float amax = fmaxf(fmaxf(fabsf(v[0]), fabsf(v[1])), fmaxf(fabsf(v[2]), fabsf(v[3])));
-        amax = warp_max(amax);
-        __half hs;
-        const float s = sym_scale_fp16(amax, p.a_clip, 7.0f, hs);
-        uint32_t packed = 0;
-#pragma unroll
-        for (int e = 0; e < 4; ++e) packed |= uint32_t(sym_quant(v[e], s, -8.0f, 7.0f) & 0xF) << (4 * e);
-        // MMA order (atom_gemm.h): chunk c = lane/8, word t = lane%4, half = (lane%8)/4
-        const int off = (lane / 8) * 16 + (lane % 4) * 4 + ((lane % 8) / 4) * 2;
-        *reinterpret_cast<uint16_t*>(p.q4 + i * int64_t(p.G) * 64 + seg * 64 + off) = uint16_t(packed);
-        if (lane == 0) p.scale[i * p.G + seg] = hs;
+        quant_group(p, i, seg, lane, v);
       } else {
         float amax = 0.0f;
         for (int e = lane; e < p.O; e += 32) amax = fmaxf(amax, fabsf(to_f(srow[__ldg(p.perm + p.kn + e)])));
@@ -250,6 +274,8 @@ void launch(Params p, ActDtype dt, const FusedOut& out, cudaStream_t s) {
   if (out.atom) {
     const GpuAtomLayout& L = out.L;
     ATOM_CUDA_REQUIRE(out.perm && L.k == p.K, "fused activation kernel: Atom layout/perm do not match K");
+    ATOM_CUDA_REQUIRE(reinterpret_cast<uintptr_t>(out.perm) % 16 == 0,
+                      "fused activation kernel: perm must be 16-byte aligned (it is read 4 entries at a time)");
     GpuAtomActs& a = *out.atom;
     ATOM_CUDA_REQUIRE(int64_t(a.scale.size()) >= p.m * L.n_groups && int64_t(a.q4.size()) >= p.m * L.q4_row_bytes() &&
                           int64_t(a.q8.size()) >= p.m * L.n_outlier && (L.n_outlier == 0 || int64_t(a.oscale.size()) >= p.m),
