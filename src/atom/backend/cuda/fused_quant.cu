@@ -93,6 +93,9 @@ struct Params {
   bool vec;       // 8-wide vector loads are aligned
 };
 
+// Atom segments of a row: the INT4 groups plus the INT8 outlier tail (none without an Atom output).
+__host__ __device__ __forceinline__ int atom_segments(const Params& p) { return p.q4 ? p.G + (p.O > 0 ? 1 : 0) : 0; }
+
 // The op on element j of the row (fp32): RMSNorm's w[j]*(x*r) (cpu::rmsnorm's order), SiLU(g)*u.
 // u: SiLU's `up` value (unused otherwise).
 template <int OP>
@@ -205,8 +208,7 @@ __global__ void __launch_bounds__(kThreads) fused_act_kernel(const Params p) {
   if (p.q4) {
     constexpr int kGroupsAtOnce = 4;
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-    const int segs = p.G + (p.O > 0 ? 1 : 0);
-    const int seg_end = min(segs, int(blockIdx.y + 1) * p.seg_chunk);
+    const int seg_end = min(atom_segments(p), int(blockIdx.y + 1) * p.seg_chunk);
     const int full_groups = min(seg_end, p.kn / 128);  // groups with all 128 channels below kn
     int seg = int(blockIdx.y) * p.seg_chunk + warp;
     for (; seg + (kGroupsAtOnce - 1) * kWarps < full_groups; seg += kGroupsAtOnce * kWarps) {
@@ -249,8 +251,7 @@ template <int OP, typename T, typename S>
 void launch_staged(const Params& p, cudaStream_t s) {
   allow_dynamic_smem(reinterpret_cast<const void*>(fused_act_kernel<OP, T, S>), size_t(kMaxK) * sizeof(S));
   const size_t smem = size_t((p.K + 7) / 8 * 8) * sizeof(S);
-  const int segs = p.q4 ? p.G + (p.O > 0 ? 1 : 0) : 1;
-  const int chunks = (segs + p.seg_chunk - 1) / p.seg_chunk;
+  const int chunks = std::max(1, (atom_segments(p) + p.seg_chunk - 1) / p.seg_chunk);
   fused_act_kernel<OP, T, S><<<dim3(unsigned(p.m), unsigned(chunks)), kThreads, smem, s>>>(p);
   ATOM_CUDA_CHECK_LAUNCH();
 }
@@ -298,7 +299,7 @@ void launch(Params p, ActDtype dt, const FusedOut& out, cudaStream_t s) {
   p.seg_chunk = 1 << 30;
   if (out.atom && !out.i8) {
     static const int sms = device_props().sm_count;
-    const int64_t segs = p.G + (p.O > 0 ? 1 : 0);
+    const int64_t segs = atom_segments(p);
     const int64_t want = std::min<int64_t>((segs + kWarps - 1) / kWarps, (2 * sms + p.m - 1) / p.m);
     if (want > 1) p.seg_chunk = int((segs + want - 1) / want);
   }
