@@ -96,7 +96,7 @@ if has gpu; then
   say "GPU tests (atom_gpu_tests directly, then ctest -L gpu)"
   timeout ${GPU_TEST_TIMEOUT:-400} "$BUILD/tests/gpu/atom_gpu_tests" ${GPU_TEST_FILTER:+--gtest_filter=$GPU_TEST_FILTER} 2>&1 | tee "$OUT/gpu-tests.log" | grep -E '^\[  (FAILED|PASSED|  OK|SKIPPED)|Failure|expected|error' | head -80
   if [ -z "${GPU_TEST_FILTER:-}" ]; then
-    ctest --test-dir "$BUILD" -L gpu -j4 --timeout 600 >"$OUT/ctest-gpu.log" 2>&1
+    ctest --test-dir "$BUILD" -L gpu -j4 --timeout 600 --output-on-failure >"$OUT/ctest-gpu.log" 2>&1
     rc=$?; SUMMARY+=("ctest -L gpu: rc=$rc, $(grep -E 'tests passed' "$OUT/ctest-gpu.log")")
   else
     SUMMARY+=("gpu tests ($GPU_TEST_FILTER): $(grep -E '^\[  (PASSED|FAILED) ' "$OUT/gpu-tests.log" | tr '\n' ' ')")

@@ -318,8 +318,11 @@ __global__ void f32_to_f16_kernel(const float* __restrict__ x, __half* __restric
 // producer's scales stopped waiting on L2): the one-step overlapped loop (9) is 1.2-1.4x config 7 on all 7
 // shapes; the two-step loop (10) and 9 with a 5-stage ring (11) are within -3..+4% of it. kWsMinM 65 -> 17
 // (bench/results-h200-2026-12-02-gemm-decode.log): config 9 beats both mma.sync configs at M = 32 and 64 on
-// all 7 shapes, config 0 beats it at M = 16 on all 7.
+// all 7 shapes, config 0 beats it at M = 16 on all 7. Config 12 (A / B swapped: 64 weight rows x 8 tokens)
+// takes M <= kSwappedMaxM: at M = 1 it beats config 0 on all 7 shapes, 1.10-1.40x (8192 -> 28672: 80.0 ->
+// 57.0 us; bench/results-h200-2026-12-02-gemm-session5-start.log); at M = 16 (two token tiles) it loses on 6/7.
 constexpr int64_t kWgmmaMinM = 128;
+constexpr int64_t kSwappedMaxM = 8;
 constexpr int64_t kWsMinM = 17;
 
 template <int WGS, int MODE = 0, bool SPLITN = false>
@@ -421,7 +424,7 @@ void atom_gemm(const GpuAtomActs& a, const GpuAtomWeights& w, uint16_t* y_fp16, 
   p.y16 = reinterpret_cast<__half*>(y_fp16); p.y32 = y_f32; p.psums = psums; p.atomic_out = false;
   int cfg = force_config;
   if (cfg < 0) {
-    cfg = a.m <= 16 ? 0 : a.m <= 128 ? 1 : 2;
+    cfg = a.m <= kSwappedMaxM ? 12 : a.m <= 16 ? 0 : a.m <= 128 ? 1 : 2;
     if (atom_gemm_wgmma_available()) {
       if (a.m >= kWsMinM && ws_supports(p)) cfg = 9;
       else if (kWgmmaMinM > 0 && a.m >= kWgmmaMinM) cfg = 3;

@@ -6,19 +6,24 @@
 // turn and keep their own online softmax; the CTA merges its warps in shared memory and writes either
 // the final output (one split) or an unnormalised partial (O, max, sum) that decode_reduce merges.
 //
-// Tensor-core mapping per 16-token group (m16n8k16, f32 accumulate):
-//   S^T[head][tok] = Q[head][d] . K^T[d][tok]   A = Q (rows = query heads, rows >= G zero, built once),
-//                                               B = K rows straight from global memory: lane (tok g,
-//                                               quarter c) loads a quarter of token g's row with 16-byte
-//                                               loads; the dot product does not care which physical dims
-//                                               a k-slot holds as long as Q uses the same assignment.
-//   O[head][d]   += P'[head][tok] . V[tok][d]   A = P' = exp(S - m) * v_scale[tok] (the C layout of the
-//                                               scores is the A layout here), B = V: lane (col g, c)
-//                                               reads an eighth of the rows of tokens 2c,2c+1,2c+8,2c+9;
-//                                               column n of n-tile j is physical dim (D/8)*n + j.
-// Stored integers become exact fp16 operands with the 0x6400 magic: K as (q - zero) (one hsub2), V as
-// 1024 + q with the zero points removed once per row (v_frags). The per-token scales are applied to the
-// fp32 scores (K) and folded into P (V).
+// Tensor-core mapping per 16-token group (m16n8k16, f32 accumulate). Tokens are the M side of both
+// products and query heads the N side (8 columns): a decode query is one row per head, so with heads on
+// M (16 rows) MHA would waste 15/16 of every MMA; with heads on N it wastes at most 7/8 and each group
+// takes half the MMAs (mma.sync issue bounded the int4 kernel at ~50% of HBM before).
+//   S[tok][head] = K[tok][d] . Q^T[d][head]     A = K rows straight from the stage: lane (tok g, quarter c)
+//                                               holds a quarter of tokens g and g+8; the dot product does
+//                                               not care which physical dims a k-slot holds as long as Q
+//                                               uses the same assignment. B = Q^T (column g = head g).
+//   O^T[d][head] += V^T[d][tok] . P'^T[tok][head]  A = V^T: lane (g, c) holds an eighth of the dims of
+//                                               tokens 2c,2c+1,2c+8,2c+9; row g (g+8) of m-tile t is
+//                                               physical dim (D/8)*g + 2t (+1). B = P' = exp(S - m) *
+//                                               v_scale[tok], moved from the score layout (tokens g,
+//                                               g+8; heads 2c, 2c+1) to the B layout with 4 shuffles.
+// Stored integers enter the tensor cores raw, as 1024 + q (the 0x6400 magic; int4 odd nibbles as
+// 1024 + 16q against q/16), and the zero points are removed from the fp32 results once per token:
+//   S = k_scale[t] * (S_raw - 1024 * sum(Q frag) - k_zero[t] * sum(Q))     (per head, computed once)
+//   O = O_raw - sum_t P'[t] * (1024 + v_zero[t])
+// so converting a K or V element costs one lop3 / prmt per two elements and nothing else.
 #include <cuda_fp16.h>
 
 #include <algorithm>
@@ -40,8 +45,8 @@ struct Dec {
   static constexpr int kKWords = kRowBytes / 16;  // a quarter row per lane
   static constexpr int kVWords = kRowBytes / 32;  // an eighth of a row per lane
   static constexpr int kNKB = D / 16;             // k-blocks of the score product
-  static constexpr int kNT = D / 8;               // n-tiles of the output
-  static constexpr int kMinBlocks = DT == KvDtype::I4 ? 3 : 2;  // int8 at 3 spills; its cp.async ring keeps HBM busy at 2
+  static constexpr int kNT = D / 8;               // dims of a lane's eighth in P.V (kNT/2 m-tiles)
+  static constexpr int kMinBlocks = DT == KvDtype::I4 ? 4 : DT == KvDtype::I8 ? 3 : 2;  // no spills (ptxas, nvcc 13.0)
   // Each warp streams its 16-token groups through a ring of kStages shared-memory stages filled by
   // cp.async, so kStages-1 groups per warp are in flight without holding registers (one group of int4
   // is only 2 KiB: with a register prefetch of one group the kernel was latency-bound at ~64% of HBM).
@@ -61,28 +66,25 @@ struct Dec {
       return 4 * kb + s;
     }
   }
-  // int4: the b23 slots take the odd nibbles in place (mask 0x00F000F0: 1024 + 16n, no shift) and hold
-  // 16 (n - z); the Q fragment for those slots is q/16 (exact) so the products are unchanged.
+  // int4: the k-slots 2c+8, 2c+9 take the odd nibbles in place (mask 0x00F000F0: 1024 + 16n, no shift);
+  // the Q fragment for those slots is q/16 (a power of two) so the products carry q * n.
   static constexpr float kQScaleHi = DT == KvDtype::I4 ? 1.0f / 16.0f : 1.0f;
-  // B fragment (b01, b23) of k-block kb from one token row's quarter; zz = half2(1024+z, 1024+z),
-  // zz16 = half2(1024+16z, 1024+16z).
-  __device__ static void k_frag(const uint32_t (&w)[kKWords], int kb, uint32_t zz, uint32_t zz16, uint32_t& b01,
-                                uint32_t& b23) {
+  // The two fragment words (k-slots 2c,2c+1 and 2c+8,2c+9) of k-block kb from one token row's quarter,
+  // raw: 1024 + q (int), 1024 + 16q (int4 odd nibbles), or the fp16 values.
+  __device__ static void k_frag(const uint32_t (&w)[kKWords], int kb, uint32_t& lo, uint32_t& hi) {
     if constexpr (DT == KvDtype::F16) {
-      b01 = w[2 * kb]; b23 = w[2 * kb + 1];
+      lo = w[2 * kb]; hi = w[2 * kb + 1];
     } else if constexpr (DT == KvDtype::I8) {
-      b01 = attn::hsub2_u32(attn::bytes01_to_half2_biased(w[kb]), zz);
-      b23 = attn::hsub2_u32(attn::bytes23_to_half2_biased(w[kb]), zz);
+      lo = attn::bytes01_to_half2_biased(w[kb]);
+      hi = attn::bytes23_to_half2_biased(w[kb]);
     } else {
       const uint32_t x = w[kb / 2] >> (8 * (kb % 2));
-      b01 = attn::hsub2_u32(attn::nibbles_to_half2_biased(x), zz);
-      b23 = attn::hsub2_u32(attn::lop3_and_or(x, 0x00F000F0u, 0x64006400u), zz16);
+      lo = attn::nibbles_to_half2_biased(x);
+      hi = attn::lop3_and_or(x, 0x00F000F0u, 0x64006400u);
     }
   }
-  // B fragments of n-tiles j..j+P-1 from two token rows' eighths x0 (token t0) and x1 (token t1):
-  // element j of the eighth (dim (D/8)*lane_group + j) of both tokens, as half2(t0, t1). Integers come
-  // out biased, 1024 + q (exact): the zero points are not subtracted per element but once per row, as
-  // sum_t P'[t] * (1024 + zero[t]) (saves a third of the V conversion work, which bounds int4 decode).
+  // Fragment words for dims j = 0..kNT-1 of this lane's eighth (dim (D/8)*g + j) from two token rows'
+  // eighths x0 (token t0) and x1 (token t1), as half2(t0, t1); integers biased, 1024 + q (exact).
   __device__ static void v_frags(const uint32_t (&x0)[kVWords], const uint32_t (&x1)[kVWords], uint32_t (&b)[kNT]) {
     if constexpr (DT == KvDtype::F16) {
 #pragma unroll
@@ -113,9 +115,8 @@ struct GroupRegs {
   using T = Dec<DT, D>;
   uint32_t k[2][T::kKWords];  // token rows g and g+8
   uint32_t v[4][T::kVWords];  // tokens 2c, 2c+1, 2c+8, 2c+9
-  uint32_t ks[2], vs[2];      // half2 scales of tokens (2c, 2c+1) and (2c+8, 2c+9)
-  uint32_t kz[2];             // zero points of token rows g, g+8
-  uint32_t vz[2];             // zero points of (2c, 2c+1), (2c+8, 2c+9): two bytes each
+  uint32_t ks[2], vs[2];      // fp16 bits of the scales of token rows g, g+8
+  uint32_t kz[2], vz[2];      // zero points of token rows g, g+8
 
   // Fills one stage with a 16-token group (tokens off0..off0+15 of block blk): 16-byte cp.async chunks.
   // K and V of the group are each 16 * row bytes (a multiple of 512), so lane i copies chunks i, i+32,
@@ -167,10 +168,10 @@ struct GroupRegs {
       const uint8_t* x = stage + 2 * T::kValBytes;
 #pragma unroll
       for (int i = 0; i < 2; ++i) {
-        ks[i] = *reinterpret_cast<const uint32_t*>(x + 2 * (2 * c + 8 * i));
-        vs[i] = *reinterpret_cast<const uint32_t*>(x + 32 + 2 * (2 * c + 8 * i));
+        ks[i] = *reinterpret_cast<const uint16_t*>(x + 2 * (g + 8 * i));
+        vs[i] = *reinterpret_cast<const uint16_t*>(x + 32 + 2 * (g + 8 * i));
         kz[i] = x[64 + g + 8 * i];
-        vz[i] = *reinterpret_cast<const uint16_t*>(x + 80 + 2 * c + 8 * i);
+        vz[i] = x[80 + g + 8 * i];
       }
     } else {
       ks[0] = ks[1] = vs[0] = vs[1] = kz[0] = kz[1] = vz[0] = vz[1] = 0u;
@@ -214,23 +215,38 @@ __global__ void __launch_bounds__(kWarps * 32, Dec<DT, D>::kMinBlocks) decode_ke
     sQ[r][d] = r < nh ? a.q[(int64_t(b) * a.n_heads + h0 + r) * D + d] : __float2half(0.0f);
   }
   __syncthreads();
-  // Q as the A operand: rows = query heads (g), k-slots mapped to this lane's quarter of the dims.
-  uint32_t qa01[T::kNKB], qa45[T::kNKB];
+  // Q^T as the B operand: column g = query head g, k-slots mapped to this lane's quarter of the dims.
+  uint32_t qb_lo[T::kNKB], qb_hi[T::kNKB];
+  float qfrag_sum = 0.0f, q_sum = 0.0f;  // head g, this quarter: sum of the fragment values, of q as used
 #pragma unroll
   for (int kb = 0; kb < T::kNKB; ++kb) {
     const __half* qr = &sQ[g][c * (D / 4)];
-    __half2 lo = __halves2half2(qr[T::k_elem(kb, 0)], qr[T::k_elem(kb, 1)]);
-    __half2 hi = __halves2half2(__float2half_rn(__half2float(qr[T::k_elem(kb, 2)]) * T::kQScaleHi),
-                                __float2half_rn(__half2float(qr[T::k_elem(kb, 3)]) * T::kQScaleHi));
-    qa01[kb] = *reinterpret_cast<uint32_t*>(&lo);
-    qa45[kb] = *reinterpret_cast<uint32_t*>(&hi);
+    const __half2 lo = __halves2half2(qr[T::k_elem(kb, 0)], qr[T::k_elem(kb, 1)]);
+    const __half2 hi = __halves2half2(__float2half_rn(__half2float(qr[T::k_elem(kb, 2)]) * T::kQScaleHi),
+                                      __float2half_rn(__half2float(qr[T::k_elem(kb, 3)]) * T::kQScaleHi));
+    qb_lo[kb] = *reinterpret_cast<const uint32_t*>(&lo);
+    qb_hi[kb] = *reinterpret_cast<const uint32_t*>(&hi);
+    const float2 fl = __half22float2(lo), fh = __half22float2(hi);
+    qfrag_sum += (fl.x + fl.y) + (fh.x + fh.y);
+    q_sum += (fl.x + fl.y) + (fh.x + fh.y) / T::kQScaleHi;
+  }
+  // The score layout holds heads 2c, 2c+1: their zero-point terms (see the header), from lanes 8c, 8c+4.
+  float k_bias[2] = {0.0f, 0.0f}, k_zq[2] = {0.0f, 0.0f};
+  if constexpr (T::kQuant) {
+    qfrag_sum = attn::warp_sum_quad(qfrag_sum);
+    q_sum = attn::warp_sum_quad(q_sum);
+#pragma unroll
+    for (int e = 0; e < 2; ++e) {
+      k_bias[e] = 1024.0f * __shfl_sync(0xffffffffu, qfrag_sum, 4 * (2 * c + e));
+      k_zq[e] = __shfl_sync(0xffffffffu, q_sum, 4 * (2 * c + e));
+    }
   }
 
-  float m = -INFINITY, l = 0.0f;
-  float zc = 0.0f;  // int caches: sum over this lane's tokens of P'[t] * (1024 + v_zero[t]), see v_frags
-  float o[T::kNT][4];
+  // Per head 2c+e: running max, this lane's partial row sum and zero-point sum (reduced after the loop).
+  float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f}, zc[2] = {0.0f, 0.0f};
+  float o[T::kNT / 2][4];  // O^T m-tile t: dims (D/8)g + 2t (+1) x heads 2c, 2c+1
 #pragma unroll
-  for (int j = 0; j < T::kNT; ++j) o[j][0] = o[j][1] = o[j][2] = o[j][3] = 0.0f;
+  for (int t = 0; t < T::kNT / 2; ++t) o[t][0] = o[t][1] = o[t][2] = o[t][3] = 0.0f;
 
   const int n_groups = (te - tb + 15) / 16;
   const int32_t* bt = a.block_tables + int64_t(b) * a.max_blocks;
@@ -256,88 +272,103 @@ __global__ void __launch_bounds__(kWarps * 32, Dec<DT, D>::kMinBlocks) decode_ke
     __syncwarp();
     cur.load(ring + (j % T::kStages) * T::kStageBytes, g, c);
     __syncwarp();  // every lane has its words: the stage may be refilled next iteration
-    // ---- scores ----
-    float sc[2][4] = {};
+    // ---- scores: s[2r + e] = S[token g + 8r][head 2c + e] ----
+    float s[4] = {0.0f, 0.0f, 0.0f, 0.0f};
 #pragma unroll
-    for (int i = 0; i < 2; ++i) {
-      const uint32_t zz = attn::zero_bias_half2(cur.kz[i], cur.kz[i]);
-      const uint32_t zz16 = attn::zero_bias_half2(16 * cur.kz[i], 16 * cur.kz[i]);
+    for (int kb = 0; kb < T::kNKB; ++kb) {
+      uint32_t a0, a1, a2, a3;
+      T::k_frag(cur.k[0], kb, a0, a2);
+      T::k_frag(cur.k[1], kb, a1, a3);
+      ptx::mma_f16_16816(s, a0, a1, a2, a3, qb_lo[kb], qb_hi[kb]);
+    }
+    float vscale[2] = {1.0f, 1.0f};
+    bool valid[2];
 #pragma unroll
-      for (int kb = 0; kb < T::kNKB; ++kb) {
-        uint32_t b01, b23;
-        T::k_frag(cur.k[i], kb, zz, zz16, b01, b23);
-        ptx::mma_f16_16816(sc[i], qa01[kb], 0u, qa45[kb], 0u, b01, b23);
+    for (int r = 0; r < 2; ++r) {
+      if constexpr (T::kQuant) {
+        const float ksc = __half2float(__ushort_as_half(static_cast<unsigned short>(cur.ks[r])));
+        const float kz = float(cur.kz[r]);
+        s[2 * r] = ksc * (s[2 * r] - fmaf(kz, k_zq[0], k_bias[0]));
+        s[2 * r + 1] = ksc * (s[2 * r + 1] - fmaf(kz, k_zq[1], k_bias[1]));
+        vscale[r] = __half2float(__ushort_as_half(static_cast<unsigned short>(cur.vs[r])));
+      }
+      valid[r] = t0 + g + 8 * r < te;
+      s[2 * r] = valid[r] ? s[2 * r] * a.scale_log2 : -INFINITY;  // select: garbage past the end never leaks
+      s[2 * r + 1] = valid[r] ? s[2 * r + 1] * a.scale_log2 : -INFINITY;
+    }
+    float corr[2], p[4];
+#pragma unroll
+    for (int e = 0; e < 2; ++e) {
+      float mloc = fmaxf(s[e], s[2 + e]);  // over the 16 tokens: the 8 lanes of this column pair
+      mloc = fmaxf(mloc, __shfl_xor_sync(0xffffffffu, mloc, 4));
+      mloc = fmaxf(mloc, __shfl_xor_sync(0xffffffffu, mloc, 8));
+      mloc = fmaxf(mloc, __shfl_xor_sync(0xffffffffu, mloc, 16));
+      const float mnew = fmaxf(m[e], mloc);
+      const float muse = mnew == -INFINITY ? 0.0f : mnew;
+      corr[e] = exp2f(m[e] - muse);
+      m[e] = mnew;
+      p[e] = exp2f(s[e] - muse);
+      p[2 + e] = exp2f(s[2 + e] - muse);
+      l[e] = l[e] * corr[e] + p[e] + p[2 + e];
+      p[e] = valid[0] ? p[e] * vscale[0] : 0.0f;
+      p[2 + e] = valid[1] ? p[2 + e] * vscale[1] : 0.0f;
+    }
+    if (__any_sync(0xffffffffu, corr[0] != 1.0f || corr[1] != 1.0f)) {  // the max rarely moves after the first groups
+#pragma unroll
+      for (int t = 0; t < T::kNT / 2; ++t) {
+        o[t][0] *= corr[0]; o[t][1] *= corr[1]; o[t][2] *= corr[0]; o[t][3] *= corr[1];
       }
     }
-    const int tok[4] = {2 * c, 2 * c + 1, 2 * c + 8, 2 * c + 9};
-    float s[4] = {sc[0][0], sc[0][1], sc[1][0], sc[1][1]};
-    float vscale[4] = {1.0f, 1.0f, 1.0f, 1.0f};
+    // pk[e] = half2(P'[g][2c+e], P'[g+8][2c+e]): the fp16 P' the tensor cores see
+    const uint32_t pk0 = attn::pack_half2(p[0], p[2]), pk1 = attn::pack_half2(p[1], p[3]);
     if constexpr (T::kQuant) {
-      const float2 k01 = __half22float2(*reinterpret_cast<const __half2*>(&cur.ks[0]));
-      const float2 k89 = __half22float2(*reinterpret_cast<const __half2*>(&cur.ks[1]));
-      const float2 v01 = __half22float2(*reinterpret_cast<const __half2*>(&cur.vs[0]));
-      const float2 v89 = __half22float2(*reinterpret_cast<const __half2*>(&cur.vs[1]));
-      s[0] *= k01.x; s[1] *= k01.y; s[2] *= k89.x; s[3] *= k89.y;
-      vscale[0] = v01.x; vscale[1] = v01.y; vscale[2] = v89.x; vscale[3] = v89.y;
+      const float2 f0 = __half22float2(*reinterpret_cast<const __half2*>(&pk0));
+      const float2 f1 = __half22float2(*reinterpret_cast<const __half2*>(&pk1));
+      const float z0 = float(1024 + cur.vz[0]), z1 = float(1024 + cur.vz[1]);
+      zc[0] = zc[0] * corr[0] + f0.x * z0 + f0.y * z1;
+      zc[1] = zc[1] * corr[1] + f1.x * z0 + f1.y * z1;
     }
-    bool valid[4];
-    float mloc = -INFINITY;
-#pragma unroll
-    for (int i = 0; i < 4; ++i) {
-      valid[i] = t0 + tok[i] < te;
-      s[i] = valid[i] ? s[i] * a.scale_log2 : -INFINITY;  // select: garbage past the end never leaks
-      mloc = fmaxf(mloc, s[i]);
-    }
-    mloc = attn::warp_max_quad(mloc);
-    const float mnew = fmaxf(m, mloc);
-    const float muse = mnew == -INFINITY ? 0.0f : mnew;
-    const float corr = exp2f(m - muse);
-    m = mnew;
-    float p[4], psum = 0.0f;
-#pragma unroll
-    for (int i = 0; i < 4; ++i) {
-      p[i] = exp2f(s[i] - muse);
-      psum += p[i];
-      p[i] = valid[i] ? p[i] * vscale[i] : 0.0f;
-    }
-    l = l * corr + psum;
-    if (__any_sync(0xffffffffu, corr != 1.0f)) {  // the running max rarely moves after the first groups
-#pragma unroll
-      for (int j = 0; j < T::kNT; ++j) { o[j][0] *= corr; o[j][1] *= corr; }
-    }
-    const uint32_t pa01 = attn::pack_half2(p[0], p[1]), pa45 = attn::pack_half2(p[2], p[3]);
-    if constexpr (T::kQuant) {  // the fp16-rounded P' the tensor cores see
-      const float2 p01 = __half22float2(*reinterpret_cast<const __half2*>(&pa01));
-      const float2 p45 = __half22float2(*reinterpret_cast<const __half2*>(&pa45));
-      zc = zc * corr + p01.x * float(1024 + (cur.vz[0] & 0xFF)) + p01.y * float(1024 + (cur.vz[0] >> 8)) +
-           p45.x * float(1024 + (cur.vz[1] & 0xFF)) + p45.y * float(1024 + (cur.vz[1] >> 8));
-    }
-    // ---- P.V ----
+    // B layout: lane (g, c) needs head g at tokens 2c, 2c+1 (b0) and 2c+8, 2c+9 (b1); token 2c (2c+8)
+    // is row 2c of the score layout, held by lanes 8c..8c+3 as pk[head % 2] of head 2(lane % 4) + e.
+    const int src0 = 8 * c + g / 2, src1 = src0 + 4;
+    const uint32_t x00 = __shfl_sync(0xffffffffu, pk0, src0), x01 = __shfl_sync(0xffffffffu, pk1, src0);
+    const uint32_t x10 = __shfl_sync(0xffffffffu, pk0, src1), x11 = __shfl_sync(0xffffffffu, pk1, src1);
+    const uint32_t x0 = (g & 1) ? x01 : x00, x1 = (g & 1) ? x11 : x10;  // (P'[2c], P'[2c+8]), (P'[2c+1], P'[2c+9])
+    const uint32_t pb0 = __byte_perm(x0, x1, 0x5410), pb1 = __byte_perm(x0, x1, 0x7632);
+    // ---- O^T += V^T . P'^T ----
     if constexpr (DT == KvDtype::F16) {  // fp16 garbage past the end may be NaN: zero it (0 * NaN = NaN)
+      const int tok[4] = {2 * c, 2 * c + 1, 2 * c + 8, 2 * c + 9};
 #pragma unroll
       for (int i = 0; i < 4; ++i)
 #pragma unroll
-        for (int w = 0; w < T::kVWords; ++w) cur.v[i][w] = valid[i] ? cur.v[i][w] : 0u;
+        for (int w = 0; w < T::kVWords; ++w) cur.v[i][w] = t0 + tok[i] < te ? cur.v[i][w] : 0u;
     }
-    uint32_t b01[T::kNT], b23[T::kNT];
-    T::v_frags(cur.v[0], cur.v[1], b01);
-    T::v_frags(cur.v[2], cur.v[3], b23);
+    uint32_t v01[T::kNT], v89[T::kNT];
+    T::v_frags(cur.v[0], cur.v[1], v01);
+    T::v_frags(cur.v[2], cur.v[3], v89);
 #pragma unroll
-    for (int j = 0; j < T::kNT; ++j) ptx::mma_f16_16816(o[j], pa01, 0u, pa45, 0u, b01[j], b23[j]);
+    for (int t = 0; t < T::kNT / 2; ++t) ptx::mma_f16_16816(o[t], v01[2 * t], v01[2 * t + 1], v89[2 * t], v89[2 * t + 1], pb0, pb1);
   }
   ptx::cp_async_wait<0>();  // only empty groups can be pending; the rings become sO below
   __syncthreads();
 
-  // ---- merge the warps (rows g < nh; c2/c3 hold the zero head rows 8..15) ----
-  l = attn::warp_sum_quad(l);
-  zc = attn::warp_sum_quad(zc);
-  if (g < nh) {
+  // ---- merge the warps: heads 2c+e < nh; row sums and zero-point sums over the 8 token rows g ----
 #pragma unroll
-    for (int j = 0; j < T::kNT; ++j) {
-      sO[warp][g][(D / 8) * (2 * c) + j] = o[j][0] - zc;
-      sO[warp][g][(D / 8) * (2 * c + 1) + j] = o[j][1] - zc;
+  for (int e = 0; e < 2; ++e) {
+#pragma unroll
+    for (int off = 4; off < 32; off *= 2) {
+      l[e] += __shfl_xor_sync(0xffffffffu, l[e], off);
+      zc[e] += __shfl_xor_sync(0xffffffffu, zc[e], off);
     }
-    if (c == 0) { sM[warp][g] = m; sL[warp][g] = l; }
+    const int h = 2 * c + e;
+    if (h < nh) {
+#pragma unroll
+      for (int t = 0; t < T::kNT / 2; ++t) {
+        sO[warp][h][(D / 8) * g + 2 * t] = o[t][e] - zc[e];
+        sO[warp][h][(D / 8) * g + 2 * t + 1] = o[t][2 + e] - zc[e];
+      }
+      if (g == 0) { sM[warp][h] = m[e]; sL[warp][h] = l[e]; }
+    }
   }
   __syncthreads();
   for (int i = threadIdx.x; i < nh * D; i += blockDim.x) {
