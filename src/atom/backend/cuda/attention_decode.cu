@@ -69,6 +69,9 @@ struct Dec {
   // int4: the k-slots 2c+8, 2c+9 take the odd nibbles in place (mask 0x00F000F0: 1024 + 16n, no shift);
   // the Q fragment for those slots is q/16 (a power of two) so the products carry q * n.
   static constexpr float kQScaleHi = DT == KvDtype::I4 ? 1.0f / 16.0f : 1.0f;
+  // int4 V: odd dims (rows g+8 of every O^T m-tile) carry 16x their value; their zero term is
+  // sum_t P'[t] * (1024 + 16 zero[t]) and the result is scaled by 1/16 at the end.
+  static constexpr int kVHiMul = DT == KvDtype::I4 ? 16 : 1;
   // The two fragment words (k-slots 2c,2c+1 and 2c+8,2c+9) of k-block kb from one token row's quarter,
   // raw: 1024 + q (int), 1024 + 16q (int4 odd nibbles), or the fp16 values.
   __device__ static void k_frag(const uint32_t (&w)[kKWords], int kb, uint32_t& lo, uint32_t& hi) {
@@ -97,13 +100,16 @@ struct Dec {
         b[j] = attn::bytes01_to_half2_biased(y);
         b[j + 1] = attn::bytes23_to_half2_biased(y);
       }
-    } else {
+    } else {  // odd dims take their nibble in place, as 1024 + 16q (kVScaleHi): one shift per 4 dims
 #pragma unroll
       for (int j = 0; j < kNT; j += 4) {
         const int k = (j / 2) % 4;  // byte of the word holding elements j..j+3
         const uint32_t y = __byte_perm(x0[j / 8], x1[j / 8], k | (k + 1) << 4 | (k + 4) << 8 | (k + 5) << 12);
-#pragma unroll
-        for (int i = 0; i < 4; ++i) b[j + i] = attn::nibbles_to_half2_biased(y >> (4 * i));
+        const uint32_t y8 = y >> 8;
+        b[j] = attn::nibbles_to_half2_biased(y);
+        b[j + 1] = attn::lop3_and_or(y, 0x00F000F0u, 0x64006400u);
+        b[j + 2] = attn::nibbles_to_half2_biased(y8);
+        b[j + 3] = attn::lop3_and_or(y8, 0x00F000F0u, 0x64006400u);
       }
     }
   }
@@ -121,7 +127,14 @@ struct GroupRegs {
   // Fills one stage with a 16-token group (tokens off0..off0+15 of block blk): 16-byte cp.async chunks.
   // K and V of the group are each 16 * row bytes (a multiple of 512), so lane i copies chunks i, i+32,
   // ... of both with affine addresses (no per-chunk branches: the issue cost is per group, per lane).
-  __device__ static void issue(uint8_t* stage, const PagedKvLayout& L, const uint8_t* blk, int off0, int lane) {
+  // Lane-constant part of the metadata copy: lanes 0,1 K scales; 2,3 V scales; 4 K zeros; 5 V zeros.
+  // Returns the chunk's offset in the block for token 0; bytes per token go to *per_tok (2, 1, 0: idle).
+  __device__ static int64_t meta_offset(const PagedKvLayout& L, int lane, int* per_tok) {
+    *per_tok = !T::kQuant || lane >= 6 ? 0 : lane < 4 ? 2 : 1;
+    return lane < 2 ? L.k_scales() + 16 * lane : lane < 4 ? L.v_scales() + 16 * (lane - 2) : lane == 4 ? L.k_zeros() : L.v_zeros();
+  }
+  __device__ static void issue(uint8_t* stage, const PagedKvLayout& L, const uint8_t* blk, int off0, int lane,
+                               int64_t meta_off, int meta_per_tok) {
     static_assert(T::kValBytes % 512 == 0, "a group's K (V) bytes must be whole warp-wide 16-byte sweeps");
     const uint8_t* k = blk + L.k_values() + int64_t(off0) * T::kRowBytes + 16 * lane;
     const int64_t v_minus_k = L.v_values() - L.k_values();
@@ -132,12 +145,7 @@ struct GroupRegs {
       ptx::cp_async_16(dst + T::kValBytes + 512 * i, k + v_minus_k + 512 * i, true);
     }
     if constexpr (T::kQuant) {
-      if (lane < 6) {  // 0,1 K scales; 2,3 V scales; 4 K zeros; 5 V zeros
-        const uint8_t* src = lane < 2 ? blk + L.k_scales() + 2 * off0 + 16 * lane
-                           : lane < 4 ? blk + L.v_scales() + 2 * off0 + 16 * (lane - 2)
-                           : lane == 4 ? blk + L.k_zeros() + off0 : blk + L.v_zeros() + off0;
-        ptx::cp_async_16(stage + 2 * T::kValBytes + 16 * lane, src, true);
-      }
+      if (meta_per_tok) ptx::cp_async_16(stage + 2 * T::kValBytes + 16 * lane, blk + meta_off + meta_per_tok * off0, true);
     }
   }
 
@@ -187,6 +195,7 @@ struct DecodeArgs {
   const int32_t* seq_lens;
   const int32_t* block_tables;
   int max_blocks, n_heads, group, n_head_groups, n_splits, pages_per_split;
+  int page_shift;  // log2(page_size): 16 or 32
   float scale_log2;
   __half* out;
   float* partials;
@@ -243,7 +252,7 @@ __global__ void __launch_bounds__(kWarps * 32, Dec<DT, D>::kMinBlocks) decode_ke
   }
 
   // Per head 2c+e: running max, this lane's partial row sum and zero-point sum (reduced after the loop).
-  float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f}, zc[2] = {0.0f, 0.0f};
+  float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f}, zc[2] = {0.0f, 0.0f}, zc_hi[2] = {0.0f, 0.0f};
   float o[T::kNT / 2][4];  // O^T m-tile t: dims (D/8)g + 2t (+1) x heads 2c, 2c+1
 #pragma unroll
   for (int t = 0; t < T::kNT / 2; ++t) o[t][0] = o[t][1] = o[t][2] = o[t][3] = 0.0f;
@@ -252,35 +261,52 @@ __global__ void __launch_bounds__(kWarps * 32, Dec<DT, D>::kMinBlocks) decode_ke
   const int32_t* bt = a.block_tables + int64_t(b) * a.max_blocks;
   // This warp's groups j = 0..n_mine-1 are groups warp + j*kWarps of the split.
   const int n_mine = warp < n_groups ? (n_groups - warp + kWarps - 1) / kWarps : 0;
-  auto t0_of = [&](int j) { return tb + 16 * (warp + j * kWarps); };
-  auto block_of = [&](int page) { return a.pool + a.L.block_offset(a.layer, page, hk); };
+  // Address arithmetic per group kept to a shift, a mask and one multiply-add (it was ~110 of ~480
+  // instructions per group: a 64-bit block_offset chain and a division by the page size).
+  const uint8_t* head_base = a.pool + a.L.block_offset(a.layer, 0, hk);
+  const int64_t page_stride = int64_t(a.L.n_kv_heads) * a.L.block_bytes();
+  const int pmask = P - 1;
+  int t_issue = tb + 16 * warp;  // first token of the next group to issue
+  int meta_per_tok;
+  const int64_t meta_off = GroupRegs<DT, D>::meta_offset(a.L, lane, &meta_per_tok);
+  auto issue_next = [&](int slot, int page) {
+    GroupRegs<DT, D>::issue(ring + slot * T::kStageBytes, a.L, head_base + page * page_stride, t_issue & pmask, lane,
+                            meta_off, meta_per_tok);
+    t_issue += 16 * kWarps;
+  };
 #pragma unroll
   for (int j = 0; j < T::kStages - 1; ++j) {
-    if (j < n_mine) GroupRegs<DT, D>::issue(ring + j * T::kStageBytes, a.L, block_of(bt[t0_of(j) / P]), t0_of(j) % P, lane);
+    if (j < n_mine) issue_next(j, bt[t_issue >> a.page_shift]);
     ptx::cp_async_commit();
   }
   // The block-table entry of the next group to issue is loaded one iteration ahead (latency hidden).
-  int page_next = T::kStages - 1 < n_mine ? bt[t0_of(T::kStages - 1) / P] : 0;
+  int page_next = T::kStages - 1 < n_mine ? bt[t_issue >> a.page_shift] : 0;
+  int slot_issue = T::kStages - 1, slot_use = 0;
   GroupRegs<DT, D> cur;
   for (int j = 0; j < n_mine; ++j) {
-    const int t0 = t0_of(j);
-    const int js = j + T::kStages - 1;
-    if (js < n_mine) GroupRegs<DT, D>::issue(ring + (js % T::kStages) * T::kStageBytes, a.L, block_of(page_next), t0_of(js) % P, lane);
+    const int t0 = tb + 16 * (warp + j * kWarps);
+    if (j + T::kStages - 1 < n_mine) {
+      issue_next(slot_issue, page_next);
+      if (j + T::kStages < n_mine) page_next = bt[t_issue >> a.page_shift];
+    }
     ptx::cp_async_commit();
-    if (js + 1 < n_mine) page_next = bt[t0_of(js + 1) / P];
+    slot_issue = slot_issue + 1 == T::kStages ? 0 : slot_issue + 1;
     ptx::cp_async_wait<T::kStages - 1>();
     __syncwarp();
-    cur.load(ring + (j % T::kStages) * T::kStageBytes, g, c);
+    cur.load(ring + slot_use * T::kStageBytes, g, c);
+    slot_use = slot_use + 1 == T::kStages ? 0 : slot_use + 1;
     __syncwarp();  // every lane has its words: the stage may be refilled next iteration
     // ---- scores: s[2r + e] = S[token g + 8r][head 2c + e] ----
-    float s[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    float s[4] = {0.0f, 0.0f, 0.0f, 0.0f}, s_odd[4] = {0.0f, 0.0f, 0.0f, 0.0f};  // two chains of HMMAs, not one
 #pragma unroll
     for (int kb = 0; kb < T::kNKB; ++kb) {
       uint32_t a0, a1, a2, a3;
       T::k_frag(cur.k[0], kb, a0, a2);
       T::k_frag(cur.k[1], kb, a1, a3);
-      ptx::mma_f16_16816(s, a0, a1, a2, a3, qb_lo[kb], qb_hi[kb]);
+      ptx::mma_f16_16816(kb % 2 ? s_odd : s, a0, a1, a2, a3, qb_lo[kb], qb_hi[kb]);
     }
+#pragma unroll
+    for (int i = 0; i < 4; ++i) s[i] += s_odd[i];
     float vscale[2] = {1.0f, 1.0f};
     bool valid[2];
 #pragma unroll
@@ -327,6 +353,11 @@ __global__ void __launch_bounds__(kWarps * 32, Dec<DT, D>::kMinBlocks) decode_ke
       const float z0 = float(1024 + cur.vz[0]), z1 = float(1024 + cur.vz[1]);
       zc[0] = zc[0] * corr[0] + f0.x * z0 + f0.y * z1;
       zc[1] = zc[1] * corr[1] + f1.x * z0 + f1.y * z1;
+      if constexpr (T::kVHiMul != 1) {
+        const float h0 = float(1024 + T::kVHiMul * cur.vz[0]), h1 = float(1024 + T::kVHiMul * cur.vz[1]);
+        zc_hi[0] = zc_hi[0] * corr[0] + f0.x * h0 + f0.y * h1;
+        zc_hi[1] = zc_hi[1] * corr[1] + f1.x * h0 + f1.y * h1;
+      }
     }
     // B layout: lane (g, c) needs head g at tokens 2c, 2c+1 (b0) and 2c+8, 2c+9 (b1); token 2c (2c+8)
     // is row 2c of the score layout, held by lanes 8c..8c+3 as pk[head % 2] of head 2(lane % 4) + e.
@@ -359,13 +390,15 @@ __global__ void __launch_bounds__(kWarps * 32, Dec<DT, D>::kMinBlocks) decode_ke
     for (int off = 4; off < 32; off *= 2) {
       l[e] += __shfl_xor_sync(0xffffffffu, l[e], off);
       zc[e] += __shfl_xor_sync(0xffffffffu, zc[e], off);
+      if constexpr (T::kVHiMul != 1) zc_hi[e] += __shfl_xor_sync(0xffffffffu, zc_hi[e], off);
     }
+    if constexpr (T::kVHiMul == 1) zc_hi[e] = zc[e];
     const int h = 2 * c + e;
     if (h < nh) {
 #pragma unroll
       for (int t = 0; t < T::kNT / 2; ++t) {
         sO[warp][h][(D / 8) * g + 2 * t] = o[t][e] - zc[e];
-        sO[warp][h][(D / 8) * g + 2 * t + 1] = o[t][2 + e] - zc[e];
+        sO[warp][h][(D / 8) * g + 2 * t + 1] = (o[t][2 + e] - zc_hi[e]) * (1.0f / T::kVHiMul);
       }
       if (g == 0) { sM[warp][h] = m[e]; sL[warp][h] = l[e]; }
     }
@@ -460,6 +493,8 @@ void paged_attention_decode(const PagedKvCache& kv, int layer, const uint16_t* q
   a.n_heads = n_heads;
   a.group = n_heads / L.n_kv_heads;
   a.n_head_groups = (a.group + 7) / 8;
+  ATOM_CUDA_REQUIRE(L.page_size == 16 || L.page_size == 32, "paged_attention_decode: page_size must be 16 or 32");
+  a.page_shift = L.page_size == 16 ? 4 : 5;
   a.scale_log2 = scale * attn::kLog2e;
   a.out = reinterpret_cast<__half*>(out);
   a.partials = ws.partials.data();
