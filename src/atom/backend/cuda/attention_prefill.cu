@@ -81,23 +81,39 @@ __device__ __forceinline__ void dequant_chunk(const uint4 x, uint32_t zz, uint32
   }
 }
 
+// Where one (layer, kv head)'s blocks live: the block of page p starts at base + p * page_stride.
+struct HeadPages {
+  const uint8_t* base;
+  int64_t page_stride;
+  int shift, mask;  // page_size = 1 << shift (16 or 32)
+};
+
 // cp.async of key tile kt (tokens kt*64 ..) into a stage; tokens >= kend are zero-filled (not read).
+// A thread copies chunk tid % kRowChunks of rows tid / kRowChunks + k * kRowsPerPass, K and V of the
+// same token from one block-table lookup (per chunk, the lookup, a division by the page size and the
+// 64-bit block_offset chain were most of the kernel's instructions).
 template <KvDtype DT, int D>
-__device__ __forceinline__ void issue_tile(uint8_t* stage, const PrefillArgs& a, const int32_t* bt, int hk, int kt,
-                                           int kend, int tid) {
+__device__ __forceinline__ void issue_tile(uint8_t* stage, const PrefillArgs& a, const HeadPages& hp, const int32_t* bt,
+                                           int kt, int kend, int tid) {
   using SM = PrefillSmem<DT, D>;
   constexpr int kRowChunks = SM::kRowBytes / 16;
-  const int P = a.L.page_size;
-  for (int i = tid; i < 2 * kBN * kRowChunks; i += kThreads) {
-    const int which = i / (kBN * kRowChunks), r = (i / kRowChunks) % kBN, ch = i % kRowChunks;
+  static_assert(kThreads % kRowChunks == 0 && (kBN * kRowChunks) % kThreads == 0, "tile chunks must split evenly");
+  constexpr int kRowsPerPass = kThreads / kRowChunks;
+  const int ch = tid % kRowChunks;
+  const int64_t v_minus_k = a.L.v_values() - a.L.k_values();
+#pragma unroll
+  for (int k = 0; k < kBN / kRowsPerPass; ++k) {
+    const int r = tid / kRowChunks + k * kRowsPerPass;
     const int t = kt * kBN + r;
     const bool valid = t < kend;
-    const uint8_t* src = valid ? a.pool + a.L.block_offset(a.layer, bt[t / P], hk) + (which ? a.L.v_values() : a.L.k_values()) +
-                                     int64_t(t % P) * SM::kRowBytes + 16 * ch
+    const uint8_t* src = valid ? hp.base + bt[t >> hp.shift] * hp.page_stride + a.L.k_values() +
+                                     int64_t(t & hp.mask) * SM::kRowBytes + 16 * ch
                                : a.pool;
-    uint8_t* dst = DT == KvDtype::F16 ? stage + which * SM::kTile + size_t(r) * smem_stride<D>() * 2 + 16 * ch
-                                      : stage + which * SM::kRawVals + size_t(r) * SM::kRowBytes + 16 * ch;
-    ptx::cp_async_16(dst, src, valid);
+    uint8_t* dk = DT == KvDtype::F16 ? stage + size_t(r) * smem_stride<D>() * 2 + 16 * ch
+                                     : stage + size_t(r) * SM::kRowBytes + 16 * ch;
+    uint8_t* dv = dk + (DT == KvDtype::F16 ? SM::kTile : SM::kRawVals);
+    ptx::cp_async_16(dk, src, valid);
+    ptx::cp_async_16(dv, valid ? src + v_minus_k : a.pool, valid);
   }
   if constexpr (DT != KvDtype::F16) {
     // 24 chunks: K scales (8 tokens each) x8, V scales x8, K zeros (16 tokens each) x4, V zeros x4.
@@ -107,8 +123,8 @@ __device__ __forceinline__ void issue_tile(uint8_t* stage, const PrefillArgs& a,
       const int tok = kind < 2 ? 8 * idx : 16 * idx;  // first token of the chunk
       const int t = kt * kBN + tok;
       const bool valid = t < kend;  // the chunk's tokens share t's page (pages hold >= 16 tokens)
-      const uint8_t* blk = valid ? a.pool + a.L.block_offset(a.layer, bt[t / P], hk) : a.pool;
-      const int off = t % P;
+      const uint8_t* blk = valid ? hp.base + bt[t >> hp.shift] * hp.page_stride : a.pool;
+      const int off = t & hp.mask;
       const uint8_t* src = kind == 0 ? blk + a.L.k_scales() + 2 * off
                          : kind == 1 ? blk + a.L.v_scales() + 2 * off
                          : kind == 2 ? blk + a.L.k_zeros() + off : blk + a.L.v_zeros() + off;
@@ -170,13 +186,15 @@ __global__ void __launch_bounds__(kThreads, 3) prefill_kernel(const PrefillArgs 
   for (int j = 0; j < kNT; ++j) o[j][0] = o[j][1] = o[j][2] = o[j][3] = 0.0f;
 
   const int32_t* bt = a.block_tables + int64_t(b) * a.max_blocks;
+  const HeadPages hp{a.pool + a.L.block_offset(a.layer, 0, hk), int64_t(a.L.n_kv_heads) * a.L.block_bytes(),
+                     a.L.page_size == 16 ? 4 : 5, a.L.page_size - 1};
   const int n_tiles = (kend + kBN - 1) / kBN;
-  if (n_tiles > 0) issue_tile<DT, D>(stage(0), a, bt, hk, 0, kend, tid);
+  if (n_tiles > 0) issue_tile<DT, D>(stage(0), a, hp, bt, 0, kend, tid);
   ptx::cp_async_commit();
   for (int kt = 0; kt < n_tiles; ++kt) {
     ptx::cp_async_wait<0>();
     __syncthreads();  // tile kt landed for every thread; everyone is done with tile kt-1 (and the Q tile)
-    if (kt + 1 < n_tiles) issue_tile<DT, D>(stage(kt + 1), a, bt, hk, kt + 1, kend, tid);
+    if (kt + 1 < n_tiles) issue_tile<DT, D>(stage(kt + 1), a, hp, bt, kt + 1, kend, tid);
     ptx::cp_async_commit();
     const __half* sK;
     const __half* sV;
@@ -300,6 +318,7 @@ void paged_attention_prefill(const PagedKvCache& kv, int layer, const uint16_t* 
   check_attention_args(L, layer, max_blocks, B, n_heads);
   ATOM_CUDA_REQUIRE(max_q_per_seq >= 1 && max_q_per_seq <= T, "paged_attention_prefill: need 1 <= max_q_per_seq <= T");
   ATOM_CUDA_REQUIRE(B <= 65535 && n_heads <= 65535, "paged_attention_prefill: B and n_heads must be <= 65535");
+  ATOM_CUDA_REQUIRE(L.page_size == 16 || L.page_size == 32, "paged_attention_prefill: page_size must be 16 or 32");
   if (B == 0 || T == 0) return;
   PrefillArgs a{};
   a.L = L;
