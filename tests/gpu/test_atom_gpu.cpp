@@ -264,6 +264,7 @@ TEST(GpuAtom, GemmRejectsBadBuffers) {
   DeviceBuffer<float> y32(size_t(m * n));
   EXPECT_THROW(atom_gemm(ga, gw, y16.data(), y32.data(), nullptr, st), atom::Error);  // two outputs
   EXPECT_THROW(atom_gemm(ga, gw, nullptr, nullptr, nullptr, st), atom::Error);        // none
+  EXPECT_THROW(atom_gemm(ga, gw, y16.data(), nullptr, nullptr, st, 99), atom::Error);  // no such config
   ga.scale.resize(size_t(m * gw.L.n_groups));  // unpadded: the last word would cross the allocation
   EXPECT_THROW(atom_gemm(ga, gw, y16.data(), nullptr, nullptr, st), atom::Error);
   st.sync();

@@ -386,7 +386,7 @@ void launch_gemm(Params p, const KernelLaunch& k, int splits, int sm_count, cuda
 
 }  // namespace gemm_detail
 
-int atom_gemm_num_configs() { return 14; }
+int atom_gemm_num_configs() { return 15; }
 int atom_gemm_wgmma_config() { return 3; }
 int atom_gemm_ws_config() { return 7; }
 
@@ -433,6 +433,7 @@ void atom_gemm(const GpuAtomActs& a, const GpuAtomWeights& w, uint16_t* y_fp16, 
   switch (cfg) {
     case 0:
     case 1:
+    case 2:
     case 12:  // the decode kernel with A / B swapped: 64 weight rows x 8 tokens
     case 13:  // the same, 128 weight rows
       launch_gemm(p, mma_sync_kernel(cfg), force_splits, sm_count, s);
@@ -449,6 +450,9 @@ void atom_gemm(const GpuAtomActs& a, const GpuAtomWeights& w, uint16_t* y_fp16, 
       launch_gemm(p, ws_supports(p) ? ws_kernel(p.psums != nullptr, 0, cfg - 7) : wgmma_kernel<2>(), force_splits,
                   sm_count, s);
       break;
+    case 14:  // config 9 with the consumer warpgroups' wgmma in turns (ping-pong)
+      launch_gemm(p, ws_supports(p) ? ws_kernel(p.psums != nullptr, 0, 5) : wgmma_kernel<2>(), force_splits, sm_count, s);
+      break;
     // diagnostics (benchmark only; wrong results): config 3 without the promotion / without the unpacking
     case 101: launch_gemm(p, wgmma_kernel<2, 1>(), force_splits, sm_count, s); break;
     case 102: launch_gemm(p, wgmma_kernel<2, 2>(), force_splits, sm_count, s); break;
@@ -464,7 +468,7 @@ void atom_gemm(const GpuAtomActs& a, const GpuAtomWeights& w, uint16_t* y_fp16, 
     // config 0 with deeper stage rings (timing only, not in the tests' config loop)
     case 110:
     case 111: launch_gemm(p, mma_sync_kernel(cfg), force_splits, sm_count, s); break;
-    default: launch_gemm(p, mma_sync_kernel(2), force_splits, sm_count, s); break;
+    default: ATOM_CUDA_REQUIRE(false, "atom_gemm: unknown force_config (see atom_gemm.h)");
   }
 }
 

@@ -10,7 +10,8 @@
 //     straight into wgmma's register fragment (no INT8 copy of A), 4 x wgmma m64n64k32 s8 per 64-column
 //     half, then promote facc += fp32(acc * s_w) * s_a. kLoop picks the consumer loop: 0 = split-N (each
 //     half promoted under the next half's wgmma; ptxas serializes it, C7514), 1 = both halves issued, half
-//     0 promoted under half 1 (the default, config 9), 2 = two steps per iteration.
+//     0 promoted under half 1 (the default, config 9), 2 = two steps per iteration, 3 = config 9's step with the
+//     two consumer warpgroups' wgmma issued in turns (ping-pong, config 14).
 // INT4 is unpacked into the high nibble (bytes = 16 * q: 3 integer ops per 8 values, no sign extension, k
 // permuted alike on A and B), so group sums are 256x and s_w is stored / 256 (exact).
 // The outlier tail is promoted with an exact int -> float conversion (its partial sums may exceed the
@@ -320,7 +321,34 @@ __global__ void __launch_bounds__(kThreads, 1) atom_gemm_ws_kernel(const Params 
       promote_with(exact, acc1, 1, hs, gidx);
       ptx::mbar_arrive(empty + i % kS);
     };
-    if constexpr (kLoop == 2) {
+    if constexpr (kLoop == 3) {
+      // Ping-pong: config 9's step, with the two consumer warpgroups issuing their wgmma in strict turns
+      // (named barriers 1 and 2: warpgroup 0 issues step i after warpgroup 1 issued step i - 1, warpgroup 1
+      // after warpgroup 0 issued step i). Both wait on the same `full` barrier, so without an order they
+      // run in phase: their MMAs queue together, then both promote with the tensor cores idle. In turns,
+      // one warpgroup's promotion runs under the other's MMAs.
+      const int my_turn = 1 + cw, their_turn = 2 - cw;
+      auto ordered_step = [&](int i, auto exact) {
+        const uint8_t* st = stage(i);
+        const int gidx = decltype(exact)::value ? p.G : g_begin + i;
+        ptx::mbar_wait(full + i % kS, (i / kS) & 1);
+        load_a(st, !decltype(exact)::value, a0);
+        if (cw == 1 || i > 0) ptx::named_bar_sync(my_turn, 256);
+        mma_half(acc0, a0, st, 0);
+        mma_half(acc1, a0, st, 1);
+        if (cw == 0 || i + 1 < n_steps) ptx::named_bar_arrive(their_turn, 256);  // (no turn after the last)
+        HalfScales hs;
+        load_scales(st, 0, hs);
+        wait_but_newest(acc0);
+        promote_with(exact, acc0, 0, hs, gidx);
+        load_scales(st, 1, hs);
+        wait_all(acc1);
+        promote_with(exact, acc1, 1, hs, gidx);
+        ptx::mbar_arrive(empty + i % kS);
+      };
+      for (int i = 0; i < n_groups; ++i) ordered_step(i, std::false_type{});
+      if (n_steps > n_groups) ordered_step(n_groups, std::true_type{});
+    } else if constexpr (kLoop == 2) {
       // Two steps per iteration: half 1 of the first is promoted under half 0 of the second, so three of
       // the four promotions run under this warpgroup's own wgmma; nothing stays pending across the back edge.
       int i = 0;
@@ -394,12 +422,14 @@ bool ws_supports(const Params& p) { return p.O <= kMaxOutliers; }
 
 // variant 0: kS = 6, kLag = 3 (equal or 1-10% faster on the H200, bench/results-h200-2026-12-01-gemm-ws-x16.log);
 // variant 1: kS = 5, kLag = 2; variant 2: variant 0 with the one-step overlapped consumer loop (kLoop 1);
-// variant 3: the two-step loop (kLoop 2); variant 4: variant 1's ring with kLoop 1. Diagnostic modes run on kLoop 1.
+// variant 3: the two-step loop (kLoop 2); variant 4: variant 1's ring with kLoop 1; variant 5: variant 2 with the
+// consumer warpgroups' wgmma issued in turns (kLoop 3, ping-pong). Diagnostic modes run on kLoop 1.
 KernelLaunch ws_kernel(bool psums, int mode, int variant) {
   if (variant == 1) return psums ? ws_launch<5, 2, true, 0>() : ws_launch<5, 2, false, 0>();
   if (variant == 2) return psums ? ws_launch<6, 3, true, 0, 1>() : ws_launch<6, 3, false, 0, 1>();
   if (variant == 3) return psums ? ws_launch<6, 3, true, 0, 2>() : ws_launch<6, 3, false, 0, 2>();
   if (variant == 4) return psums ? ws_launch<5, 2, true, 0, 1>() : ws_launch<5, 2, false, 0, 1>();
+  if (variant == 5) return psums ? ws_launch<6, 3, true, 0, 3>() : ws_launch<6, 3, false, 0, 3>();
   if (psums) return ws_launch<6, 3, true, 0>();
   switch (mode) {
     case 1: return ws_launch<6, 3, false, 1, 1>();
