@@ -7,7 +7,9 @@
 // Median of batches of cudaEvent-timed launches; caches rotated over enough layers to exceed L2; random
 // cache contents (valid scales), random page order. Combinations over ~85% of free memory are skipped
 // with a note. Writes JSON (--json FILE).
-//   bench_attention [--json FILE] [--quick] [--decode-only] [--prefill-only]
+//   bench_attention [--json FILE] [--quick] [--decode-only] [--prefill-only] [--split-sweep]
+// --split-sweep: decode int4 / int8 at the shapes where the split heuristic matters most (short contexts, small
+// batches), timed at every split count from 1 to 64 next to the automatic choice, for tuning it.
 #include <cuda_fp16.h>
 
 #include <algorithm>
@@ -135,12 +137,13 @@ struct Setup {
 
 int main(int argc, char** argv) {
   std::string json;
-  bool quick = false, do_decode = true, do_prefill = true;
+  bool quick = false, do_decode = true, do_prefill = true, split_sweep = false;
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--json") && i + 1 < argc) json = argv[++i];
     else if (!std::strcmp(argv[i], "--quick")) quick = true;
     else if (!std::strcmp(argv[i], "--decode-only")) do_prefill = false;
     else if (!std::strcmp(argv[i], "--prefill-only")) do_decode = false;
+    else if (!std::strcmp(argv[i], "--split-sweep")) split_sweep = true;
   }
   try {
     const DeviceProps props = device_props(0);
@@ -214,6 +217,38 @@ int main(int argc, char** argv) {
           }
     }
 
+    if (split_sweep) {
+      std::printf("\ndecode split sweep (page 16): us at num_splits = auto, then 1 2 3 4 6 8 12 16 24 32 48 64\n");
+      const int splits[] = {0, 1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64};
+      struct S { int B, ctx; };
+      const S shapes[] = {{16, 2048}, {16, 8192}, {64, 2048}, {256, 2048}};
+      for (const Model& m : models)
+        for (const S& sh : shapes)
+          for (int di = 0; di < 2; ++di) {
+            const KvDtype dt = dts[di];
+            PagedKvLayout L{1, m.n_kv_heads, m.head_dim, 16, dt, int64_t(sh.B) * ((sh.ctx + 15) / 16)};
+            const size_t layer_bytes = size_t(L.total_bytes());
+            const int layers = int(std::clamp<size_t>((rotate_bytes + layer_bytes - 1) / layer_bytes, 1, 64));
+            Setup su(m, dt, sh.B, sh.ctx, 1, layers, 16);
+            AttentionWorkspace ws(sh.B, m.n_heads, m.head_dim);
+            const float scale = 1.0f / std::sqrt(float(m.head_dim));
+            std::printf("%-11s %4d %6d %-4s |", m.name, sh.B, sh.ctx, dt_name(dt));
+            double best = 1e30;
+            int best_s = 0;
+            for (int ns : splits) {
+              if (ns > 0 && int64_t(sh.B) * m.n_heads * ns > ws.max_partials) { std::printf("      -"); continue; }
+              const double ms = time_ms(st, [&](int i) {
+                paged_attention_decode(su.cache, i % layers, su.q.data(), su.lens.data(), su.bt.data(), su.max_blocks,
+                                       sh.B, m.n_heads, scale, su.out.data(), ws, st, ns);
+              });
+              std::printf(" %6.1f", ms * 1e3);
+              if (ns > 0 && ms < best) { best = ms; best_s = ns; }
+              recs.push_back({"decode-split", m.name, dt_name(dt), "splits=" + std::to_string(ns), sh.B, sh.ctx, 1, ms, 0, 0});
+            }
+            std::printf(" | best %d: %.1f us\n", best_s, best * 1e3);
+            std::fflush(stdout);
+          }
+    }
     if (do_prefill) {
       std::printf("\nprefill (causal, page 16): TFLOPS (%% of cuBLAS FP16 %.0f TFLOPS)\n", cublas_tflops);
       std::printf("%-11s %3s %6s %6s | %16s %16s %16s\n", "model", "B", "ctx", "chunk", "int4", "int8", "fp16");
