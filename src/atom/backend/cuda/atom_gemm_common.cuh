@@ -1,7 +1,8 @@
 // What the W4A4 + O128 GEMM kernels share (device-only header, nvcc): the kernel parameters, the
 // shared-memory strides of packed tiles, the core-matrix offset of wgmma's no-swizzle layout, the
 // promotion's magic-number conversion, the epilogue store, and the host launcher with split-K.
-// Kernels: atom_gemm_mma.cu (mma.sync), atom_gemm.cu (wgmma), atom_gemm_ws.cu (warp-specialized wgmma). Layouts: atom_gemm.h.
+// Kernels: atom_gemm_mma.cu (mma.sync), atom_gemm.cu (wgmma), atom_gemm_ws.cu (warp-specialized wgmma),
+// atom_gemm_stream.cu (streaming decode). Layouts: atom_gemm.h.
 #pragma once
 #include <cuda_fp16.h>
 
@@ -76,6 +77,9 @@ void launch_gemm(Params p, const KernelLaunch& k, int splits, int sm_count, cuda
 
 // The mma.sync kernel (atom_gemm_mma.cu), configs 0..2.
 KernelLaunch mma_sync_kernel(int config);
+
+// The streaming decode kernel (atom_gemm_stream.cu), configs 15 / 16: 1 or 2 token tiles of 8.
+KernelLaunch stream_kernel(int token_tiles);
 
 // The warp-specialized kernel (atom_gemm_ws.cu): its launch shape (`psums`: the instance that writes them;
 // `mode`: timing-only diagnostics; `variant`: ring depth, see the file), and whether it takes these operands (O <= 128).
