@@ -28,6 +28,7 @@
 
 #include <algorithm>
 #include <cfloat>
+#include <cmath>
 
 #include "atom/backend/cuda/attention_common.cuh"
 #include "atom/backend/cuda/paged_kv.h"
@@ -459,9 +460,53 @@ int sm_count() {
 }
 
 template <KvDtype DT, int D>
+constexpr size_t decode_smem() { return std::max(Dec<DT, D>::kSmemBytes, sizeof(float) * kWarps * 8 * (D + 1)); }
+
+// Resident decode CTAs per SM for one cache dtype / head_dim (registers and shared memory decide it).
+template <KvDtype DT, int D>
+int decode_ctas_per_sm() {
+  static const int n = [] {
+    allow_dynamic_smem(reinterpret_cast<const void*>(decode_kernel<DT, D>), decode_smem<DT, D>());
+    int v = 0;
+    ATOM_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&v, decode_kernel<DT, D>, kWarps * 32, decode_smem<DT, D>()));
+    return std::max(1, v);
+  }();
+  return n;
+}
+int decode_ctas_per_sm(KvDtype dt, int head_dim) {
+  switch (dt) {
+    case KvDtype::F16: return head_dim == 128 ? decode_ctas_per_sm<KvDtype::F16, 128>() : decode_ctas_per_sm<KvDtype::F16, 64>();
+    case KvDtype::I8: return head_dim == 128 ? decode_ctas_per_sm<KvDtype::I8, 128>() : decode_ctas_per_sm<KvDtype::I8, 64>();
+    default: return head_dim == 128 ? decode_ctas_per_sm<KvDtype::I4, 128>() : decode_ctas_per_sm<KvDtype::I4, 64>();
+  }
+}
+
+// Pages per split for `base` (sequence, kv head, head group) CTAs per split of sequences up to max_blocks
+// pages: the split count s <= max_splits minimising waves(s) * (groups per warp(s) + kCtaCost) (+ kReduceCost
+// for the merge kernel when s > 1), waves = ceil(base * s / slots), each split >= min_pages. A CTA's fixed
+// cost (Q load, ring fill, merge) is ~kCtaCost groups, and a ragged extra wave costs a whole CTA time: the
+// rule this replaces (splits = ceil(4 * SMs / base)) launched 1.03-1.2 waves at B = 1 / 32k tokens and at
+// Llama-3-8B B = 16 / 2k. (The constants are estimates; bench_attention --split-sweep measures the curve.)
+int choose_pages_per_split(int64_t base, int max_blocks, int page_size, int64_t slots, int max_splits, int min_pages) {
+  constexpr double kCtaCost = 4.0, kReduceCost = 4.0;
+  int best_pps = std::max(min_pages, max_blocks);
+  if (base >= slots) return best_pps;  // a wave or more unsplit: splits would only add partial traffic
+  double best = 1e300;
+  for (int s = 1; s <= max_splits; ++s) {
+    const int pps = std::max(min_pages, (max_blocks + s - 1) / s);
+    const int n_splits = (max_blocks + pps - 1) / pps;
+    if (n_splits != s) continue;  // s is not reachable with whole pages (a smaller s gives the same split)
+    const int64_t waves = (base * n_splits + slots - 1) / slots;
+    const double groups_per_warp = std::ceil(double(pps) * page_size / 16.0 / kWarps);
+    const double cost = double(waves) * (groups_per_warp + kCtaCost) + (n_splits > 1 ? kReduceCost : 0.0);
+    if (cost < best) { best = cost; best_pps = pps; }
+  }
+  return best_pps;
+}
+
+template <KvDtype DT, int D>
 void launch_decode(const DecodeArgs& a, int B, int n_kv_heads, cudaStream_t s) {
-  using T = Dec<DT, D>;
-  constexpr size_t smem = std::max(T::kSmemBytes, sizeof(float) * kWarps * 8 * (D + 1));
+  constexpr size_t smem = decode_smem<DT, D>();
   allow_dynamic_smem(reinterpret_cast<const void*>(decode_kernel<DT, D>), smem);
   const dim3 grid(unsigned(a.n_splits), unsigned(B), unsigned(n_kv_heads * a.n_head_groups));
   decode_kernel<DT, D><<<grid, kWarps * 32, smem, s>>>(a);
@@ -498,15 +543,20 @@ void paged_attention_decode(const PagedKvCache& kv, int layer, const uint16_t* q
   a.scale_log2 = scale * attn::kLog2e;
   a.out = reinterpret_cast<__half*>(out);
   a.partials = ws.partials.data();
-  // Splits: enough CTAs for ~4 waves of the SMs, each split at least 64 tokens (one group per warp),
-  // at most what the workspace holds.
+  // Splits: each at least 64 tokens (one group per warp), at most what the workspace holds; an explicit
+  // request (tests, bench_attention --split-sweep) is honoured, else choose_pages_per_split.
   const int64_t base = int64_t(B) * L.n_kv_heads * a.n_head_groups;
-  int splits = num_splits > 0 ? num_splits : int(std::min<int64_t>(kDecodeMaxSplits, (4 * sm_count() + base - 1) / base));
   const int64_t cap = ws.max_partials / (int64_t(B) * n_heads);
-  splits = int(std::max<int64_t>(1, std::min<int64_t>({int64_t(splits), cap, int64_t(kDecodeMaxSplits)})));
+  const int max_splits = int(std::max<int64_t>(1, std::min<int64_t>(cap, kDecodeMaxSplits)));
   const int min_pages = std::max(1, 64 / L.page_size);
-  int pps = std::max(min_pages, (max_blocks + splits - 1) / splits);
-  if (num_splits > 0) pps = (max_blocks + splits - 1) / splits;  // explicit request (tests): honour it
+  int pps;
+  if (num_splits > 0) {
+    const int splits = std::min(num_splits, max_splits);
+    pps = (max_blocks + splits - 1) / splits;
+  } else {
+    const int64_t slots = int64_t(decode_ctas_per_sm(L.dtype, L.head_dim)) * sm_count();
+    pps = choose_pages_per_split(base, max_blocks, L.page_size, slots, max_splits, min_pages);
+  }
   a.pages_per_split = pps;
   a.n_splits = (max_blocks + pps - 1) / pps;
   ATOM_CUDA_REQUIRE(a.n_splits == 1 || int64_t(B) * n_heads * a.n_splits <= ws.max_partials,
