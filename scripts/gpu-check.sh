@@ -35,7 +35,8 @@
 #   first `carry=[".debs", ".devcarry/m1"]` with stage "stash", then `carry=[".devcarry/m2", ".devcarry/data"]`
 #   with "real" within 30 s, while the machine is warm), "load" (a 256-client load test of atom serve --device
 #   cuda, fp16 and atom, on .devcarry/tiny/tiny-smollm-tokenizer.gguf from tools/loadtest/make_tiny_gguf.py),
-#   "profile" (ncu on one bench_gemm kernel, see below), "tp" (multi-GPU kinds only: GpuTensorParallel tests, llama2-70b atom at TP = 1/2/4/8 and fp16 at TP = 2).
+#   "accuracy" (issue 3 ladder at 128 x 2048 calibration, quantized and measured on the GPU; the model arrives as for
+#   "real"), "profile" (ncu on one bench_gemm kernel, see below), "tp" (multi-GPU kinds only: GpuTensorParallel tests, llama2-70b atom at TP = 1/2/4/8 and fp16 at TP = 2).
 # Pieces: head -c 40000000 MODEL > .devcarry/m1/part-1; tail -c +40000001 MODEL > .devcarry/m2/part-2.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -254,6 +255,32 @@ if has real; then
       --max-num-batched-tokens 4096 --max-model-len 2048 --dataset "$RD/wikitext2-test.txt" --json "$Q/bench-serve.json" \
       --plot "$Q/bench-serve.png" >"$Q/bench-serve.log" 2>&1
     SUMMARY+=("atom bench serve --device cuda: rc=$?"); tail -6 "$Q/bench-serve.log"
+  fi
+fi
+
+# "accuracy" (issue 3 at the paper's settings): the ladder steps the GPU model runs, quantized on the GPU with
+# 128 x 2048 calibration tokens and measured on the whole WikiText-2 test file on the GPU. The model arrives as
+# for "real" (stash first). ACC_STEPS / ACC_SAMPLES / ACC_SEQLEN / ACC_WINDOWS override.
+if has accuracy; then
+  say "accuracy: SmolLM2 ladder, calibration ${ACC_SAMPLES:-128} x ${ACC_SEQLEN:-2048} on the GPU, ppl on the GPU"
+  RM=${REAL_MODEL:-models/SmolLM2-135M-Instruct.Q4_1.gguf}
+  if [ ! -s "$RM" ]; then
+    parts=()
+    for i in 1 2 3 4; do
+      p=$(ls /tmp/atom-model-parts/part-$i .devcarry/m*/part-$i 2>/dev/null | head -1)
+      [ -n "$p" ] && parts+=("$p")
+    done
+    [ ${#parts[@]} -gt 0 ] && { mkdir -p "$(dirname "$RM")"; cat "${parts[@]}" >"$RM"; }
+  fi
+  RD=${REAL_DATA:-../shared/data}; [ -f "$RD/wikitext2-test.txt" ] || RD=.devcarry/data
+  if [ ! -s "$RM" ] || [ ! -f "$RD/wikitext2-test.txt" ]; then
+    SUMMARY+=("accuracy: SKIPPED (model $RM or data $RD missing)")
+  else
+    ATOM_DATA="$RD/wikitext2-test.txt" ATOM_CALIB="$RD/wikitext2-valid-tokenized.txt" \
+      timeout ${ACC_TIMEOUT:-540} bash scripts/ladder.sh --atom "$BUILD/atom" --model "$RM" --device cuda --threads $JOBS \
+      --samples ${ACC_SAMPLES:-128} --seqlen ${ACC_SEQLEN:-2048} --windows ${ACC_WINDOWS:-0} --out "$OUT/ladder-gpu" \
+      --steps "${ACC_STEPS:-fp16 w8a8 group128 clip gptq kv4}" 2>&1 | tee "$OUT/ladder-gpu.log" | tail -12
+    SUMMARY+=("accuracy ladder: rc=${PIPESTATUS[0]} ($(grep -c '^[a-z0-9-]*: ppl' "$OUT/ladder-gpu.log") steps)")
   fi
 fi
 
