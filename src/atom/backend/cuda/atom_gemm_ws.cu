@@ -41,7 +41,9 @@ template <int kS>
 constexpr int smem_bytes() { return kS * kStageBytes + 2 * kS * 8; }  // stages, then full[kS], empty[kS]
 
 // kPsums: also write the int32 partial sums (tests); a separate instance keeps that code out of the fast one.
-template <int kS, int kLag, bool kPsums, int MODE, int kLoop = 0>
+// kSumSplits: split-K partial tiles go to p.partials and the tile's last CTA sums them (no memset, no fp32
+// atomics, no conversion kernel); else the launcher's fp32-atomic path.
+template <int kS, int kLag, bool kPsums, int MODE, int kLoop = 0, bool kSumSplits = false>
 __global__ void __launch_bounds__(kThreads, 1) atom_gemm_ws_kernel(const Params p) {
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
   // consumers release a stage one step late (kLag = kS - 1 would deadlock; kS - 3 leaves a step of slack)
@@ -395,25 +397,57 @@ __global__ void __launch_bounds__(kThreads, 1) atom_gemm_ws_kernel(const Params 
     }
     }
 
+    // f(o, c, v0, v1): this thread's output pairs (row r < M, columns c, c + 1 at offset o)
+    auto for_each_pair = [&](auto&& f) {
 #pragma unroll
-    for (int h = 0; h < 2; ++h)
+      for (int h = 0; h < 2; ++h)
 #pragma unroll
-      for (int j = 0; j < 8; ++j)
+        for (int j = 0; j < 8; ++j)
 #pragma unroll
-        for (int e2 = 0; e2 < 2; ++e2) {
-          const int r = m0 + arow + 8 * e2, c = n0 + 64 * h + 8 * j + 2 * t;
-          if (r >= p.M) continue;
-          store_out_pair(p, int64_t(r) * p.N + c, c, facc[32 * h + 4 * j + 2 * e2], facc[32 * h + 4 * j + 2 * e2 + 1]);
+          for (int e2 = 0; e2 < 2; ++e2) {
+            const int r = m0 + arow + 8 * e2, c = n0 + 64 * h + 8 * j + 2 * t;
+            if (r < p.M) f(int64_t(r) * p.N + c, c, facc[32 * h + 4 * j + 2 * e2], facc[32 * h + 4 * j + 2 * e2 + 1]);
+          }
+    };
+    if (kSumSplits && p.partials) {
+      // The producer warpgroup has exited: the consumers count the CTA in among themselves (named barrier 3).
+      const int64_t mn = int64_t(p.M) * p.N;
+      float* mine = p.partials + blockIdx.z * mn;
+      for_each_pair([&](int64_t o, int c, float v0, float v1) {
+        if (c < p.N) mine[o] = v0;
+        if (c + 1 < p.N) mine[o + 1] = v1;
+      });
+      __shared__ int last;
+      __threadfence();
+      ptx::named_bar_sync(3, 256);
+      if (tid == 128) {
+        int* counter = p.counters + blockIdx.y * gridDim.x + blockIdx.x;
+        last = atomicAdd(counter, 1) == int(gridDim.z) - 1;
+        if (last) *counter = 0;  // re-armed for the next launch
+      }
+      ptx::named_bar_sync(3, 256);
+      if (!last) return;
+      __threadfence();
+      for_each_pair([&](int64_t o, int c, float, float) {
+        float v0 = 0.0f, v1 = 0.0f;
+        for (int z = 0; z < int(gridDim.z); ++z) {  // in split order: the same bits whatever order the CTAs ran in
+          if (c < p.N) v0 += __ldcg(p.partials + z * mn + o);
+          if (c + 1 < p.N) v1 += __ldcg(p.partials + z * mn + o + 1);
         }
+        store_out_pair(p, o, c, v0, v1);
+      });
+    } else {
+      for_each_pair([&](int64_t o, int c, float v0, float v1) { store_out_pair(p, o, c, v0, v1); });
+    }
   }
 #else
   __trap();  // built without sm_90a: the host never dispatches here (see atom_gemm_wgmma_available())
 #endif
 }
 
-template <int kS, int kLag, bool kPsums, int MODE, int kLoop = 0>
+template <int kS, int kLag, bool kPsums, int MODE, int kLoop = 0, bool kSumSplits = false>
 KernelLaunch ws_launch() {
-  return {atom_gemm_ws_kernel<kS, kLag, kPsums, MODE, kLoop>, BM, BN, kThreads, smem_bytes<kS>(), 1};
+  return {atom_gemm_ws_kernel<kS, kLag, kPsums, MODE, kLoop, kSumSplits>, BM, BN, kThreads, smem_bytes<kS>(), 1, kSumSplits};
 }
 
 }  // namespace
@@ -423,13 +457,15 @@ bool ws_supports(const Params& p) { return p.O <= kMaxOutliers; }
 // variant 0: kS = 6, kLag = 3 (equal or 1-10% faster on the H200, bench/results-h200-2026-12-01-gemm-ws-x16.log);
 // variant 1: kS = 5, kLag = 2; variant 2: variant 0 with the one-step overlapped consumer loop (kLoop 1);
 // variant 3: the two-step loop (kLoop 2); variant 4: variant 1's ring with kLoop 1; variant 5: variant 2 with the
-// consumer warpgroups' wgmma issued in turns (kLoop 3, ping-pong). Diagnostic modes run on kLoop 1.
+// consumer warpgroups' wgmma issued in turns (kLoop 3, ping-pong); variant 6: variant 2 with split-K summed by the
+// tile's last CTA (kSumSplits). Diagnostic modes run on kLoop 1.
 KernelLaunch ws_kernel(bool psums, int mode, int variant) {
   if (variant == 1) return psums ? ws_launch<5, 2, true, 0>() : ws_launch<5, 2, false, 0>();
   if (variant == 2) return psums ? ws_launch<6, 3, true, 0, 1>() : ws_launch<6, 3, false, 0, 1>();
   if (variant == 3) return psums ? ws_launch<6, 3, true, 0, 2>() : ws_launch<6, 3, false, 0, 2>();
   if (variant == 4) return psums ? ws_launch<5, 2, true, 0, 1>() : ws_launch<5, 2, false, 0, 1>();
   if (variant == 5) return psums ? ws_launch<6, 3, true, 0, 3>() : ws_launch<6, 3, false, 0, 3>();
+  if (variant == 6) return psums ? ws_launch<6, 3, true, 0, 1, true>() : ws_launch<6, 3, false, 0, 1, true>();
   if (psums) return ws_launch<6, 3, true, 0>();
   switch (mode) {
     case 1: return ws_launch<6, 3, false, 1, 1>();
