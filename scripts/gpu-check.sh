@@ -203,10 +203,11 @@ if has stash; then
   SUMMARY+=("stash: $(ls /tmp/atom-model-parts 2>/dev/null | tr '\n' ' ')")
 fi
 
-if has real; then
-  say "real model (SmolLM2-135M): quantize, ppl CPU vs GPU, serve --device cuda"
+# The real model and its data for the "real" and "accuracy" stages: sets RM (the GGUF, assembled from its pieces
+# stashed in /tmp by an earlier call's "stash" stage and/or carried now) and RD (the folder of WikiText-2 files).
+find_real_model() {
   RM=${REAL_MODEL:-models/SmolLM2-135M-Instruct.Q4_1.gguf}
-  if [ ! -s "$RM" ]; then  # the pieces: stashed in /tmp by an earlier call ("stash" stage) and/or carried now
+  if [ ! -s "$RM" ]; then
     parts=()
     for i in 1 2 3 4; do
       p=$(ls /tmp/atom-model-parts/part-$i .devcarry/m*/part-$i 2>/dev/null | head -1)
@@ -215,6 +216,11 @@ if has real; then
     [ ${#parts[@]} -gt 0 ] && { mkdir -p "$(dirname "$RM")"; cat "${parts[@]}" >"$RM"; }
   fi
   RD=${REAL_DATA:-../shared/data}; [ -f "$RD/wikitext2-test.txt" ] || RD=.devcarry/data
+}
+
+if has real; then
+  say "real model (SmolLM2-135M): quantize, ppl CPU vs GPU, serve --device cuda"
+  find_real_model
   if [ ! -s "$RM" ] || [ ! -f "$RD/wikitext2-test.txt" ]; then
     SUMMARY+=("real: SKIPPED (model $RM or data $RD missing)")
   else
@@ -263,16 +269,7 @@ fi
 # for "real" (stash first). ACC_STEPS / ACC_SAMPLES / ACC_SEQLEN / ACC_WINDOWS override.
 if has accuracy; then
   say "accuracy: SmolLM2 ladder, calibration ${ACC_SAMPLES:-128} x ${ACC_SEQLEN:-2048} on the GPU, ppl on the GPU"
-  RM=${REAL_MODEL:-models/SmolLM2-135M-Instruct.Q4_1.gguf}
-  if [ ! -s "$RM" ]; then
-    parts=()
-    for i in 1 2 3 4; do
-      p=$(ls /tmp/atom-model-parts/part-$i .devcarry/m*/part-$i 2>/dev/null | head -1)
-      [ -n "$p" ] && parts+=("$p")
-    done
-    [ ${#parts[@]} -gt 0 ] && { mkdir -p "$(dirname "$RM")"; cat "${parts[@]}" >"$RM"; }
-  fi
-  RD=${REAL_DATA:-../shared/data}; [ -f "$RD/wikitext2-test.txt" ] || RD=.devcarry/data
+  find_real_model
   if [ ! -s "$RM" ] || [ ! -f "$RD/wikitext2-test.txt" ]; then
     SUMMARY+=("accuracy: SKIPPED (model $RM or data $RD missing)")
   else
