@@ -307,13 +307,24 @@ __global__ void __launch_bounds__(kThreads, 1) atom_gemm_ws_kernel(const Params 
       promote_step(acc0, 0, i);
     };
     uint32_t a0[4][4], a1[4][4];
+    // kLoop 3 (ping-pong) takes turns: the two consumer warpgroups issue their wgmma in strict alternation
+    // (named barriers 1 and 2: warpgroup 0 issues step i after warpgroup 1 issued step i - 1, warpgroup 1 after
+    // warpgroup 0 issued step i). Both wait on the same `full` barrier, so without an order they run in phase:
+    // their MMAs queue together, then both promote with the tensor cores idle. In turns, one warpgroup's
+    // promotion runs under the other's MMAs.
     auto overlap_step = [&](int i, auto exact) {
       const uint8_t* st = stage(i);
       const int gidx = decltype(exact)::value ? p.G : g_begin + i;
       ptx::mbar_wait(full + i % kS, (i / kS) & 1);
       load_a(st, !decltype(exact)::value, a0);
+      if constexpr (kLoop == 3) {
+        if (cw == 1 || i > 0) ptx::named_bar_sync(1 + cw, 256);
+      }
       mma_half(acc0, a0, st, 0);
       mma_half(acc1, a0, st, 1);
+      if constexpr (kLoop == 3) {
+        if (cw == 0 || i + 1 < n_steps) ptx::named_bar_arrive(2 - cw, 256);  // (no turn after the last step)
+      }
       HalfScales hs;
       load_scales(st, 0, hs);
       wait_but_newest(acc0);
@@ -323,34 +334,7 @@ __global__ void __launch_bounds__(kThreads, 1) atom_gemm_ws_kernel(const Params 
       promote_with(exact, acc1, 1, hs, gidx);
       ptx::mbar_arrive(empty + i % kS);
     };
-    if constexpr (kLoop == 3) {
-      // Ping-pong: config 9's step, with the two consumer warpgroups issuing their wgmma in strict turns
-      // (named barriers 1 and 2: warpgroup 0 issues step i after warpgroup 1 issued step i - 1, warpgroup 1
-      // after warpgroup 0 issued step i). Both wait on the same `full` barrier, so without an order they
-      // run in phase: their MMAs queue together, then both promote with the tensor cores idle. In turns,
-      // one warpgroup's promotion runs under the other's MMAs.
-      const int my_turn = 1 + cw, their_turn = 2 - cw;
-      auto ordered_step = [&](int i, auto exact) {
-        const uint8_t* st = stage(i);
-        const int gidx = decltype(exact)::value ? p.G : g_begin + i;
-        ptx::mbar_wait(full + i % kS, (i / kS) & 1);
-        load_a(st, !decltype(exact)::value, a0);
-        if (cw == 1 || i > 0) ptx::named_bar_sync(my_turn, 256);
-        mma_half(acc0, a0, st, 0);
-        mma_half(acc1, a0, st, 1);
-        if (cw == 0 || i + 1 < n_steps) ptx::named_bar_arrive(their_turn, 256);  // (no turn after the last)
-        HalfScales hs;
-        load_scales(st, 0, hs);
-        wait_but_newest(acc0);
-        promote_with(exact, acc0, 0, hs, gidx);
-        load_scales(st, 1, hs);
-        wait_all(acc1);
-        promote_with(exact, acc1, 1, hs, gidx);
-        ptx::mbar_arrive(empty + i % kS);
-      };
-      for (int i = 0; i < n_groups; ++i) ordered_step(i, std::false_type{});
-      if (n_steps > n_groups) ordered_step(n_groups, std::true_type{});
-    } else if constexpr (kLoop == 2) {
+    if constexpr (kLoop == 2) {
       // Two steps per iteration: half 1 of the first is promoted under half 0 of the second, so three of
       // the four promotions run under this warpgroup's own wgmma; nothing stays pending across the back edge.
       int i = 0;
@@ -378,7 +362,7 @@ __global__ void __launch_bounds__(kThreads, 1) atom_gemm_ws_kernel(const Params 
       }
       for (; i < n_groups; ++i) overlap_step(i, std::false_type{});
       if (n_steps > n_groups) overlap_step(n_groups, std::true_type{});
-    } else if constexpr (kLoop == 1) {
+    } else if constexpr (kLoop == 1 || kLoop == 3) {
       // Both halves issued, half 0 promoted under half 1, half 1 after wait<0>: no commit group stays
       // pending across the loop's back edge, which is what made ptxas serialize the split-N loop (kLoop 0,
       // below; C7514, docs/kernels.md). The outlier step is its own instance (compile-time `exact`).
