@@ -47,6 +47,13 @@ __device__ __forceinline__ void store_out_pair(const Params& p, int64_t o, int c
   }
 }
 
+// Epilogue store of one output at offset o (the caller checks the bounds): the same three destinations.
+__device__ __forceinline__ void store_out_one(const Params& p, int64_t o, float v) {
+  if (p.atomic_out) atomicAdd(p.y32 + o, v);
+  else if (p.y32) p.y32[o] = v;
+  else p.y16[o] = __float2half_rn(v);
+}
+
 // Split-K without atomics: once every thread of the CTA has written its partial tile to p.partials, counts
 // the CTA in on its tile's counter. True in the tile's last CTA, which then sees every partial (read them
 // with __ldcg) and has re-armed the counter for the next launch.

@@ -143,11 +143,6 @@ __device__ __forceinline__ int64_t out_index(const Params& p, int r, int c) {
   const int tok = C::kSwap ? c : r, ch = C::kSwap ? r : c;
   return tok < p.M && ch < p.N ? int64_t(tok) * p.N + ch : -1;
 }
-__device__ __forceinline__ void store_out_one(const Params& p, int64_t o, float v) {
-  if (p.atomic_out) atomicAdd(p.y32 + o, v);
-  else if (p.y32) p.y32[o] = v;
-  else p.y16[o] = __float2half_rn(v);
-}
 
 // facc += fp32(acc) * s_a * s_w (s_w already / 256 for a normal group's 256x sums), psums (tests) the
 // true partial sums, acc cleared. (Skipping the fragment rows that lie past M for the whole warp made

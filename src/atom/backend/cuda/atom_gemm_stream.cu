@@ -23,12 +23,6 @@ namespace {
 constexpr int kBN = 16;     // weight rows per CTA (the MMA's M)
 constexpr int kWarps = 8;   // warps per CTA, splitting the CTA's groups
 
-__device__ __forceinline__ void store_one(const Params& p, int64_t o, float v) {
-  if (p.atomic_out) atomicAdd(p.y32 + o, v);
-  else if (p.y32) p.y32[o] = v;
-  else p.y16[o] = __float2half_rn(v);
-}
-
 // NT token tiles of 8 (tokens m0 .. m0 + 8 NT - 1); kDepth groups in flight per warp.
 template <int NT, int kDepth>
 __global__ void __launch_bounds__(kWarps * 32, NT == 1 ? 2 : 1) atom_gemm_stream_kernel(const Params p) {
@@ -168,7 +162,7 @@ __global__ void __launch_bounds__(kWarps * 32, NT == 1 ? 2 : 1) atom_gemm_stream
     float v = 0.0f;
 #pragma unroll
     for (int w = 0; w < kWarps; ++w) v += red[w][tl][nl];
-    store_one(p, int64_t(tok) * p.N + n, v);
+    store_out_one(p, int64_t(tok) * p.N + n, v);
   }
 }
 
