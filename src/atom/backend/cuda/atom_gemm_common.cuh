@@ -54,20 +54,34 @@ __device__ __forceinline__ void store_out_one(const Params& p, int64_t o, float 
   else p.y16[o] = __float2half_rn(v);
 }
 
-// Split-K without atomics: once every thread of the CTA has written its partial tile to p.partials, counts
-// the CTA in on its tile's counter. True in the tile's last CTA, which then sees every partial (read them
-// with __ldcg) and has re-armed the counter for the next launch.
-__device__ __forceinline__ bool splitk_last_cta(int* counter) {
+// Split-K without atomics: once the threads that hold the tile (`sync` is their barrier, `leader` one of them;
+// by default the whole CTA) have written their partials to p.partials, counts the CTA in on its tile's counter.
+// True in the tile's last CTA, which then sees every partial (splitk_sum_pair) and has re-armed the counter.
+template <class Sync>
+__device__ __forceinline__ bool splitk_last_cta(int* counter, int leader, Sync sync) {
   __shared__ int last;
   __threadfence();
-  __syncthreads();
-  if (threadIdx.x == 0) {
+  sync();
+  if (int(threadIdx.x) == leader) {
     last = atomicAdd(counter, 1) == int(gridDim.z) - 1;
     if (last) *counter = 0;
   }
-  __syncthreads();
+  sync();
   if (last) __threadfence();
   return last;
+}
+__device__ __forceinline__ bool splitk_last_cta(int* counter) {
+  return splitk_last_cta(counter, 0, [] { __syncthreads(); });
+}
+// In the last CTA: output o (when first) and o + 1 (when second) summed over the splits (mn = M * N floats
+// apart) in split order, so the bits do not depend on the order the CTAs ran in.
+__device__ __forceinline__ void splitk_sum_pair(const Params& p, int64_t mn, int64_t o, bool first, bool second, float& v0,
+                                                float& v1) {
+  v0 = v1 = 0.0f;
+  for (int z = 0; z < int(gridDim.z); ++z) {
+    if (first) v0 += __ldcg(p.partials + z * mn + o);
+    if (second) v1 += __ldcg(p.partials + z * mn + o + 1);
+  }
 }
 
 // One kernel's launch shape.

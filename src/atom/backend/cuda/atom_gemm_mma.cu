@@ -379,11 +379,8 @@ __global__ void __launch_bounds__(C::kThreads, C::kMinBlocks) mma_sync_gemm_kern
     });
     if (!splitk_last_cta(p.counters + blockIdx.y * gridDim.x + blockIdx.x)) return;
     for_each_pair([&](int64_t o, int c, float, float, bool pair) {
-      float v0 = 0.0f, v1 = 0.0f;
-      for (int z = 0; z < int(gridDim.z); ++z) {
-        if (c < p.N) v0 += __ldcg(p.partials + z * mn + o);
-        if (pair) v1 += __ldcg(p.partials + z * mn + o + 1);
-      }
+      float v0, v1;
+      splitk_sum_pair(p, mn, o, c < p.N, pair, v0, v1);
       store(o, c, v0, v1, pair);
     });
   } else {

@@ -401,23 +401,11 @@ __global__ void __launch_bounds__(kThreads, 1) atom_gemm_ws_kernel(const Params 
         if (c < p.N) mine[o] = v0;
         if (c + 1 < p.N) mine[o + 1] = v1;
       });
-      __shared__ int last;
-      __threadfence();
-      ptx::named_bar_sync(3, 256);
-      if (tid == 128) {
-        int* counter = p.counters + blockIdx.y * gridDim.x + blockIdx.x;
-        last = atomicAdd(counter, 1) == int(gridDim.z) - 1;
-        if (last) *counter = 0;  // re-armed for the next launch
-      }
-      ptx::named_bar_sync(3, 256);
-      if (!last) return;
-      __threadfence();
+      if (!splitk_last_cta(p.counters + blockIdx.y * gridDim.x + blockIdx.x, 128, [] { ptx::named_bar_sync(3, 256); }))
+        return;
       for_each_pair([&](int64_t o, int c, float, float) {
-        float v0 = 0.0f, v1 = 0.0f;
-        for (int z = 0; z < int(gridDim.z); ++z) {  // in split order: the same bits whatever order the CTAs ran in
-          if (c < p.N) v0 += __ldcg(p.partials + z * mn + o);
-          if (c + 1 < p.N) v1 += __ldcg(p.partials + z * mn + o + 1);
-        }
+        float v0, v1;
+        splitk_sum_pair(p, mn, o, c < p.N, c + 1 < p.N, v0, v1);
         store_out_pair(p, o, c, v0, v1);
       });
     } else {
