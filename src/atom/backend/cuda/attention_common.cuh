@@ -13,8 +13,20 @@ namespace atom::cuda {
 // Most splits of one (sequence, head) the decode kernel uses (and the workspace is sized for).
 constexpr int kDecodeMaxSplits = 64;
 
-// Throws atom::Error on arguments every attention entry point shares.
+// Throws atom::Error on arguments every attention entry point shares (incl. page_size 16 or 32).
 void check_attention_args(const PagedKvLayout& L, int layer, int max_blocks, int B, int n_heads);
+
+// Where one (layer, kv head)'s blocks live in the pool: the block of page p starts at block(p); token t is in
+// block-table entry t >> shift at slot t & mask (page_size 16 or 32, check_attention_args).
+struct HeadPages {
+  const uint8_t* base;
+  int64_t page_stride;
+  int shift, mask;
+  __device__ HeadPages(const PagedKvLayout& L, const uint8_t* pool, int layer, int head)
+      : base(pool + L.block_offset(layer, 0, head)), page_stride(int64_t(L.n_kv_heads) * L.block_bytes()),
+        shift(L.page_size == 16 ? 4 : 5), mask(L.page_size - 1) {}
+  __device__ const uint8_t* block(int page) const { return base + page * page_stride; }
+};
 
 namespace attn {
 

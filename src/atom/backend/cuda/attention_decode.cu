@@ -196,7 +196,6 @@ struct DecodeArgs {
   const int32_t* seq_lens;
   const int32_t* block_tables;
   int max_blocks, n_heads, group, n_head_groups, n_splits, pages_per_split;
-  int page_shift;  // log2(page_size): 16 or 32
   float scale_log2;
   __half* out;
   float* partials;
@@ -264,31 +263,29 @@ __global__ void __launch_bounds__(kWarps * 32, Dec<DT, D>::kMinBlocks) decode_ke
   const int n_mine = warp < n_groups ? (n_groups - warp + kWarps - 1) / kWarps : 0;
   // Address arithmetic per group kept to a shift, a mask and one multiply-add (it was ~110 of ~480
   // instructions per group: a 64-bit block_offset chain and a division by the page size).
-  const uint8_t* head_base = a.pool + a.L.block_offset(a.layer, 0, hk);
-  const int64_t page_stride = int64_t(a.L.n_kv_heads) * a.L.block_bytes();
-  const int pmask = P - 1;
+  const HeadPages hp(a.L, a.pool, a.layer, hk);
   int t_issue = tb + 16 * warp;  // first token of the next group to issue
   int meta_per_tok;
   const int64_t meta_off = GroupRegs<DT, D>::meta_offset(a.L, lane, &meta_per_tok);
   auto issue_next = [&](int slot, int page) {
-    GroupRegs<DT, D>::issue(ring + slot * T::kStageBytes, a.L, head_base + page * page_stride, t_issue & pmask, lane,
+    GroupRegs<DT, D>::issue(ring + slot * T::kStageBytes, a.L, hp.block(page), t_issue & hp.mask, lane,
                             meta_off, meta_per_tok);
     t_issue += 16 * kWarps;
   };
 #pragma unroll
   for (int j = 0; j < T::kStages - 1; ++j) {
-    if (j < n_mine) issue_next(j, bt[t_issue >> a.page_shift]);
+    if (j < n_mine) issue_next(j, bt[t_issue >> hp.shift]);
     ptx::cp_async_commit();
   }
   // The block-table entry of the next group to issue is loaded one iteration ahead (latency hidden).
-  int page_next = T::kStages - 1 < n_mine ? bt[t_issue >> a.page_shift] : 0;
+  int page_next = T::kStages - 1 < n_mine ? bt[t_issue >> hp.shift] : 0;
   int slot_issue = T::kStages - 1, slot_use = 0;
   GroupRegs<DT, D> cur;
   for (int j = 0; j < n_mine; ++j) {
     const int t0 = tb + 16 * (warp + j * kWarps);
     if (j + T::kStages - 1 < n_mine) {
       issue_next(slot_issue, page_next);
-      if (j + T::kStages < n_mine) page_next = bt[t_issue >> a.page_shift];
+      if (j + T::kStages < n_mine) page_next = bt[t_issue >> hp.shift];
     }
     ptx::cp_async_commit();
     slot_issue = slot_issue + 1 == T::kStages ? 0 : slot_issue + 1;
@@ -538,8 +535,6 @@ void paged_attention_decode(const PagedKvCache& kv, int layer, const uint16_t* q
   a.n_heads = n_heads;
   a.group = n_heads / L.n_kv_heads;
   a.n_head_groups = (a.group + 7) / 8;
-  ATOM_CUDA_REQUIRE(L.page_size == 16 || L.page_size == 32, "paged_attention_decode: page_size must be 16 or 32");
-  a.page_shift = L.page_size == 16 ? 4 : 5;
   a.scale_log2 = scale * attn::kLog2e;
   a.out = reinterpret_cast<__half*>(out);
   a.partials = ws.partials.data();

@@ -81,13 +81,6 @@ __device__ __forceinline__ void dequant_chunk(const uint4 x, uint32_t zz, uint32
   }
 }
 
-// Where one (layer, kv head)'s blocks live: the block of page p starts at base + p * page_stride.
-struct HeadPages {
-  const uint8_t* base;
-  int64_t page_stride;
-  int shift, mask;  // page_size = 1 << shift (16 or 32)
-};
-
 // cp.async of key tile kt (tokens kt*64 ..) into a stage; tokens >= kend are zero-filled (not read).
 // A thread copies chunk tid % kRowChunks of rows tid / kRowChunks + k * kRowsPerPass, K and V of the
 // same token from one block-table lookup (per chunk, the lookup, a division by the page size and the
@@ -106,7 +99,7 @@ __device__ __forceinline__ void issue_tile(uint8_t* stage, const PrefillArgs& a,
     const int r = tid / kRowChunks + k * kRowsPerPass;
     const int t = kt * kBN + r;
     const bool valid = t < kend;
-    const uint8_t* src = valid ? hp.base + bt[t >> hp.shift] * hp.page_stride + a.L.k_values() +
+    const uint8_t* src = valid ? hp.block(bt[t >> hp.shift]) + a.L.k_values() +
                                      int64_t(t & hp.mask) * SM::kRowBytes + 16 * ch
                                : a.pool;
     uint8_t* dk = DT == KvDtype::F16 ? stage + size_t(r) * smem_stride<D>() * 2 + 16 * ch
@@ -123,7 +116,7 @@ __device__ __forceinline__ void issue_tile(uint8_t* stage, const PrefillArgs& a,
       const int tok = kind < 2 ? 8 * idx : 16 * idx;  // first token of the chunk
       const int t = kt * kBN + tok;
       const bool valid = t < kend;  // the chunk's tokens share t's page (pages hold >= 16 tokens)
-      const uint8_t* blk = valid ? hp.base + bt[t >> hp.shift] * hp.page_stride : a.pool;
+      const uint8_t* blk = valid ? hp.block(bt[t >> hp.shift]) : a.pool;
       const int off = t & hp.mask;
       const uint8_t* src = kind == 0 ? blk + a.L.k_scales() + 2 * off
                          : kind == 1 ? blk + a.L.v_scales() + 2 * off
@@ -186,8 +179,7 @@ __global__ void __launch_bounds__(kThreads, 3) prefill_kernel(const PrefillArgs 
   for (int j = 0; j < kNT; ++j) o[j][0] = o[j][1] = o[j][2] = o[j][3] = 0.0f;
 
   const int32_t* bt = a.block_tables + int64_t(b) * a.max_blocks;
-  const HeadPages hp{a.pool + a.L.block_offset(a.layer, 0, hk), int64_t(a.L.n_kv_heads) * a.L.block_bytes(),
-                     a.L.page_size == 16 ? 4 : 5, a.L.page_size - 1};
+  const HeadPages hp(a.L, a.pool, a.layer, hk);
   const int n_tiles = (kend + kBN - 1) / kBN;
   if (n_tiles > 0) issue_tile<DT, D>(stage(0), a, hp, bt, 0, kend, tid);
   ptx::cp_async_commit();
@@ -318,7 +310,6 @@ void paged_attention_prefill(const PagedKvCache& kv, int layer, const uint16_t* 
   check_attention_args(L, layer, max_blocks, B, n_heads);
   ATOM_CUDA_REQUIRE(max_q_per_seq >= 1 && max_q_per_seq <= T, "paged_attention_prefill: need 1 <= max_q_per_seq <= T");
   ATOM_CUDA_REQUIRE(B <= 65535 && n_heads <= 65535, "paged_attention_prefill: B and n_heads must be <= 65535");
-  ATOM_CUDA_REQUIRE(L.page_size == 16 || L.page_size == 32, "paged_attention_prefill: page_size must be 16 or 32");
   if (B == 0 || T == 0) return;
   PrefillArgs a{};
   a.L = L;

@@ -154,6 +154,7 @@ void check_attention_args(const PagedKvLayout& L, int layer, int max_blocks, int
   ATOM_CUDA_REQUIRE(B >= 0 && max_blocks >= 1, "paged_attention: B must be >= 0 and max_blocks >= 1");
   ATOM_CUDA_REQUIRE(n_heads > 0 && n_heads % L.n_kv_heads == 0,
                     "paged_attention: n_heads must be a positive multiple of n_kv_heads");
+  ATOM_CUDA_REQUIRE(L.page_size == 16 || L.page_size == 32, "paged_attention: page_size must be 16 or 32");
 }
 
 }  // namespace atom::cuda
