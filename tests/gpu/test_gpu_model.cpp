@@ -6,7 +6,8 @@
 //     (‖CPU quantized − CPU fp32‖/‖·‖): the GPU keeps linear inputs/outputs and K/V in fp16 where the CPU
 //     keeps fp32, so it rounds an activation to the neighbouring INT4/INT8 step now and then; mean NLL
 //     within 0.5%;
-//   * chunked prefill (steps of 7 tokens) gives the same logits as one step, within 2e-3 relative;
+//   * chunked prefill (steps of 7 tokens) gives the same logits as one step, within 2e-3 relative (fp16) or
+//     a tenth of quantization's own error (w8a8/atom: the GEMM configuration differs with the step size);
 //   * greedy generations of a ragged batch equal the same requests run one at a time.
 // Also: a synthetic llama2-7b in atom mode runs a step with finite logits; llama2-70b in fp16 is refused.
 #include <gtest/gtest.h>
@@ -69,7 +70,13 @@ TEST_P(GpuModelModes, LogitsMatchCpuReference) {
     SeqStep sc{0, toks.data() + p0, c, p0, bt.data(), 3, true};
     gpu->step_all_logits(sc, &chunked[size_t(p0 * V)]);
   }
-  EXPECT_LT(rel_err(chunked, got), 2e-3) << "chunked prefill differs from one-step prefill";
+  // fp16: 2e-3. The quantized modes run other GEMM configurations at 7 tokens than at 40 (streaming vs
+  // warp-specialized), whose fp32 sums round the fp16 outputs differently, and a 1-ulp change flips an
+  // INT4 rounding downstream now and then: 5.7e-3 (0.028x quantization's own error) seen on an H200 at
+  // seed 3034686093971871470. A wrong page, position or scale moves the logits by about quantization's
+  // own error, so the bound is a tenth of it.
+  const double chunk_tol = mode == GpuMode::Fp16 ? 2e-3 : 0.1 * qerr;
+  EXPECT_LT(rel_err(chunked, got), chunk_tol) << "chunked prefill differs from one-step prefill";
 }
 
 // Greedy decoding of several requests: all in one ragged batch (prefill together, then decode

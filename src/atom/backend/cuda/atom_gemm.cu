@@ -321,9 +321,30 @@ __global__ void f32_to_f16_kernel(const float* __restrict__ x, __half* __restric
 // all 7 shapes, config 0 beats it at M = 16 on all 7. Config 12 (A / B swapped: 64 weight rows x 8 tokens)
 // takes M <= kSwappedMaxM: at M = 1 it beats config 0 on all 7 shapes, 1.10-1.40x (8192 -> 28672: 80.0 ->
 // 57.0 us; bench/results-h200-2026-12-02-gemm-session5-start.log); at M = 16 (two token tiles) it loses on 6/7.
+// Sixth session (bench/results-h200-2026-12-02-gemm-session6-start.log): the streaming kernel (config 15)
+// beats config 12 at M = 1 and 8 on all 7 shapes (8192 -> 28672: 57.0 -> 42.9 us, 4096 -> 4096: 12.1 -> 6.7),
+// so it takes M <= kStreamMaxM. At M = 9..16 it reads the weights once per 8-token tile: it still wins on the
+// 5 shapes whose weights fit in L2 (the second tile hits L2) and ties config 0 on the two 70B shapes (117 MB),
+// so above 8 tokens it runs only when the weights fit in L2. Config 11 (config 9 with a 5-stage ring) beats
+// config 9 on all 21 rows of M = 64, 256, 1024 (by 1-9%), so it takes M = kWsMinM .. kWs5StageMaxM; above
+// that config 9 stays (v3 log: 11 within -3..+4% of 9 at M = 2048..16384). Configs 14 (ping-pong) and 17
+// (last-CTA split-K sum) lost to 9 on all 21 rows and are not dispatched.
 constexpr int64_t kWgmmaMinM = 128;
-constexpr int64_t kSwappedMaxM = 8;
+constexpr int64_t kStreamMaxM = 16;
+constexpr int64_t kStreamAnyWeightsMaxM = 8;
 constexpr int64_t kWsMinM = 17;
+constexpr int64_t kWs5StageMaxM = 1024;
+
+// The auto choice of configuration (see the measurements above).
+int auto_config(const Params& p, size_t weight_bytes, size_t l2_bytes) {
+  if (p.M <= kStreamAnyWeightsMaxM || (p.M <= kStreamMaxM && weight_bytes <= l2_bytes)) return 15;
+  int cfg = p.M <= 16 ? 0 : p.M <= 128 ? 1 : 2;
+  if (atom_gemm_wgmma_available()) {
+    if (p.M >= kWsMinM && ws_supports(p)) cfg = p.M <= kWs5StageMaxM ? 11 : 9;
+    else if (kWgmmaMinM > 0 && p.M >= kWgmmaMinM) cfg = 3;
+  }
+  return cfg;
+}
 
 template <int WGS, int MODE = 0, bool SPLITN = false>
 KernelLaunch wgmma_kernel() {
@@ -409,10 +430,11 @@ void atom_gemm(const GpuAtomActs& a, const GpuAtomWeights& w, uint16_t* y_fp16, 
   ATOM_CUDA_REQUIRE(int64_t(a.scale.size()) >= w.L.scale_elems(a.m) && int64_t(w.scale.size()) >= w.L.scale_elems(w.n),
                     "atom_gemm: a scale buffer is smaller than GpuAtomLayout::scale_elems(rows)");
   using namespace gemm_detail;
-  static int sm_count = 0;
+  static int sm_count = 0, l2_bytes = 0;
   if (!sm_count) {
     int dev = 0;
     ATOM_CUDA_CHECK(cudaGetDevice(&dev));
+    ATOM_CUDA_CHECK(cudaDeviceGetAttribute(&l2_bytes, cudaDevAttrL2CacheSize, dev));
     ATOM_CUDA_CHECK(cudaDeviceGetAttribute(&sm_count, cudaDevAttrMultiProcessorCount, dev));
   }
   Params p{};
@@ -422,14 +444,7 @@ void atom_gemm(const GpuAtomActs& a, const GpuAtomWeights& w, uint16_t* y_fp16, 
   p.w8 = w.q8.data(); p.swo = reinterpret_cast<const __half*>(w.oscale.data());
   p.M = int(a.m); p.N = int(w.n); p.G = int(w.L.n_groups); p.O = int(w.L.n_outlier);
   p.y16 = reinterpret_cast<__half*>(y_fp16); p.y32 = y_f32; p.psums = psums; p.atomic_out = false;
-  int cfg = force_config;
-  if (cfg < 0) {
-    cfg = a.m <= kSwappedMaxM ? 12 : a.m <= 16 ? 0 : a.m <= 128 ? 1 : 2;
-    if (atom_gemm_wgmma_available()) {
-      if (a.m >= kWsMinM && ws_supports(p)) cfg = 9;
-      else if (kWgmmaMinM > 0 && a.m >= kWgmmaMinM) cfg = 3;
-    }
-  }
+  const int cfg = force_config >= 0 ? force_config : auto_config(p, size_t(w.q4.size() + w.q8.size()), size_t(l2_bytes));
   switch (cfg) {
     case 0:
     case 1:
