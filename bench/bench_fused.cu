@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "bench_timing.h"
 #include "atom/backend/cuda/elementwise.h"
 #include "atom/backend/cuda/fused_quant.h"
 #include "atom/backend/cuda/gpu_model.h"
@@ -23,24 +24,7 @@ using namespace atom::cuda;
 
 namespace {
 
-double time_ms(cudaStream_t s, const std::function<void(int)>& fn) {
-  Event a, b;
-  for (int i = 0; i < 3; ++i) fn(i);
-  a.record(s);
-  for (int i = 0; i < 3; ++i) fn(i);
-  b.record(s);
-  const int batch = int(std::clamp(2.0 / std::max(1e-4, double(b.since(a)) / 3), 1.0, 200.0));
-  std::vector<double> t;
-  int it = 0;
-  for (int r = 0; r < 11; ++r) {
-    a.record(s);
-    for (int i = 0; i < batch; ++i) fn(it++);
-    b.record(s);
-    t.push_back(double(b.since(a)) / batch);
-  }
-  std::sort(t.begin(), t.end());
-  return t[t.size() / 2];
-}
+using atom::bench::time_ms;
 
 struct Rec {
   std::string what;

@@ -15,10 +15,13 @@
 #include "atom/backend/cuda/atom_gemm.h"
 #include "atom/backend/cuda/blas_baselines.h"
 #include "atom/backend/cuda/device.h"
+#include "bench_timing.h"
 
 using namespace atom::cuda;
 
 namespace {
+
+using atom::bench::time_ms;
 
 __device__ __forceinline__ uint32_t hash32(uint64_t i, uint32_t seed) {
   uint32_t x = uint32_t(i) * 0x9E3779B1u ^ uint32_t(i >> 32) * 0x85EBCA77u ^ seed * 0xC2B2AE3Du;
@@ -55,27 +58,6 @@ void fill_float(DeviceBuffer<float>& b, float lo, float hi) {
 
 size_t g_rotate_bytes = 0;  // 2.5 x L2
 int copies_for(size_t bytes) { return int(std::clamp<size_t>((g_rotate_bytes + bytes - 1) / std::max<size_t>(bytes, 1), 1, 16)); }
-
-// Median over 15 batches of the per-launch time (ms); fn(i) launches iteration i.
-double time_ms(cudaStream_t s, const std::function<void(int)>& fn) {
-  Event a, b;
-  for (int i = 0; i < 3; ++i) fn(i);
-  a.record(s);
-  for (int i = 0; i < 3; ++i) fn(i);
-  b.record(s);
-  const double est = std::max(1e-4, double(b.since(a)) / 3);
-  const int batch = int(std::clamp(2.0 / est, 1.0, 200.0));
-  std::vector<double> t;
-  int it = 0;
-  for (int r = 0; r < 15; ++r) {
-    a.record(s);
-    for (int i = 0; i < batch; ++i) fn(it++);
-    b.record(s);
-    t.push_back(double(b.since(a)) / batch);
-  }
-  std::sort(t.begin(), t.end());
-  return t[t.size() / 2];
-}
 
 struct Rec {
   std::string shape, method;
