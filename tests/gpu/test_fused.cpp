@@ -17,6 +17,7 @@
 #include "atom/backend/cuda/fused_quant.h"
 #include "atom/backend/cuda/w8a8_gemm.h"
 #include "atom/core/error.h"
+#include "atom/quant/quantize.h"
 #include "atom/quant/w8a8_linear.h"
 #include "gpu_test_util.h"
 
@@ -159,6 +160,75 @@ TEST(GpuFused, KernelsMatchCpuReference) {
   // (31 / 85 full groups over 8 warps), with the partial last group and the outlier tail after them.
   for (Op op : {Op::Norm, Op::Copy, Op::Silu}) check_fused(op, ActDtype::F16, 4096, 300, false, rng);
   check_fused(Op::Silu, ActDtype::F32, 11008, 270, false, rng);
+}
+
+// Quotients x/s exactly on a half-integer (and one fp16 step either side): the quantizers compute rint(x/s)
+// as x * (1/s) and fall back to the IEEE division near a half-integer (quant_rules::SymQuantizer); here each
+// group's values are (k + 0.5) * s for the group's own scale s, so the fall-back must give round-half-even
+// exactly as the CPU's division does. The inputs must defeat the multiply alone (checked on the CPU).
+TEST(GpuFused, HalfwayQuotientsMatchCpu) {
+  REQUIRE_GPU();
+  std::mt19937_64 rng(fresh_seed());
+  Stream st;
+  const quant::AtomConfig acfg;
+  for (int64_t K : {1536, 4096}) {
+    SCOPED_TRACE("K=" + std::to_string(K));
+    const int64_t m = 40;
+    const quant::AtomLayout QL(K, acfg);
+    const GpuAtomLayout L = make_gpu_layout(K, QL.n_outlier, QL.group);
+    const auto perm = random_perm(K, rng);
+    std::uniform_real_distribution<float> ud(0.05f, 20.0f);
+    std::vector<float> x(static_cast<size_t>(m * K));
+    int64_t ties = 0, multiply_wrong = 0;
+    // one segment (reordered positions [j0, j0 + n)): its max A, the rest (k + 0.5) * s, k in [qmin, qmax)
+    auto fill_segment = [&](float* row, int64_t j0, int64_t n, int bits, float clip) {
+      const float A = fp16_to_float(float_to_fp16(ud(rng)));
+      const float s = quant::sym_scale(A, clip, bits);
+      const int qmin = quant::sym_qmin(bits), qmax = quant::sym_qmax(bits);
+      row[perm[size_t(j0)]] = A;
+      for (int64_t j = 1; j < n; ++j) {
+        const int k = qmin + int(rng() % uint64_t(qmax - qmin));
+        uint16_t h = float_to_fp16((float(k) + 0.5f) * s);
+        if (rng() % 4 == 0) h = uint16_t(h + (rng() % 2 ? 1 : -1));  // one fp16 step off (same sign)
+        const float v = fp16_to_float(h);
+        row[perm[size_t(j0 + j)]] = v;
+        const float q = v / s;
+        ties += q == std::floor(q) + 0.5f;
+        multiply_wrong += std::nearbyint(v * (1.0f / s)) != std::nearbyint(q);
+      }
+    };
+    for (int64_t r = 0; r < m; ++r) {
+      float* row = &x[size_t(r * K)];
+      for (int64_t g = 0; g < QL.n_groups; ++g)
+        fill_segment(row, g * QL.group, std::min<int64_t>(QL.group, L.k_normal - g * QL.group), 4, acfg.a_clip);
+      fill_segment(row, L.k_normal, L.n_outlier, 8, acfg.a_outlier_clip);
+    }
+    ASSERT_GT(ties, m * K / 32) << "too few exact half-integer quotients";
+    ASSERT_GT(multiply_wrong, 0) << "the inputs do not defeat x * (1/s); the fall-back is not exercised";
+    std::printf("K=%lld: %lld exact half-integer quotients, %lld where x * (1/s) rounds the other way\n",
+                (long long)K, (long long)ties, (long long)multiply_wrong);
+
+    DeviceBuffer<int32_t> dperm;
+    dperm.upload(perm, st);
+    auto dx = upload_as(x, ActDtype::F16, st);
+    GpuAtomActs acts;
+    acts.resize(m, L);
+    acts.q4.fill_bytes(0xA5, st);
+    acts.scale.fill_bytes(0xFF, st);
+    acts.q8.fill_bytes(0x80, st);
+    acts.oscale.fill_bytes(0xFF, st);
+    FusedOut o;
+    o.atom = &acts;
+    o.perm = dperm.data();
+    o.L = L;
+    o.a_clip = acfg.a_clip;
+    o.a_outlier_clip = acfg.a_outlier_clip;
+    reorder_quant(dx.data(), ActDtype::F16, m, K, o, st);
+    st.sync();
+    quant::AtomActivations ca;
+    quant::atom_quantize_activations(x.data(), m, perm, QL, acfg, ca);
+    expect_acts_equal(acts, ca, L, m);
+  }
 }
 
 TEST(GpuFused, RejectsBadShapes) {

@@ -326,21 +326,20 @@ __global__ void f32_to_f16_kernel(const float* __restrict__ x, __half* __restric
 // so it takes M <= kStreamMaxM. At M = 9..16 it reads the weights once per 8-token tile: it still wins on the
 // 5 shapes whose weights fit in L2 (the second tile hits L2) and ties config 0 on the two 70B shapes (117 MB),
 // so above 8 tokens it runs only when the weights fit in L2. Config 11 (config 9 with a 5-stage ring) beats
-// config 9 on all 21 rows of M = 64, 256, 1024 (by 1-9%), so it takes M = kWsMinM .. kWs5StageMaxM; above
-// that config 9 stays (v3 log: 11 within -3..+4% of 9 at M = 2048..16384). Configs 14 (ping-pong) and 17
-// (last-CTA split-K sum) lost to 9 on all 21 rows and are not dispatched.
+// config 9 on all 21 rows of M = 64, 256, 1024 (by 1-9%), on 7/7 at M = 4096 (1-8%) and on 6/7 at M = 16384
+// (ties on 4096 -> 4096, loses 2% on 8192 -> 28672; ...-session6-largem.log), so it takes every M >= kWsMinM.
+// Configs 14 (ping-pong) and 17 (last-CTA split-K sum) lost to 9 on all 21 rows and are not dispatched.
 constexpr int64_t kWgmmaMinM = 128;
 constexpr int64_t kStreamMaxM = 16;
 constexpr int64_t kStreamAnyWeightsMaxM = 8;
 constexpr int64_t kWsMinM = 17;
-constexpr int64_t kWs5StageMaxM = 1024;
 
 // The auto choice of configuration (see the measurements above).
 int auto_config(const Params& p, size_t weight_bytes, size_t l2_bytes) {
   if (p.M <= kStreamAnyWeightsMaxM || (p.M <= kStreamMaxM && weight_bytes <= l2_bytes)) return 15;
   int cfg = p.M <= 16 ? 0 : p.M <= 128 ? 1 : 2;
   if (atom_gemm_wgmma_available()) {
-    if (p.M >= kWsMinM && ws_supports(p)) cfg = p.M <= kWs5StageMaxM ? 11 : 9;
+    if (p.M >= kWsMinM && ws_supports(p)) cfg = 11;
     else if (kWgmmaMinM > 0 && p.M >= kWgmmaMinM) cfg = 3;
   }
   return cfg;

@@ -75,11 +75,12 @@ void atom_quantize_acts_fp16(const uint16_t* x, int64_t m, const int32_t* perm, 
 // (128x128 tile, two warpgroups), which auto dispatch picks for large M on an sm_90 device; configs 4..6:
 // its 64x128-tile and N-split variants; config 7 (= atom_gemm_ws_config()): the warp-specialized wgmma
 // kernel (TMA-free producer warpgroup + two consumer warpgroups, A unpacked into registers); 8..11: its
-// ring-depth and consumer-loop variants, of which auto dispatch picks 9 for M >= 17 (docs/kernels.md);
-// configs 12, 13: the decode kernel with A / B swapped (64 or 128 weight rows x 8 tokens; auto dispatch picks 12
-// for M <= 8); config 14: config 9 with the two consumer warpgroups' wgmma in turns (ping-pong; not dispatched);
-// configs 15, 16: the streaming decode kernel, 16 weight rows x 8 / 16 tokens, weights straight to registers
-// (not dispatched); config 17: config 9 with split-K summed by the tile's last CTA (not dispatched).
+// ring-depth and consumer-loop variants, of which auto dispatch picks 11 (5-stage ring, one-step loop) for
+// M >= 17 (docs/kernels.md); configs 12, 13: the decode kernel with A / B swapped (64 or 128 weight rows x 8
+// tokens; not dispatched); config 14: config 9 with the two consumer warpgroups' wgmma in turns (ping-pong; not
+// dispatched); configs 15, 16: the streaming decode kernel, 16 weight rows x 8 / 16 tokens, weights straight to
+// registers (auto dispatch picks 15 for M <= 8, and for M <= 16 when the weights fit in L2); config 17: config 9
+// with split-K summed by the tile's last CTA (not dispatched).
 void atom_gemm(const GpuAtomActs& a, const GpuAtomWeights& w, uint16_t* y_fp16, float* y_f32,
                int32_t* psums = nullptr, cudaStream_t s = nullptr, int force_config = -1, int force_splits = 0);
 int atom_gemm_num_configs();
