@@ -124,7 +124,7 @@ __device__ __forceinline__ void quant_group(const Params& p, int64_t i, int seg,
 }
 
 template <int OP, typename T, typename S>
-__global__ void __launch_bounds__(kThreads) fused_act_kernel(const Params p) {
+__global__ void __launch_bounds__(kThreads, 5) fused_act_kernel(const Params p) {
   extern __shared__ __align__(16) unsigned char smem_raw[];
   S* srow = reinterpret_cast<S*>(smem_raw);
   __shared__ double red_d[kWarps];
