@@ -26,12 +26,11 @@ enum Op { kNorm = 0, kCopy = 1, kSilu = 2 };
 
 using quant_rules::sym_quant;
 using quant_rules::sym_scale_fp16;
-using quant_rules::SymQuantizer;
 
-// The warp's max of non-negative values (|x| maxima; NaN counts as 0, as the fmaxf chains that feed it and
-// quantize.h's absmax ignore NaN): non-negative floats order as their bit patterns, so one redux.sync.
 __device__ __forceinline__ float warp_max(float v) {
-  return __uint_as_float(__reduce_max_sync(0xffffffffu, __float_as_uint(fmaxf(v, 0.0f))));
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  return v;
 }
 
 // Block-wide reductions over kThreads threads (result broadcast to all).
@@ -113,18 +112,17 @@ __device__ __forceinline__ void quant_group(const Params& p, int64_t i, int seg,
   float amax = fmaxf(fmaxf(fabsf(v[0]), fabsf(v[1])), fmaxf(fabsf(v[2]), fabsf(v[3])));
   amax = warp_max(amax);
   __half hs;
-  int q[4];
-  SymQuantizer(sym_scale_fp16(amax, p.a_clip, 7.0f, hs)).quantize(v, -8.0f, 7.0f, q);
+  const float s = sym_scale_fp16(amax, p.a_clip, 7.0f, hs);
   uint32_t packed = 0;
 #pragma unroll
-  for (int e = 0; e < 4; ++e) packed |= uint32_t(q[e] & 0xF) << (4 * e);
+  for (int e = 0; e < 4; ++e) packed |= uint32_t(sym_quant(v[e], s, -8.0f, 7.0f) & 0xF) << (4 * e);
   const int off = (lane / 8) * 16 + (lane % 4) * 4 + ((lane % 8) / 4) * 2;
   *reinterpret_cast<uint16_t*>(p.q4 + i * int64_t(p.G) * 64 + seg * 64 + off) = uint16_t(packed);
   if (lane == 0) p.scale[i * p.G + seg] = hs;
 }
 
 template <int OP, typename T, typename S>
-__global__ void __launch_bounds__(kThreads, 5) fused_act_kernel(const Params p) {
+__global__ void __launch_bounds__(kThreads) fused_act_kernel(const Params p) {
   extern __shared__ __align__(16) unsigned char smem_raw[];
   S* srow = reinterpret_cast<S*>(smem_raw);
   __shared__ double red_d[kWarps];
@@ -240,13 +238,9 @@ __global__ void __launch_bounds__(kThreads, 5) fused_act_kernel(const Params p) 
         for (int e = lane; e < p.O; e += 32) amax = fmaxf(amax, fabsf(to_f(srow[__ldg(p.perm + p.kn + e)])));
         amax = warp_max(amax);
         __half hs;
-        const SymQuantizer sq(sym_scale_fp16(amax, p.o_clip, 127.0f, hs));
-        for (int e = lane; e < p.O; e += 32) {
-          const float x[1] = {to_f(srow[__ldg(p.perm + p.kn + e)])};
-          int q[1];
-          sq.quantize(x, -127.0f, 127.0f, q);
-          p.q8[i * p.O + e] = int8_t(q[0]);
-        }
+        const float s = sym_scale_fp16(amax, p.o_clip, 127.0f, hs);
+        for (int e = lane; e < p.O; e += 32)
+          p.q8[i * p.O + e] = int8_t(sym_quant(to_f(srow[__ldg(p.perm + p.kn + e)]), s, -127.0f, 127.0f));
         if (lane == 0) p.oscale[i] = hs;
       }
     }

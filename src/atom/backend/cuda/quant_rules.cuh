@@ -25,35 +25,4 @@ __device__ __forceinline__ int sym_quant(float x, float s, float qmin, float qma
   return __float2int_rn(r);
 }
 
-// sym_quant for many values of one scale s, without a division per value: rint(x * fl(1/s)). x * fl(1/s) is
-// within 1.5 ulp (|x/s| * 2^-22) of the IEEE quotient fl(x/s), so both round to the same integer unless x/s
-// lies within |x/s| * 2^-21 of a half-integer; those values (and NaN, inf, overflow) take sym_quant's exact
-// division. Bit-identical to sym_quant (tests/gpu/test_fused.cpp feeds it exact half-integer quotients).
-struct SymQuantizer {
-  float s, r;
-  __device__ __forceinline__ explicit SymQuantizer(float scale) {
-    s = scale;
-    r = scale > 0.0f ? __fdiv_rn(1.0f, scale) : 0.0f;
-  }
-
-  // q[e] = sym_quant(x[e], s, qmin, qmax) for N values; one branch for the rare exact fix-ups.
-  template <int N>
-  __device__ __forceinline__ void quantize(const float (&x)[N], float qmin, float qmax, int (&q)[N]) const {
-    bool ok[N], all_ok = true;
-#pragma unroll
-    for (int e = 0; e < N; ++e) {
-      const float y = __fmul_rn(x[e], r), t = rintf(y);
-      // |y - t| is exact; the bound's own rounding (2^-25 near 0.5) stays inside the 2x slack of 2^-21.
-      ok[e] = fabsf(__fsub_rn(y, t)) < __fmaf_rn(fabsf(y), -0x1p-21f, 0.5f);
-      q[e] = __float2int_rn(fminf(fmaxf(t, qmin), qmax));
-      all_ok = all_ok && ok[e];
-    }
-    if (!all_ok) {
-#pragma unroll
-      for (int e = 0; e < N; ++e)
-        if (!ok[e]) q[e] = sym_quant(x[e], s, qmin, qmax);
-    }
-  }
-};
-
 }  // namespace atom::cuda::quant_rules
