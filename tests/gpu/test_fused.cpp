@@ -162,10 +162,11 @@ TEST(GpuFused, KernelsMatchCpuReference) {
   check_fused(Op::Silu, ActDtype::F32, 11008, 270, false, rng);
 }
 
-// Quotients x/s exactly on a half-integer (and one fp16 step either side): the quantizers compute rint(x/s)
-// as x * (1/s) and fall back to the IEEE division near a half-integer (quant_rules::SymQuantizer); here each
-// group's values are (k + 0.5) * s for the group's own scale s, so the fall-back must give round-half-even
-// exactly as the CPU's division does. The inputs must defeat the multiply alone (checked on the CPU).
+// Quotients x/s exactly on a half-integer (and one fp16 step either side): each group's values are
+// (k + 0.5) * s for the group's own scale s, so the GPU must round half to even exactly as the CPU's IEEE
+// division does. The inputs also defeat a multiply by 1/s alone (checked on the CPU): a quantizer that
+// replaces the division (tried in c9b0963: x * (1/s) with an exact fall-back near half-integers) must
+// keep its fall-back to pass.
 TEST(GpuFused, HalfwayQuotientsMatchCpu) {
   REQUIRE_GPU();
   std::mt19937_64 rng(fresh_seed());
