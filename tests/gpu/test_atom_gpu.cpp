@@ -238,6 +238,64 @@ TEST(GpuAtom, GemmMatchesLiteralReference) {
   EXPECT_LE(emax, 1e-5 * amax) << "max abs err " << emax << " of max |y| " << amax;
 }
 
+// A CUDA graph captured around a split-K GEMM keeps the workspace pointers of its capture (the engine's
+// decode graphs, gpu_model_graphs.cpp). A later eager GEMM that needs a larger workspace must not free
+// them: capture a 2-split GEMM on a small layer, run a 2-split GEMM on a layer whose split-K buffer needs
+// more than the workspace floor (16 MiB), churn device memory, replay the graph: its output must still be
+// bit-identical to the eager run (2 splits: one fp32 addition per element, order-free). Config 11 sums the
+// splits with fp32 atomics in a workspace; config 0 through partials summed by the tile's last CTA.
+TEST(GpuAtom, SplitKWorkspaceSurvivesGrowthUnderGraphs) {
+  REQUIRE_GPU();
+  std::mt19937_64 rng(fresh_seed());
+  Stream st;
+  std::normal_distribution<float> nd(0.0f, 0.02f);
+  auto make_layer = [&](int64_t n, int64_t k, GpuAtomWeights& gw) {
+    std::vector<float> w(static_cast<size_t>(n * k));
+    for (auto& v : w) v = nd(rng);
+    const quant::AtomLinear lin(w.data(), n, k, random_perm(k, rng), atom_cfg());
+    upload_atom_weights(lin.weights(), gw, st);
+  };
+  auto make_acts = [&](int64_t m, const GpuAtomWeights& gw, GpuAtomActs& ga) {
+    DeviceBuffer<uint16_t> dx;
+    dx.upload(to_fp16(random_acts(m, gw.L.k, rng)), st);
+    ga.resize(m, gw.L);
+    atom_quantize_acts_fp16(dx.data(), m, gw.perm.data(), gw.L, gw.a_clip, gw.a_outlier_clip, ga, st);
+    st.sync();  // dx is freed on return
+  };
+  GpuAtomWeights small, big;
+  make_layer(576, 576, small);
+  make_layer(4096, 576, big);
+  GpuAtomActs a_small, a_big;
+  make_acts(16, small, a_small);
+  make_acts(1100, big, a_big);  // 1100 x 4096 = 4.5 M fp32 > the 4 M-element floor (x 2 splits for config 0)
+  for (int cfg : {11, 0}) {
+    if (cfg == 11 && !atom_gemm_wgmma_available()) continue;
+    SCOPED_TRACE("config=" + std::to_string(cfg));
+    DeviceBuffer<uint16_t> y_eager(576 * 16), y_graph(576 * 16), y_big(size_t(1100) * 4096);
+    atom_gemm(a_small, small, y_eager.data(), nullptr, nullptr, st, cfg, 2);
+    y_graph.fill_bytes(0xFF, st);
+    cudaGraph_t g = nullptr;
+    cudaGraphExec_t ge = nullptr;
+    ASSERT_EQ(cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal), cudaSuccess);
+    atom_gemm(a_small, small, y_graph.data(), nullptr, nullptr, st, cfg, 2);
+    ASSERT_EQ(cudaStreamEndCapture(st, &g), cudaSuccess);
+    ASSERT_EQ(cudaGraphInstantiate(&ge, g, 0), cudaSuccess);
+    cudaGraphDestroy(g);
+    atom_gemm(a_big, big, y_big.data(), nullptr, nullptr, st, cfg, 2);  // grows the workspace
+    {
+      DeviceBuffer<uint8_t> churn(size_t(256) << 20);  // reuse whatever was freed, then free it again
+      churn.fill_bytes(0x7F, st);
+      st.sync();
+    }
+    ASSERT_EQ(cudaGraphLaunch(ge, st), cudaSuccess);
+    st.sync();
+    cudaGraphExecDestroy(ge);
+    EXPECT_EQ(cudaGetLastError(), cudaSuccess);
+    const auto e = y_eager.download(st), r = y_graph.download(st);
+    EXPECT_EQ(std::memcmp(e.data(), r.data(), e.size() * 2), 0) << "the replayed graph's output differs";
+  }
+}
+
 // Bad shapes and buffers get an atom::Error, not a launch that reads past an allocation: the decode
 // kernel copies scales as 32-bit words, so scale buffers must hold GpuAtomLayout::scale_elems(rows).
 TEST(GpuAtom, GemmRejectsBadBuffers) {

@@ -4,6 +4,8 @@
 #include <cuda_fp16.h>
 
 #include <algorithm>
+#include <utility>
+#include <vector>
 
 #include "atom/backend/cuda/atom_gemm.h"
 #include "atom/backend/cuda/atom_gemm_common.cuh"
@@ -352,6 +354,31 @@ KernelLaunch wgmma_kernel() {
   return {atom_gemm_wgmma_kernel<WGS, MODE, SPLITN>, S::BM, wg::BN, S::kThreads, S::kSmem, 2};
 }
 
+// A per-thread split-K workspace that grows but never frees a buffer it has handed out: a decode step's CUDA
+// graph (gpu_model_graphs.cpp) keeps the pointers it was captured with, and a later, larger eager step must
+// not free them under it. The floors cover every split-K launch (split-K runs only when the tiles leave CTA
+// slots idle: M * N <= SMs * CTAs per SM * tile, about 2.2 M elements on an H100 / H200), so a second
+// buffer is the exception.
+template <typename T>
+class StableWorkspace {
+ public:
+  // A buffer of at least `need` (and `floor`) elements; *fresh is set when it was just allocated.
+  T* get(size_t need, size_t floor, bool* fresh = nullptr) {
+    const bool grow = cur_.size() < need;
+    if (grow) {
+      if (cur_.size()) retired_.push_back(std::move(cur_));
+      cur_.resize(std::max(need, floor));
+    }
+    if (fresh) *fresh = grow;
+    return cur_.data();
+  }
+  size_t size() const { return cur_.size(); }
+
+ private:
+  DeviceBuffer<T> cur_;
+  std::vector<DeviceBuffer<T>> retired_;  // still referenced by graphs captured before the growth
+};
+
 }  // namespace
 
 void launch_gemm(Params p, const KernelLaunch& k, int splits, int sm_count, cudaStream_t s) {
@@ -370,30 +397,25 @@ void launch_gemm(Params p, const KernelLaunch& k, int splits, int sm_count, cuda
 
   void* args[] = {&p};
   const dim3 grid(gx, gy, splits);
-  // The workspaces only grow (from sizes that cover the decode shapes), so a CUDA graph that captured a
-  // launch keeps valid pointers. One set per host thread: GEMMs of one thread run on one stream.
+  // One set of workspaces per host thread: GEMMs of one thread run on one stream.
+  constexpr size_t kWorkspaceFloor = size_t(1) << 22;  // fp32 elements (16 MiB)
   if (splits > 1 && k.splitk_sum) {
-    static thread_local DeviceBuffer<float> partials;
-    static thread_local DeviceBuffer<int> counters;
+    static thread_local StableWorkspace<float> partials;
+    static thread_local StableWorkspace<int> counters;
     const size_t need = size_t(splits) * p.M * p.N, tiles = size_t(gx) * gy;
-    if (partials.size() < need) partials.resize(std::max(need, size_t(1) << 22));
-    if (counters.size() < tiles) {
-      counters.resize(std::max(tiles, size_t(1) << 14));
-      ATOM_CUDA_CHECK(cudaMemsetAsync(counters.data(), 0, counters.size() * sizeof(int), s));  // then self-resetting
-    }
-    p.partials = partials.data();
-    p.counters = counters.data();
+    p.partials = partials.get(need, kWorkspaceFloor);
+    bool fresh = false;
+    p.counters = counters.get(tiles, size_t(1) << 14, &fresh);
+    if (fresh)  // then self-resetting: each tile's last CTA re-arms its counter
+      ATOM_CUDA_CHECK(cudaMemsetAsync(p.counters, 0, counters.size() * sizeof(int), s));
     ATOM_CUDA_CHECK(cudaLaunchKernel(reinterpret_cast<const void*>(k.fn), grid, dim3(k.threads), args, size_t(k.smem), s));
     return;
   }
-  static thread_local DeviceBuffer<float> workspace;
+  static thread_local StableWorkspace<float> workspace;
   __half* y16 = p.y16;
   if (splits > 1) {
     p.atomic_out = true;
-    if (!p.y32) {
-      if (workspace.size() < size_t(p.M) * p.N) workspace.resize(size_t(p.M) * p.N);
-      p.y32 = workspace.data();
-    }
+    if (!p.y32) p.y32 = workspace.get(size_t(p.M) * p.N, kWorkspaceFloor);
     ATOM_CUDA_CHECK(cudaMemsetAsync(p.y32, 0, size_t(p.M) * p.N * sizeof(float), s));
   }
   ATOM_CUDA_CHECK(cudaLaunchKernel(reinterpret_cast<const void*>(k.fn), grid, dim3(k.threads), args, size_t(k.smem), s));
