@@ -1,10 +1,10 @@
 // The one timing loop of the kernel benchmarks: median over `reps` batches of the per-launch time (ms) of
 // fn(i) (fn launches iteration i on stream s; the caller rotates its inputs by i to stay out of L2).
 //
-// Warm-up runs until at least kWarmupMs of GPU time has passed, not a fixed count: a benchmark fills its
-// inputs between measurements, the GPU idles meanwhile and drops its clocks, and a few launches do not
-// bring them back. With three warm-up launches the first kernel timed after a large fill (bench_gemm's
-// W4A4 column at M = 1024) read 1.1-1.4x slower than the same configuration forced right after it.
+// Warm-up runs until at least kWarmupMs of GPU time has passed, not a fixed count. With three warm-up
+// launches, the first kernel timed after each M's input fill (bench_gemm's W4A4 column at M = 1024) read
+// 1.1-1.4x slower than the same configuration forced right after it (clock / power state, not profiled);
+// 50 ms removed most of that, not all (docs/results.md §5d).
 #pragma once
 
 #include <algorithm>
