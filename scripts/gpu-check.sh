@@ -6,7 +6,7 @@
 # $OUT and prints a short table last.
 #
 # The device machine has cmake/ninja/nvcc/g++ but not our Debian libraries (fmt, spdlog, gtest, ...).
-# They travel as Debian bookworm .debs in .debs/ (git-ignored through .git/info/exclude), fetched on
+# They travel as Debian bookworm .debs in .debs/ (git-ignored), fetched on
 # the dev box with:
 #   mkdir -p .debs && cd .debs && apt-get download libfmt-dev libfmt9 libspdlog-dev libspdlog1.10 \
 #     nlohmann-json3-dev libcli11-dev libpcre2-dev libpcre2-8-0 libpcre2-16-0 libpcre2-32-0 \
