@@ -6,15 +6,8 @@
 # $OUT and prints a short table last.
 #
 # The device machine has cmake/ninja/nvcc/g++ but not our Debian libraries (fmt, spdlog, gtest, ...).
-# They travel as Debian bookworm .debs in .debs/ (git-ignored), fetched on
-# the dev box with:
-#   mkdir -p .debs && cd .debs && apt-get download libfmt-dev libfmt9 libspdlog-dev libspdlog1.10 \
-#     nlohmann-json3-dev libcli11-dev libpcre2-dev libpcre2-8-0 libpcre2-16-0 libpcre2-32-0 \
-#     libpcre2-posix3 libsentencepiece-dev libsentencepiece0 libopenblas-openmp-dev libopenblas0-openmp \
-#     libopenblas-dev liblapacke liblapacke-dev libtmglib3 libgfortran5 libquadmath0 libgtest-dev \
-#     libgmock-dev googletest pkgconf pkgconf-bin libpkgconf3 libcpp-httplib-dev libcpp-httplib0.11 \
-#     libssl-dev libssl3 libbrotli-dev libbrotli1 zlib1g-dev zlib1g libbenchmark-dev libbenchmark1debian
-# and are unpacked with dpkg -x into a private prefix (never into /).
+# They travel as Debian bookworm .debs in .debs/ (git-ignored), which scripts/device-carry.sh fetches on the
+# dev box (with the model pieces of .devcarry/), and are unpacked with dpkg -x into a private prefix (never into /).
 #
 # Environment knobs: GPU_CHECK_STAGES (default "env deps build cpu gpu sanitize bench"),
 #   BENCH_ARGS (extra arguments for bench_gemm), BUILD (build dir, default build-gpu),
@@ -37,7 +30,7 @@
 #   cuda, fp16 and atom, on .devcarry/tiny/tiny-smollm-tokenizer.gguf from tools/loadtest/make_tiny_gguf.py),
 #   "accuracy" (issue 3 ladder at 128 x 2048 calibration, quantized and measured on the GPU; the model arrives as for
 #   "real"), "profile" (ncu on one bench_gemm kernel, see below), "tp" (multi-GPU kinds only: GpuTensorParallel tests, llama2-70b atom at TP = 1/2/4/8 and fp16 at TP = 2).
-# Pieces: head -c 40000000 MODEL > .devcarry/m1/part-1; tail -c +40000001 MODEL > .devcarry/m2/part-2.
+# Pieces: scripts/device-carry.sh (m1 = the first 38,500,000 bytes, m2 = the rest).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-$PWD/out}
