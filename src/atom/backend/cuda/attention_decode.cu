@@ -31,12 +31,13 @@
 #include <cmath>
 
 #include "atom/backend/cuda/attention_common.cuh"
+#include "atom/backend/cuda/decode_splits.h"
 #include "atom/backend/cuda/paged_kv.h"
 
 namespace atom::cuda {
 namespace {
 
-constexpr int kWarps = 4;
+constexpr int kWarps = kDecodeWarps;
 
 template <KvDtype DT, int D>
 struct Dec {
@@ -476,29 +477,6 @@ int decode_ctas_per_sm(KvDtype dt, int head_dim) {
     case KvDtype::I8: return head_dim == 128 ? decode_ctas_per_sm<KvDtype::I8, 128>() : decode_ctas_per_sm<KvDtype::I8, 64>();
     default: return head_dim == 128 ? decode_ctas_per_sm<KvDtype::I4, 128>() : decode_ctas_per_sm<KvDtype::I4, 64>();
   }
-}
-
-// Pages per split for `base` (sequence, kv head, head group) CTAs per split of sequences up to max_blocks
-// pages: the split count s <= max_splits minimising waves(s) * (groups per warp(s) + kCtaCost) (+ kReduceCost
-// for the merge kernel when s > 1), waves = ceil(base * s / slots), each split >= min_pages. A CTA's fixed
-// cost (Q load, ring fill, merge) is ~kCtaCost groups, and a ragged extra wave costs a whole CTA time: the
-// rule this replaces (splits = ceil(4 * SMs / base)) launched 1.03-1.2 waves at B = 1 / 32k tokens and at
-// Llama-3-8B B = 16 / 2k. (The constants are estimates; bench_attention --split-sweep measures the curve.)
-int choose_pages_per_split(int64_t base, int max_blocks, int page_size, int64_t slots, int max_splits, int min_pages) {
-  constexpr double kCtaCost = 4.0, kReduceCost = 4.0;
-  int best_pps = std::max(min_pages, max_blocks);
-  if (base >= slots) return best_pps;  // a wave or more unsplit: splits would only add partial traffic
-  double best = 1e300;
-  for (int s = 1; s <= max_splits; ++s) {
-    const int pps = std::max(min_pages, (max_blocks + s - 1) / s);
-    const int n_splits = (max_blocks + pps - 1) / pps;
-    if (n_splits != s) continue;  // s is not reachable with whole pages (a smaller s gives the same split)
-    const int64_t waves = (base * n_splits + slots - 1) / slots;
-    const double groups_per_warp = std::ceil(double(pps) * page_size / 16.0 / kWarps);
-    const double cost = double(waves) * (groups_per_warp + kCtaCost) + (n_splits > 1 ? kReduceCost : 0.0);
-    if (cost < best) { best = cost; best_pps = pps; }
-  }
-  return best_pps;
 }
 
 template <KvDtype DT, int D>
