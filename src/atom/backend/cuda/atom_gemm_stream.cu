@@ -25,7 +25,7 @@ constexpr int kWarps = 8;   // warps per CTA, splitting the CTA's groups
 
 // NT token tiles of 8 (tokens m0 .. m0 + 8 NT - 1); kDepth groups in flight per warp.
 template <int NT, int kDepth>
-__global__ void __launch_bounds__(kWarps * 32, NT == 1 ? 2 : 1) atom_gemm_stream_kernel(const Params p) {
+__global__ void __launch_bounds__(kWarps * 32, 2) atom_gemm_stream_kernel(const Params p) {
   constexpr int BM = 8 * NT;
   __shared__ float red[kWarps][BM][kBN];  // the warps' partial outputs, [token][weight row]
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, c = lane % 4;
@@ -169,7 +169,9 @@ __global__ void __launch_bounds__(kWarps * 32, NT == 1 ? 2 : 1) atom_gemm_stream
 }  // namespace
 
 // ctas_per_sm 1: a split-K only when the rows leave SMs idle (the auto rule in launch_gemm); fp32 atomics.
-// Depth 4 at 8 tokens (104 registers, 2 CTAs per SM), 3 at 16 (140 registers); deeper spills (ptxas, nvcc 13.0).
+// Both instances run 2 CTAs (16 warps) per SM: depth 4 at 8 tokens (104 registers), depth 3 at 16 tokens
+// (held to 128 registers, 4 bytes of spill; ptxas, nvcc 13.0). At 140 registers the 16-token instance ran one
+// CTA per SM and was slower than two 8-token tiles on 6 of 7 shapes (results.md §5b); 128 is not yet measured.
 KernelLaunch stream_kernel(int token_tiles) {
   if (token_tiles == 2) return {atom_gemm_stream_kernel<2, 3>, 16, kBN, kWarps * 32, 0, 1};
   return {atom_gemm_stream_kernel<1, 4>, 8, kBN, kWarps * 32, 0, 1};
