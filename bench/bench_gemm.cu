@@ -212,22 +212,23 @@ int main(int argc, char** argv) {
         // the decode path: the mma.sync kernels (configs 0: 16x64, 1: 64x64) and the overlapped warp-specialized
         // kernel forced at M <= 64, where auto dispatch switches from one to the other
         if (M <= 64) {
-          const char* names[11] = {"atom-w4a4-mma16", "atom-w4a4-mma64", "atom-w4a4-ws-overlap", "diag-mma16-tiled",
+          const char* names[12] = {"atom-w4a4-mma16", "atom-w4a4-mma64", "atom-w4a4-ws-overlap", "diag-mma16-tiled",
                                    "diag-mma16-tiled-s1", "atom-w4a4-mma-swap64", "atom-w4a4-mma-swap128",
-                                   "diag-mma16-5x2stages", "diag-mma16-4x4stages", "atom-w4a4-stream8", "atom-w4a4-stream16"};
-          const int cfgs[11] = {0, 1, ws + 2, 109, 109, 12, 13, 110, 111, 15, 16};
-          double t_small[11] = {-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1};
-          for (int c = 0; c < 11; ++c)
+                                   "diag-mma16-5x2stages", "diag-mma16-4x4stages", "atom-w4a4-stream8", "atom-w4a4-stream16",
+                                   "atom-w4a4-stream32"};
+          const int cfgs[12] = {0, 1, ws + 2, 109, 109, 12, 13, 110, 111, 15, 16, 18};
+          double t_small[12] = {-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1};
+          for (int c = 0; c < 12; ++c)
             if (c != 2 || atom_gemm_wgmma_available())
               t_small[c] = guarded(names[c], double(w4_bytes + a4_bytes + M * N * 2), [&](int i) {
                 atom_gemm(aa[i % ac], aw[i % wc], y.data(), nullptr, nullptr, st, cfgs[c], c == 4 ? 1 : 0);
               });
           std::printf("%-26s %6lld | decode path us: mma.sync 16x64 %.1f | mma.sync 64x64 %.1f | ws-overlap %.1f | "
                       "diag 16x64 with 64-row-block weights %.1f (no split-K %.1f) | A/B swapped 64x8 %.1f, 128x8 %.1f | "
-                      "deeper rings 5x2 %.1f, 4x4 %.1f | streaming 8 / 16 tokens %.1f, %.1f\n",
+                      "deeper rings 5x2 %.1f, 4x4 %.1f | streaming 8 / 16 / 32 tokens %.1f, %.1f, %.1f\n",
                       sd.name, (long long)M, t_small[0] * 1e3, t_small[1] * 1e3, t_small[2] * 1e3, t_small[3] * 1e3,
                       t_small[4] * 1e3, t_small[5] * 1e3, t_small[6] * 1e3, t_small[7] * 1e3, t_small[8] * 1e3,
-                      t_small[9] * 1e3, t_small[10] * 1e3);
+                      t_small[9] * 1e3, t_small[10] * 1e3, t_small[11] * 1e3);
         }
         // diagnostics (wrong results, timing only): wgmma 128x128 without promotion / unpacking / both
         double t_diag[3] = {-1, -1, -1};

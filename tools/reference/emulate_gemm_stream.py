@@ -132,3 +132,4 @@ def run(M, N, G, O, NT, kWarps=8):
 run(5, 40, 3, 128, 1)
 run(13, 23, 2, 48, 2)
 run(9, 16, 1, 0, 1)
+run(37, 40, 3, 32, 4)  # config 18: 4 token tiles (32 tokens), a ragged second CTA row

@@ -428,7 +428,7 @@ void launch_gemm(Params p, const KernelLaunch& k, int splits, int sm_count, cuda
 
 }  // namespace gemm_detail
 
-int atom_gemm_num_configs() { return 18; }
+int atom_gemm_num_configs() { return 19; }
 int atom_gemm_wgmma_config() { return 3; }
 int atom_gemm_ws_config() { return 7; }
 
@@ -492,6 +492,9 @@ void atom_gemm(const GpuAtomActs& a, const GpuAtomWeights& w, uint16_t* y_fp16, 
     case 15:  // streaming decode kernel, 16 weight rows x 8 tokens, no shared-memory staging
     case 16:  // the same, 16 tokens
       launch_gemm(p, stream_kernel(cfg - 14), force_splits, sm_count, s);
+      break;
+    case 18:  // the same, 32 tokens (one group in flight per warp)
+      launch_gemm(p, stream_kernel(4), force_splits, sm_count, s);
       break;
     case 14:  // config 9 with the consumer warpgroups' wgmma in turns (ping-pong)
       launch_gemm(p, ws_supports(p) ? ws_kernel(p.psums != nullptr, 0, 5) : wgmma_kernel<2>(), force_splits, sm_count, s);

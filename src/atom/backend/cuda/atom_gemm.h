@@ -80,7 +80,8 @@ void atom_quantize_acts_fp16(const uint16_t* x, int64_t m, const int32_t* perm, 
 // tokens; not dispatched); config 14: config 9 with the two consumer warpgroups' wgmma in turns (ping-pong; not
 // dispatched); configs 15, 16: the streaming decode kernel, 16 weight rows x 8 / 16 tokens, weights straight to
 // registers (auto dispatch picks 15 for M <= 8, and for M <= 16 when the weights fit in L2); config 17: config 9
-// with split-K summed by the tile's last CTA (not dispatched).
+// with split-K summed by the tile's last CTA (not dispatched); config 18: the streaming kernel with 32 tokens per
+// tile (not dispatched).
 void atom_gemm(const GpuAtomActs& a, const GpuAtomWeights& w, uint16_t* y_fp16, float* y_f32,
                int32_t* psums = nullptr, cudaStream_t s = nullptr, int force_config = -1, int force_splits = 0);
 int atom_gemm_num_configs();

@@ -99,7 +99,7 @@ void launch_gemm(Params p, const KernelLaunch& k, int splits, int sm_count, cuda
 // The mma.sync kernel (atom_gemm_mma.cu), configs 0..2.
 KernelLaunch mma_sync_kernel(int config);
 
-// The streaming decode kernel (atom_gemm_stream.cu), configs 15 / 16: 1 or 2 token tiles of 8.
+// The streaming decode kernel (atom_gemm_stream.cu), configs 15 / 16 / 18: 1, 2 or 4 token tiles of 8.
 KernelLaunch stream_kernel(int token_tiles);
 
 // The warp-specialized kernel (atom_gemm_ws.cu): its launch shape (`psums`: the instance that writes them;

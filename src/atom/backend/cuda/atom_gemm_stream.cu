@@ -1,4 +1,4 @@
-// W4A4 + INT8-outlier GEMM for decode (M <= 16), streaming: configs 15 (8 tokens per tile) and 16 (16).
+// W4A4 + INT8-outlier GEMM for decode, streaming: configs 15 (8 tokens per tile), 16 (16) and 18 (32).
 // Layouts: atom_gemm.h. The decode GEMM is a read of the weights, and the cp.async kernels (configs 0, 12)
 // reach 14-53% of HBM because each CTA is a chain of round trips: stage barrier, split-K partial store,
 // fence, counter (results.md §3f-3g). Here nothing waits on shared memory until the very end:
@@ -173,6 +173,9 @@ __global__ void __launch_bounds__(kWarps * 32, 2) atom_gemm_stream_kernel(const 
 // (held to 128 registers, 4 bytes of spill; ptxas, nvcc 13.0). At 140 registers the 16-token instance ran one
 // CTA per SM and was slower than two 8-token tiles on 6 of 7 shapes (results.md §5b); 128 is not yet measured.
 KernelLaunch stream_kernel(int token_tiles) {
+  // 32 tokens (M = 17..32 and 64 in two rows of CTAs) read the weights once per 32 tokens, at depth 1 to fit
+  // 128 registers (142 at depth 1 unbounded, 171 at depth 2; depth 2 spills 208 bytes at 128).
+  if (token_tiles == 4) return {atom_gemm_stream_kernel<4, 1>, 32, kBN, kWarps * 32, 0, 1};
   if (token_tiles == 2) return {atom_gemm_stream_kernel<2, 3>, 16, kBN, kWarps * 32, 0, 1};
   return {atom_gemm_stream_kernel<1, 4>, 8, kBN, kWarps * 32, 0, 1};
 }
