@@ -254,6 +254,7 @@ TEST(GpuAtom, SplitKWorkspaceSurvivesGrowthUnderGraphs) {
     for (auto& v : w) v = nd(rng);
     const quant::AtomLinear lin(w.data(), n, k, random_perm(k, rng), atom_cfg());
     upload_atom_weights(lin.weights(), gw, st);
+    st.sync();  // lin's host arrays go out of scope
   };
   auto make_acts = [&](int64_t m, const GpuAtomWeights& gw, GpuAtomActs& ga) {
     DeviceBuffer<uint16_t> dx;
