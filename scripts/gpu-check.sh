@@ -29,7 +29,8 @@
 #   with "real" within 30 s, while the machine is warm), "load" (a 256-client load test of atom serve --device
 #   cuda, fp16 and atom, on .devcarry/tiny/tiny-smollm-tokenizer.gguf from tools/loadtest/make_tiny_gguf.py),
 #   "accuracy" (issue 3 ladder at 128 x 2048 calibration, quantized and measured on the GPU; the model arrives as for
-#   "real"), "profile" (ncu on one bench_gemm kernel, see below), "tp" (multi-GPU kinds only: GpuTensorParallel tests, llama2-70b atom at TP = 1/2/4/8 and fp16 at TP = 2).
+#   "real"), "profile" (ncu on one kernel launch: PROFILE_KERNEL regex, PROFILE_BIN (default bench_gemm; bench_attention,
+#   bench_fused), PROFILE_ARGS, PROFILE_SKIP launches of it skipped first), "tp" (multi-GPU kinds only: GpuTensorParallel tests, llama2-70b atom at TP = 1/2/4/8 and fp16 at TP = 2).
 # Pieces: scripts/device-carry.sh (m1 = the first 38,500,000 bytes, m2 = the rest).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -137,7 +138,8 @@ fi
 if has profile; then
   say "ncu profile (${PROFILE_KERNEL:-ws_kernel})"
   timeout ${PROFILE_TIMEOUT:-240} ncu --clock-control none --kernel-name "regex:${PROFILE_KERNEL:-ws_kernel}" --launch-count 1 \
-    --set full --import-source no -o "$OUT/profile" "$BUILD/bench/bench_gemm" ${PROFILE_ARGS:---shapes 1 --ms 16384} >"$OUT/ncu-run.log" 2>&1
+    --launch-skip ${PROFILE_SKIP:-0} --set full --import-source no -o "$OUT/profile" "$BUILD/bench/${PROFILE_BIN:-bench_gemm}" \
+    ${PROFILE_ARGS:---shapes 1 --ms 16384} >"$OUT/ncu-run.log" 2>&1
   SUMMARY+=("ncu: rc=$?")
   ncu --import "$OUT/profile.ncu-rep" --page details >"$OUT/ncu.log" 2>&1
   # per-SASS-instruction counters (executed instructions, stall samples) for reading on the dev box
