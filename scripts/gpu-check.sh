@@ -133,8 +133,9 @@ if has bench; then
   fi
 fi
 
-# "profile": Nsight Compute on one kernel of bench_gemm (hardware counters; clocks left alone).
-#   PROFILE_KERNEL (name regex, default the warp-specialized GEMM), PROFILE_ARGS (bench_gemm arguments).
+# "profile": Nsight Compute on one kernel launch of a benchmark (hardware counters; clocks left alone).
+#   PROFILE_KERNEL (name regex, default the warp-specialized GEMM), PROFILE_BIN (default bench_gemm),
+#   PROFILE_ARGS (its arguments), PROFILE_SKIP (launches of the kernel to skip first, default 0).
 if has profile; then
   say "ncu profile (${PROFILE_KERNEL:-ws_kernel})"
   timeout ${PROFILE_TIMEOUT:-240} ncu --clock-control none --kernel-name "regex:${PROFILE_KERNEL:-ws_kernel}" --launch-count 1 \
