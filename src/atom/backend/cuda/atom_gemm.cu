@@ -321,7 +321,7 @@ __global__ void f32_to_f16_kernel(const float* __restrict__ x, __half* __restric
 // shapes; the two-step loop (10) and 9 with a 5-stage ring (11) are within -3..+4% of it. kWsMinM 65 -> 17
 // (bench/results-h200-2026-12-02-gemm-decode.log): config 9 beats both mma.sync configs at M = 32 and 64 on
 // all 7 shapes, config 0 beats it at M = 16 on all 7. Config 12 (A / B swapped: 64 weight rows x 8 tokens)
-// takes M <= kSwappedMaxM: at M = 1 it beats config 0 on all 7 shapes, 1.10-1.40x (8192 -> 28672: 80.0 ->
+// took M <= 8 (fifth session): at M = 1 it beats config 0 on all 7 shapes, 1.10-1.40x (8192 -> 28672: 80.0 ->
 // 57.0 us; bench/results-h200-2026-12-02-gemm-session5-start.log); at M = 16 (two token tiles) it loses on 6/7.
 // Sixth session (bench/results-h200-2026-12-02-gemm-session6-start.log): the streaming kernel (config 15)
 // beats config 12 at M = 1 and 8 on all 7 shapes (8192 -> 28672: 57.0 -> 42.9 us, 4096 -> 4096: 12.1 -> 6.7),
