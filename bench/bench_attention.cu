@@ -7,7 +7,7 @@
 // Median of batches of cudaEvent-timed launches; caches rotated over enough layers to exceed L2; random
 // cache contents (valid scales), random page order. Combinations over ~85% of free memory are skipped
 // with a note. Writes JSON (--json FILE).
-//   bench_attention [--json FILE] [--quick] [--decode-only] [--prefill-only] [--split-sweep]
+//   bench_attention [--json FILE] [--quick] [--decode-only] [--prefill-only] [--split-sweep] [--page 16|32]
 // --split-sweep: decode int4 / int8 at the shapes where the split heuristic matters most (short contexts, small
 // batches), timed at every split count from 1 to 64 next to the automatic choice, for tuning it.
 #include <cuda_fp16.h>
@@ -15,6 +15,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <numeric>
@@ -120,12 +121,22 @@ struct Setup {
 int main(int argc, char** argv) {
   std::string json;
   bool quick = false, do_decode = true, do_prefill = true, split_sweep = false;
+  int page = 16;
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--json") && i + 1 < argc) json = argv[++i];
     else if (!std::strcmp(argv[i], "--quick")) quick = true;
     else if (!std::strcmp(argv[i], "--decode-only")) do_prefill = false;
     else if (!std::strcmp(argv[i], "--prefill-only")) do_decode = false;
     else if (!std::strcmp(argv[i], "--split-sweep")) split_sweep = true;
+    else if (!std::strcmp(argv[i], "--page") && i + 1 < argc) page = std::atoi(argv[++i]);
+    else {
+      std::fprintf(stderr, "bench_attention: unknown argument %s (see the header for the options)\n", argv[i]);
+      return 2;
+    }
+  }
+  if (page != 16 && page != 32) {
+    std::fprintf(stderr, "bench_attention: --page must be 16 or 32\n");
+    return 2;
   }
   try {
     const DeviceProps props = device_props(0);
@@ -158,7 +169,7 @@ int main(int argc, char** argv) {
     const KvDtype dts[] = {KvDtype::I4, KvDtype::I8, KvDtype::F16};
 
     if (do_decode) {
-      std::printf("\ndecode (page 16): time us | GB/s on bytes moved | %% of D2D copy\n");
+      std::printf("\ndecode (page %d): time us | GB/s on bytes moved | %% of D2D copy\n", page);
       std::printf("%-11s %4s %6s | %9s %9s %9s | %7s %7s %7s | %5s %5s %5s | %6s\n", "model", "B", "ctx", "int4 us", "int8 us",
                   "fp16 us", "int4", "int8", "fp16", "%cp4", "%cp8", "%cp16", "x4/16");
       const std::vector<int> Bs = quick ? std::vector<int>{16} : std::vector<int>{1, 16, 64, 256};
@@ -169,7 +180,7 @@ int main(int argc, char** argv) {
             double us[3] = {0, 0, 0}, gbs[3] = {0, 0, 0};
             for (int di = 0; di < 3; ++di) {
               const KvDtype dt = dts[di];
-              PagedKvLayout L{1, m.n_kv_heads, m.head_dim, 16, dt, int64_t(B) * ((ctx + 15) / 16)};
+              PagedKvLayout L{1, m.n_kv_heads, m.head_dim, page, dt, int64_t(B) * ((ctx + page - 1) / page)};
               const size_t layer_bytes = size_t(L.total_bytes());
               const int layers = int(std::clamp<size_t>((rotate_bytes + layer_bytes - 1) / layer_bytes, 1, 64));
               size_t free_b = 0, total_b = 0;
@@ -178,7 +189,7 @@ int main(int argc, char** argv) {
                 recs.push_back({"decode", m.name, dt_name(dt), "skipped: exceeds memory", B, ctx, 1, 0, 0, 0});
                 continue;
               }
-              Setup su(m, dt, B, ctx, 1, layers, 16);
+              Setup su(m, dt, B, ctx, 1, layers, page);
               AttentionWorkspace ws(B, m.n_heads, m.head_dim);
               const float scale = 1.0f / std::sqrt(float(m.head_dim));
               const double ms = time_ms(st, [&](int i) {
@@ -200,7 +211,7 @@ int main(int argc, char** argv) {
     }
 
     if (split_sweep) {
-      std::printf("\ndecode split sweep (page 16): us at num_splits = auto, then 1 2 3 4 6 8 12 16 24 32 48 64\n");
+      std::printf("\ndecode split sweep (page %d): us at num_splits = auto, then 1 2 3 4 6 8 12 16 24 32 48 64\n", page);
       const int splits[] = {0, 1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64};
       struct S { int B, ctx; };
       const S shapes[] = {{16, 2048}, {16, 8192}, {64, 2048}, {256, 2048}};
@@ -208,10 +219,10 @@ int main(int argc, char** argv) {
         for (const S& sh : shapes)
           for (int di = 0; di < 2; ++di) {
             const KvDtype dt = dts[di];
-            PagedKvLayout L{1, m.n_kv_heads, m.head_dim, 16, dt, int64_t(sh.B) * ((sh.ctx + 15) / 16)};
+            PagedKvLayout L{1, m.n_kv_heads, m.head_dim, page, dt, int64_t(sh.B) * ((sh.ctx + page - 1) / page)};
             const size_t layer_bytes = size_t(L.total_bytes());
             const int layers = int(std::clamp<size_t>((rotate_bytes + layer_bytes - 1) / layer_bytes, 1, 64));
-            Setup su(m, dt, sh.B, sh.ctx, 1, layers, 16);
+            Setup su(m, dt, sh.B, sh.ctx, 1, layers, page);
             AttentionWorkspace ws(sh.B, m.n_heads, m.head_dim);
             const float scale = 1.0f / std::sqrt(float(m.head_dim));
             std::printf("%-11s %4d %6d %-4s |", m.name, sh.B, sh.ctx, dt_name(dt));
@@ -232,7 +243,7 @@ int main(int argc, char** argv) {
           }
     }
     if (do_prefill) {
-      std::printf("\nprefill (causal, page 16): TFLOPS (%% of cuBLAS FP16 %.0f TFLOPS)\n", cublas_tflops);
+      std::printf("\nprefill (causal, page %d): TFLOPS (%% of cuBLAS FP16 %.0f TFLOPS)\n", page, cublas_tflops);
       std::printf("%-11s %3s %6s %6s | %16s %16s %16s\n", "model", "B", "ctx", "chunk", "int4", "int8", "fp16");
       struct P { int B, ctx, nq; };
       const std::vector<P> shapes = quick ? std::vector<P>{{1, 4096, 4096}}
@@ -242,7 +253,7 @@ int main(int argc, char** argv) {
           double tf[3] = {0, 0, 0};
           for (int di = 0; di < 3; ++di) {
             const KvDtype dt = dts[di];
-            Setup su(m, dt, p.B, p.ctx, p.nq, 1, 16);
+            Setup su(m, dt, p.B, p.ctx, p.nq, 1, page);
             const float scale = 1.0f / std::sqrt(float(m.head_dim));
             AttentionWorkspace ws(int64_t(p.B) * p.nq, m.n_heads, m.head_dim);
             const double ms = time_ms(st, [&](int) {

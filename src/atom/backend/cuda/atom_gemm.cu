@@ -325,21 +325,30 @@ __global__ void f32_to_f16_kernel(const float* __restrict__ x, __half* __restric
 // 57.0 us; bench/results-h200-2026-12-02-gemm-session5-start.log); at M = 16 (two token tiles) it loses on 6/7.
 // Sixth session (bench/results-h200-2026-12-02-gemm-session6-start.log): the streaming kernel (config 15)
 // beats config 12 at M = 1 and 8 on all 7 shapes (8192 -> 28672: 57.0 -> 42.9 us, 4096 -> 4096: 12.1 -> 6.7),
-// so it takes M <= kStreamMaxM. At M = 9..16 it reads the weights once per 8-token tile: it still wins on the
+// so it takes M <= 8 (kStream8MaxM). At M = 9..16 it reads the weights once per 8-token tile: it still wins on the
 // 5 shapes whose weights fit in L2 (the second tile hits L2) and ties config 0 on the two 70B shapes (117 MB),
 // so above 8 tokens it runs only when the weights fit in L2. Config 11 (config 9 with a 5-stage ring) beats
 // config 9 on all 21 rows of M = 64, 256, 1024 (by 1-9%), on 7/7 at M = 4096 (1-8%) and on 6/7 at M = 16384
 // (ties on 4096 -> 4096, loses 2% on 8192 -> 28672; ...-session6-largem.log), so it takes every M >= kWsMinM.
 // Configs 14 (ping-pong) and 17 (last-CTA split-K sum) lost to 9 on all 21 rows and are not dispatched.
+// Seventh session (bench/results-h200-2026-12-02-gemm-session7-start.log): held to 128 registers (2 CTAs per
+// SM), the 16-token streaming tile (config 16) beats configs 15, 0 and 11 at M = 16 on all 7 shapes (by 20-30%;
+// 8192 -> 28672: 80.1 -> 61.1 us) and loses to config 15 at M = 1; the 32-token tile (config 18) beats every
+// other config at M = 32 on all 7 (4096 -> 4096: 20.5 -> 11.0 us, 8192 -> 28672: 127.6 -> 112.1) and loses to
+// config 11 at M = 64 on 6/7. So: 15 for M <= 8, 16 for 9..16, 18 for 17..32, 11 above.
 constexpr int64_t kWgmmaMinM = 128;
-constexpr int64_t kStreamMaxM = 16;
-constexpr int64_t kStreamAnyWeightsMaxM = 8;
-constexpr int64_t kWsMinM = 17;
+constexpr int64_t kStream8MaxM = 8;
+constexpr int64_t kStream16MaxM = 16;
+constexpr int64_t kStream32MaxM = 32;
+constexpr int64_t kWsMinM = 33;
 
-// The auto choice of configuration (see the measurements above).
-int auto_config(const Params& p, size_t weight_bytes, size_t l2_bytes) {
-  if (p.M <= kStreamAnyWeightsMaxM || (p.M <= kStreamMaxM && weight_bytes <= l2_bytes)) return 15;
-  int cfg = p.M <= 16 ? 0 : p.M <= 128 ? 1 : 2;
+// The auto choice of configuration (see the measurements above). The streaming kernels need sm_80+ only
+// (mma.sync), so they serve every device the library runs on.
+int auto_config(const Params& p) {
+  if (p.M <= kStream8MaxM) return 15;
+  if (p.M <= kStream16MaxM) return 16;
+  if (p.M <= kStream32MaxM) return 18;
+  int cfg = p.M <= 128 ? 1 : 2;
   if (atom_gemm_wgmma_available()) {
     if (p.M >= kWsMinM && ws_supports(p)) cfg = 11;
     else if (kWgmmaMinM > 0 && p.M >= kWgmmaMinM) cfg = 3;
@@ -451,11 +460,10 @@ void atom_gemm(const GpuAtomActs& a, const GpuAtomWeights& w, uint16_t* y_fp16, 
   ATOM_CUDA_REQUIRE(int64_t(a.scale.size()) >= w.L.scale_elems(a.m) && int64_t(w.scale.size()) >= w.L.scale_elems(w.n),
                     "atom_gemm: a scale buffer is smaller than GpuAtomLayout::scale_elems(rows)");
   using namespace gemm_detail;
-  static int sm_count = 0, l2_bytes = 0;
+  static int sm_count = 0;
   if (!sm_count) {
     int dev = 0;
     ATOM_CUDA_CHECK(cudaGetDevice(&dev));
-    ATOM_CUDA_CHECK(cudaDeviceGetAttribute(&l2_bytes, cudaDevAttrL2CacheSize, dev));
     ATOM_CUDA_CHECK(cudaDeviceGetAttribute(&sm_count, cudaDevAttrMultiProcessorCount, dev));
   }
   Params p{};
@@ -465,7 +473,7 @@ void atom_gemm(const GpuAtomActs& a, const GpuAtomWeights& w, uint16_t* y_fp16, 
   p.w8 = w.q8.data(); p.swo = reinterpret_cast<const __half*>(w.oscale.data());
   p.M = int(a.m); p.N = int(w.n); p.G = int(w.L.n_groups); p.O = int(w.L.n_outlier);
   p.y16 = reinterpret_cast<__half*>(y_fp16); p.y32 = y_f32; p.psums = psums; p.atomic_out = false;
-  const int cfg = force_config >= 0 ? force_config : auto_config(p, size_t(w.q4.size() + w.q8.size()), size_t(l2_bytes));
+  const int cfg = force_config >= 0 ? force_config : auto_config(p);
   switch (cfg) {
     case 0:
     case 1:
