@@ -8,6 +8,7 @@
 // cache contents (valid scales), random page order. Combinations over ~85% of free memory are skipped
 // with a note. Writes JSON (--json FILE).
 //   bench_attention [--json FILE] [--quick] [--decode-only] [--prefill-only] [--split-sweep] [--page 16|32]
+//                   [--groups-per-step 1|2] (the decode table's int8 / int4 kernel step width)
 // --split-sweep: decode int4 / int8 at the shapes where the split heuristic matters most (short contexts, small
 // batches), timed at every split count from 1 to 64 next to the automatic choice, for tuning it.
 #include <cuda_fp16.h>
@@ -121,7 +122,7 @@ struct Setup {
 int main(int argc, char** argv) {
   std::string json;
   bool quick = false, do_decode = true, do_prefill = true, split_sweep = false;
-  int page = 16;
+  int page = 16, groups_per_step = 0;  // 0: the library's default
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--json") && i + 1 < argc) json = argv[++i];
     else if (!std::strcmp(argv[i], "--quick")) quick = true;
@@ -129,6 +130,7 @@ int main(int argc, char** argv) {
     else if (!std::strcmp(argv[i], "--prefill-only")) do_decode = false;
     else if (!std::strcmp(argv[i], "--split-sweep")) split_sweep = true;
     else if (!std::strcmp(argv[i], "--page") && i + 1 < argc) page = std::atoi(argv[++i]);
+    else if (!std::strcmp(argv[i], "--groups-per-step") && i + 1 < argc) groups_per_step = std::atoi(argv[++i]);
     else {
       std::fprintf(stderr, "bench_attention: unknown argument %s (see the header for the options)\n", argv[i]);
       return 2;
@@ -169,7 +171,8 @@ int main(int argc, char** argv) {
     const KvDtype dts[] = {KvDtype::I4, KvDtype::I8, KvDtype::F16};
 
     if (do_decode) {
-      std::printf("\ndecode (page %d): time us | GB/s on bytes moved | %% of D2D copy\n", page);
+      std::printf("\ndecode (page %d, int8/int4 groups per step %s): time us | GB/s on bytes moved | %% of D2D copy\n", page,
+                  groups_per_step > 0 ? std::to_string(groups_per_step).c_str() : "default");
       std::printf("%-11s %4s %6s | %9s %9s %9s | %7s %7s %7s | %5s %5s %5s | %6s\n", "model", "B", "ctx", "int4 us", "int8 us",
                   "fp16 us", "int4", "int8", "fp16", "%cp4", "%cp8", "%cp16", "x4/16");
       const std::vector<int> Bs = quick ? std::vector<int>{16} : std::vector<int>{1, 16, 64, 256};
@@ -193,8 +196,8 @@ int main(int argc, char** argv) {
               AttentionWorkspace ws(B, m.n_heads, m.head_dim);
               const float scale = 1.0f / std::sqrt(float(m.head_dim));
               const double ms = time_ms(st, [&](int i) {
-                paged_attention(su.cache, i % layers, su.q.data(), su.cu_q.data(), su.lens.data(), su.bt.data(),
-                                su.max_blocks, B, B, m.n_heads, scale, su.out.data(), ws, st, 1);
+                paged_attention_decode(su.cache, i % layers, su.q.data(), su.lens.data(), su.bt.data(), su.max_blocks, B,
+                                       m.n_heads, scale, su.out.data(), ws, st, 0, dt == KvDtype::F16 ? 0 : groups_per_step);
               });
               // Bytes moved: every K/V value + scale/zero byte of the B*ctx tokens, Q, out, block tables.
               const double kv = double(B) * ctx * m.n_kv_heads * (L.block_bytes() / double(L.page_size));

@@ -15,7 +15,7 @@
 #   for the gpu stage), SANITIZE_FILTER (gtest filter for compute-sanitizer), BENCH (which benchmarks:
 #   default "gemm attention"; "fused" adds bench_fused, "gptq" bench_gptq_gpu (GPTQ_BENCH_ARGS), "quantize" bench_quantize_gpu (QUANTIZE_BENCH_RUNS)
 #   (QUANTIZE_BENCH_ARGS, default "--layers 4": 4 of llama2-7b's 32 layers at 128 x 2048 tokens, the whole model
-#   extrapolated per layer; QUANTIZE_BENCH_ARGS="" runs all 32, QUANTIZE_TIMEOUT default 540 s), "sdpa" PyTorch's SDPA as the attention reference), ATTN_BENCH_ARGS (extra arguments for bench_attention),
+#   extrapolated per layer; QUANTIZE_BENCH_ARGS="" runs all 32, QUANTIZE_TIMEOUT default 540 s), "sdpa" PyTorch's SDPA as the attention reference), ATTN_BENCH_ARGS (extra arguments for bench_attention; ATTN_BENCH_ARGS2: a second run with these),
 #   FUSED_BENCH_ARGS (extra arguments for bench_fused), SERVE_RUNS (bench_serve_gpu runs of the "serve"
 #   stage, ';'-separated argument lists; default: the issue-6 set below), REAL_MODEL (GGUF for the "real"
 #   stage; default models/SmolLM2-135M-Instruct.Q4_1.gguf, else assembled from .devcarry/m*/part-*),
@@ -130,6 +130,9 @@ if has bench; then
   if [[ " $BENCH " == *" attention "* ]]; then
     timeout ${ATTN_TIMEOUT:-300} "$BUILD/bench/bench_attention" --json "$OUT/bench_attention.json" ${ATTN_BENCH_ARGS:-} 2>&1 | tee "$OUT/bench-attention.log" | tail -80
     if command -v gnuplot >/dev/null && [ -f bench/plot_attention.sh ]; then bash bench/plot_attention.sh "$OUT/bench_attention.json" "$OUT/bench_attention.png"; fi
+    if [ -n "${ATTN_BENCH_ARGS2:-}" ]; then  # a second run in the same call (A/B of a variant's flag)
+      timeout ${ATTN_TIMEOUT:-300} "$BUILD/bench/bench_attention" --json "$OUT/bench_attention-2.json" $ATTN_BENCH_ARGS2 2>&1 | tee "$OUT/bench-attention-2.log" | tail -40
+    fi
   fi
 fi
 

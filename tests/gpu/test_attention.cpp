@@ -57,13 +57,15 @@ struct Case {
   std::vector<int> lens, nq;
   Path path = Path::Dispatch;
   int splits = 0;  // decode only; 0 = automatic
+  int groups_per_step = 0;  // decode only; 0 = the default (2 for int8 / int4)
 };
 
 // Builds the batch, appends on the GPU (checked byte-exact), runs attention, compares with the reference.
 void run_case(const Case& c) {
   const uint64_t seed = seed_now();
   SCOPED_TRACE(testing::Message() << dt_name(c.dt) << " D=" << c.D << " P=" << c.P << " heads " << c.nh << "/"
-                                  << c.nkv << " B=" << c.lens.size() << " splits " << c.splits << " seed " << seed);
+                                  << c.nkv << " B=" << c.lens.size() << " splits " << c.splits << " groups/step "
+                                  << c.groups_per_step << " seed " << seed);
   std::mt19937_64 rng(seed);
   const auto pb = test::make_paged_batch(rng, c.dt, c.D, c.P, c.nh, c.nkv, c.lens, c.nq);
   Stream st;
@@ -113,7 +115,7 @@ void run_case(const Case& c) {
       break;
     case Path::Decode:
       paged_attention_decode(cache, pb.layer, dq.data(), dlens.data(), dbt.data(), pb.max_blocks, pb.B, c.nh, scale,
-                             dout.data(), ws, st, c.splits);
+                             dout.data(), ws, st, c.splits, c.groups_per_step);
       break;
     case Path::Prefill:
       paged_attention_prefill(cache, pb.layer, dq.data(), dcu.data(), dlens.data(), dbt.data(), pb.max_blocks, pb.B,
@@ -167,6 +169,35 @@ TEST(GpuAttention, DecodeSplitCounts) {
       Case c{dt, 128, 16, 8, 2, {1, 17, 300, 999}, {1, 1, 1, 1}, Path::Decode, splits};
       run_case(c);
     }
+}
+
+TEST(GpuAttention, DecodeGroupsPerStep) {
+  REQUIRE_GPU();
+  // Both step widths of the quantized caches (the default, 2, runs in every other decode test), over odd and
+  // even group counts per warp and split; fp16 takes only 1.
+  for (KvDtype dt : {KvDtype::I8, KvDtype::I4})
+    for (int gps : {1, 2})
+      for (int splits : {0, 1, 5}) {
+        Case c{dt, 128, 16, 8, 2, {1, 15, 16, 17, 48, 80, 129, 700}, std::vector<int>(8, 1), Path::Decode, splits, gps};
+        run_case(c);
+        c.D = 64;
+        c.P = 32;
+        run_case(c);
+      }
+  PagedKvSpec spec;
+  spec.n_layers = 1; spec.n_kv_heads = 2; spec.head_dim = 128; spec.page_size = 16; spec.dtype = KvDtype::F16;
+  spec.n_pages = 4;
+  PagedKvCache cache(spec);
+  DeviceBuffer<uint16_t> q(size_t(8) * 128), out(size_t(8) * 128);
+  DeviceBuffer<int32_t> lens(1), bt(4);
+  lens.upload(std::vector<int32_t>{5});
+  bt.upload(std::vector<int32_t>{0, 1, 2, 3});
+  AttentionWorkspace ws(1, 8, 128);
+  Stream st;
+  EXPECT_THROW(paged_attention_decode(cache, 0, q.data(), lens.data(), bt.data(), 4, 1, 8, 0.1f, out.data(), ws, st, 0, 2),
+               atom::Error);
+  EXPECT_THROW(paged_attention_decode(cache, 0, q.data(), lens.data(), bt.data(), 4, 1, 8, 0.1f, out.data(), ws, st, 0, 3),
+               atom::Error);
 }
 
 TEST(GpuAttention, DecodeLongContext32k) {

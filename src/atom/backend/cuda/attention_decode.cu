@@ -167,13 +167,16 @@ struct GroupRegs {
     }
   }
 
-  // This lane's fragments' raw words from a filled stage.
-  __device__ void load(const uint8_t* stage, int g, int c) {
-#pragma unroll
-    for (int i = 0; i < 2; ++i) lds(k[i], stage + (g + 8 * i) * T::kRowBytes + c * (T::kRowBytes / 4));
+  // This lane's fragments' raw words from a filled stage: K and the metadata (load_k), V (load_v, issued
+  // later so that a step's V words are not all live across its score products).
+  __device__ void load_v(const uint8_t* stage, int g, int c) {
     const int tok[4] = {2 * c, 2 * c + 1, 2 * c + 8, 2 * c + 9};
 #pragma unroll
     for (int i = 0; i < 4; ++i) lds(v[i], stage + T::kValBytes + tok[i] * T::kRowBytes + g * (T::kRowBytes / 8));
+  }
+  __device__ void load_k(const uint8_t* stage, int g, int c) {
+#pragma unroll
+    for (int i = 0; i < 2; ++i) lds(k[i], stage + (g + 8 * i) * T::kRowBytes + c * (T::kRowBytes / 4));
     if constexpr (T::kQuant) {
       const uint8_t* x = stage + 2 * T::kValBytes;
 #pragma unroll
@@ -202,7 +205,8 @@ struct DecodeArgs {
   float* partials;
 };
 
-template <KvDtype DT, int D>
+// NG: 16-token groups per warp step (decode_groups_per_step).
+template <KvDtype DT, int D, int NG>
 __global__ void __launch_bounds__(kWarps * 32, Dec<DT, D>::kMinBlocks) decode_kernel(const DecodeArgs a) {
   using T = Dec<DT, D>;
   const int split = blockIdx.x, b = blockIdx.y;
@@ -258,73 +262,107 @@ __global__ void __launch_bounds__(kWarps * 32, Dec<DT, D>::kMinBlocks) decode_ke
 #pragma unroll
   for (int t = 0; t < T::kNT / 2; ++t) o[t][0] = o[t][1] = o[t][2] = o[t][3] = 0.0f;
 
-  const int n_groups = (te - tb + 15) / 16;
+  // A warp takes NG consecutive 16-token groups per iteration (a "step" of 16 * NG tokens): one online-softmax
+  // update, one rescale check and twice the independent MMA chains per step. Steps j of this warp are steps
+  // warp + j*kWarps of the split.
+  constexpr int kStepTokens = 16 * NG;
+  constexpr int kSlots = T::kStages / NG;  // ring depth in steps
+  static_assert(kSlots >= 2, "decode: the ring must hold at least two steps");
+  const int n_steps = (te - tb + kStepTokens - 1) / kStepTokens;
   const int32_t* bt = a.block_tables + int64_t(b) * a.max_blocks;
-  // This warp's groups j = 0..n_mine-1 are groups warp + j*kWarps of the split.
-  const int n_mine = warp < n_groups ? (n_groups - warp + kWarps - 1) / kWarps : 0;
+  const int n_mine = warp < n_steps ? (n_steps - warp + kWarps - 1) / kWarps : 0;
   // Address arithmetic per group kept to a shift, a mask and one multiply-add (it was ~110 of ~480
   // instructions per group: a 64-bit block_offset chain and a division by the page size).
   const HeadPages hp(a.L, a.pool, a.layer, hk);
-  int t_issue = tb + 16 * warp;  // first token of the next group to issue
+  int t_issue = tb + kStepTokens * warp;  // first token of the next step to issue
   int meta_per_tok;
   const int64_t meta_off = GroupRegs<DT, D>::meta_offset(a.L, lane, &meta_per_tok);
-  auto issue_next = [&](int slot, int page) {
-    GroupRegs<DT, D>::issue(ring + slot * T::kStageBytes, a.L, hp.block(page), t_issue & hp.mask, lane,
-                            meta_off, meta_per_tok);
-    t_issue += 16 * kWarps;
+  // Block-table entries of the next step's groups (0 for a group past the end: never issued).
+  auto step_pages = [&](int (&pages)[NG]) {
+#pragma unroll
+    for (int u = 0; u < NG; ++u) {
+      const int t = t_issue + 16 * u;
+      pages[u] = t < te ? bt[t >> hp.shift] : 0;
+    }
+  };
+  auto issue_step = [&](int slot, const int (&pages)[NG]) {
+#pragma unroll
+    for (int u = 0; u < NG; ++u) {
+      const int t = t_issue + 16 * u;
+      if (t < te)
+        GroupRegs<DT, D>::issue(ring + (slot * NG + u) * T::kStageBytes, a.L, hp.block(pages[u]), t & hp.mask, lane,
+                                meta_off, meta_per_tok);
+    }
+    t_issue += kStepTokens * kWarps;
   };
 #pragma unroll
-  for (int j = 0; j < T::kStages - 1; ++j) {
-    if (j < n_mine) issue_next(j, bt[t_issue >> hp.shift]);
+  for (int j = 0; j < kSlots - 1; ++j) {
+    if (j < n_mine) {
+      int pages[NG];
+      step_pages(pages);
+      issue_step(j, pages);
+    }
     ptx::cp_async_commit();
   }
-  // The block-table entry of the next group to issue is loaded one iteration ahead (latency hidden).
-  int page_next = T::kStages - 1 < n_mine ? bt[t_issue >> hp.shift] : 0;
-  int slot_issue = T::kStages - 1, slot_use = 0;
-  GroupRegs<DT, D> cur;
+  // The block-table entries of the next step to issue are loaded one iteration ahead (latency hidden).
+  int page_next[NG];
+#pragma unroll
+  for (int u = 0; u < NG; ++u) page_next[u] = 0;
+  if (kSlots - 1 < n_mine) step_pages(page_next);
+  int slot_issue = kSlots - 1, slot_use = 0;
+  GroupRegs<DT, D> cur[NG];
   for (int j = 0; j < n_mine; ++j) {
-    const int t0 = tb + 16 * (warp + j * kWarps);
-    if (j + T::kStages - 1 < n_mine) {
-      issue_next(slot_issue, page_next);
-      if (j + T::kStages < n_mine) page_next = bt[t_issue >> hp.shift];
+    const int t0 = tb + kStepTokens * (warp + j * kWarps);
+    if (j + kSlots - 1 < n_mine) {
+      issue_step(slot_issue, page_next);
+      if (j + kSlots < n_mine) step_pages(page_next);
     }
     ptx::cp_async_commit();
-    slot_issue = slot_issue + 1 == T::kStages ? 0 : slot_issue + 1;
-    ptx::cp_async_wait<T::kStages - 1>();
+    slot_issue = slot_issue + 1 == kSlots ? 0 : slot_issue + 1;
+    ptx::cp_async_wait<kSlots - 1>();
     __syncwarp();
-    cur.load(ring + slot_use * T::kStageBytes, g, c);
-    slot_use = slot_use + 1 == T::kStages ? 0 : slot_use + 1;
-    __syncwarp();  // every lane has its words: the stage may be refilled next iteration
-    // ---- scores: s[2r + e] = S[token g + 8r][head 2c + e] ----
-    float s[4] = {0.0f, 0.0f, 0.0f, 0.0f}, s_odd[4] = {0.0f, 0.0f, 0.0f, 0.0f};  // two chains of HMMAs, not one
+    const uint8_t* stages = ring + slot_use * NG * T::kStageBytes;
+    slot_use = slot_use + 1 == kSlots ? 0 : slot_use + 1;
 #pragma unroll
-    for (int kb = 0; kb < T::kNKB; ++kb) {
-      uint32_t a0, a1, a2, a3;
-      T::k_frag(cur.k[0], kb, a0, a2);
-      T::k_frag(cur.k[1], kb, a1, a3);
-      ptx::mma_f16_16816(kb % 2 ? s_odd : s, a0, a1, a2, a3, qb_lo[kb], qb_hi[kb]);
-    }
+    for (int u = 0; u < NG; ++u) cur[u].load_k(stages + u * T::kStageBytes, g, c);
+    // ---- scores: s[u][2r + e] = S[token 16u + g + 8r][head 2c + e] (a group never issued is masked) ----
+    float s[NG][4];
+    bool valid[NG][2];
+    float vscale[NG][2];
 #pragma unroll
-    for (int i = 0; i < 4; ++i) s[i] += s_odd[i];
-    float vscale[2] = {1.0f, 1.0f};
-    bool valid[2];
+    for (int u = 0; u < NG; ++u) {
+      float s_odd[4] = {0.0f, 0.0f, 0.0f, 0.0f};  // two chains of HMMAs, not one
+      s[u][0] = s[u][1] = s[u][2] = s[u][3] = 0.0f;
 #pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      if constexpr (T::kQuant) {
-        const float ksc = __half2float(__ushort_as_half(static_cast<unsigned short>(cur.ks[r])));
-        const float kz = float(cur.kz[r]);
-        s[2 * r] = ksc * (s[2 * r] - fmaf(kz, k_zq[0], k_bias[0]));
-        s[2 * r + 1] = ksc * (s[2 * r + 1] - fmaf(kz, k_zq[1], k_bias[1]));
-        vscale[r] = __half2float(__ushort_as_half(static_cast<unsigned short>(cur.vs[r])));
+      for (int kb = 0; kb < T::kNKB; ++kb) {
+        uint32_t a0, a1, a2, a3;
+        T::k_frag(cur[u].k[0], kb, a0, a2);
+        T::k_frag(cur[u].k[1], kb, a1, a3);
+        ptx::mma_f16_16816(kb % 2 ? s_odd : s[u], a0, a1, a2, a3, qb_lo[kb], qb_hi[kb]);
       }
-      valid[r] = t0 + g + 8 * r < te;
-      s[2 * r] = valid[r] ? s[2 * r] * a.scale_log2 : -INFINITY;  // select: garbage past the end never leaks
-      s[2 * r + 1] = valid[r] ? s[2 * r + 1] * a.scale_log2 : -INFINITY;
+#pragma unroll
+      for (int i = 0; i < 4; ++i) s[u][i] += s_odd[i];
+#pragma unroll
+      for (int r = 0; r < 2; ++r) {
+        vscale[u][r] = 1.0f;
+        if constexpr (T::kQuant) {
+          const float ksc = __half2float(__ushort_as_half(static_cast<unsigned short>(cur[u].ks[r])));
+          const float kz = float(cur[u].kz[r]);
+          s[u][2 * r] = ksc * (s[u][2 * r] - fmaf(kz, k_zq[0], k_bias[0]));
+          s[u][2 * r + 1] = ksc * (s[u][2 * r + 1] - fmaf(kz, k_zq[1], k_bias[1]));
+          vscale[u][r] = __half2float(__ushort_as_half(static_cast<unsigned short>(cur[u].vs[r])));
+        }
+        valid[u][r] = t0 + 16 * u + g + 8 * r < te;
+        s[u][2 * r] = valid[u][r] ? s[u][2 * r] * a.scale_log2 : -INFINITY;  // select: garbage never leaks
+        s[u][2 * r + 1] = valid[u][r] ? s[u][2 * r + 1] * a.scale_log2 : -INFINITY;
+      }
     }
-    float corr[2], p[4];
+    float corr[2], p[NG][4];
 #pragma unroll
     for (int e = 0; e < 2; ++e) {
-      float mloc = fmaxf(s[e], s[2 + e]);  // over the 16 tokens: the 8 lanes of this column pair
+      float mloc = fmaxf(s[0][e], s[0][2 + e]);  // over the step's tokens: the 8 lanes of this column pair
+#pragma unroll
+      for (int u = 1; u < NG; ++u) mloc = fmaxf(mloc, fmaxf(s[u][e], s[u][2 + e]));
       mloc = fmaxf(mloc, __shfl_xor_sync(0xffffffffu, mloc, 4));
       mloc = fmaxf(mloc, __shfl_xor_sync(0xffffffffu, mloc, 8));
       mloc = fmaxf(mloc, __shfl_xor_sync(0xffffffffu, mloc, 16));
@@ -332,52 +370,64 @@ __global__ void __launch_bounds__(kWarps * 32, Dec<DT, D>::kMinBlocks) decode_ke
       const float muse = mnew == -INFINITY ? 0.0f : mnew;
       corr[e] = exp2f(m[e] - muse);
       m[e] = mnew;
-      p[e] = exp2f(s[e] - muse);
-      p[2 + e] = exp2f(s[2 + e] - muse);
-      l[e] = l[e] * corr[e] + p[e] + p[2 + e];
-      p[e] = valid[0] ? p[e] * vscale[0] : 0.0f;
-      p[2 + e] = valid[1] ? p[2 + e] * vscale[1] : 0.0f;
+      float lsum = 0.0f;
+#pragma unroll
+      for (int u = 0; u < NG; ++u) {
+        p[u][e] = exp2f(s[u][e] - muse);
+        p[u][2 + e] = exp2f(s[u][2 + e] - muse);
+        lsum += p[u][e] + p[u][2 + e];
+        p[u][e] = valid[u][0] ? p[u][e] * vscale[u][0] : 0.0f;
+        p[u][2 + e] = valid[u][1] ? p[u][2 + e] * vscale[u][1] : 0.0f;
+      }
+      l[e] = l[e] * corr[e] + lsum;
     }
-    if (__any_sync(0xffffffffu, corr[0] != 1.0f || corr[1] != 1.0f)) {  // the max rarely moves after the first groups
+    if (__any_sync(0xffffffffu, corr[0] != 1.0f || corr[1] != 1.0f)) {  // the max rarely moves after the first steps
 #pragma unroll
       for (int t = 0; t < T::kNT / 2; ++t) {
         o[t][0] *= corr[0]; o[t][1] *= corr[1]; o[t][2] *= corr[0]; o[t][3] *= corr[1];
       }
+      zc[0] *= corr[0]; zc[1] *= corr[1]; zc_hi[0] *= corr[0]; zc_hi[1] *= corr[1];
     }
-    // pk[e] = half2(P'[g][2c+e], P'[g+8][2c+e]): the fp16 P' the tensor cores see
-    const uint32_t pk0 = attn::pack_half2(p[0], p[2]), pk1 = attn::pack_half2(p[1], p[3]);
-    if constexpr (T::kQuant) {
-      const float2 f0 = __half22float2(*reinterpret_cast<const __half2*>(&pk0));
-      const float2 f1 = __half22float2(*reinterpret_cast<const __half2*>(&pk1));
-      const float z0 = float(1024 + cur.vz[0]), z1 = float(1024 + cur.vz[1]);
-      zc[0] = zc[0] * corr[0] + f0.x * z0 + f0.y * z1;
-      zc[1] = zc[1] * corr[1] + f1.x * z0 + f1.y * z1;
-      if constexpr (T::kVHiMul != 1) {
-        const float h0 = float(1024 + T::kVHiMul * cur.vz[0]), h1 = float(1024 + T::kVHiMul * cur.vz[1]);
-        zc_hi[0] = zc_hi[0] * corr[0] + f0.x * h0 + f0.y * h1;
-        zc_hi[1] = zc_hi[1] * corr[1] + f1.x * h0 + f1.y * h1;
+#pragma unroll
+    for (int u = 0; u < NG; ++u) {
+      // pk[e] = half2(P'[g][2c+e], P'[g+8][2c+e]): the fp16 P' the tensor cores see
+      const uint32_t pk0 = attn::pack_half2(p[u][0], p[u][2]), pk1 = attn::pack_half2(p[u][1], p[u][3]);
+      if constexpr (T::kQuant) {
+        const float2 f0 = __half22float2(*reinterpret_cast<const __half2*>(&pk0));
+        const float2 f1 = __half22float2(*reinterpret_cast<const __half2*>(&pk1));
+        const float z0 = float(1024 + cur[u].vz[0]), z1 = float(1024 + cur[u].vz[1]);
+        zc[0] += f0.x * z0 + f0.y * z1;
+        zc[1] += f1.x * z0 + f1.y * z1;
+        if constexpr (T::kVHiMul != 1) {
+          const float h0 = float(1024 + T::kVHiMul * cur[u].vz[0]), h1 = float(1024 + T::kVHiMul * cur[u].vz[1]);
+          zc_hi[0] += f0.x * h0 + f0.y * h1;
+          zc_hi[1] += f1.x * h0 + f1.y * h1;
+        }
       }
+      // B layout: lane (g, c) needs head g at tokens 2c, 2c+1 (b0) and 2c+8, 2c+9 (b1); token 2c (2c+8)
+      // is row 2c of the score layout, held by lanes 8c..8c+3 as pk[head % 2] of head 2(lane % 4) + e.
+      const int src0 = 8 * c + g / 2, src1 = src0 + 4;
+      const uint32_t x00 = __shfl_sync(0xffffffffu, pk0, src0), x01 = __shfl_sync(0xffffffffu, pk1, src0);
+      const uint32_t x10 = __shfl_sync(0xffffffffu, pk0, src1), x11 = __shfl_sync(0xffffffffu, pk1, src1);
+      const uint32_t x0 = (g & 1) ? x01 : x00, x1 = (g & 1) ? x11 : x10;  // (P'[2c], P'[2c+8]), (P'[2c+1], P'[2c+9])
+      const uint32_t pb0 = __byte_perm(x0, x1, 0x5410), pb1 = __byte_perm(x0, x1, 0x7632);
+      // ---- O^T += V^T . P'^T ----
+      cur[u].load_v(stages + u * T::kStageBytes, g, c);
+      if constexpr (DT == KvDtype::F16) {  // fp16 garbage past the end may be NaN: zero it (0 * NaN = NaN)
+        const int tok[4] = {2 * c, 2 * c + 1, 2 * c + 8, 2 * c + 9};
+#pragma unroll
+        for (int i = 0; i < 4; ++i)
+#pragma unroll
+          for (int w = 0; w < T::kVWords; ++w) cur[u].v[i][w] = t0 + 16 * u + tok[i] < te ? cur[u].v[i][w] : 0u;
+      }
+      uint32_t v01[T::kNT], v89[T::kNT];
+      T::v_frags(cur[u].v[0], cur[u].v[1], v01);
+      T::v_frags(cur[u].v[2], cur[u].v[3], v89);
+#pragma unroll
+      for (int t = 0; t < T::kNT / 2; ++t)
+        ptx::mma_f16_16816(o[t], v01[2 * t], v01[2 * t + 1], v89[2 * t], v89[2 * t + 1], pb0, pb1);
     }
-    // B layout: lane (g, c) needs head g at tokens 2c, 2c+1 (b0) and 2c+8, 2c+9 (b1); token 2c (2c+8)
-    // is row 2c of the score layout, held by lanes 8c..8c+3 as pk[head % 2] of head 2(lane % 4) + e.
-    const int src0 = 8 * c + g / 2, src1 = src0 + 4;
-    const uint32_t x00 = __shfl_sync(0xffffffffu, pk0, src0), x01 = __shfl_sync(0xffffffffu, pk1, src0);
-    const uint32_t x10 = __shfl_sync(0xffffffffu, pk0, src1), x11 = __shfl_sync(0xffffffffu, pk1, src1);
-    const uint32_t x0 = (g & 1) ? x01 : x00, x1 = (g & 1) ? x11 : x10;  // (P'[2c], P'[2c+8]), (P'[2c+1], P'[2c+9])
-    const uint32_t pb0 = __byte_perm(x0, x1, 0x5410), pb1 = __byte_perm(x0, x1, 0x7632);
-    // ---- O^T += V^T . P'^T ----
-    if constexpr (DT == KvDtype::F16) {  // fp16 garbage past the end may be NaN: zero it (0 * NaN = NaN)
-      const int tok[4] = {2 * c, 2 * c + 1, 2 * c + 8, 2 * c + 9};
-#pragma unroll
-      for (int i = 0; i < 4; ++i)
-#pragma unroll
-        for (int w = 0; w < T::kVWords; ++w) cur.v[i][w] = t0 + tok[i] < te ? cur.v[i][w] : 0u;
-    }
-    uint32_t v01[T::kNT], v89[T::kNT];
-    T::v_frags(cur.v[0], cur.v[1], v01);
-    T::v_frags(cur.v[2], cur.v[3], v89);
-#pragma unroll
-    for (int t = 0; t < T::kNT / 2; ++t) ptx::mma_f16_16816(o[t], v01[2 * t], v01[2 * t + 1], v89[2 * t], v89[2 * t + 1], pb0, pb1);
+    __syncwarp();  // every lane has read the step's stages: they may be refilled next iteration
   }
   ptx::cp_async_wait<0>();  // only empty groups can be pending; the rings become sO below
   __syncthreads();
@@ -460,13 +510,18 @@ int sm_count() {
 template <KvDtype DT, int D>
 constexpr size_t decode_smem() { return std::max(Dec<DT, D>::kSmemBytes, sizeof(float) * kWarps * 8 * (D + 1)); }
 
+// The default groups per warp step: 2 for the quantized caches (their ring holds >= 2 steps), 1 for fp16.
+template <KvDtype DT>
+constexpr int default_groups_per_step() { return DT == KvDtype::F16 ? 1 : 2; }
+
 // Resident decode CTAs per SM for one cache dtype / head_dim (registers and shared memory decide it).
 template <KvDtype DT, int D>
 int decode_ctas_per_sm() {
   static const int n = [] {
-    allow_dynamic_smem(reinterpret_cast<const void*>(decode_kernel<DT, D>), decode_smem<DT, D>());
+    constexpr int NG = default_groups_per_step<DT>();
+    allow_dynamic_smem(reinterpret_cast<const void*>(decode_kernel<DT, D, NG>), decode_smem<DT, D>());
     int v = 0;
-    ATOM_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&v, decode_kernel<DT, D>, kWarps * 32, decode_smem<DT, D>()));
+    ATOM_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&v, decode_kernel<DT, D, NG>, kWarps * 32, decode_smem<DT, D>()));
     return std::max(1, v);
   }();
   return n;
@@ -480,11 +535,21 @@ int decode_ctas_per_sm(KvDtype dt, int head_dim) {
 }
 
 template <KvDtype DT, int D>
-void launch_decode(const DecodeArgs& a, int B, int n_kv_heads, cudaStream_t s) {
+void launch_decode(const DecodeArgs& a, int B, int n_kv_heads, int groups_per_step, cudaStream_t s) {
   constexpr size_t smem = decode_smem<DT, D>();
-  allow_dynamic_smem(reinterpret_cast<const void*>(decode_kernel<DT, D>), smem);
   const dim3 grid(unsigned(a.n_splits), unsigned(B), unsigned(n_kv_heads * a.n_head_groups));
-  decode_kernel<DT, D><<<grid, kWarps * 32, smem, s>>>(a);
+  auto run = [&](auto kernel) {
+    allow_dynamic_smem(reinterpret_cast<const void*>(kernel), smem);
+    kernel<<<grid, kWarps * 32, smem, s>>>(a);
+  };
+  if (groups_per_step <= 0) groups_per_step = default_groups_per_step<DT>();
+  if constexpr (DT == KvDtype::F16) {
+    ATOM_CUDA_REQUIRE(groups_per_step == 1, "paged_attention_decode: the fp16 cache takes 1 group per step");
+    run(decode_kernel<DT, D, 1>);
+  } else {
+    ATOM_CUDA_REQUIRE(groups_per_step == 1 || groups_per_step == 2, "paged_attention_decode: groups_per_step must be 1 or 2");
+    groups_per_step == 1 ? run(decode_kernel<DT, D, 1>) : run(decode_kernel<DT, D, 2>);
+  }
   ATOM_CUDA_CHECK_LAUNCH();
   if (a.n_splits > 1) {
     decode_reduce_kernel<D><<<dim3(unsigned(B), unsigned(a.n_heads)), D, 0, s>>>(a);
@@ -496,7 +561,8 @@ void launch_decode(const DecodeArgs& a, int B, int n_kv_heads, cudaStream_t s) {
 
 void paged_attention_decode(const PagedKvCache& kv, int layer, const uint16_t* q, const int32_t* seq_lens,
                             const int32_t* block_tables, int max_blocks, int B, int n_heads, float scale,
-                            uint16_t* out, AttentionWorkspace& ws, cudaStream_t s, int num_splits) {
+                            uint16_t* out, AttentionWorkspace& ws, cudaStream_t s, int num_splits,
+                            int groups_per_step) {
   const PagedKvLayout L = kv.layout();
   check_attention_args(L, layer, max_blocks, B, n_heads);
   ATOM_CUDA_REQUIRE(ws.head_dim == L.head_dim, "paged_attention_decode: workspace head_dim differs from the cache's");
@@ -536,13 +602,16 @@ void paged_attention_decode(const PagedKvCache& kv, int layer, const uint16_t* q
                     "paged_attention_decode: workspace too small for this batch");
   switch (L.dtype) {
     case KvDtype::F16:
-      L.head_dim == 128 ? launch_decode<KvDtype::F16, 128>(a, B, L.n_kv_heads, s) : launch_decode<KvDtype::F16, 64>(a, B, L.n_kv_heads, s);
+      L.head_dim == 128 ? launch_decode<KvDtype::F16, 128>(a, B, L.n_kv_heads, groups_per_step, s)
+                         : launch_decode<KvDtype::F16, 64>(a, B, L.n_kv_heads, groups_per_step, s);
       break;
     case KvDtype::I8:
-      L.head_dim == 128 ? launch_decode<KvDtype::I8, 128>(a, B, L.n_kv_heads, s) : launch_decode<KvDtype::I8, 64>(a, B, L.n_kv_heads, s);
+      L.head_dim == 128 ? launch_decode<KvDtype::I8, 128>(a, B, L.n_kv_heads, groups_per_step, s)
+                         : launch_decode<KvDtype::I8, 64>(a, B, L.n_kv_heads, groups_per_step, s);
       break;
     case KvDtype::I4:
-      L.head_dim == 128 ? launch_decode<KvDtype::I4, 128>(a, B, L.n_kv_heads, s) : launch_decode<KvDtype::I4, 64>(a, B, L.n_kv_heads, s);
+      L.head_dim == 128 ? launch_decode<KvDtype::I4, 128>(a, B, L.n_kv_heads, groups_per_step, s)
+                         : launch_decode<KvDtype::I4, 64>(a, B, L.n_kv_heads, groups_per_step, s);
       break;
   }
 }

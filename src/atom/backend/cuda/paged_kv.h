@@ -67,9 +67,12 @@ void paged_attention(const PagedKvCache& kv, int layer, const uint16_t* q, const
 
 // The two kernels behind paged_attention, callable directly (tests, benchmarks). decode requires one
 // query per sequence (cu_q[b] = b); num_splits <= 0 picks the split count from the device's SM count.
+// groups_per_step: 16-token groups a warp takes per online-softmax step (1 or 2 for int8/int4, 1 for fp16;
+// <= 0: the default, 2 for int8/int4).
 void paged_attention_decode(const PagedKvCache& kv, int layer, const uint16_t* q, const int32_t* seq_lens,
                             const int32_t* block_tables, int max_blocks, int B, int n_heads, float scale,
-                            uint16_t* out, AttentionWorkspace& ws, cudaStream_t s, int num_splits = 0);
+                            uint16_t* out, AttentionWorkspace& ws, cudaStream_t s, int num_splits = 0,
+                            int groups_per_step = 0);
 void paged_attention_prefill(const PagedKvCache& kv, int layer, const uint16_t* q, const int32_t* cu_q,
                              const int32_t* seq_lens, const int32_t* block_tables, int max_blocks, int B,
                              int64_t T, int n_heads, float scale, uint16_t* out, cudaStream_t s,
