@@ -18,14 +18,15 @@ void check_attention_args(const PagedKvLayout& L, int layer, int max_blocks, int
 
 // Where one (layer, kv head)'s blocks live in the pool: the block of page p starts at block(p); token t is in
 // block-table entry t >> shift at slot t & mask (page_size 16 or 32, check_attention_args).
+// The page stride fits in 32 bits (check_attention_args), so a block address is one 32x32->64 multiply-add.
 struct HeadPages {
   const uint8_t* base;
-  int64_t page_stride;
+  int32_t page_stride;
   int shift, mask;
   __device__ HeadPages(const PagedKvLayout& L, const uint8_t* pool, int layer, int head)
-      : base(pool + L.block_offset(layer, 0, head)), page_stride(int64_t(L.n_kv_heads) * L.block_bytes()),
+      : base(pool + L.block_offset(layer, 0, head)), page_stride(int32_t(int64_t(L.n_kv_heads) * L.block_bytes())),
         shift(L.page_size == 16 ? 4 : 5), mask(L.page_size - 1) {}
-  __device__ const uint8_t* block(int page) const { return base + page * page_stride; }
+  __device__ const uint8_t* block(int page) const { return base + int64_t(page) * page_stride; }
 };
 
 namespace attn {
@@ -73,6 +74,14 @@ __device__ __forceinline__ void load_words(uint32_t (&w)[N], const uint8_t* p) {
     static_assert(N == 1, "load_words: N must be 1, 2 or a multiple of 4");
     w[0] = __ldg(reinterpret_cast<const uint32_t*>(p));
   }
+}
+
+// 2^x with the MUFU alone (no denormal range fix-up): softmax weights below 2^-126 flush to 0, which no
+// fp16 output can see. ex2(-inf) = +0.
+__device__ __forceinline__ float exp2_ftz(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+  return y;
 }
 
 __device__ __forceinline__ float warp_max_quad(float x) {  // max over the 4 lanes of a quad

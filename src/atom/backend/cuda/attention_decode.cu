@@ -130,24 +130,33 @@ struct GroupRegs {
   // K and V of the group are each 16 * row bytes (a multiple of 512), so lane i copies chunks i, i+32,
   // ... of both with affine addresses (no per-chunk branches: the issue cost is per group, per lane).
   // Lane-constant part of the metadata copy: lanes 0,1 K scales; 2,3 V scales; 4 K zeros; 5 V zeros.
-  // Returns the chunk's offset in the block for token 0; bytes per token go to *per_tok (2, 1, 0: idle).
-  __device__ static int64_t meta_offset(const PagedKvLayout& L, int lane, int* per_tok) {
-    *per_tok = !T::kQuant || lane >= 6 ? 0 : lane < 4 ? 2 : 1;
-    return lane < 2 ? L.k_scales() + 16 * lane : lane < 4 ? L.v_scales() + 16 * (lane - 2) : lane == 4 ? L.k_zeros() : L.v_zeros();
+  // The lane's offsets inside a block are 32-bit (a block is a few KiB), so an issue costs one multiply-add
+  // per source and one 64-bit add each (the 64-bit chain was ~40 instructions per step).
+  struct LaneOffsets {
+    int32_t k, v, meta;  // this lane's first K / V chunk and its metadata chunk for token 0
+    int meta_per_tok;    // metadata bytes per token of this lane's chunk (2, 1, 0: idle)
+  };
+  __device__ static LaneOffsets lane_offsets(const PagedKvLayout& L, int lane) {
+    LaneOffsets o;
+    o.k = int32_t(L.k_values()) + 16 * lane;
+    o.v = int32_t(L.v_values()) + 16 * lane;
+    o.meta_per_tok = !T::kQuant || lane >= 6 ? 0 : lane < 4 ? 2 : 1;
+    o.meta = int32_t(lane < 2 ? L.k_scales() + 16 * lane : lane < 4 ? L.v_scales() + 16 * (lane - 2) : lane == 4 ? L.k_zeros() : L.v_zeros());
+    return o;
   }
-  __device__ static void issue(uint8_t* stage, const PagedKvLayout& L, const uint8_t* blk, int off0, int lane,
-                               int64_t meta_off, int meta_per_tok) {
+  // stage_lane: the stage + 16 * lane.
+  __device__ static void issue(uint8_t* stage_lane, const uint8_t* blk, int off0, const LaneOffsets& o) {
     static_assert(T::kValBytes % 512 == 0, "a group's K (V) bytes must be whole warp-wide 16-byte sweeps");
-    const uint8_t* k = blk + L.k_values() + int64_t(off0) * T::kRowBytes + 16 * lane;
-    const int64_t v_minus_k = L.v_values() - L.k_values();
-    uint8_t* dst = stage + 16 * lane;
+    const int32_t rows = off0 * T::kRowBytes;
+    const uint8_t* k = blk + (o.k + rows);
+    const uint8_t* v = blk + (o.v + rows);
 #pragma unroll
     for (int i = 0; i < T::kValBytes / 512; ++i) {
-      ptx::cp_async_16(dst + 512 * i, k + 512 * i, true);
-      ptx::cp_async_16(dst + T::kValBytes + 512 * i, k + v_minus_k + 512 * i, true);
+      ptx::cp_async_16(stage_lane + 512 * i, k + 512 * i, true);
+      ptx::cp_async_16(stage_lane + T::kValBytes + 512 * i, v + 512 * i, true);
     }
     if constexpr (T::kQuant) {
-      if (meta_per_tok) ptx::cp_async_16(stage + 2 * T::kValBytes + 16 * lane, blk + meta_off + meta_per_tok * off0, true);
+      if (o.meta_per_tok) ptx::cp_async_16(stage_lane + 2 * T::kValBytes, blk + (o.meta + o.meta_per_tok * off0), true);
     }
   }
 
@@ -275,8 +284,8 @@ __global__ void __launch_bounds__(kWarps * 32, Dec<DT, D>::kMinBlocks) decode_ke
   // instructions per group: a 64-bit block_offset chain and a division by the page size).
   const HeadPages hp(a.L, a.pool, a.layer, hk);
   int t_issue = tb + kStepTokens * warp;  // first token of the next step to issue
-  int meta_per_tok;
-  const int64_t meta_off = GroupRegs<DT, D>::meta_offset(a.L, lane, &meta_per_tok);
+  const auto lane_off = GroupRegs<DT, D>::lane_offsets(a.L, lane);
+  uint8_t* const ring_lane = ring + 16 * lane;
   // Block-table entries of the next step's groups (0 for a group past the end: never issued).
   auto step_pages = [&](int (&pages)[NG]) {
 #pragma unroll
@@ -290,8 +299,7 @@ __global__ void __launch_bounds__(kWarps * 32, Dec<DT, D>::kMinBlocks) decode_ke
     for (int u = 0; u < NG; ++u) {
       const int t = t_issue + 16 * u;
       if (t < te)
-        GroupRegs<DT, D>::issue(ring + (slot * NG + u) * T::kStageBytes, a.L, hp.block(pages[u]), t & hp.mask, lane,
-                                meta_off, meta_per_tok);
+        GroupRegs<DT, D>::issue(ring_lane + (slot * NG + u) * T::kStageBytes, hp.block(pages[u]), t & hp.mask, lane_off);
     }
     t_issue += kStepTokens * kWarps;
   };
@@ -368,13 +376,13 @@ __global__ void __launch_bounds__(kWarps * 32, Dec<DT, D>::kMinBlocks) decode_ke
       mloc = fmaxf(mloc, __shfl_xor_sync(0xffffffffu, mloc, 16));
       const float mnew = fmaxf(m[e], mloc);
       const float muse = mnew == -INFINITY ? 0.0f : mnew;
-      corr[e] = exp2f(m[e] - muse);
+      corr[e] = attn::exp2_ftz(m[e] - muse);
       m[e] = mnew;
       float lsum = 0.0f;
 #pragma unroll
       for (int u = 0; u < NG; ++u) {
-        p[u][e] = exp2f(s[u][e] - muse);
-        p[u][2 + e] = exp2f(s[u][2 + e] - muse);
+        p[u][e] = attn::exp2_ftz(s[u][e] - muse);
+        p[u][2 + e] = attn::exp2_ftz(s[u][2 + e] - muse);
         lsum += p[u][e] + p[u][2 + e];
         p[u][e] = valid[u][0] ? p[u][e] * vscale[u][0] : 0.0f;
         p[u][2 + e] = valid[u][1] ? p[u][2 + e] * vscale[u][1] : 0.0f;

@@ -245,7 +245,7 @@ __global__ void __launch_bounds__(kThreads, 3) prefill_kernel(const PrefillArgs 
     for (int i = 0; i < 2; ++i) {
       const float mnew = fmaxf(m[i], attn::warp_max_quad(mloc[i]));
       muse[i] = mnew == -INFINITY ? 0.0f : mnew;
-      corr[i] = exp2f(m[i] - muse[i]);
+      corr[i] = attn::exp2_ftz(m[i] - muse[i]);
       m[i] = mnew;
       l[i] *= corr[i];
     }
@@ -253,7 +253,7 @@ __global__ void __launch_bounds__(kThreads, 3) prefill_kernel(const PrefillArgs 
     for (int j = 0; j < kBN / 8; ++j)
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
-        sacc[j][e] = exp2f(sacc[j][e] - muse[e / 2]);
+        sacc[j][e] = attn::exp2_ftz(sacc[j][e] - muse[e / 2]);
         l[e / 2] += sacc[j][e];
       }
 #pragma unroll

@@ -91,6 +91,7 @@ struct Params {
   float a_clip, o_clip;
   int seg_chunk;  // Atom segments (groups + outlier tail) per block along blockIdx.y
   bool vec;       // 8-wide vector loads are aligned
+  bool w_vec;     // ... and so are the norm weights' (32 bytes)
 };
 
 // Atom segments of a row: the INT4 groups plus the INT8 outlier tail (none without an Atom output).
@@ -159,10 +160,25 @@ __global__ void __launch_bounds__(kThreads) fused_act_kernel(const Params p) {
       if constexpr (OP == kSilu) load8(xr + K + j, u);
       alignas(16) __half h[8];
       alignas(16) float f[8];
+      if constexpr (OP == kNorm) {
+        float wv[8];  // the norm weights 8 at a time when aligned (one scalar load per value was ~1/8 of the issue)
+        if (p.w_vec) {
+          load8(p.w + j, wv);
+        } else {
 #pragma unroll
-      for (int e = 0; e < 8; ++e) {
-        f[e] = op_value<OP>(j + e, v[e], u[e], p, rstd);
-        h[e] = __float2half_rn(f[e]);
+          for (int e = 0; e < 8; ++e) wv[e] = __ldg(p.w + j + e);
+        }
+#pragma unroll
+        for (int e = 0; e < 8; ++e) {
+          f[e] = __fmul_rn(wv[e], __fmul_rn(v[e], rstd));  // op_value's order
+          h[e] = __float2half_rn(f[e]);
+        }
+      } else {
+#pragma unroll
+        for (int e = 0; e < 8; ++e) {
+          f[e] = op_value<OP>(j + e, v[e], u[e], p, rstd);
+          h[e] = __float2half_rn(f[e]);
+        }
       }
       if constexpr (sizeof(S) == 2) {
         *reinterpret_cast<uint4*>(srow + j) = *reinterpret_cast<const uint4*>(h);
@@ -308,6 +324,7 @@ void launch(Params p, ActDtype dt, const FusedOut& out, cudaStream_t s) {
   const size_t esz = dt == ActDtype::F32 ? 4 : 2;
   p.vec = p.K % 8 == 0 && p.ld % 8 == 0 && reinterpret_cast<uintptr_t>(p.x) % (8 * esz) == 0 &&
           (!p.f16 || reinterpret_cast<uintptr_t>(p.f16) % 16 == 0);
+  p.w_vec = p.vec && p.w && reinterpret_cast<uintptr_t>(p.w) % 32 == 0;
   switch (dt) {
     case ActDtype::F32: launch_typed<OP, float>(p, stage_f32, s); break;
     case ActDtype::F16: launch_typed<OP, __half>(p, stage_f32, s); break;

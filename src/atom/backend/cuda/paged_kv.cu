@@ -155,6 +155,8 @@ void check_attention_args(const PagedKvLayout& L, int layer, int max_blocks, int
   ATOM_CUDA_REQUIRE(n_heads > 0 && n_heads % L.n_kv_heads == 0,
                     "paged_attention: n_heads must be a positive multiple of n_kv_heads");
   ATOM_CUDA_REQUIRE(L.page_size == 16 || L.page_size == 32, "paged_attention: page_size must be 16 or 32");
+  ATOM_CUDA_REQUIRE(int64_t(L.n_kv_heads) * L.block_bytes() < (int64_t(1) << 31),
+                    "paged_attention: one page of all kv heads must be < 2 GiB");
 }
 
 }  // namespace atom::cuda
