@@ -4,8 +4,7 @@
 // (a run of whole pages) of one sequence for one kv head and computes it for all (<= 8) query heads of
 // the GQA group at once, so each KV byte is read from HBM exactly once. Warps take 16-token groups in
 // turn and keep their own online softmax; the CTA merges its warps in shared memory and writes either
-// the final output (one split) or an unnormalised partial (O, max, sum); the last CTA of a (sequence,
-// head group) to finish merges the partials (an arrival counter per pair, no second kernel).
+// the final output (one split) or an unnormalised partial (O, max, sum) that decode_reduce merges.
 //
 // Tensor-core mapping per 16-token group (m16n8k16, f32 accumulate). Tokens are the M side of both
 // products and query heads the N side (8 columns): a decode query is one row per head, so with heads on
@@ -213,7 +212,6 @@ struct DecodeArgs {
   float scale_log2;
   __half* out;
   float* partials;
-  int* split_counters;  // one per (sequence, kv head x head group); zero between launches
 };
 
 // NG: 16-token groups per warp step (decode_groups_per_step).
@@ -485,39 +483,26 @@ __global__ void __launch_bounds__(kWarps * 32, Dec<DT, D>::kMinBlocks) decode_ke
       if (d == 0) { row[D] = M; row[D + 1] = L; }
     }
   }
-  if (a.n_splits == 1) return;
+}
 
-  // ---- split merge by the last CTA of this (sequence, head group) to finish (no second kernel) ----
-  // Sequence b has n active splits (CTAs past its length returned at the top without a partial). Each
-  // thread fences its partial writes, then one atomic counts the CTA; the n-th re-arms the counter for the
-  // next launch and merges (its reads go through L2: the other CTAs' rows were never in this SM's L1).
-  __shared__ int s_last;
-  __threadfence();
-  __syncthreads();
-  const int tps = a.pages_per_split * P;
+// Merges the splits of one (sequence, head): block of D threads.
+template <int D>
+__global__ void __launch_bounds__(D) decode_reduce_kernel(const DecodeArgs a) {
+  const int b = blockIdx.x, h = blockIdx.y, d = threadIdx.x;
+  const int len = a.seq_lens[b];
+  const int tps = a.pages_per_split * a.L.page_size;
   const int n = min(a.n_splits, max(1, (len + tps - 1) / tps));
-  if (threadIdx.x == 0) {
-    int* counter = a.split_counters + (int64_t(b) * gridDim.z + blockIdx.z);
-    s_last = atomicAdd(counter, 1) == n - 1;
-    if (s_last) *counter = 0;
+  const float* rows = a.partials + (int64_t(b) * a.n_heads + h) * a.n_splits * (D + 2);
+  float M = -INFINITY;
+  for (int s = 0; s < n; ++s) M = fmaxf(M, rows[s * (D + 2) + D]);
+  const float Mu = M == -INFINITY ? 0.0f : M;
+  float L = 0.0f, acc = 0.0f;
+  for (int s = 0; s < n; ++s) {
+    const float f = exp2f(rows[s * (D + 2) + D] - Mu);
+    L += f * rows[s * (D + 2) + D + 1];
+    acc += f * rows[s * (D + 2) + d];
   }
-  __syncthreads();
-  if (!s_last) return;
-  __threadfence();
-  for (int i = threadIdx.x; i < nh * D; i += blockDim.x) {
-    const int h = h0 + i / D, d = i % D;
-    const float* rows = a.partials + (int64_t(b) * a.n_heads + h) * a.n_splits * (D + 2);
-    float M = -INFINITY;
-    for (int sp = 0; sp < n; ++sp) M = fmaxf(M, __ldcg(rows + sp * (D + 2) + D));
-    const float Mu = M == -INFINITY ? 0.0f : M;
-    float L = 0.0f, acc = 0.0f;
-    for (int sp = 0; sp < n; ++sp) {
-      const float f = exp2f(__ldcg(rows + sp * (D + 2) + D) - Mu);
-      L += f * __ldcg(rows + sp * (D + 2) + D + 1);
-      acc += f * __ldcg(rows + sp * (D + 2) + d);
-    }
-    a.out[(int64_t(b) * a.n_heads + h) * D + d] = __float2half_rn(L > 0.0f ? acc / L : 0.0f);
-  }
+  a.out[(int64_t(b) * a.n_heads + h) * D + d] = __float2half_rn(L > 0.0f ? acc / L : 0.0f);
 }
 
 int sm_count() {
@@ -574,6 +559,10 @@ void launch_decode(const DecodeArgs& a, int B, int n_kv_heads, int groups_per_st
     groups_per_step == 1 ? run(decode_kernel<DT, D, 1>) : run(decode_kernel<DT, D, 2>);
   }
   ATOM_CUDA_CHECK_LAUNCH();
+  if (a.n_splits > 1) {
+    decode_reduce_kernel<D><<<dim3(unsigned(B), unsigned(a.n_heads)), D, 0, s>>>(a);
+    ATOM_CUDA_CHECK_LAUNCH();
+  }
 }
 
 }  // namespace
@@ -617,10 +606,8 @@ void paged_attention_decode(const PagedKvCache& kv, int layer, const uint16_t* q
   }
   a.pages_per_split = pps;
   a.n_splits = (max_blocks + pps - 1) / pps;
-  ATOM_CUDA_REQUIRE(a.n_splits == 1 || (int64_t(B) * n_heads * a.n_splits <= ws.max_partials &&
-                                         base <= int64_t(ws.split_counters.size())),
+  ATOM_CUDA_REQUIRE(a.n_splits == 1 || int64_t(B) * n_heads * a.n_splits <= ws.max_partials,
                     "paged_attention_decode: workspace too small for this batch");
-  a.split_counters = ws.split_counters.data();
   switch (L.dtype) {
     case KvDtype::F16:
       L.head_dim == 128 ? launch_decode<KvDtype::F16, 128>(a, B, L.n_kv_heads, groups_per_step, s)

@@ -132,9 +132,6 @@ AttentionWorkspace::AttentionWorkspace(int64_t max_tokens_, int n_heads_, int he
   const int64_t cap = (int64_t(64) << 20) / (int64_t(head_dim + 2) * 4);
   max_partials = std::max<int64_t>(std::min(want, cap), max_tokens * n_heads);
   partials.resize(size_t(max_partials * (head_dim + 2)));
-  split_counters.resize(size_t(max_tokens * n_heads));
-  ATOM_CUDA_CHECK(cudaMemset(split_counters.data(), 0, split_counters.size() * sizeof(int32_t)));
-  ATOM_CUDA_CHECK(cudaDeviceSynchronize());  // the legacy-stream memset before any (non-blocking) stream's kernel
 }
 
 void paged_attention(const PagedKvCache& kv, int layer, const uint16_t* q, const int32_t* cu_q,

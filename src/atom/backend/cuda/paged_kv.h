@@ -51,9 +51,6 @@ struct AttentionWorkspace {
   int n_heads = 0, head_dim = 0;
   int64_t max_partials = 0;       // rows of (head_dim + 2) floats: O, then running max and sum
   DeviceBuffer<float> partials;
-  // Split-KV arrival counters, one per (token, head): zeroed here, re-armed by the decode kernel's merging
-  // CTA, so a workspace must not serve two decode launches that run concurrently (as with partials).
-  DeviceBuffer<int32_t> split_counters;
 };
 
 // Causal attention over a ragged batch of B sequences (decode and chunked prefill mixed):
