@@ -9,6 +9,7 @@
 // with a note. Writes JSON (--json FILE).
 //   bench_attention [--json FILE] [--quick] [--decode-only] [--prefill-only] [--split-sweep] [--page 16|32]
 //                   [--groups-per-step 1|2] (the decode table's int8 / int4 kernel step width)
+//                   [--rounds R] (the decode table R times over, caches in turn: median and spread per cell)
 // --split-sweep: decode int4 / int8 at the shapes where the split heuristic matters most (short contexts, small
 // batches), timed at every split count from 1 to 64 next to the automatic choice, for tuning it.
 #include <cuda_fp16.h>
@@ -122,7 +123,7 @@ struct Setup {
 int main(int argc, char** argv) {
   std::string json;
   bool quick = false, do_decode = true, do_prefill = true, split_sweep = false;
-  int page = 16, groups_per_step = 0;  // 0: the library's default
+  int page = 16, groups_per_step = 0, rounds = 1;  // groups_per_step 0: the library's default
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--json") && i + 1 < argc) json = argv[++i];
     else if (!std::strcmp(argv[i], "--quick")) quick = true;
@@ -131,10 +132,15 @@ int main(int argc, char** argv) {
     else if (!std::strcmp(argv[i], "--split-sweep")) split_sweep = true;
     else if (!std::strcmp(argv[i], "--page") && i + 1 < argc) page = std::atoi(argv[++i]);
     else if (!std::strcmp(argv[i], "--groups-per-step") && i + 1 < argc) groups_per_step = std::atoi(argv[++i]);
+    else if (!std::strcmp(argv[i], "--rounds") && i + 1 < argc) rounds = std::atoi(argv[++i]);
     else {
       std::fprintf(stderr, "bench_attention: unknown argument %s (see the header for the options)\n", argv[i]);
       return 2;
     }
+  }
+  if (rounds < 1 || rounds > 15) {
+    std::fprintf(stderr, "bench_attention: --rounds must be in [1, 15]\n");
+    return 2;
   }
   if (page != 16 && page != 32) {
     std::fprintf(stderr, "bench_attention: --page must be 16 or 32\n");
@@ -173,42 +179,59 @@ int main(int argc, char** argv) {
     if (do_decode) {
       std::printf("\ndecode (page %d, int8/int4 groups per step %s): time us | GB/s on bytes moved | %% of D2D copy\n", page,
                   groups_per_step > 0 ? std::to_string(groups_per_step).c_str() : "default");
-      std::printf("%-11s %4s %6s | %9s %9s %9s | %7s %7s %7s | %5s %5s %5s | %6s\n", "model", "B", "ctx", "int4 us", "int8 us",
-                  "fp16 us", "int4", "int8", "fp16", "%cp4", "%cp8", "%cp16", "x4/16");
+      std::printf("%-11s %4s %6s | %9s %9s %9s | %7s %7s %7s | %5s %5s %5s | %6s%s\n", "model", "B", "ctx", "int4 us", "int8 us",
+                  "fp16 us", "int4", "int8", "fp16", "%cp4", "%cp8", "%cp16", "x4/16", rounds > 1 ? " | spread 4/8/16 %" : "");
       const std::vector<int> Bs = quick ? std::vector<int>{16} : std::vector<int>{1, 16, 64, 256};
       const std::vector<int> ctxs = quick ? std::vector<int>{2048} : std::vector<int>{512, 2048, 8192, 32768};
       for (const Model& m : models)
         for (int B : Bs)
           for (int ctx : ctxs) {
-            double us[3] = {0, 0, 0}, gbs[3] = {0, 0, 0};
-            for (int di = 0; di < 3; ++di) {
-              const KvDtype dt = dts[di];
-              PagedKvLayout L{1, m.n_kv_heads, m.head_dim, page, dt, int64_t(B) * ((ctx + page - 1) / page)};
-              const size_t layer_bytes = size_t(L.total_bytes());
-              const int layers = int(std::clamp<size_t>((rotate_bytes + layer_bytes - 1) / layer_bytes, 1, 64));
-              size_t free_b = 0, total_b = 0;
-              ATOM_CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
-              if (layer_bytes * layers > free_b * 0.85) {
-                recs.push_back({"decode", m.name, dt_name(dt), "skipped: exceeds memory", B, ctx, 1, 0, 0, 0});
-                continue;
+            // --rounds R: the three caches are timed in turn, R times over (each round builds its caches
+            // afresh); the table shows the median and the spread (max - min) / median of each column.
+            std::vector<double> runs[3];
+            double bytes[3] = {0, 0, 0};
+            for (int round = 0; round < rounds; ++round)
+              for (int di = 0; di < 3; ++di) {
+                const KvDtype dt = dts[di];
+                PagedKvLayout L{1, m.n_kv_heads, m.head_dim, page, dt, int64_t(B) * ((ctx + page - 1) / page)};
+                const size_t layer_bytes = size_t(L.total_bytes());
+                const int layers = int(std::clamp<size_t>((rotate_bytes + layer_bytes - 1) / layer_bytes, 1, 64));
+                size_t free_b = 0, total_b = 0;
+                ATOM_CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
+                if (layer_bytes * layers > free_b * 0.85) {
+                  if (round == 0) recs.push_back({"decode", m.name, dt_name(dt), "skipped: exceeds memory", B, ctx, 1, 0, 0, 0});
+                  continue;
+                }
+                Setup su(m, dt, B, ctx, 1, layers, page);
+                AttentionWorkspace ws(B, m.n_heads, m.head_dim);
+                const float scale = 1.0f / std::sqrt(float(m.head_dim));
+                runs[di].push_back(time_ms(st, [&](int i) {
+                  paged_attention_decode(su.cache, i % layers, su.q.data(), su.lens.data(), su.bt.data(), su.max_blocks, B,
+                                         m.n_heads, scale, su.out.data(), ws, st, 0, dt == KvDtype::F16 ? 0 : groups_per_step);
+                }));
+                // Bytes moved: every K/V value + scale/zero byte of the B*ctx tokens, Q, out, block tables.
+                const double kv = double(B) * ctx * m.n_kv_heads * (L.block_bytes() / double(L.page_size));
+                bytes[di] = kv + 2.0 * 2 * B * m.n_heads * m.head_dim + 4.0 * B * su.max_blocks;
               }
-              Setup su(m, dt, B, ctx, 1, layers, page);
-              AttentionWorkspace ws(B, m.n_heads, m.head_dim);
-              const float scale = 1.0f / std::sqrt(float(m.head_dim));
-              const double ms = time_ms(st, [&](int i) {
-                paged_attention_decode(su.cache, i % layers, su.q.data(), su.lens.data(), su.bt.data(), su.max_blocks, B,
-                                       m.n_heads, scale, su.out.data(), ws, st, 0, dt == KvDtype::F16 ? 0 : groups_per_step);
-              });
-              // Bytes moved: every K/V value + scale/zero byte of the B*ctx tokens, Q, out, block tables.
-              const double kv = double(B) * ctx * m.n_kv_heads * (L.block_bytes() / double(L.page_size));
-              const double bytes = kv + 2.0 * 2 * B * m.n_heads * m.head_dim + 4.0 * B * su.max_blocks;
+            double us[3] = {0, 0, 0}, gbs[3] = {0, 0, 0}, spread[3] = {0, 0, 0};
+            for (int di = 0; di < 3; ++di) {
+              if (runs[di].empty()) continue;
+              std::vector<double> v = runs[di];
+              std::sort(v.begin(), v.end());
+              const double ms = v[v.size() / 2];
               us[di] = ms * 1e3;
-              gbs[di] = bytes / ms * 1e-6;
-              recs.push_back({"decode", m.name, dt_name(dt), "", B, ctx, 1, ms, gbs[di], 0});
+              gbs[di] = bytes[di] / ms * 1e-6;
+              spread[di] = 100.0 * (v.back() - v.front()) / ms;
+              const std::string note = rounds > 1 ? "median of " + std::to_string(rounds) + " rounds, spread " +
+                                                        std::to_string(int(std::lround(spread[di]))) + "%"
+                                                  : "";
+              recs.push_back({"decode", m.name, dt_name(dts[di]), note, B, ctx, 1, ms, gbs[di], 0});
             }
             auto pct = [&](int i) { return gbs[i] > 0 ? 100.0 * gbs[i] / d2d_gbs : 0.0; };
-            std::printf("%-11s %4d %6d | %9.1f %9.1f %9.1f | %7.0f %7.0f %7.0f | %5.0f %5.0f %5.0f | %6.2f\n", m.name, B, ctx,
+            std::printf("%-11s %4d %6d | %9.1f %9.1f %9.1f | %7.0f %7.0f %7.0f | %5.0f %5.0f %5.0f | %6.2f", m.name, B, ctx,
                         us[0], us[1], us[2], gbs[0], gbs[1], gbs[2], pct(0), pct(1), pct(2), us[2] > 0 ? us[2] / us[0] : 0.0);
+            if (rounds > 1) std::printf(" | %4.0f %4.0f %4.0f", spread[0], spread[1], spread[2]);
+            std::printf("\n");
             std::fflush(stdout);
           }
     }
