@@ -10,6 +10,7 @@
 //   bench_attention [--json FILE] [--quick] [--decode-only] [--prefill-only] [--split-sweep] [--page 16|32]
 //                   [--groups-per-step 1|2] (the decode table's int8 / int4 kernel step width)
 //                   [--rounds R] (the decode table R times over, caches in turn: median and spread per cell)
+//                   [--prefill-wgmma] (the prefill table on the wgmma kernel instead of mma.sync)
 // --split-sweep: decode int4 / int8 at the shapes where the split heuristic matters most (short contexts, small
 // batches), timed at every split count from 1 to 64 next to the automatic choice, for tuning it.
 #include <cuda_fp16.h>
@@ -122,7 +123,7 @@ struct Setup {
 
 int main(int argc, char** argv) {
   std::string json;
-  bool quick = false, do_decode = true, do_prefill = true, split_sweep = false;
+  bool quick = false, do_decode = true, do_prefill = true, split_sweep = false, prefill_wgmma = false;
   int page = 16, groups_per_step = 0, rounds = 1;  // groups_per_step 0: the library's default
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--json") && i + 1 < argc) json = argv[++i];
@@ -130,6 +131,7 @@ int main(int argc, char** argv) {
     else if (!std::strcmp(argv[i], "--decode-only")) do_prefill = false;
     else if (!std::strcmp(argv[i], "--prefill-only")) do_decode = false;
     else if (!std::strcmp(argv[i], "--split-sweep")) split_sweep = true;
+    else if (!std::strcmp(argv[i], "--prefill-wgmma")) prefill_wgmma = true;
     else if (!std::strcmp(argv[i], "--page") && i + 1 < argc) page = std::atoi(argv[++i]);
     else if (!std::strcmp(argv[i], "--groups-per-step") && i + 1 < argc) groups_per_step = std::atoi(argv[++i]);
     else if (!std::strcmp(argv[i], "--rounds") && i + 1 < argc) rounds = std::atoi(argv[++i]);
@@ -269,7 +271,8 @@ int main(int argc, char** argv) {
           }
     }
     if (do_prefill) {
-      std::printf("\nprefill (causal, page %d): TFLOPS (%% of cuBLAS FP16 %.0f TFLOPS)\n", page, cublas_tflops);
+      std::printf("\nprefill (causal, page %d, %s kernel): TFLOPS (%% of cuBLAS FP16 %.0f TFLOPS)\n", page,
+                  prefill_wgmma ? "wgmma" : "mma.sync", cublas_tflops);
       std::printf("%-11s %3s %6s %6s | %16s %16s %16s\n", "model", "B", "ctx", "chunk", "int4", "int8", "fp16");
       struct P { int B, ctx, nq; };
       const std::vector<P> shapes = quick ? std::vector<P>{{1, 4096, 4096}}
@@ -281,17 +284,17 @@ int main(int argc, char** argv) {
             const KvDtype dt = dts[di];
             Setup su(m, dt, p.B, p.ctx, p.nq, 1, page);
             const float scale = 1.0f / std::sqrt(float(m.head_dim));
-            AttentionWorkspace ws(int64_t(p.B) * p.nq, m.n_heads, m.head_dim);
             const double ms = time_ms(st, [&](int) {
-              paged_attention(su.cache, 0, su.q.data(), su.cu_q.data(), su.lens.data(), su.bt.data(), su.max_blocks,
-                              p.B, int64_t(p.B) * p.nq, m.n_heads, scale, su.out.data(), ws, st, p.nq);
+              paged_attention_prefill(su.cache, 0, su.q.data(), su.cu_q.data(), su.lens.data(), su.bt.data(), su.max_blocks,
+                                      p.B, int64_t(p.B) * p.nq, m.n_heads, scale, su.out.data(), st, p.nq,
+                                      prefill_wgmma ? PrefillKernel::kWgmma : PrefillKernel::kAuto);
             });
             // Causal FLOPs actually needed: query at position pos sees pos+1 keys; QK^T and PV, 2 flops/MAC.
             double pairs = 0;
             for (int i = 0; i < p.nq; ++i) pairs += double(p.ctx - p.nq + i + 1);
             const double flops = 4.0 * m.head_dim * m.n_heads * pairs * p.B;
             tf[di] = flops / ms * 1e-9;
-            recs.push_back({"prefill", m.name, dt_name(dt), "", p.B, p.ctx, p.nq, ms, 0, tf[di]});
+            recs.push_back({"prefill", m.name, dt_name(dt), prefill_wgmma ? "wgmma" : "mma.sync", p.B, p.ctx, p.nq, ms, 0, tf[di]});
           }
           std::printf("%-11s %3d %6d %6d | %7.0f (%4.0f%%) %7.0f (%4.0f%%) %7.0f (%4.0f%%)\n", m.name, p.B, p.ctx, p.nq, tf[0],
                       100 * tf[0] / cublas_tflops, tf[1], 100 * tf[1] / cublas_tflops, tf[2], 100 * tf[2] / cublas_tflops);

@@ -58,6 +58,7 @@ struct Case {
   Path path = Path::Dispatch;
   int splits = 0;  // decode only; 0 = automatic
   int groups_per_step = 0;  // decode only; 0 = the default (2 for int8 / int4)
+  PrefillKernel prefill_kernel = PrefillKernel::kAuto;  // Path::Prefill only
 };
 
 // Builds the batch, appends on the GPU (checked byte-exact), runs attention, compares with the reference.
@@ -119,7 +120,7 @@ void run_case(const Case& c) {
       break;
     case Path::Prefill:
       paged_attention_prefill(cache, pb.layer, dq.data(), dcu.data(), dlens.data(), dbt.data(), pb.max_blocks, pb.B,
-                              pb.T, c.nh, scale, dout.data(), st, pb.max_q);
+                              pb.T, c.nh, scale, dout.data(), st, pb.max_q, c.prefill_kernel);
       break;
   }
   const auto got16 = dout.download(st);
@@ -225,6 +226,31 @@ TEST(GpuAttention, PrefillLongChunk) {
   REQUIRE_GPU();
   if (small_only()) GTEST_SKIP() << "large shape";
   for (KvDtype dt : kAll) run_case({dt, 128, 16, 8, 2, {4100, 777}, {1000, 777}, Path::Prefill});
+}
+
+TEST(GpuAttention, PrefillWgmmaMatchesReference) {
+  REQUIRE_GPU();
+  if (!prefill_wgmma_available()) GTEST_SKIP() << "the wgmma prefill kernel needs an sm_90 device";
+  // The cases of PrefillMatchesReference and PrefillLongChunk, plus the 128-row query tile +- 1 and a
+  // prefix long enough for the two-stage tile pipeline, all through the wgmma kernel.
+  for (KvDtype dt : kAll)
+    for (int D : {64, 128})
+      for (int P : {16, 32})
+        for (auto [nh, nkv] : {std::pair{4, 4}, std::pair{12, 4}}) {
+          Case c{dt, D, P, nh, nkv, {63, 130, P + 1, 200, 1, 65}, {63, 64, 2, 129, 1, 65}, Path::Prefill};
+          c.prefill_kernel = PrefillKernel::kWgmma;
+          run_case(c);
+          c.lens = {127, 128, 129, 700};
+          c.nq = {127, 128, 129, 300};
+          run_case(c);
+          if (small_only()) break;
+        }
+  if (small_only()) return;
+  for (KvDtype dt : kAll) {
+    Case c{dt, 128, 16, 8, 2, {4100, 777}, {1000, 777}, Path::Prefill};
+    c.prefill_kernel = PrefillKernel::kWgmma;
+    run_case(c);
+  }
 }
 
 TEST(GpuAttention, RejectsBadShapes) {

@@ -12,25 +12,13 @@
 #include <algorithm>
 
 #include "atom/backend/cuda/attention_common.cuh"
+#include "atom/backend/cuda/attention_prefill.cuh"
 #include "atom/backend/cuda/paged_kv.h"
 
 namespace atom::cuda {
 namespace {
 
 constexpr int kBM = 64, kBN = 64, kThreads = 128;
-
-struct PrefillArgs {
-  PagedKvLayout L;
-  const uint8_t* pool;
-  int layer;
-  const __half* q;
-  const int32_t* cu_q;
-  const int32_t* seq_lens;
-  const int32_t* block_tables;
-  int max_blocks, n_heads, group;
-  float scale_log2;
-  __half* out;
-};
 
 template <int D>
 constexpr int smem_stride() { return D + 8; }  // halves; +16 B per row keeps ldmatrix conflict-free
@@ -48,38 +36,6 @@ struct PrefillSmem {
   static constexpr size_t kStage = DT == KvDtype::F16 ? 2 * kTile : 2 * kRawVals + size_t(kBN) * 6;
   static constexpr size_t kBytes = 2 * kStage + (DT == KvDtype::F16 ? 0 : 2 * kTile);
 };
-
-// Dequantizes one 16-byte chunk of stored values into fp16 at dst (8, 16 or 32 halves).
-template <KvDtype DT>
-__device__ __forceinline__ void dequant_chunk(const uint4 x, uint32_t zz, uint32_t s2, __half* dst) {
-  const uint32_t w[4] = {x.x, x.y, x.z, x.w};
-  auto mul = [&](uint32_t v) {
-    __half2 r = __hmul2(*reinterpret_cast<__half2*>(&v), *reinterpret_cast<const __half2*>(&s2));
-    return *reinterpret_cast<uint32_t*>(&r);
-  };
-  if constexpr (DT == KvDtype::F16) {
-    *reinterpret_cast<uint4*>(dst) = x;
-  } else if constexpr (DT == KvDtype::I8) {
-    uint32_t o[8];
-#pragma unroll
-    for (int i = 0; i < 4; ++i) {
-      o[2 * i] = mul(attn::hsub2_u32(attn::bytes01_to_half2_biased(w[i]), zz));
-      o[2 * i + 1] = mul(attn::hsub2_u32(attn::bytes23_to_half2_biased(w[i]), zz));
-    }
-    reinterpret_cast<uint4*>(dst)[0] = make_uint4(o[0], o[1], o[2], o[3]);
-    reinterpret_cast<uint4*>(dst)[1] = make_uint4(o[4], o[5], o[6], o[7]);
-  } else {
-#pragma unroll
-    for (int i = 0; i < 4; ++i) {  // word i: elements 8i..8i+7
-      uint32_t e[4];               // (e0,e4) (e1,e5) (e2,e6) (e3,e7)
-#pragma unroll
-      for (int k = 0; k < 4; ++k) e[k] = mul(attn::hsub2_u32(attn::nibbles_to_half2_biased(w[i] >> (4 * k)), zz));
-      const uint4 o = make_uint4(__byte_perm(e[0], e[1], 0x5410), __byte_perm(e[2], e[3], 0x5410),
-                                 __byte_perm(e[0], e[1], 0x7632), __byte_perm(e[2], e[3], 0x7632));
-      reinterpret_cast<uint4*>(dst)[i] = o;
-    }
-  }
-}
 
 // cp.async of key tile kt (tokens kt*64 ..) into a stage; tokens >= kend are zero-filled (not read).
 // A thread copies chunk tid % kRowChunks of rows tid / kRowChunks + k * kRowsPerPass, K and V of the
@@ -305,7 +261,8 @@ void launch_prefill(const PrefillArgs& a, int B, int max_q, cudaStream_t s) {
 
 void paged_attention_prefill(const PagedKvCache& kv, int layer, const uint16_t* q, const int32_t* cu_q,
                              const int32_t* seq_lens, const int32_t* block_tables, int max_blocks, int B, int64_t T,
-                             int n_heads, float scale, uint16_t* out, cudaStream_t s, int max_q_per_seq) {
+                             int n_heads, float scale, uint16_t* out, cudaStream_t s, int max_q_per_seq,
+                             PrefillKernel kernel) {
   const PagedKvLayout L = kv.layout();
   check_attention_args(L, layer, max_blocks, B, n_heads);
   ATOM_CUDA_REQUIRE(max_q_per_seq >= 1 && max_q_per_seq <= T, "paged_attention_prefill: need 1 <= max_q_per_seq <= T");
@@ -324,6 +281,11 @@ void paged_attention_prefill(const PagedKvCache& kv, int layer, const uint16_t* 
   a.group = n_heads / L.n_kv_heads;
   a.scale_log2 = scale * attn::kLog2e;
   a.out = reinterpret_cast<__half*>(out);
+  if (kernel == PrefillKernel::kWgmma) {
+    ATOM_CUDA_REQUIRE(prefill_wgmma_available(), "paged_attention_prefill: the wgmma kernel needs an sm_90 device");
+    launch_prefill_wgmma(a, B, max_q_per_seq, s);
+    return;
+  }
   switch (L.dtype) {
     case KvDtype::F16:
       L.head_dim == 128 ? launch_prefill<KvDtype::F16, 128>(a, B, max_q_per_seq, s) : launch_prefill<KvDtype::F16, 64>(a, B, max_q_per_seq, s);
@@ -335,6 +297,11 @@ void paged_attention_prefill(const PagedKvCache& kv, int layer, const uint16_t* 
       L.head_dim == 128 ? launch_prefill<KvDtype::I4, 128>(a, B, max_q_per_seq, s) : launch_prefill<KvDtype::I4, 64>(a, B, max_q_per_seq, s);
       break;
   }
+}
+
+bool prefill_wgmma_available() {
+  static const bool ok = device_props().cc_major == 9;
+  return ok;
 }
 
 }  // namespace atom::cuda

@@ -202,6 +202,57 @@ __device__ __forceinline__ void wgmma_m64n64k32_s8_rs(int32_t (&d)[32], const ui
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b), "r"(scale_d));
 }
 
+// fp16 wgmma with fp32 accumulators and A in registers (the prefill attention's S = Q.K^T and O += P.V).
+// A fragment of warp w (rows 16w..16w+15), g = lane/4, t = lane%4, two halves per register, exactly
+// mma.m16n8k16's A fragment: a[0]: A[16w+g][2t,2t+1]  a[1]: A[16w+g+8][2t,2t+1]  a[2]: A[16w+g][8+2t,..]
+// a[3]: A[16w+g+8][8+2t,..]. B from a K-major no-swizzle descriptor (16 halves of K = 32 bytes = 2 core
+// matrices, as the s8 k32 step). Accumulator: d[4*j + e] = D[16w + g + 8*(e/2)][8*j + 2t + (e%2)].
+// Immediates: scale-a = scale-b = 1, B not transposed.
+template <int R>
+__device__ __forceinline__ void wgmma_fence_operands(float (&d)[R]) {
+#pragma unroll
+  for (int i = 0; i < R; ++i) asm volatile("" : "+f"(d[i])::"memory");
+}
+#define ATOM_WGMMA_F32_OUT32(d)                                                                                 \
+  "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]),   \
+      "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]),     \
+      "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]),    \
+      "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
+#define ATOM_WGMMA_F32_OUT64(d)                                                                                 \
+  ATOM_WGMMA_F32_OUT32(d), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]),        \
+      "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]),    \
+      "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]),    \
+      "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]),    \
+      "+f"(d[62]), "+f"(d[63])
+
+// D(64x64, f32) (+)= A(64x16, f16, registers) * B(16x64, f16, K-major smem).
+__device__ __forceinline__ void wgmma_m64n64k16_f16_rs(float (&d)[32], const uint32_t (&a)[4], uint64_t desc_b,
+                                                       int scale_d) {
+  asm volatile(
+      "{\n"
+      ".reg .pred p;\n"
+      "setp.ne.b32 p, %37, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 "
+      ATOM_WGMMA_D32_REGS ", {%32, %33, %34, %35}, %36, p, 1, 1, 0;\n"
+      "}\n"
+      : ATOM_WGMMA_F32_OUT32(d)
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b), "r"(scale_d));
+}
+
+// D(64x128, f32) (+)= A(64x16, f16, registers) * B(16x128, f16, K-major smem).
+__device__ __forceinline__ void wgmma_m64n128k16_f16_rs(float (&d)[64], const uint32_t (&a)[4], uint64_t desc_b,
+                                                        int scale_d) {
+  asm volatile(
+      "{\n"
+      ".reg .pred p;\n"
+      "setp.ne.b32 p, %69, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n128k16.f32.f16.f16 "
+      ATOM_WGMMA_D64_REGS ", {%64, %65, %66, %67}, %68, p, 1, 1, 0;\n"
+      "}\n"
+      : ATOM_WGMMA_F32_OUT64(d)
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b), "r"(scale_d));
+}
+
 // ---------------------------------------------------------------------------------------------------
 // mbarrier (shared-memory transaction barrier) and register reallocation, for warp-specialized
 // producer/consumer pipelines. A barrier completes a phase when `count` arrivals have happened; a
