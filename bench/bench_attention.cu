@@ -230,9 +230,25 @@ int main(int argc, char** argv) {
               recs.push_back({"decode", m.name, dt_name(dts[di]), note, B, ctx, 1, ms, gbs[di], 0});
             }
             auto pct = [&](int i) { return gbs[i] > 0 ? 100.0 * gbs[i] / d2d_gbs : 0.0; };
-            std::printf("%-11s %4d %6d | %9.1f %9.1f %9.1f | %7.0f %7.0f %7.0f | %5.0f %5.0f %5.0f | %6.2f", m.name, B, ctx,
-                        us[0], us[1], us[2], gbs[0], gbs[1], gbs[2], pct(0), pct(1), pct(2), us[2] > 0 ? us[2] / us[0] : 0.0);
-            if (rounds > 1) std::printf(" | %4.0f %4.0f %4.0f", spread[0], spread[1], spread[2]);
+            // A cache that did not fit prints "-" (not 0) in each of its columns.
+            auto cell = [](double v, int width, int prec, bool present) {
+              char buf[32];
+              if (present) std::snprintf(buf, sizeof buf, "%*.*f", width, prec, v);
+              else std::snprintf(buf, sizeof buf, "%*s", width, "-");
+              return std::string(buf);
+            };
+            const bool on[3] = {!runs[0].empty(), !runs[1].empty(), !runs[2].empty()};
+            std::printf("%-11s %4d %6d |", m.name, B, ctx);
+            for (int i = 0; i < 3; ++i) std::printf(" %s", cell(us[i], 9, 1, on[i]).c_str());
+            std::printf(" |");
+            for (int i = 0; i < 3; ++i) std::printf(" %s", cell(gbs[i], 7, 0, on[i]).c_str());
+            std::printf(" |");
+            for (int i = 0; i < 3; ++i) std::printf(" %s", cell(pct(i), 5, 0, on[i]).c_str());
+            std::printf(" | %s", cell(on[0] && on[2] ? us[2] / us[0] : 0.0, 6, 2, on[0] && on[2]).c_str());
+            if (rounds > 1) {
+              std::printf(" |");
+              for (int i = 0; i < 3; ++i) std::printf(" %s", cell(spread[i], 4, 0, on[i]).c_str());
+            }
             std::printf("\n");
             std::fflush(stdout);
           }

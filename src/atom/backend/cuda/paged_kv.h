@@ -45,6 +45,7 @@ void kv_append(PagedKvCache& kv, int layer, const uint16_t* k, const uint16_t* v
                int64_t T, cudaStream_t s);
 
 // Scratch for split-KV partial results, sized once for the largest batch.
+// One decode launch at a time: launches on two streams need two workspaces (the split partials would race).
 struct AttentionWorkspace {
   AttentionWorkspace(int64_t max_tokens, int n_heads, int head_dim);
   int64_t max_tokens = 0;
