@@ -230,7 +230,7 @@ TEST(GpuAttention, PrefillLongChunk) {
 
 TEST(GpuAttention, PrefillWgmmaMatchesReference) {
   REQUIRE_GPU();
-  if (!prefill_wgmma_available()) GTEST_SKIP() << "the wgmma prefill kernel needs an sm_90 device";
+  if (!device_runs_sm90a()) GTEST_SKIP() << "the wgmma prefill kernel needs an sm_90 device";
   // The cases of PrefillMatchesReference and PrefillLongChunk, plus the 128-row query tile +- 1 and a
   // prefix long enough for the two-stage tile pipeline, all through the wgmma kernel.
   for (KvDtype dt : kAll)

@@ -442,14 +442,7 @@ int atom_gemm_wgmma_config() { return 3; }
 int atom_gemm_ws_config() { return 7; }
 
 bool atom_gemm_wgmma_available() {
-  static int avail = -1;
-  if (avail < 0) {
-    int dev = 0, major = 0;
-    ATOM_CUDA_CHECK(cudaGetDevice(&dev));
-    ATOM_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
-    avail = major == 9 ? 1 : 0;  // the library is built for sm_90a only
-  }
-  return avail == 1;
+  return device_runs_sm90a();
 }
 
 void atom_gemm(const GpuAtomActs& a, const GpuAtomWeights& w, uint16_t* y_fp16, float* y_f32, int32_t* psums,

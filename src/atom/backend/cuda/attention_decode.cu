@@ -214,7 +214,7 @@ struct DecodeArgs {
   float* partials;
 };
 
-// NG: 16-token groups per warp step (decode_groups_per_step).
+// NG: 16-token groups per warp step (default_groups_per_step, paged_attention_decode's groups_per_step).
 template <KvDtype DT, int D, int NG>
 __global__ void __launch_bounds__(kWarps * 32, Dec<DT, D>::kMinBlocks) decode_kernel(const DecodeArgs a) {
   using T = Dec<DT, D>;

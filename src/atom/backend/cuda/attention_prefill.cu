@@ -18,7 +18,7 @@
 namespace atom::cuda {
 namespace {
 
-constexpr int kBM = 64, kBN = 64, kThreads = 128;
+constexpr int kBM = 64, kBN = kTileMetaKeys, kThreads = 128;
 
 template <int D>
 constexpr int smem_stride() { return D + 8; }  // halves; +16 B per row keeps ldmatrix conflict-free
@@ -33,7 +33,7 @@ struct PrefillSmem {
   static constexpr int kRowBytes = D * kBits / 8;
   static constexpr size_t kTile = size_t(kBN) * smem_stride<D>() * sizeof(__half);  // one padded fp16 tile
   static constexpr size_t kRawVals = size_t(kBN) * kRowBytes;
-  static constexpr size_t kStage = DT == KvDtype::F16 ? 2 * kTile : 2 * kRawVals + size_t(kBN) * 6;
+  static constexpr size_t kStage = DT == KvDtype::F16 ? 2 * kTile : 2 * kRawVals + size_t(kTileMetaBytes);
   static constexpr size_t kBytes = 2 * kStage + (DT == KvDtype::F16 ? 0 : 2 * kTile);
 };
 
@@ -64,23 +64,7 @@ __device__ __forceinline__ void issue_tile(uint8_t* stage, const PrefillArgs& a,
     ptx::cp_async_16(dk, src, valid);
     ptx::cp_async_16(dv, valid ? src + v_minus_k : a.pool, valid);
   }
-  if constexpr (DT != KvDtype::F16) {
-    // 24 chunks: K scales (8 tokens each) x8, V scales x8, K zeros (16 tokens each) x4, V zeros x4.
-    if (tid < 24) {
-      const int kind = tid < 8 ? 0 : tid < 16 ? 1 : tid < 20 ? 2 : 3;
-      const int idx = kind < 2 ? tid - 8 * kind : tid - 16 - 4 * (kind - 2);
-      const int tok = kind < 2 ? 8 * idx : 16 * idx;  // first token of the chunk
-      const int t = kt * kBN + tok;
-      const bool valid = t < kend;  // the chunk's tokens share t's page (pages hold >= 16 tokens)
-      const uint8_t* blk = valid ? hp.block(bt[t >> hp.shift]) : a.pool;
-      const int off = t & hp.mask;
-      const uint8_t* src = kind == 0 ? blk + a.L.k_scales() + 2 * off
-                         : kind == 1 ? blk + a.L.v_scales() + 2 * off
-                         : kind == 2 ? blk + a.L.k_zeros() + off : blk + a.L.v_zeros() + off;
-      const size_t dst = 2 * SM::kRawVals + (kind == 0 ? 2 * tok : kind == 1 ? 128 + 2 * tok : kind == 2 ? 256 + tok : 320 + tok);
-      ptx::cp_async_16(stage + dst, valid ? src : a.pool, valid);
-    }
-  }
+  if constexpr (DT != KvDtype::F16) issue_tile_meta(stage + 2 * SM::kRawVals, a, hp, bt, kt, kend, tid);
 }
 
 template <KvDtype DT, int D>
@@ -157,9 +141,9 @@ __global__ void __launch_bounds__(kThreads, 3) prefill_kernel(const PrefillArgs 
         __half* dst = (which ? dqV : dqK) + r * S + ch * kChunkElems;
         if (kt * kBN + r < kend) {
           const uint4 x = *reinterpret_cast<const uint4*>(raw + which * SM::kRawVals + r * kRowBytes + 16 * ch);
-          const uint32_t z = raw[2 * SM::kRawVals + 256 + 64 * which + r];
-          const uint32_t sh = *reinterpret_cast<const uint16_t*>(raw + 2 * SM::kRawVals + 128 * which + 2 * r);
-          dequant_chunk<DT>(x, attn::zero_bias_half2(z, z), sh | (sh << 16), dst);
+          uint32_t zz, s2;
+          tile_meta_operands(raw + 2 * SM::kRawVals, which, r, zz, s2);
+          dequant_chunk<DT>(x, zz, s2, dst);
         } else {  // past the end: zeros (stored garbage may be NaN, and 0 * NaN = NaN)
 #pragma unroll
           for (int e = 0; e < kChunkElems; e += 8) *reinterpret_cast<uint4*>(dst + e) = make_uint4(0, 0, 0, 0);
@@ -282,7 +266,7 @@ void paged_attention_prefill(const PagedKvCache& kv, int layer, const uint16_t* 
   a.scale_log2 = scale * attn::kLog2e;
   a.out = reinterpret_cast<__half*>(out);
   if (kernel == PrefillKernel::kWgmma) {
-    ATOM_CUDA_REQUIRE(prefill_wgmma_available(), "paged_attention_prefill: the wgmma kernel needs an sm_90 device");
+    ATOM_CUDA_REQUIRE(device_runs_sm90a(), "paged_attention_prefill: the wgmma kernel needs an sm_90 device");
     launch_prefill_wgmma(a, B, max_q_per_seq, s);
     return;
   }
@@ -297,11 +281,6 @@ void paged_attention_prefill(const PagedKvCache& kv, int layer, const uint16_t* 
       L.head_dim == 128 ? launch_prefill<KvDtype::I4, 128>(a, B, max_q_per_seq, s) : launch_prefill<KvDtype::I4, 64>(a, B, max_q_per_seq, s);
       break;
   }
-}
-
-bool prefill_wgmma_available() {
-  static const bool ok = device_props().cc_major == 9;
-  return ok;
 }
 
 }  // namespace atom::cuda

@@ -6,6 +6,7 @@
 #include <cstdint>
 
 #include "atom/backend/cuda/attention_common.cuh"
+#include "atom/backend/cuda/ptx.cuh"
 
 namespace atom::cuda {
 
@@ -21,6 +22,38 @@ struct PrefillArgs {
   float scale_log2;
   __half* out;
 };
+
+// The per-token metadata of a 64-key tile of an int8 / int4 cache, as both kernels stage it behind the
+// tile's raw K and V values: K scales (fp16) at byte 0, V scales at 128, K zeros (u8) at 256, V zeros at 320.
+constexpr int kTileMetaKeys = 64;
+constexpr int kTileMetaBytes = kTileMetaKeys * 6;
+
+// cp.async of tile kt's metadata into `meta` by threads 0..23 (8 chunks of 8 scales each for K and V, 4 of
+// 16 zeros each); tokens >= kend are zero-filled. A chunk's tokens share one page (pages hold >= 16 tokens).
+__device__ __forceinline__ void issue_tile_meta(uint8_t* meta, const PrefillArgs& a, const HeadPages& hp,
+                                                const int32_t* bt, int kt, int kend, int tid) {
+  if (tid >= 24) return;
+  const int kind = tid < 8 ? 0 : tid < 16 ? 1 : tid < 20 ? 2 : 3;
+  const int idx = kind < 2 ? tid - 8 * kind : tid - 16 - 4 * (kind - 2);
+  const int tok = kind < 2 ? 8 * idx : 16 * idx;  // first token of the chunk
+  const int t = kt * kTileMetaKeys + tok;
+  const bool valid = t < kend;
+  const uint8_t* blk = valid ? hp.block(bt[t >> hp.shift]) : a.pool;
+  const int off = t & hp.mask;
+  const uint8_t* src = kind == 0 ? blk + a.L.k_scales() + 2 * off
+                     : kind == 1 ? blk + a.L.v_scales() + 2 * off
+                     : kind == 2 ? blk + a.L.k_zeros() + off : blk + a.L.v_zeros() + off;
+  const int dst = kind == 0 ? 2 * tok : kind == 1 ? 128 + 2 * tok : kind == 2 ? 256 + tok : 320 + tok;
+  ptx::cp_async_16(meta + dst, valid ? src : a.pool, valid);
+}
+
+// dequant_pieces' zero and scale operands of key r's K (which = 0) or V (1) row from staged metadata.
+__device__ __forceinline__ void tile_meta_operands(const uint8_t* meta, int which, int r, uint32_t& zz, uint32_t& s2) {
+  const uint32_t z = meta[256 + 64 * which + r];
+  const uint32_t sh = *reinterpret_cast<const uint16_t*>(meta + 128 * which + 2 * r);
+  zz = attn::zero_bias_half2(z, z);
+  s2 = sh | (sh << 16);
+}
 
 // The wgmma kernel's launcher (attention_prefill_wgmma.cu); paged_attention_prefill checks the arguments.
 void launch_prefill_wgmma(const PrefillArgs& a, int B, int max_q, cudaStream_t s);

@@ -25,7 +25,7 @@ namespace {
 
 constexpr int kWG = 2;                // warpgroups per CTA
 constexpr int kBM = 64 * kWG;         // query rows per CTA
-constexpr int kBN = 64;               // keys per tile
+constexpr int kBN = kTileMetaKeys;    // keys per tile
 constexpr int kThreads = 128 * kWG;
 
 template <KvDtype DT, int D>
@@ -35,7 +35,7 @@ struct WgSmem {
   static constexpr int kChunks = kRowBytes / 16;           // 16-byte chunks per stored row
   static constexpr int kChunkElems = 128 / kBits;           // elements per chunk
   static constexpr size_t kRawVals = size_t(kBN) * kRowBytes;
-  static constexpr size_t kMeta = DT == KvDtype::F16 ? 0 : size_t(kBN) * 6;  // K, V scales (fp16), K, V zeros
+  static constexpr size_t kMeta = DT == KvDtype::F16 ? 0 : size_t(kTileMetaBytes);  // issue_tile_meta's layout
   static constexpr size_t kRaw = 2 * kRawVals + kMeta;      // one raw stage: K rows, V rows, metadata
   static constexpr size_t kTile = size_t(kBN) * D * 2;      // one fp16 wgmma tile (K or V^T)
   static constexpr size_t kBytes = 2 * kRaw + 4 * kTile;    // 2 raw stages + 2 x (K, V^T)
@@ -62,23 +62,7 @@ __device__ __forceinline__ void issue_raw(uint8_t* raw, const PrefillArgs& a, co
     ptx::cp_async_16(raw + r * SM::kRowBytes + 16 * ch, valid ? blk + k_off + row : a.pool, valid);
     ptx::cp_async_16(raw + SM::kRawVals + r * SM::kRowBytes + 16 * ch, valid ? blk + v_off + row : a.pool, valid);
   }
-  if constexpr (DT != KvDtype::F16) {
-    // 24 chunks: K scales (8 tokens each) x8, V scales x8, K zeros (16 tokens each) x4, V zeros x4.
-    if (tid < 24) {
-      const int kind = tid < 8 ? 0 : tid < 16 ? 1 : tid < 20 ? 2 : 3;
-      const int idx = kind < 2 ? tid - 8 * kind : tid - 16 - 4 * (kind - 2);
-      const int tok = kind < 2 ? 8 * idx : 16 * idx;
-      const int t = kt * kBN + tok;
-      const bool valid = t < kend;  // the chunk's tokens share t's page (pages hold >= 16 tokens)
-      const uint8_t* blk = valid ? hp.block(bt[t >> hp.shift]) : a.pool;
-      const int off = t & hp.mask;
-      const uint8_t* src = kind == 0 ? blk + a.L.k_scales() + 2 * off
-                         : kind == 1 ? blk + a.L.v_scales() + 2 * off
-                         : kind == 2 ? blk + a.L.k_zeros() + off : blk + a.L.v_zeros() + off;
-      const size_t dst = 2 * SM::kRawVals + (kind == 0 ? 2 * tok : kind == 1 ? 128 + 2 * tok : kind == 2 ? 256 + tok : 320 + tok);
-      ptx::cp_async_16(raw + dst, valid ? src : a.pool, valid);
-    }
-  }
+  if constexpr (DT != KvDtype::F16) issue_tile_meta(raw + 2 * SM::kRawVals, a, hp, bt, kt, kend, tid);
 }
 
 // The raw chunk ch of key r's K (which = 0) or V (1) row as fp16 pieces; zeros past the end (stored garbage
@@ -94,12 +78,7 @@ __device__ __forceinline__ void chunk_pieces(const uint8_t* raw, int which, int 
   }
   const uint4 x = *reinterpret_cast<const uint4*>(raw + which * SM::kRawVals + r * SM::kRowBytes + 16 * ch);
   uint32_t zz = 0, s2 = 0;
-  if constexpr (DT != KvDtype::F16) {
-    const uint32_t z = raw[2 * SM::kRawVals + 256 + 64 * which + r];
-    const uint32_t sh = *reinterpret_cast<const uint16_t*>(raw + 2 * SM::kRawVals + 128 * which + 2 * r);
-    zz = attn::zero_bias_half2(z, z);
-    s2 = sh | (sh << 16);
-  }
+  if constexpr (DT != KvDtype::F16) tile_meta_operands(raw + 2 * SM::kRawVals, which, r, zz, s2);
   dequant_pieces<DT>(x, zz, s2, out);
 }
 
@@ -285,7 +264,7 @@ __global__ void __launch_bounds__(kThreads, 1) prefill_wgmma_kernel(const Prefil
       *reinterpret_cast<__half2*>(dst + 8 * j) = __floats2half2_rn(o[4 * j + 2 * i] * inv, o[4 * j + 2 * i + 1] * inv);
   }
 #else
-  __trap();  // built without sm_90a: the host never dispatches here (prefill_wgmma_available())
+  __trap();  // built without sm_90a: the host never dispatches here (device_runs_sm90a())
 #endif
 }
 

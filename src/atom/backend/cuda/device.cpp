@@ -31,6 +31,11 @@ DeviceProps device_props(int device) {
   return d;
 }
 
+bool device_runs_sm90a() {
+  static const bool ok = device_props().cc_major == 9;  // the library is built for sm_90a only
+  return ok;
+}
+
 void allow_dynamic_smem(const void* kernel, size_t bytes) {
   int dev = 0;
   ATOM_CUDA_CHECK(cudaGetDevice(&dev));

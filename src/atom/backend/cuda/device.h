@@ -22,6 +22,8 @@ struct DeviceProps {
 int device_count() noexcept;
 // Properties of `device` (default: the current one).
 DeviceProps device_props(int device = -1);
+// The current device can run the library's sm_90a kernels (wgmma): compute capability 9.x, asked once.
+bool device_runs_sm90a();
 // Lets `kernel` launch with up to `bytes` of dynamic shared memory on the current device
 // (cudaFuncAttributeMaxDynamicSharedMemorySize). The driver call happens once per kernel, device and
 // size, so it is cheap on every launch and right when tensor-parallel ranks share a kernel.

@@ -97,11 +97,11 @@ struct Params {
 // Atom segments of a row: the INT4 groups plus the INT8 outlier tail (none without an Atom output).
 __host__ __device__ __forceinline__ int atom_segments(const Params& p) { return p.q4 ? p.G + (p.O > 0 ? 1 : 0) : 0; }
 
-// The op on element j of the row (fp32): RMSNorm's w[j]*(x*r) (cpu::rmsnorm's order), SiLU(g)*u.
-// u: SiLU's `up` value (unused otherwise).
+// The op on one element of the row (fp32): RMSNorm's w*(x*r) (cpu::rmsnorm's order), SiLU(g)*u.
+// u: SiLU's `up` value, w: RMSNorm's weight (each unused otherwise).
 template <int OP>
-__device__ __forceinline__ float op_value(int64_t j, float xv, float u, const Params& p, float rstd) {
-  if constexpr (OP == kNorm) return __fmul_rn(__ldg(p.w + j), __fmul_rn(xv, rstd));
+__device__ __forceinline__ float op_value(float xv, float u, float w, float rstd) {
+  if constexpr (OP == kNorm) return __fmul_rn(w, __fmul_rn(xv, rstd));
   if constexpr (OP == kSilu) return __fmul_rn(__fdiv_rn(xv, __fadd_rn(1.0f, expf(-xv))), u);
   return xv;
 }
@@ -158,27 +158,21 @@ __global__ void __launch_bounds__(kThreads) fused_act_kernel(const Params p) {
       float v[8], u[8] = {};
       load8(xr + j, v);
       if constexpr (OP == kSilu) load8(xr + K + j, u);
-      alignas(16) __half h[8];
-      alignas(16) float f[8];
+      float wv[8] = {};  // the norm weights, 8 at a time when aligned (a scalar load per value was ~1/8 of the issue)
       if constexpr (OP == kNorm) {
-        float wv[8];  // the norm weights 8 at a time when aligned (one scalar load per value was ~1/8 of the issue)
         if (p.w_vec) {
           load8(p.w + j, wv);
         } else {
 #pragma unroll
           for (int e = 0; e < 8; ++e) wv[e] = __ldg(p.w + j + e);
         }
+      }
+      alignas(16) __half h[8];
+      alignas(16) float f[8];
 #pragma unroll
-        for (int e = 0; e < 8; ++e) {
-          f[e] = __fmul_rn(wv[e], __fmul_rn(v[e], rstd));  // op_value's order
-          h[e] = __float2half_rn(f[e]);
-        }
-      } else {
-#pragma unroll
-        for (int e = 0; e < 8; ++e) {
-          f[e] = op_value<OP>(j + e, v[e], u[e], p, rstd);
-          h[e] = __float2half_rn(f[e]);
-        }
+      for (int e = 0; e < 8; ++e) {
+        f[e] = op_value<OP>(v[e], u[e], wv[e], rstd);
+        h[e] = __float2half_rn(f[e]);
       }
       if constexpr (sizeof(S) == 2) {
         *reinterpret_cast<uint4*>(srow + j) = *reinterpret_cast<const uint4*>(h);
@@ -191,7 +185,7 @@ __global__ void __launch_bounds__(kThreads) fused_act_kernel(const Params p) {
   } else {
     for (int64_t j = threadIdx.x; j < K; j += kThreads) {
       const float u = OP == kSilu ? to_f(xr[K + j]) : 0.0f;
-      const float f = op_value<OP>(j, to_f(xr[j]), u, p, rstd);
+      const float f = op_value<OP>(to_f(xr[j]), u, OP == kNorm ? __ldg(p.w + j) : 0.0f, rstd);
       const __half h = __float2half_rn(f);
       if constexpr (sizeof(S) == 2) srow[j] = h;
       else srow[j] = f;

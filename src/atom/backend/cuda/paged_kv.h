@@ -75,13 +75,12 @@ void paged_attention_decode(const PagedKvCache& kv, int layer, const uint16_t* q
                             uint16_t* out, AttentionWorkspace& ws, cudaStream_t s, int num_splits = 0,
                             int groups_per_step = 0);
 // The prefill kernel: kMmaSync (attention_prefill.cu, FA2 style, the measured default) or kWgmma
-// (attention_prefill_wgmma.cu, sm_90a, not yet measured: tests and bench_attention --prefill-wgmma only).
+// (attention_prefill_wgmma.cu, sm_90a: device_runs_sm90a(); not yet measured: tests and bench_attention
+// --prefill-wgmma only).
 enum class PrefillKernel { kAuto, kMmaSync, kWgmma };
 void paged_attention_prefill(const PagedKvCache& kv, int layer, const uint16_t* q, const int32_t* cu_q,
                              const int32_t* seq_lens, const int32_t* block_tables, int max_blocks, int B,
                              int64_t T, int n_heads, float scale, uint16_t* out, cudaStream_t s,
                              int max_q_per_seq, PrefillKernel kernel = PrefillKernel::kAuto);
-// The device can run PrefillKernel::kWgmma (compute capability 9.x; the library is built for sm_90a).
-bool prefill_wgmma_available();
 
 }  // namespace atom::cuda
