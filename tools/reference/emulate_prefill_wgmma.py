@@ -4,10 +4,13 @@ attention_prefill_wgmma.cu) on the CPU, for checking its layouts where no GPU is
 
 One CTA (2 warpgroups, 128 query rows, 64-key tiles), fp16 values (the dequantization itself is the
 mma.sync kernel's, tested on the GPU). Emulated as the kernel does it:
-  - convert_tile: K chunks -> canonical K-major core matrices (canon), V key pairs -> V^T via __byte_perm;
-  - wgmma B reads through the no-swizzle descriptor (start, LBO = 128, SBO = kc_per_row * 128, +256 bytes
-    per k16 step), element (n, k) at start + (n/8) SBO + (k/8) LBO + (n%8) 16 + (k%8) 2 (PTX ISA canonical
-    layout);
+  - convert_k / convert_v: K chunks -> canonical K-major core matrices (canon), V key pairs -> V^T via
+    __byte_perm into the V^T tile whose key blocks are 144 bytes apart (vt_off);
+  - wgmma B reads through the no-swizzle descriptor (start, LBO, SBO, +2 LBO per k16 step), element (n, k)
+    at start + (n/8) SBO + (k/8) LBO + (n%8) 16 + (k%8) 2 (PTX ISA canonical layout): K tile LBO = 128,
+    SBO = D/8 * 128; V^T tile LBO = 144, SBO = 8 * 144;
+  - the shared-memory bank behaviour of every warp-wide access of the tile movement (the fill, both
+    conversions' reads and stores), counted as wavefronts against the minimum (bank_report);
   - A fragments per lane (Q from global memory, P from the S accumulator layout), accumulator layout
     d[4j+e] = D[16w + g + 8(e/2)][8j + 2t + (e%2)];
   - causal mask and the online softmax in the kernel's order.
@@ -22,8 +25,66 @@ BN, WG = 64, 2
 BM = 64 * WG
 
 
+VT_LBO = 144
+VT_SBO = (BN // 8) * VT_LBO
+RAW_COL_SLOTS = BN + BN // 8
+
+
 def canon(row, col, cols):
     return ((row >> 3) * (cols >> 3) + (col >> 3)) * 128 + (row & 7) * 16 + (col & 7) * 2
+
+
+def vt_off(d, key):
+    return (d >> 3) * VT_SBO + (key >> 3) * VT_LBO + (d & 7) * 16 + (key & 7) * 2
+
+
+def raw_slot(r, ch):
+    return (ch * RAW_COL_SLOTS + r + (r >> 3)) * 16
+
+
+def sweep_item(i, chunks):
+    return (i & 7) + 8 * (i // (8 * chunks)), (i >> 3) % chunks
+
+
+def wavefronts(addrs, nbytes):
+    """Shared-memory wavefronts of one warp-wide access of nbytes per lane (16 B: 4 phases of 8 lanes,
+    8 B: 2 of 16, 4 B: 1 of 32); within a phase, the most distinct 4-byte words any one bank serves."""
+    per_phase = {16: 8, 8: 16, 4: 32}[nbytes]
+    total = 0
+    for p0 in range(0, 32, per_phase):
+        banks = {}
+        for a in addrs[p0:p0 + per_phase]:
+            for w in range(a // 4, (a + nbytes) // 4):
+                banks.setdefault(w % 32, set()).add(w)
+        total += max(len(v) for v in banks.values())
+    return total, 32 * nbytes // 128
+
+
+def bank_report(D, bits):
+    """Worst ratio wavefronts / minimum over every warp of each access pattern of the kernel."""
+    chunks = D * bits // 8 // 16
+    elems = 128 // bits
+    pieces = {16: 1, 8: 2, 4: 4}[bits]
+    worst = {}
+
+    def note(name, addrs, nbytes):
+        got, best = wavefronts(addrs, nbytes)
+        worst[name] = max(worst.get(name, 0), got / best)
+
+    n_items = BN * chunks
+    for w0 in range(0, n_items, 32):
+        items = [sweep_item(i, chunks) for i in range(w0, w0 + 32)]
+        note("fill raw (cp.async)", [raw_slot(r, ch) for r, ch in items], 16)
+        note("convert_k read", [raw_slot(r, ch) for r, ch in items], 16)
+        for p in range(pieces):
+            note("K tile store / fp16 fill", [canon(r, ch * elems + 8 * p, D) for r, ch in items], 16)
+    for w0 in range(0, (BN // 2) * chunks, 32):
+        lanes = [(2 * (i & 3) + 8 * ((i >> 2) % (BN // 8)), i // (BN // 2)) for i in range(w0, w0 + 32)]
+        note("convert_v read", [raw_slot(r0, ch) for r0, ch in lanes], 16)
+        for p in range(pieces):
+            for e in range(8):
+                note("V^T store", [vt_off(ch * elems + 8 * p + e, r0) for r0, ch in lanes], 4)
+    return worst
 
 
 def byte_perm_halves(w0, w1, odd):  # __byte_perm(w0, w1, odd ? 0x7632 : 0x5410) on uint16 halves
@@ -33,7 +94,7 @@ def byte_perm_halves(w0, w1, odd):  # __byte_perm(w0, w1, odd ? 0x7632 : 0x5410)
 def convert_tile(Kt, Vt, D):
     """Kt, Vt [64][D] float16 (zeros past the end) -> (sK, sVt) byte arrays, as convert_tile writes them."""
     sK = np.zeros(BN * D * 2, np.uint8)
-    sV = np.zeros(BN * D * 2, np.uint8)
+    sV = np.zeros((D // 8) * VT_SBO, np.uint8)
     kb = Kt.view(np.uint16)
     vb = Vt.view(np.uint16)
     for r in range(BN):
@@ -46,17 +107,16 @@ def convert_tile(Kt, Vt, D):
             w1 = [(vb[r0 + 1, d0 + 2 * i], vb[r0 + 1, d0 + 2 * i + 1]) for i in range(4)]
             for e in range(8):
                 lo, hi = byte_perm_halves(w0[e // 2], w1[e // 2], e % 2)
-                off = canon(d0 + e, r0, BN)
+                off = vt_off(d0 + e, r0)
                 sV[off:off + 4] = np.array([lo, hi], np.uint16).view(np.uint8)
     return sK, sV
 
 
-def desc_read(smem, start, kc_per_row, n_rows, k16):
+def desc_read(smem, start, lbo, sbo, n_rows, k16):
     """The 16-element K slice k16 of a K-major B operand with n_rows rows, as wgmma reads it."""
-    lbo, sbo = 128, kc_per_row * 128
     out = np.zeros((n_rows, 16), np.float16)
     h = smem.view(np.uint16)
-    base = start + 256 * k16
+    base = start + 2 * lbo * k16
     for n in range(n_rows):
         for k in range(16):
             addr = base + (n // 8) * sbo + (k // 8) * lbo + (n % 8) * 16 + (k % 8) * 2
@@ -120,7 +180,7 @@ def run(D, nq, ln, seed):
                 S = np.zeros((64, BN))
                 for kb in range(D // 16):
                     A = a_frag_matrix([[qfr[(w, lane, kb)] for lane in range(32)] for w in range(4)]).astype(np.float64)
-                    B = desc_read(sK, 0, D // 8, BN, kb).astype(np.float64)  # [n = key][k]
+                    B = desc_read(sK, 0, 128, (D // 8) * 128, BN, kb).astype(np.float64)  # [n = key][k]
                     S += A @ B.T
                 # mask + online softmax per row (the accumulator holds row-major S here)
                 rows = 64 * wg + np.arange(64)
@@ -152,7 +212,7 @@ def run(D, nq, ln, seed):
                                        np.array([d[(j1, 0)], d[(j1, 1)]]), np.array([d[(j1, 2)], d[(j1, 3)]])])
                         frags.append(fl)
                     A = a_frag_matrix(frags).astype(np.float64)
-                    B = desc_read(sV, 0, BN // 8, D, kk).astype(np.float64)  # [n = d][k = key]
+                    B = desc_read(sV, 0, VT_LBO, VT_SBO, D, kk).astype(np.float64)  # [n = d][k = key]
                     o += A @ B.T
             for r in range(64):
                 rr = 64 * wg + r
@@ -179,6 +239,11 @@ def main():
         worst = max(worst, err)
     # fp16 P (11-bit mantissa) against exact softmax: a few 1e-3 of max|V| = 1
     ok = worst < 5e-3
+    for D in (64, 128):
+        for bits in (16, 8, 4):
+            rep = bank_report(D, bits)
+            print(f"banks D={D} {bits}-bit: " + ", ".join(f"{k} {v:.2g}x" for k, v in rep.items()))
+            ok = ok and all(v == 1 for v in rep.values())  # every access at its minimum wavefront count
     print("OK" if ok else "MISMATCH")
     return 0 if ok else 1
 

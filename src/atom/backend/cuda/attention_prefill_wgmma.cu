@@ -7,11 +7,14 @@
 //   K tile   shared memory, wgmma's canonical K-major layout without swizzle (8-row x 16-byte core
 //            matrices, core (key/8, d/8) at byte ((key/8) * D/8 + d/8) * 128): S = Q.K^T is
 //            D/16 wgmma m64n64k16 with K as the B operand, exactly the int8 GEMM's descriptor geometry.
-//   V tile   stored transposed, V^T[d][key] in the same layout (core (d/8, key/8)), so O += P.V is
-//            64/16 wgmma m64n{D}k16 with B = V^T K-major: no transposed descriptor.
+//   V tile   stored transposed, V^T[d][key] in the same layout (core (d/8, key/8)) except that the key
+//            blocks are 144 bytes apart (LBO), so O += P.V is 64/16 wgmma m64n{D}k16 with B = V^T K-major:
+//            no transposed descriptor, and the transpose's 4-byte stores meet no bank conflicts.
 //   P        the S accumulator layout is the A fragment layout of the next product (as in FA2).
-// Pipeline: raw K/V bytes of tile kt+2 stream in by cp.async (two raw stages) while tile kt+1 is
-// dequantized / transposed into the second pair of wgmma tiles and the wgmma of tile kt run.
+// Pipeline: one cp.async group per 64-key tile, two tiles ahead: V (and int8/int4 K) into a raw stage whose
+// skewed chunk-major layout keeps the fill and both conversions conflict-free; fp16 K straight into its
+// K tile (three of them). Tile kt+1's K is dequantized under S(kt)'s wgmma, its V under P.V(kt)'s.
+// tools/reference/emulate_prefill_wgmma.py replays the layouts, the fragment maps and the bank behaviour.
 #include <cuda_fp16.h>
 
 #include <algorithm>
@@ -34,11 +37,29 @@ struct WgSmem {
   static constexpr int kRowBytes = D * kBits / 8;
   static constexpr int kChunks = kRowBytes / 16;           // 16-byte chunks per stored row
   static constexpr int kChunkElems = 128 / kBits;           // elements per chunk
-  static constexpr size_t kRawVals = size_t(kBN) * kRowBytes;
+  // fp16 K rows are already the wgmma operand's elements: cp.async lands them in the K tile itself (three
+  // K tiles, so that tile kt+2 can stream in while S(kt) reads tile kt and tile kt+1 waits).
+  static constexpr bool kDirectK = DT == KvDtype::F16;
+  static constexpr int kKTiles = kDirectK ? 3 : 2;
+  // A raw plane (the K or the V values of a tile): chunk-major, key r of chunk column ch at 16-byte slot
+  // ch * 72 + r + r / 8. The r / 8 skew puts the 8 rows any 8 lanes touch (8 keys of one chunk, or keys
+  // 2a, 2a+1 of 8 key blocks) in 8 different bank quads: no conflicts on the fill or on either read.
+  static constexpr int kRawColSlots = kBN + kBN / 8;
+  static constexpr size_t kRawPlane = size_t(kChunks) * kRawColSlots * 16;
+  static constexpr size_t kRawK = kDirectK ? 0 : kRawPlane;
   static constexpr size_t kMeta = DT == KvDtype::F16 ? 0 : size_t(kTileMetaBytes);  // issue_tile_meta's layout
-  static constexpr size_t kRaw = 2 * kRawVals + kMeta;      // one raw stage: K rows, V rows, metadata
-  static constexpr size_t kTile = size_t(kBN) * D * 2;      // one fp16 wgmma tile (K or V^T)
-  static constexpr size_t kBytes = 2 * kRaw + 4 * kTile;    // 2 raw stages + 2 x (K, V^T)
+  static constexpr size_t kRaw = kRawK + kRawPlane + kMeta;  // one raw stage: K plane, V plane, metadata
+  static constexpr size_t kTileK = size_t(kBN) * D * 2;     // fp16 K tile, canonical K-major (LBO 128)
+  // V^T tile: canonical K-major with the key blocks 144 bytes apart (LBO) instead of 128, so the 4-byte
+  // (key, key + 1) stores of the transpose, 8 key blocks per warp, land in 8 different bank quads.
+  static constexpr uint32_t kVtLbo = 144, kVtSbo = (kBN / 8) * kVtLbo;
+  static constexpr size_t kTileVt = size_t(D / 8) * kVtSbo;
+  static constexpr size_t kBytes = 2 * kRaw + kKTiles * kTileK + 2 * kTileVt;
+  __device__ static uint32_t raw_slot(int r, int ch) { return uint32_t(ch * kRawColSlots + r + (r >> 3)) * 16; }
+  // Element (d, key) of the V^T tile.
+  __device__ static uint32_t vt_off(int d, int key) {
+    return uint32_t((d >> 3) * kVtSbo + (key >> 3) * kVtLbo + (d & 7) * 16 + (key & 7) * 2);
+  }
 };
 
 // Byte offset of element (row, col) in a canonical K-major tile whose rows have `cols` elements.
@@ -46,23 +67,33 @@ __device__ __forceinline__ uint32_t canon(int row, int col, int cols) {
   return uint32_t(((row >> 3) * (cols >> 3) + (col >> 3)) * 128 + (row & 7) * 16 + (col & 7) * 2);
 }
 
-// cp.async of the raw bytes of key tile kt into a raw stage; tokens >= kend are zero-filled (never read).
+// Item i of a tile's (key, chunk) sweep with the keys fastest within 8: lanes 8j..8j+7 take 8 keys of one
+// chunk column. Global reads stay whole 32-byte sectors; canonical stores fill whole 128-byte core matrices.
+template <int kChunks>
+__device__ __forceinline__ void sweep_item(int i, int& r, int& ch) {
+  r = (i & 7) + 8 * (i / (8 * kChunks));
+  ch = (i >> 3) % kChunks;
+}
+
+// cp.async of the raw bytes of key tile kt: V (and int K) into a raw stage, fp16 K straight into its K tile;
+// tokens >= kend are zero-filled (never read unmasked).
 template <KvDtype DT, int D>
-__device__ __forceinline__ void issue_raw(uint8_t* raw, const PrefillArgs& a, const HeadPages& hp, const int32_t* bt,
-                                          int kt, int kend, int tid) {
+__device__ __forceinline__ void issue_tile(uint8_t* raw, uint8_t* tile_k, const PrefillArgs& a, const HeadPages& hp,
+                                           const int32_t* bt, int kt, int kend, int tid) {
   using SM = WgSmem<DT, D>;
-  constexpr int kItems = kBN * SM::kChunks;
   const int32_t k_off = int32_t(a.L.k_values()), v_off = int32_t(a.L.v_values());
-  for (int i = tid; i < kItems; i += kThreads) {
-    const int r = i / SM::kChunks, ch = i % SM::kChunks;
+  for (int i = tid; i < kBN * SM::kChunks; i += kThreads) {
+    int r, ch;
+    sweep_item<SM::kChunks>(i, r, ch);
     const int t = kt * kBN + r;
     const bool valid = t < kend;
     const uint8_t* blk = valid ? hp.block(bt[t >> hp.shift]) : a.pool;
     const int32_t row = (t & hp.mask) * SM::kRowBytes + 16 * ch;
-    ptx::cp_async_16(raw + r * SM::kRowBytes + 16 * ch, valid ? blk + k_off + row : a.pool, valid);
-    ptx::cp_async_16(raw + SM::kRawVals + r * SM::kRowBytes + 16 * ch, valid ? blk + v_off + row : a.pool, valid);
+    uint8_t* k_dst = SM::kDirectK ? tile_k + canon(r, ch * SM::kChunkElems, D) : raw + SM::raw_slot(r, ch);
+    ptx::cp_async_16(k_dst, valid ? blk + k_off + row : a.pool, valid);
+    ptx::cp_async_16(raw + SM::kRawK + SM::raw_slot(r, ch), valid ? blk + v_off + row : a.pool, valid);
   }
-  if constexpr (DT != KvDtype::F16) issue_tile_meta(raw + 2 * SM::kRawVals, a, hp, bt, kt, kend, tid);
+  if constexpr (DT != KvDtype::F16) issue_tile_meta(raw + SM::kRawK + SM::kRawPlane, a, hp, bt, kt, kend, tid);
 }
 
 // The raw chunk ch of key r's K (which = 0) or V (1) row as fp16 pieces; zeros past the end (stored garbage
@@ -76,27 +107,35 @@ __device__ __forceinline__ void chunk_pieces(const uint8_t* raw, int which, int 
     for (int p = 0; p < kChunkPieces<DT>; ++p) out[p] = make_uint4(0, 0, 0, 0);
     return;
   }
-  const uint4 x = *reinterpret_cast<const uint4*>(raw + which * SM::kRawVals + r * SM::kRowBytes + 16 * ch);
+  const uint4 x = *reinterpret_cast<const uint4*>(raw + which * SM::kRawK + SM::raw_slot(r, ch));
   uint32_t zz = 0, s2 = 0;
-  if constexpr (DT != KvDtype::F16) tile_meta_operands(raw + 2 * SM::kRawVals, which, r, zz, s2);
+  if constexpr (DT != KvDtype::F16) tile_meta_operands(raw + SM::kRawK + SM::kRawPlane, which, r, zz, s2);
   dequant_pieces<DT>(x, zz, s2, out);
 }
 
-// Raw stage -> the wgmma tiles: K in the canonical layout (one 16-byte store per 8 elements), V transposed
-// (a thread takes two adjacent keys, so each store is one 4-byte (key, key+1) pair).
+// Raw K -> the canonical K tile (int8 / int4 only): one 16-byte store per 8 elements.
 template <KvDtype DT, int D>
-__device__ __forceinline__ void convert_tile(const uint8_t* raw, uint8_t* sK, uint8_t* sVt, int kt, int kend, int tid) {
+__device__ __forceinline__ void convert_k(const uint8_t* raw, uint8_t* sK, int kt, int kend, int tid) {
   using SM = WgSmem<DT, D>;
   constexpr int P = kChunkPieces<DT>;
   for (int i = tid; i < kBN * SM::kChunks; i += kThreads) {
-    const int r = i / SM::kChunks, ch = i % SM::kChunks;
+    int r, ch;
+    sweep_item<SM::kChunks>(i, r, ch);
     uint4 pc[P];
     chunk_pieces<DT, D>(raw, 0, r, ch, kt * kBN + r < kend, pc);
 #pragma unroll
     for (int p = 0; p < P; ++p) *reinterpret_cast<uint4*>(sK + canon(r, ch * SM::kChunkElems + 8 * p, D)) = pc[p];
   }
+}
+
+// Raw V -> the V^T tile. A thread takes keys (2a, 2a + 1) of key block kb for one chunk column, so each store
+// is one 4-byte (key, key + 1) pair; a warp's 32 lanes are 4 pairs x 8 key blocks of one chunk column.
+template <KvDtype DT, int D>
+__device__ __forceinline__ void convert_v(const uint8_t* raw, uint8_t* sVt, int kt, int kend, int tid) {
+  using SM = WgSmem<DT, D>;
+  constexpr int P = kChunkPieces<DT>;
   for (int i = tid; i < (kBN / 2) * SM::kChunks; i += kThreads) {
-    const int r0 = 2 * (i / SM::kChunks), ch = i % SM::kChunks;
+    const int r0 = 2 * (i & 3) + 8 * ((i >> 2) % (kBN / 8)), ch = i / (kBN / 2);
     uint4 p0[P], p1[P];
     chunk_pieces<DT, D>(raw, 1, r0, ch, kt * kBN + r0 < kend, p0);
     chunk_pieces<DT, D>(raw, 1, r0 + 1, ch, kt * kBN + r0 + 1 < kend, p1);
@@ -106,7 +145,7 @@ __device__ __forceinline__ void convert_tile(const uint8_t* raw, uint8_t* sK, ui
       const uint32_t w0[4] = {p0[p].x, p0[p].y, p0[p].z, p0[p].w}, w1[4] = {p1[p].x, p1[p].y, p1[p].z, p1[p].w};
 #pragma unroll
       for (int e = 0; e < 8; ++e)
-        *reinterpret_cast<uint32_t*>(sVt + canon(d0 + e, r0, kBN)) = __byte_perm(w0[e / 2], w1[e / 2], e % 2 ? 0x7632 : 0x5410);
+        *reinterpret_cast<uint32_t*>(sVt + SM::vt_off(d0 + e, r0)) = __byte_perm(w0[e / 2], w1[e / 2], e % 2 ? 0x7632 : 0x5410);
     }
   }
 }
@@ -118,11 +157,12 @@ __global__ void __launch_bounds__(kThreads, 1) prefill_wgmma_kernel(const Prefil
   constexpr int kNKB = D / 16;  // k16 steps of S = Q.K^T
   constexpr int kNT = D / 8;    // n8 column tiles of O
   extern __shared__ __align__(128) uint8_t smem[];
-  uint8_t* const raw0 = smem;
-  uint8_t* const tiles = smem + 2 * SM::kRaw;  // K0, Vt0, K1, Vt1
+  uint8_t* const raw0 = smem;                            // 2 raw stages
+  uint8_t* const tiles_k = smem + 2 * SM::kRaw;          // kKTiles K tiles
+  uint8_t* const tiles_vt = tiles_k + SM::kKTiles * SM::kTileK;  // 2 V^T tiles
   auto raw = [&](int i) { return raw0 + (i & 1) * SM::kRaw; };
-  auto tileK = [&](int i) { return tiles + (i & 1) * 2 * SM::kTile; };
-  auto tileVt = [&](int i) { return tiles + (i & 1) * 2 * SM::kTile + SM::kTile; };
+  auto tileK = [&](int i) { return tiles_k + (i % SM::kKTiles) * SM::kTileK; };
+  auto tileVt = [&](int i) { return tiles_vt + (i & 1) * SM::kTileVt; };
 
   // Heaviest (latest) query tiles first: causal work grows with the tile index.
   const int qt = gridDim.x - 1 - blockIdx.x, b = blockIdx.y, h = blockIdx.z, hk = h / a.group;
@@ -139,10 +179,10 @@ __global__ void __launch_bounds__(kThreads, 1) prefill_wgmma_kernel(const Prefil
   const HeadPages hp(a.L, a.pool, a.layer, hk);
   const int n_tiles = (kend + kBN - 1) / kBN;
 
-  // Raw tiles 0 and 1 in flight while Q is loaded.
-  if (n_tiles > 0) issue_raw<DT, D>(raw(0), a, hp, bt, 0, kend, tid);
+  // Tiles 0 and 1 in flight while Q is loaded (one cp.async group per tile).
+  if (n_tiles > 0) issue_tile<DT, D>(raw(0), tileK(0), a, hp, bt, 0, kend, tid);
   ptx::cp_async_commit();
-  if (n_tiles > 1) issue_raw<DT, D>(raw(1), a, hp, bt, 1, kend, tid);
+  if (n_tiles > 1) issue_tile<DT, D>(raw(1), tileK(1), a, hp, bt, 1, kend, tid);
   ptx::cp_async_commit();
 
   // This lane's two query rows (g, g+8 of its warp) and their A fragments; -1 masks every key for padding.
@@ -165,13 +205,19 @@ __global__ void __launch_bounds__(kThreads, 1) prefill_wgmma_kernel(const Prefil
   for (int i = 0; i < 4 * kNT; ++i) o[i] = 0.0f;
 
   if (n_tiles > 0) {
-    ptx::cp_async_wait<1>();  // raw tile 0
+    ptx::cp_async_wait<1>();  // tile 0
     __syncthreads();
-    convert_tile<DT, D>(raw(0), tileK(0), tileVt(0), 0, kend, tid);
+    if constexpr (!SM::kDirectK) convert_k<DT, D>(raw(0), tileK(0), 0, kend, tid);
+    convert_v<DT, D>(raw(0), tileVt(0), 0, kend, tid);
     ptx::fence_proxy_async_shared();
     __syncthreads();
   }
+  // Iteration kt: tile kt+2 streams in; K of tile kt+1 is converted under S(kt) and its V under P.V(kt), so
+  // the tensor cores have work during both conversions (the raw stage of tile kt+2 held tile kt, whose
+  // conversion ended before the previous iteration's last barrier).
   for (int kt = 0; kt < n_tiles; ++kt) {
+    if (kt + 2 < n_tiles) issue_tile<DT, D>(raw(kt + 2), tileK(kt + 2), a, hp, bt, kt + 2, kend, tid);
+    ptx::cp_async_commit();
     // ---- S = Q K^T (64 rows x 64 keys per warpgroup), issued asynchronously ----
     float s[32];
 #pragma unroll
@@ -181,15 +227,11 @@ __global__ void __launch_bounds__(kThreads, 1) prefill_wgmma_kernel(const Prefil
 #pragma unroll
     for (int kb = 0; kb < kNKB; ++kb) ptx::wgmma_m64n64k16_f16_rs(s, qf[kb], ptx::wgmma_desc_add(dk, 256u * kb), kb > 0);
     ptx::wgmma_commit();
-    // ---- meanwhile: tile kt+1 into the other wgmma tiles, tile kt+2's raw bytes into the freed stage ----
-    if (kt + 1 < n_tiles) {
-      ptx::cp_async_wait<0>();  // raw tile kt+1
+    const bool next = kt + 1 < n_tiles;
+    if (next) {
+      ptx::cp_async_wait<1>();  // tile kt+1 (tile kt+2 may still be in flight)
       __syncthreads();
-      convert_tile<DT, D>(raw(kt + 1), tileK(kt + 1), tileVt(kt + 1), kt + 1, kend, tid);
-      ptx::fence_proxy_async_shared();
-      __syncthreads();  // tiles kt+1 are written; raw(kt), converted one iteration ago, takes tile kt+2
-      if (kt + 2 < n_tiles) issue_raw<DT, D>(raw(kt + 2), a, hp, bt, kt + 2, kend, tid);
-      ptx::cp_async_commit();
+      if constexpr (!SM::kDirectK) convert_k<DT, D>(raw(kt + 1), tileK(kt + 1), kt + 1, kend, tid);
     }
     ptx::wgmma_wait<0>();
     ptx::wgmma_fence_operands(s);
@@ -235,20 +277,22 @@ __global__ void __launch_bounds__(kThreads, 1) prefill_wgmma_kernel(const Prefil
       pf[kk][2] = attn::pack_half2(s[8 * kk + 4], s[8 * kk + 5]);
       pf[kk][3] = attn::pack_half2(s[8 * kk + 6], s[8 * kk + 7]);
     }
-    const uint64_t dv = ptx::wgmma_desc_kmajor_noswizzle(tileVt(kt), kBN / 8);
+    const uint64_t dv = ptx::wgmma_desc(ptx::smem_addr(tileVt(kt)), SM::kVtLbo, SM::kVtSbo);
     ptx::wgmma_fence();
 #pragma unroll
     for (int kk = 0; kk < kBN / 16; ++kk) {
       if constexpr (D == 128) {
-        ptx::wgmma_m64n128k16_f16_rs(o, pf[kk], ptx::wgmma_desc_add(dv, 256u * kk), 1);
+        ptx::wgmma_m64n128k16_f16_rs(o, pf[kk], ptx::wgmma_desc_add(dv, 2 * SM::kVtLbo * kk), 1);
       } else {
-        ptx::wgmma_m64n64k16_f16_rs(o, pf[kk], ptx::wgmma_desc_add(dv, 256u * kk), 1);
+        ptx::wgmma_m64n64k16_f16_rs(o, pf[kk], ptx::wgmma_desc_add(dv, 2 * SM::kVtLbo * kk), 1);
       }
     }
     ptx::wgmma_commit();
+    if (next) convert_v<DT, D>(raw(kt + 1), tileVt(kt + 1), kt + 1, kend, tid);  // its tile's last reader, P.V(kt-1), is done
+    ptx::fence_proxy_async_shared();  // this thread's tile kt+1 writes (stores, cp.async) before the wgmma reads
     ptx::wgmma_wait<0>();
     ptx::wgmma_fence_operands(o);
-    __syncthreads();  // both warpgroups are done with tiles kt before tile kt+2 is converted into them
+    __syncthreads();  // tiles kt+1 complete; both warpgroups are done with tiles kt and raw stage kt+1
   }
 
   // ---- normalise and store ----
