@@ -11,6 +11,7 @@
 //                   [--groups-per-step 1|2] (the decode table's int8 / int4 kernel step width)
 //                   [--rounds R] (the decode table R times over, caches in turn: median and spread per cell)
 //                   [--prefill-wgmma] (the prefill table on the wgmma kernel instead of mma.sync)
+//                   [--prefill-kv int4|int8|fp16] (the prefill table's cells of that cache only: one kernel to profile)
 // --split-sweep: decode int4 / int8 at the shapes where the split heuristic matters most (short contexts, small
 // batches), timed at every split count from 1 to 64 next to the automatic choice, for tuning it.
 #include <cuda_fp16.h>
@@ -125,6 +126,7 @@ int main(int argc, char** argv) {
   std::string json;
   bool quick = false, do_decode = true, do_prefill = true, split_sweep = false, prefill_wgmma = false;
   int page = 16, groups_per_step = 0, rounds = 1;  // groups_per_step 0: the library's default
+  int prefill_kv = -1;                               // index into dts, -1: all three
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--json") && i + 1 < argc) json = argv[++i];
     else if (!std::strcmp(argv[i], "--quick")) quick = true;
@@ -135,7 +137,14 @@ int main(int argc, char** argv) {
     else if (!std::strcmp(argv[i], "--page") && i + 1 < argc) page = std::atoi(argv[++i]);
     else if (!std::strcmp(argv[i], "--groups-per-step") && i + 1 < argc) groups_per_step = std::atoi(argv[++i]);
     else if (!std::strcmp(argv[i], "--rounds") && i + 1 < argc) rounds = std::atoi(argv[++i]);
-    else {
+    else if (!std::strcmp(argv[i], "--prefill-kv") && i + 1 < argc) {
+      const std::string v = argv[++i];
+      prefill_kv = v == "int4" ? 0 : v == "int8" ? 1 : v == "fp16" ? 2 : -2;
+      if (prefill_kv == -2) {
+        std::fprintf(stderr, "bench_attention: --prefill-kv must be int4, int8 or fp16\n");
+        return 2;
+      }
+    } else {
       std::fprintf(stderr, "bench_attention: unknown argument %s (see the header for the options)\n", argv[i]);
       return 2;
     }
@@ -297,6 +306,7 @@ int main(int argc, char** argv) {
         for (const P& p : shapes) {
           double tf[3] = {0, 0, 0};
           for (int di = 0; di < 3; ++di) {
+            if (prefill_kv >= 0 && di != prefill_kv) continue;
             const KvDtype dt = dts[di];
             Setup su(m, dt, p.B, p.ctx, p.nq, 1, page);
             const float scale = 1.0f / std::sqrt(float(m.head_dim));
@@ -310,10 +320,16 @@ int main(int argc, char** argv) {
             for (int i = 0; i < p.nq; ++i) pairs += double(p.ctx - p.nq + i + 1);
             const double flops = 4.0 * m.head_dim * m.n_heads * pairs * p.B;
             tf[di] = flops / ms * 1e-9;
-            recs.push_back({"prefill", m.name, dt_name(dt), prefill_wgmma ? "wgmma" : "mma.sync", p.B, p.ctx, p.nq, ms, 0, tf[di]});
+            recs.push_back({"prefill", m.name, dt_name(dt), "", p.B, p.ctx, p.nq, ms, 0, tf[di]});
           }
-          std::printf("%-11s %3d %6d %6d | %7.0f (%4.0f%%) %7.0f (%4.0f%%) %7.0f (%4.0f%%)\n", m.name, p.B, p.ctx, p.nq, tf[0],
-                      100 * tf[0] / cublas_tflops, tf[1], 100 * tf[1] / cublas_tflops, tf[2], 100 * tf[2] / cublas_tflops);
+          auto cell = [&](double t) {
+            char c[32];
+            if (t > 0) std::snprintf(c, sizeof c, "%7.0f (%4.0f%%)", t, 100 * t / cublas_tflops);
+            else std::snprintf(c, sizeof c, "%16s", "-");
+            return std::string(c);
+          };
+          std::printf("%-11s %3d %6d %6d | %s %s %s\n", m.name, p.B, p.ctx, p.nq, cell(tf[0]).c_str(), cell(tf[1]).c_str(),
+                      cell(tf[2]).c_str());
           std::fflush(stdout);
         }
     }
@@ -322,8 +338,8 @@ int main(int argc, char** argv) {
     if (!json.empty()) {
       FILE* f = std::fopen(json.c_str(), "w");
       if (!f) { std::perror(json.c_str()); return 1; }
-      std::fprintf(f, "{\n  \"device\": \"%s\",\n  \"d2d_gbs\": %.1f,\n  \"cublas_fp16_tflops\": %.1f,\n  \"results\": [\n",
-                   props.name.c_str(), d2d_gbs, cublas_tflops);
+      std::fprintf(f, "{\n  \"device\": \"%s\",\n  \"d2d_gbs\": %.1f,\n  \"cublas_fp16_tflops\": %.1f,\n  \"prefill_kernel\": \"%s\",\n  \"results\": [\n",
+                   props.name.c_str(), d2d_gbs, cublas_tflops, prefill_wgmma ? "wgmma" : "auto");
       for (size_t i = 0; i < recs.size(); ++i) {
         const Rec& r = recs[i];
         std::fprintf(f, "    {\"kind\": \"%s\", \"model\": \"%s\", \"dtype\": \"%s\", \"B\": %d, \"ctx\": %d, \"nq\": %d, \"ms\": %.6f, \"gbs\": %.1f, \"tflops\": %.2f, \"note\": \"%s\"}%s\n",

@@ -4,11 +4,14 @@ attention_prefill_wgmma.cu) on the CPU, for checking its layouts where no GPU is
 
 One CTA (2 warpgroups, 128 query rows, 64-key tiles), fp16 values (the dequantization itself is the
 mma.sync kernel's, tested on the GPU). Emulated as the kernel does it:
-  - convert_k / convert_v: K chunks -> canonical K-major core matrices (canon), V key pairs -> V^T via
-    __byte_perm into the V^T tile whose key blocks are 144 bytes apart (vt_off);
-  - wgmma B reads through the no-swizzle descriptor (start, LBO, SBO, +2 LBO per k16 step), element (n, k)
-    at start + (n/8) SBO + (k/8) LBO + (n%8) 16 + (k%8) 2 (PTX ISA canonical layout): K tile LBO = 128,
-    SBO = D/8 * 128; V^T tile LBO = 144, SBO = 8 * 144;
+  - K: int8/int4 chunks -> canonical K-major core matrices (canon, convert_k); fp16 K rows cp.async'd
+    straight into a 128-byte-swizzled K tile (k_swz); V key pairs -> V^T via __byte_perm into the V^T tile
+    whose key blocks are 144 bytes apart (vt_off, convert_v); raw stages row-major with XOR-permuted
+    16-byte slots (raw_swz);
+  - wgmma B reads through the descriptors: no swizzle (start, LBO, SBO, +2 LBO per k16 step), element
+    (n, k) at start + (n/8) SBO + (k/8) LBO + (n%8) 16 + (k%8) 2 (PTX ISA canonical layout): K tile
+    LBO = 128, SBO = D/8 * 128; V^T tile LBO = 144, SBO = 8 * 144; 128-byte swizzle (fp16 K): start +
+    (n/8) 1024 + (n%8) 128 + 2k with address bits 4..6 XORed by bits 7..9, start = atom column + 32 per k16;
   - the shared-memory bank behaviour of every warp-wide access of the tile movement (the fill, both
     conversions' reads and stores), counted as wavefronts against the minimum (bank_report);
   - A fragments per lane (Q from global memory, P from the S accumulator layout), accumulator layout
@@ -27,7 +30,7 @@ BM = 64 * WG
 
 VT_LBO = 144
 VT_SBO = (BN // 8) * VT_LBO
-RAW_COL_SLOTS = BN + BN // 8
+K_ATOM = BN * 128
 
 
 def canon(row, col, cols):
@@ -38,8 +41,27 @@ def vt_off(d, key):
     return (d >> 3) * VT_SBO + (key >> 3) * VT_LBO + (d & 7) * 16 + (key & 7) * 2
 
 
-def raw_slot(r, ch):
-    return (ch * RAW_COL_SLOTS + r + (r >> 3)) * 16
+def raw_swz(r, ch, chunks):
+    lin = r * chunks + ch
+    h = (r + (r >> 3)) & 7 if chunks >= 8 else (lin >> 3) & 7
+    return ((lin & ~7) | ((lin ^ h) & 7)) * 16
+
+
+def k_swz(r, ch):
+    return (ch >> 3) * K_ATOM + (r >> 3) * 1024 + (r & 7) * 128 + (((ch & 7) ^ (r & 7)) << 4)
+
+
+def swz128_read(smem, start, n_rows, k16):
+    """The 16-element K slice k16 of a 128-byte-swizzled K-major B operand (fp16), as wgmma reads it."""
+    out = np.zeros((n_rows, 16), np.float16)
+    h = smem.view(np.uint16)
+    base = start + (k16 // 4) * K_ATOM + (k16 % 4) * 32
+    for n in range(n_rows):
+        for k in range(16):
+            addr = base + (n // 8) * 1024 + (n % 8) * 128 + 2 * k
+            addr ^= ((addr >> 7) & 7) << 4
+            out[n, k] = h[addr // 2:addr // 2 + 1].view(np.float16)[0]
+    return out
 
 
 def sweep_item(i, chunks):
@@ -73,14 +95,18 @@ def bank_report(D, bits):
 
     n_items = BN * chunks
     for w0 in range(0, n_items, 32):
+        fill = [divmod(i, chunks) for i in range(w0, w0 + 32)]  # (key, chunk) as the page stores them
+        note("fill raw (cp.async)", [raw_swz(r, ch, chunks) for r, ch in fill], 16)
+        if bits == 16:
+            note("fp16 K fill (swizzled)", [k_swz(r, ch) for r, ch in fill], 16)
         items = [sweep_item(i, chunks) for i in range(w0, w0 + 32)]
-        note("fill raw (cp.async)", [raw_slot(r, ch) for r, ch in items], 16)
-        note("convert_k read", [raw_slot(r, ch) for r, ch in items], 16)
-        for p in range(pieces):
-            note("K tile store / fp16 fill", [canon(r, ch * elems + 8 * p, D) for r, ch in items], 16)
+        if bits != 16:
+            note("convert_k read", [raw_swz(r, ch, chunks) for r, ch in items], 16)
+            for p in range(pieces):
+                note("K tile store", [canon(r, ch * elems + 8 * p, D) for r, ch in items], 16)
     for w0 in range(0, (BN // 2) * chunks, 32):
         lanes = [(2 * (i & 3) + 8 * ((i >> 2) % (BN // 8)), i // (BN // 2)) for i in range(w0, w0 + 32)]
-        note("convert_v read", [raw_slot(r0, ch) for r0, ch in lanes], 16)
+        note("convert_v read", [raw_swz(r0, ch, chunks) for r0, ch in lanes], 16)
         for p in range(pieces):
             for e in range(8):
                 note("V^T store", [vt_off(ch * elems + 8 * p + e, r0) for r0, ch in lanes], 4)
@@ -91,15 +117,16 @@ def byte_perm_halves(w0, w1, odd):  # __byte_perm(w0, w1, odd ? 0x7632 : 0x5410)
     return (w0[1], w1[1]) if odd else (w0[0], w1[0])
 
 
-def convert_tile(Kt, Vt, D):
-    """Kt, Vt [64][D] float16 (zeros past the end) -> (sK, sVt) byte arrays, as convert_tile writes them."""
+def convert_tile(Kt, Vt, D, direct_k):
+    """Kt, Vt [64][D] float16 (zeros past the end) -> (sK, sVt) byte arrays as the kernel writes them (K by
+    the fp16 fill when direct_k, else by convert_k; V^T by convert_v)."""
     sK = np.zeros(BN * D * 2, np.uint8)
     sV = np.zeros((D // 8) * VT_SBO, np.uint8)
     kb = Kt.view(np.uint16)
     vb = Vt.view(np.uint16)
     for r in range(BN):
         for d0 in range(0, D, 8):  # one 16-byte piece: 8 consecutive elements
-            off = canon(r, d0, D)
+            off = k_swz(r, d0 // 8) if direct_k else canon(r, d0, D)
             sK[off:off + 16] = kb[r, d0:d0 + 8].view(np.uint8)
     for r0 in range(0, BN, 2):
         for d0 in range(0, D, 8):
@@ -138,7 +165,7 @@ def a_frag_matrix(frags):
     return A
 
 
-def run(D, nq, ln, seed):
+def run(D, nq, ln, seed, direct_k):
     rng = np.random.default_rng(seed)
     q = rng.uniform(-1, 1, (nq, D)).astype(np.float16)
     k = rng.uniform(-1, 1, (ln, D)).astype(np.float16)
@@ -176,11 +203,12 @@ def run(D, nq, ln, seed):
                 n_valid = min(BN, kend - kt * BN)
                 Kt[:n_valid] = k[kt * BN:kt * BN + n_valid]
                 Vt[:n_valid] = v[kt * BN:kt * BN + n_valid]
-                sK, sV = convert_tile(Kt, Vt, D)
+                sK, sV = convert_tile(Kt, Vt, D, direct_k)
                 S = np.zeros((64, BN))
                 for kb in range(D // 16):
                     A = a_frag_matrix([[qfr[(w, lane, kb)] for lane in range(32)] for w in range(4)]).astype(np.float64)
-                    B = desc_read(sK, 0, 128, (D // 8) * 128, BN, kb).astype(np.float64)  # [n = key][k]
+                    B = (swz128_read(sK, 0, BN, kb) if direct_k else
+                         desc_read(sK, 0, 128, (D // 8) * 128, BN, kb)).astype(np.float64)  # [n = key][k]
                     S += A @ B.T
                 # mask + online softmax per row (the accumulator holds row-major S here)
                 rows = 64 * wg + np.arange(64)
@@ -234,9 +262,10 @@ def run(D, nq, ln, seed):
 def main():
     worst = 0.0
     for D, nq, ln in ((128, 130, 300), (64, 129, 129), (128, 64, 700), (64, 1, 65)):
-        err = run(D, nq, ln, seed=D + nq + ln)
-        print(f"D={D} nq={nq} len={ln}: max |out - ref| = {err:.2e}")
-        worst = max(worst, err)
+        for direct_k in (True, False):
+            err = run(D, nq, ln, seed=D + nq + ln, direct_k=direct_k)
+            print(f"D={D} nq={nq} len={ln} K {'swizzled fill' if direct_k else 'canonical'}: max |out - ref| = {err:.2e}")
+            worst = max(worst, err)
     # fp16 P (11-bit mantissa) against exact softmax: a few 1e-3 of max|V| = 1
     ok = worst < 5e-3
     for D in (64, 128):

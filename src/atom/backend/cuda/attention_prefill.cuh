@@ -28,23 +28,44 @@ struct PrefillArgs {
 constexpr int kTileMetaKeys = 64;
 constexpr int kTileMetaBytes = kTileMetaKeys * 6;
 
-// cp.async of tile kt's metadata into `meta` by threads 0..23 (8 chunks of 8 scales each for K and V, 4 of
-// 16 zeros each); tokens >= kend are zero-filled. A chunk's tokens share one page (pages hold >= 16 tokens).
+// Thread tid's chunk of a tile's metadata (threads 0..23: 8 chunks of 8 scales each for K and V, 4 of 16
+// zeros each): its first token within the tile, its source offset in a block for token offset `off` in the
+// page, and its destination in the staged layout. A chunk's tokens share one page (pages hold >= 16 tokens).
+struct TileMetaChunk {
+  int tok, kind;
+  __device__ explicit TileMetaChunk(int tid) {
+    kind = tid < 8 ? 0 : tid < 16 ? 1 : tid < 20 ? 2 : 3;
+    const int idx = kind < 2 ? tid - 8 * kind : tid - 16 - 4 * (kind - 2);
+    tok = kind < 2 ? 8 * idx : 16 * idx;
+  }
+  __device__ int64_t src(const PagedKvLayout& L, int off) const {
+    return kind == 0 ? L.k_scales() + 2 * off : kind == 1 ? L.v_scales() + 2 * off : kind == 2 ? L.k_zeros() + off : L.v_zeros() + off;
+  }
+  __device__ int dst() const { return kind == 0 ? 2 * tok : kind == 1 ? 128 + 2 * tok : kind == 2 ? 256 + tok : 320 + tok; }
+};
+
+// The block holding thread tid's metadata chunk of tile kt; nullptr for threads >= 24 and chunks past kend.
+// (Separate from the copy so that a pipeline can look the block up a tile ahead: the block-table read is a
+// dependent global load.)
+__device__ __forceinline__ const uint8_t* tile_meta_block(const HeadPages& hp, const int32_t* bt, int kt, int kend, int tid) {
+  if (tid >= 24) return nullptr;
+  const int t = kt * kTileMetaKeys + TileMetaChunk(tid).tok;
+  return t < kend ? hp.block(bt[t >> hp.shift]) : nullptr;
+}
+
+// cp.async of tile kt's metadata chunk of thread tid (blk from tile_meta_block; nullptr zero-fills).
+__device__ __forceinline__ void issue_tile_meta(uint8_t* meta, const uint8_t* blk, const PrefillArgs& a, const HeadPages& hp,
+                                                int kt, int tid) {
+  if (tid >= 24) return;
+  const TileMetaChunk m(tid);
+  const int off = (kt * kTileMetaKeys + m.tok) & hp.mask;
+  ptx::cp_async_16(meta + m.dst(), blk ? blk + m.src(a.L, off) : a.pool, blk != nullptr);
+}
+
+// The same with the block looked up here (the mma.sync kernel).
 __device__ __forceinline__ void issue_tile_meta(uint8_t* meta, const PrefillArgs& a, const HeadPages& hp,
                                                 const int32_t* bt, int kt, int kend, int tid) {
-  if (tid >= 24) return;
-  const int kind = tid < 8 ? 0 : tid < 16 ? 1 : tid < 20 ? 2 : 3;
-  const int idx = kind < 2 ? tid - 8 * kind : tid - 16 - 4 * (kind - 2);
-  const int tok = kind < 2 ? 8 * idx : 16 * idx;  // first token of the chunk
-  const int t = kt * kTileMetaKeys + tok;
-  const bool valid = t < kend;
-  const uint8_t* blk = valid ? hp.block(bt[t >> hp.shift]) : a.pool;
-  const int off = t & hp.mask;
-  const uint8_t* src = kind == 0 ? blk + a.L.k_scales() + 2 * off
-                     : kind == 1 ? blk + a.L.v_scales() + 2 * off
-                     : kind == 2 ? blk + a.L.k_zeros() + off : blk + a.L.v_zeros() + off;
-  const int dst = kind == 0 ? 2 * tok : kind == 1 ? 128 + 2 * tok : kind == 2 ? 256 + tok : 320 + tok;
-  ptx::cp_async_16(meta + dst, valid ? src : a.pool, valid);
+  issue_tile_meta(meta, tile_meta_block(hp, bt, kt, kend, tid), a, hp, kt, tid);
 }
 
 // dequant_pieces' zero and scale operands of key r's K (which = 0) or V (1) row from staged metadata.

@@ -37,25 +37,35 @@ struct WgSmem {
   static constexpr int kRowBytes = D * kBits / 8;
   static constexpr int kChunks = kRowBytes / 16;           // 16-byte chunks per stored row
   static constexpr int kChunkElems = 128 / kBits;           // elements per chunk
-  // fp16 K rows are already the wgmma operand's elements: cp.async lands them in the K tile itself (three
-  // K tiles, so that tile kt+2 can stream in while S(kt) reads tile kt and tile kt+1 waits).
+  // fp16 K rows are already the wgmma operand's elements: cp.async lands them in the K tile itself, laid
+  // out with the 128-byte swizzle so that a row's contiguous bytes fill conflict-free (three K tiles, so
+  // tile kt+2 streams in while S(kt) reads tile kt and tile kt+1 waits).
   static constexpr bool kDirectK = DT == KvDtype::F16;
   static constexpr int kKTiles = kDirectK ? 3 : 2;
-  // A raw plane (the K or the V values of a tile): chunk-major, key r of chunk column ch at 16-byte slot
-  // ch * 72 + r + r / 8. The r / 8 skew puts the 8 rows any 8 lanes touch (8 keys of one chunk, or keys
-  // 2a, 2a+1 of 8 key blocks) in 8 different bank quads: no conflicts on the fill or on either read.
-  static constexpr int kRawColSlots = kBN + kBN / 8;
-  static constexpr size_t kRawPlane = size_t(kChunks) * kRawColSlots * 16;
+  // A raw plane (the K or the V values of a tile) is row-major in 16-byte slots, each 8-slot line XOR-permuted
+  // by raw_swz: the fill (contiguous runs), the 8-key reads of convert_k and the key-pair reads of convert_v
+  // all meet 8 different bank quads per 8 lanes.
+  static constexpr size_t kRawPlane = size_t(kBN) * kRowBytes;
   static constexpr size_t kRawK = kDirectK ? 0 : kRawPlane;
   static constexpr size_t kMeta = DT == KvDtype::F16 ? 0 : size_t(kTileMetaBytes);  // issue_tile_meta's layout
   static constexpr size_t kRaw = kRawK + kRawPlane + kMeta;  // one raw stage: K plane, V plane, metadata
-  static constexpr size_t kTileK = size_t(kBN) * D * 2;     // fp16 K tile, canonical K-major (LBO 128)
+  static constexpr size_t kTileK = size_t(kBN) * D * 2;     // fp16 K tile
+  static constexpr size_t kKAtom = size_t(kBN) * 128;       // fp16 direct K: one 64-element swizzle atom column
   // V^T tile: canonical K-major with the key blocks 144 bytes apart (LBO) instead of 128, so the 4-byte
   // (key, key + 1) stores of the transpose, 8 key blocks per warp, land in 8 different bank quads.
   static constexpr uint32_t kVtLbo = 144, kVtSbo = (kBN / 8) * kVtLbo;
   static constexpr size_t kTileVt = size_t(D / 8) * kVtSbo;
-  static constexpr size_t kBytes = 2 * kRaw + kKTiles * kTileK + 2 * kTileVt;
-  __device__ static uint32_t raw_slot(int r, int ch) { return uint32_t(ch * kRawColSlots + r + (r >> 3)) * 16; }
+  // + 1 KiB: the K tiles start on a 1 KiB boundary (the swizzle pattern follows address bits 7..9).
+  static constexpr size_t kBytes = 1024 + kKTiles * kTileK + 2 * kRaw + 2 * kTileVt;
+  __device__ static uint32_t raw_swz(int r, int ch) {
+    const int lin = r * kChunks + ch;
+    const int h = kChunks >= 8 ? (r + (r >> 3)) & 7 : (lin >> 3) & 7;
+    return uint32_t((lin & ~7) | ((lin ^ h) & 7)) * 16;
+  }
+  // fp16 direct K: key r's chunk ch (elements 8ch..8ch+7), 128-byte swizzle as wgmma reads it (SBO 1024).
+  __device__ static uint32_t k_swz(int r, int ch) {
+    return uint32_t((ch >> 3) * kKAtom + (r >> 3) * 1024 + (r & 7) * 128 + (((ch & 7) ^ (r & 7)) << 4));
+  }
   // Element (d, key) of the V^T tile.
   __device__ static uint32_t vt_off(int d, int key) {
     return uint32_t((d >> 3) * kVtSbo + (key >> 3) * kVtLbo + (d & 7) * 16 + (key & 7) * 2);
@@ -68,32 +78,53 @@ __device__ __forceinline__ uint32_t canon(int row, int col, int cols) {
 }
 
 // Item i of a tile's (key, chunk) sweep with the keys fastest within 8: lanes 8j..8j+7 take 8 keys of one
-// chunk column. Global reads stay whole 32-byte sectors; canonical stores fill whole 128-byte core matrices.
+// chunk column, so the canonical K stores fill whole 128-byte core matrices.
 template <int kChunks>
 __device__ __forceinline__ void sweep_item(int i, int& r, int& ch) {
   r = (i & 7) + 8 * (i / (8 * kChunks));
   ch = (i >> 3) % kChunks;
 }
 
+// The blocks of one tile's fill items of this thread (item j: i = tid + j * kThreads, key i / kChunks, chunk
+// i % kChunks, as the page stores them) and of its metadata chunk, looked up one tile before the fill:
+// the block-table read is a dependent global load that the fill would otherwise wait for.
+template <KvDtype DT, int D>
+struct TileBlocks {
+  using SM = WgSmem<DT, D>;
+  static constexpr int kItems = kBN * SM::kChunks, kPerThread = (kItems + kThreads - 1) / kThreads;
+  const uint8_t* blk[kPerThread];
+  const uint8_t* meta;
+  __device__ void lookup(const HeadPages& hp, const int32_t* bt, int kt, int kend, int tid) {
+#pragma unroll
+    for (int j = 0; j < kPerThread; ++j) {
+      const int i = tid + j * kThreads, t = kt * kBN + i / SM::kChunks;
+      blk[j] = i < kItems && t < kend ? hp.block(bt[t >> hp.shift]) : nullptr;
+    }
+    meta = nullptr;
+    if constexpr (DT != KvDtype::F16) meta = tile_meta_block(hp, bt, kt, kend, tid);
+  }
+};
+
 // cp.async of the raw bytes of key tile kt: V (and int K) into a raw stage, fp16 K straight into its K tile;
 // tokens >= kend are zero-filled (never read unmasked).
 template <KvDtype DT, int D>
-__device__ __forceinline__ void issue_tile(uint8_t* raw, uint8_t* tile_k, const PrefillArgs& a, const HeadPages& hp,
-                                           const int32_t* bt, int kt, int kend, int tid) {
+__device__ __forceinline__ void issue_tile(uint8_t* raw, uint8_t* tile_k, const TileBlocks<DT, D>& tb, const PrefillArgs& a,
+                                           const HeadPages& hp, int kt, int tid) {
   using SM = WgSmem<DT, D>;
+  using TB = TileBlocks<DT, D>;
   const int32_t k_off = int32_t(a.L.k_values()), v_off = int32_t(a.L.v_values());
-  for (int i = tid; i < kBN * SM::kChunks; i += kThreads) {
-    int r, ch;
-    sweep_item<SM::kChunks>(i, r, ch);
-    const int t = kt * kBN + r;
-    const bool valid = t < kend;
-    const uint8_t* blk = valid ? hp.block(bt[t >> hp.shift]) : a.pool;
-    const int32_t row = (t & hp.mask) * SM::kRowBytes + 16 * ch;
-    uint8_t* k_dst = SM::kDirectK ? tile_k + canon(r, ch * SM::kChunkElems, D) : raw + SM::raw_slot(r, ch);
-    ptx::cp_async_16(k_dst, valid ? blk + k_off + row : a.pool, valid);
-    ptx::cp_async_16(raw + SM::kRawK + SM::raw_slot(r, ch), valid ? blk + v_off + row : a.pool, valid);
+#pragma unroll
+  for (int j = 0; j < TB::kPerThread; ++j) {
+    const int i = tid + j * kThreads;
+    if (TB::kItems % kThreads != 0 && i >= TB::kItems) break;
+    const int r = i / SM::kChunks, ch = i % SM::kChunks;
+    const uint8_t* blk = tb.blk[j];
+    const int32_t row = ((kt * kBN + r) & hp.mask) * SM::kRowBytes + 16 * ch;
+    uint8_t* k_dst = SM::kDirectK ? tile_k + SM::k_swz(r, ch) : raw + SM::raw_swz(r, ch);
+    ptx::cp_async_16(k_dst, blk ? blk + k_off + row : a.pool, blk != nullptr);
+    ptx::cp_async_16(raw + SM::kRawK + SM::raw_swz(r, ch), blk ? blk + v_off + row : a.pool, blk != nullptr);
   }
-  if constexpr (DT != KvDtype::F16) issue_tile_meta(raw + SM::kRawK + SM::kRawPlane, a, hp, bt, kt, kend, tid);
+  if constexpr (DT != KvDtype::F16) issue_tile_meta(raw + SM::kRawK + SM::kRawPlane, tb.meta, a, hp, kt, tid);
 }
 
 // The raw chunk ch of key r's K (which = 0) or V (1) row as fp16 pieces; zeros past the end (stored garbage
@@ -107,7 +138,7 @@ __device__ __forceinline__ void chunk_pieces(const uint8_t* raw, int which, int 
     for (int p = 0; p < kChunkPieces<DT>; ++p) out[p] = make_uint4(0, 0, 0, 0);
     return;
   }
-  const uint4 x = *reinterpret_cast<const uint4*>(raw + which * SM::kRawK + SM::raw_slot(r, ch));
+  const uint4 x = *reinterpret_cast<const uint4*>(raw + which * SM::kRawK + SM::raw_swz(r, ch));
   uint32_t zz = 0, s2 = 0;
   if constexpr (DT != KvDtype::F16) tile_meta_operands(raw + SM::kRawK + SM::kRawPlane, which, r, zz, s2);
   dequant_pieces<DT>(x, zz, s2, out);
@@ -157,9 +188,9 @@ __global__ void __launch_bounds__(kThreads, 1) prefill_wgmma_kernel(const Prefil
   constexpr int kNKB = D / 16;  // k16 steps of S = Q.K^T
   constexpr int kNT = D / 8;    // n8 column tiles of O
   extern __shared__ __align__(128) uint8_t smem[];
-  uint8_t* const raw0 = smem;                            // 2 raw stages
-  uint8_t* const tiles_k = smem + 2 * SM::kRaw;          // kKTiles K tiles
-  uint8_t* const tiles_vt = tiles_k + SM::kKTiles * SM::kTileK;  // 2 V^T tiles
+  uint8_t* const tiles_k = smem + ((1024u - ptx::smem_addr(smem)) & 1023u);  // kKTiles K tiles, 1 KiB aligned
+  uint8_t* const raw0 = tiles_k + SM::kKTiles * SM::kTileK;                 // 2 raw stages
+  uint8_t* const tiles_vt = raw0 + 2 * SM::kRaw;                              // 2 V^T tiles
   auto raw = [&](int i) { return raw0 + (i & 1) * SM::kRaw; };
   auto tileK = [&](int i) { return tiles_k + (i % SM::kKTiles) * SM::kTileK; };
   auto tileVt = [&](int i) { return tiles_vt + (i & 1) * SM::kTileVt; };
@@ -179,11 +210,15 @@ __global__ void __launch_bounds__(kThreads, 1) prefill_wgmma_kernel(const Prefil
   const HeadPages hp(a.L, a.pool, a.layer, hk);
   const int n_tiles = (kend + kBN - 1) / kBN;
 
-  // Tiles 0 and 1 in flight while Q is loaded (one cp.async group per tile).
-  if (n_tiles > 0) issue_tile<DT, D>(raw(0), tileK(0), a, hp, bt, 0, kend, tid);
+  // Tiles 0 and 1 in flight while Q is loaded (one cp.async group per tile); tile 2's blocks looked up.
+  TileBlocks<DT, D> tb;
+  tb.lookup(hp, bt, 0, kend, tid);
+  if (n_tiles > 0) issue_tile<DT, D>(raw(0), tileK(0), tb, a, hp, 0, tid);
   ptx::cp_async_commit();
-  if (n_tiles > 1) issue_tile<DT, D>(raw(1), tileK(1), a, hp, bt, 1, kend, tid);
+  tb.lookup(hp, bt, 1, kend, tid);
+  if (n_tiles > 1) issue_tile<DT, D>(raw(1), tileK(1), tb, a, hp, 1, tid);
   ptx::cp_async_commit();
+  tb.lookup(hp, bt, 2, kend, tid);
 
   // This lane's two query rows (g, g+8 of its warp) and their A fragments; -1 masks every key for padding.
   int qpos[2];
@@ -216,16 +251,24 @@ __global__ void __launch_bounds__(kThreads, 1) prefill_wgmma_kernel(const Prefil
   // the tensor cores have work during both conversions (the raw stage of tile kt+2 held tile kt, whose
   // conversion ended before the previous iteration's last barrier).
   for (int kt = 0; kt < n_tiles; ++kt) {
-    if (kt + 2 < n_tiles) issue_tile<DT, D>(raw(kt + 2), tileK(kt + 2), a, hp, bt, kt + 2, kend, tid);
+    if (kt + 2 < n_tiles) {
+      issue_tile<DT, D>(raw(kt + 2), tileK(kt + 2), tb, a, hp, kt + 2, tid);
+      tb.lookup(hp, bt, kt + 3, kend, tid);  // in flight until the next iteration's fill
+    }
     ptx::cp_async_commit();
     // ---- S = Q K^T (64 rows x 64 keys per warpgroup), issued asynchronously ----
     float s[32];
 #pragma unroll
     for (int i = 0; i < 32; ++i) s[i] = 0.0f;  // (scale-d = 0 ignores them; defined for the asm's "+f")
-    const uint64_t dk = ptx::wgmma_desc_kmajor_noswizzle(tileK(kt), D / 8);
+    // fp16 direct K: 128-byte swizzle, SBO 1024, a k16 step is 32 bytes into its 64-element atom column.
+    const uint64_t dk = SM::kDirectK ? ptx::wgmma_desc(ptx::smem_addr(tileK(kt)), 16u, 1024u, ptx::WgmmaSwizzle::k128B)
+                                     : ptx::wgmma_desc_kmajor_noswizzle(tileK(kt), D / 8);
     ptx::wgmma_fence();
 #pragma unroll
-    for (int kb = 0; kb < kNKB; ++kb) ptx::wgmma_m64n64k16_f16_rs(s, qf[kb], ptx::wgmma_desc_add(dk, 256u * kb), kb > 0);
+    for (int kb = 0; kb < kNKB; ++kb) {
+      const uint32_t step = SM::kDirectK ? uint32_t((kb / 4) * SM::kKAtom + (kb % 4) * 32) : 256u * kb;
+      ptx::wgmma_m64n64k16_f16_rs(s, qf[kb], ptx::wgmma_desc_add(dk, step), kb > 0);
+    }
     ptx::wgmma_commit();
     const bool next = kt + 1 < n_tiles;
     if (next) {
