@@ -10,7 +10,7 @@
 //   bench_attention [--json FILE] [--quick] [--decode-only] [--prefill-only] [--split-sweep] [--page 16|32]
 //                   [--groups-per-step 1|2] (the decode table's int8 / int4 kernel step width)
 //                   [--rounds R] (the decode table R times over, caches in turn: median and spread per cell)
-//                   [--prefill-wgmma] (the prefill table on the wgmma kernel instead of mma.sync)
+//                   [--prefill-kernel auto|mma|wgmma] (the prefill table's kernel; auto: the library's choice)
 //                   [--prefill-kv int4|int8|fp16] (the prefill table's cells of that cache only: one kernel to profile)
 // --split-sweep: decode int4 / int8 at the shapes where the split heuristic matters most (short contexts, small
 // batches), timed at every split count from 1 to 64 next to the automatic choice, for tuning it.
@@ -83,6 +83,12 @@ struct Model {
 };
 const char* dt_name(KvDtype d) { return d == KvDtype::F16 ? "fp16" : d == KvDtype::I8 ? "int8" : "int4"; }
 
+// The kernel a prefill table ran on (kAuto resolved as paged_attention_prefill resolves it).
+const char* prefill_kernel_name(PrefillKernel k) {
+  if (k == PrefillKernel::kAuto) k = device_runs_sm90a() ? PrefillKernel::kWgmma : PrefillKernel::kMmaSync;
+  return k == PrefillKernel::kWgmma ? "wgmma" : "mma.sync";
+}
+
 struct Rec {
   std::string kind, model, dtype, note;
   int B = 0, ctx = 0, nq = 0;
@@ -124,7 +130,8 @@ struct Setup {
 
 int main(int argc, char** argv) {
   std::string json;
-  bool quick = false, do_decode = true, do_prefill = true, split_sweep = false, prefill_wgmma = false;
+  bool quick = false, do_decode = true, do_prefill = true, split_sweep = false;
+  PrefillKernel prefill_kernel = PrefillKernel::kAuto;
   int page = 16, groups_per_step = 0, rounds = 1;  // groups_per_step 0: the library's default
   int prefill_kv = -1;                               // index into dts, -1: all three
   for (int i = 1; i < argc; ++i) {
@@ -133,7 +140,16 @@ int main(int argc, char** argv) {
     else if (!std::strcmp(argv[i], "--decode-only")) do_prefill = false;
     else if (!std::strcmp(argv[i], "--prefill-only")) do_decode = false;
     else if (!std::strcmp(argv[i], "--split-sweep")) split_sweep = true;
-    else if (!std::strcmp(argv[i], "--prefill-wgmma")) prefill_wgmma = true;
+    else if (!std::strcmp(argv[i], "--prefill-kernel") && i + 1 < argc) {
+      const std::string v = argv[++i];
+      if (v == "auto") prefill_kernel = PrefillKernel::kAuto;
+      else if (v == "mma") prefill_kernel = PrefillKernel::kMmaSync;
+      else if (v == "wgmma") prefill_kernel = PrefillKernel::kWgmma;
+      else {
+        std::fprintf(stderr, "bench_attention: --prefill-kernel must be auto, mma or wgmma\n");
+        return 2;
+      }
+    }
     else if (!std::strcmp(argv[i], "--page") && i + 1 < argc) page = std::atoi(argv[++i]);
     else if (!std::strcmp(argv[i], "--groups-per-step") && i + 1 < argc) groups_per_step = std::atoi(argv[++i]);
     else if (!std::strcmp(argv[i], "--rounds") && i + 1 < argc) rounds = std::atoi(argv[++i]);
@@ -297,7 +313,7 @@ int main(int argc, char** argv) {
     }
     if (do_prefill) {
       std::printf("\nprefill (causal, page %d, %s kernel): TFLOPS (%% of cuBLAS FP16 %.0f TFLOPS)\n", page,
-                  prefill_wgmma ? "wgmma" : "mma.sync", cublas_tflops);
+                  prefill_kernel_name(prefill_kernel), cublas_tflops);
       std::printf("%-11s %3s %6s %6s | %16s %16s %16s\n", "model", "B", "ctx", "chunk", "int4", "int8", "fp16");
       struct P { int B, ctx, nq; };
       const std::vector<P> shapes = quick ? std::vector<P>{{1, 4096, 4096}}
@@ -313,7 +329,7 @@ int main(int argc, char** argv) {
             const double ms = time_ms(st, [&](int) {
               paged_attention_prefill(su.cache, 0, su.q.data(), su.cu_q.data(), su.lens.data(), su.bt.data(), su.max_blocks,
                                       p.B, int64_t(p.B) * p.nq, m.n_heads, scale, su.out.data(), st, p.nq,
-                                      prefill_wgmma ? PrefillKernel::kWgmma : PrefillKernel::kAuto);
+                                      prefill_kernel);
             });
             // Causal FLOPs actually needed: query at position pos sees pos+1 keys; QK^T and PV, 2 flops/MAC.
             double pairs = 0;
@@ -339,7 +355,7 @@ int main(int argc, char** argv) {
       FILE* f = std::fopen(json.c_str(), "w");
       if (!f) { std::perror(json.c_str()); return 1; }
       std::fprintf(f, "{\n  \"device\": \"%s\",\n  \"d2d_gbs\": %.1f,\n  \"cublas_fp16_tflops\": %.1f,\n  \"prefill_kernel\": \"%s\",\n  \"results\": [\n",
-                   props.name.c_str(), d2d_gbs, cublas_tflops, prefill_wgmma ? "wgmma" : "auto");
+                   props.name.c_str(), d2d_gbs, cublas_tflops, prefill_kernel_name(prefill_kernel));
       for (size_t i = 0; i < recs.size(); ++i) {
         const Rec& r = recs[i];
         std::fprintf(f, "    {\"kind\": \"%s\", \"model\": \"%s\", \"dtype\": \"%s\", \"B\": %d, \"ctx\": %d, \"nq\": %d, \"ms\": %.6f, \"gbs\": %.1f, \"tflops\": %.2f, \"note\": \"%s\"}%s\n",
