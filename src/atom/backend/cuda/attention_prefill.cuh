@@ -76,6 +76,42 @@ __device__ __forceinline__ void tile_meta_operands(const uint8_t* meta, int whic
   s2 = sh | (sh << 16);
 }
 
+// Causal mask and one online-softmax step over a 64-key tile held in the m16n8 accumulator layout (both prefill
+// kernels): at(j, e) is element e of n8-tile j, row g + 8 (e / 2), key 8j + 2c + (e & 1) of tile kt. The
+// scores become the weights exp2(s - max) in place; m, l are rows g, g+8's running max and sum (l already
+// rescaled), corr the factor the caller applies to its O rows.
+template <class At>
+__device__ __forceinline__ void tile_online_softmax(At&& at, int kt, int c, const int (&qpos)[2], float scale_log2,
+                                                    float (&m)[2], float (&l)[2], float (&corr)[2]) {
+  float mloc[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+  for (int j = 0; j < kTileMetaKeys / 8; ++j)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const int key = kt * kTileMetaKeys + 8 * j + 2 * c + (e & 1);
+      float v = at(j, e) * scale_log2;
+      v = key <= qpos[e / 2] ? v : -INFINITY;
+      at(j, e) = v;
+      mloc[e / 2] = fmaxf(mloc[e / 2], v);
+    }
+  float muse[2];
+#pragma unroll
+  for (int i = 0; i < 2; ++i) {
+    const float mnew = fmaxf(m[i], attn::warp_max_quad(mloc[i]));
+    muse[i] = mnew == -INFINITY ? 0.0f : mnew;
+    corr[i] = attn::exp2_ftz(m[i] - muse[i]);
+    m[i] = mnew;
+    l[i] *= corr[i];
+  }
+#pragma unroll
+  for (int j = 0; j < kTileMetaKeys / 8; ++j)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      at(j, e) = attn::exp2_ftz(at(j, e) - muse[e / 2]);
+      l[e / 2] += at(j, e);
+    }
+}
+
 // The wgmma kernel's launcher (attention_prefill_wgmma.cu); paged_attention_prefill checks the arguments.
 void launch_prefill_wgmma(const PrefillArgs& a, int B, int max_q, cudaStream_t s);
 

@@ -279,33 +279,8 @@ __global__ void __launch_bounds__(kThreads, 1) prefill_wgmma_kernel(const Prefil
     ptx::wgmma_wait<0>();
     ptx::wgmma_fence_operands(s);
     // ---- causal mask + online softmax (rows g and g+8) ----
-    float mloc[2] = {-INFINITY, -INFINITY};
-#pragma unroll
-    for (int j = 0; j < kBN / 8; ++j)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int key = kt * kBN + 8 * j + 2 * c + (e & 1);
-        float v = s[4 * j + e] * a.scale_log2;
-        v = key <= qpos[e / 2] ? v : -INFINITY;
-        s[4 * j + e] = v;
-        mloc[e / 2] = fmaxf(mloc[e / 2], v);
-      }
-    float corr[2], muse[2];
-#pragma unroll
-    for (int i = 0; i < 2; ++i) {
-      const float mnew = fmaxf(m[i], attn::warp_max_quad(mloc[i]));
-      muse[i] = mnew == -INFINITY ? 0.0f : mnew;
-      corr[i] = attn::exp2_ftz(m[i] - muse[i]);
-      m[i] = mnew;
-      l[i] *= corr[i];
-    }
-#pragma unroll
-    for (int j = 0; j < kBN / 8; ++j)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        s[4 * j + e] = attn::exp2_ftz(s[4 * j + e] - muse[e / 2]);
-        l[e / 2] += s[4 * j + e];
-      }
+    float corr[2];
+    tile_online_softmax([&](int j, int e) -> float& { return s[4 * j + e]; }, kt, c, qpos, a.scale_log2, m, l, corr);
 #pragma unroll
     for (int j = 0; j < kNT; ++j) {
       o[4 * j] *= corr[0]; o[4 * j + 1] *= corr[0];
