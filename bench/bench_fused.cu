@@ -3,7 +3,8 @@
 // scale epilogue) against cuBLAS FP16 on the Llama-2-7B shapes; then whole-model step times of the
 // synthetic GPU model (gpu_model.h) in the three modes. Median of event-timed batches; inputs rotated
 // over copies larger than L2. Prints a table; --json FILE writes the records.
-//   bench_fused [--json FILE] [--model llama2-7b] [--no-model]
+//   bench_fused [--json FILE] [--model llama2-7b] [--no-model] [--only M,K,CASE] (one fused case, for ncu:
+//   CASE is a substring of its name, e.g. "reorder")
 #include <cuda_fp16.h>
 
 #include <algorithm>
@@ -37,10 +38,21 @@ struct Rec {
 int main(int argc, char** argv) {
   std::string json, model = "llama2-7b";
   bool run_model = true;
+  int64_t only_m = 0, only_k = 0;
+  std::string only_case;
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--json") && i + 1 < argc) json = argv[++i];
     else if (!std::strcmp(argv[i], "--model") && i + 1 < argc) model = argv[++i];
     else if (!std::strcmp(argv[i], "--no-model")) run_model = false;
+    else if (!std::strcmp(argv[i], "--only") && i + 1 < argc) {
+      char name[64] = {};
+      long long m = 0, k = 0;
+      if (std::sscanf(argv[++i], "%lld,%lld,%63s", &m, &k, name) != 3) {
+        std::fprintf(stderr, "bench_fused: --only wants M,K,CASE\n");
+        return 2;
+      }
+      only_m = m, only_k = k, only_case = name, run_model = false;
+    }
   }
   try {
     const DeviceProps props = device_props(0);
@@ -52,8 +64,10 @@ int main(int argc, char** argv) {
     // ---- fused activation kernels vs a D2D copy of the same byte count ----
     std::printf("\n%-34s %6s %6s %9s %9s %8s\n", "fused kernel", "M", "K", "us", "GB/s", "vs copy");
     for (int64_t K : {4096, 11008}) {
+      if (only_k && K != only_k) continue;
       const GpuAtomLayout L = make_gpu_layout(K, 128, 128);
       for (int64_t M : {16, 256, 4096}) {
+        if (only_m && M != only_m) continue;
         std::vector<DeviceBuffer<float>> x32(copies);
         std::vector<DeviceBuffer<uint16_t>> x16(copies);
         for (int c = 0; c < copies; ++c) {
@@ -67,8 +81,8 @@ int main(int argc, char** argv) {
         std::vector<int32_t> perm(static_cast<size_t>(K));
         for (int64_t j = 0; j < K; ++j) perm[size_t(j)] = int32_t(j);
         for (int64_t j = K - 1; j > 0; --j) std::swap(perm[size_t(j)], perm[size_t((j * 2654435761u) % uint64_t(j + 1))]);
-        DeviceBuffer<int32_t> dperm;
-        dperm.upload(perm, st);
+        DeviceBuffer<uint16_t> dstage;
+        dstage.upload(atom_stage_table(perm, L), st);
         GpuAtomActs acts;
         acts.resize(M, L);
         DeviceBuffer<int8_t> i8(static_cast<size_t>(M * K));
@@ -76,7 +90,7 @@ int main(int argc, char** argv) {
         DeviceBuffer<uint16_t> f16(static_cast<size_t>(M * K));
         FusedOut atom_o;
         atom_o.atom = &acts;
-        atom_o.perm = dperm.data();
+        atom_o.stage = dstage.data();
         atom_o.L = L;
         FusedOut w8_o;
         w8_o.i8 = i8.data();
@@ -101,6 +115,7 @@ int main(int argc, char** argv) {
              [&](int i) { rmsnorm_quant(x32[size_t(i % copies)].data(), ActDtype::F32, M, K, w.data(), 1e-5f, w8_o, st); }},
         };
         for (const Case& c : cases) {
+          if (!only_case.empty() && std::string(c.name).find(only_case) == std::string::npos) continue;
           const double ms = time_ms(st, c.fn);
           const int64_t bytes = c.in_bytes + c.out_bytes;
           // the copy of the same bytes: read bytes/2, write bytes/2
@@ -118,6 +133,7 @@ int main(int argc, char** argv) {
     }
 
     // ---- W8A8 GEMM (cuBLASLt INT8 + epilogue) vs cuBLAS FP16 ----
+    if (!only_case.empty()) return 0;
     BlasBaselines blas;
     std::printf("\n%-34s %6s %6s %6s %9s %9s\n", "W8A8 vs fp16 GEMM", "M", "N", "K", "us w8a8", "us fp16");
     for (auto [n, k] : std::vector<std::pair<int64_t, int64_t>>{{4096, 4096}, {11008, 4096}, {4096, 11008}}) {

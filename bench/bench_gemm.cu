@@ -130,7 +130,7 @@ int main(int argc, char** argv) {
         w.oscale.resize(N); fill_half(w.oscale, 1e-3f, 1e-2f);
         std::vector<int32_t> perm(K);
         for (int64_t j = 0; j < K; ++j) perm[j] = int32_t((j * 7919) % K);  // a permutation when gcd(7919, K) = 1
-        w.perm.upload(perm, st);
+        upload_atom_perm(perm, w, st);
       }
       // FP16 / INT8 / FP8 weights
       const int hc = copies_for(size_t(N) * K * 2), bc = copies_for(size_t(N) * K);
@@ -153,7 +153,7 @@ int main(int argc, char** argv) {
         for (auto& x : x16) { x.resize(M * K); fill_half(x, -2.0f, 2.0f); }
         for (auto& a : aa) {
           a.resize(M, L);
-          atom_quantize_acts_fp16(x16[0].data(), M, aw[0].perm.data(), L, 0.9f, 1.0f, a, st);
+          atom_quantize_acts_fp16(x16[0].data(), M, aw[0].stage.data(), L, 0.9f, 1.0f, a, st);
         }
         std::vector<DeviceBuffer<int8_t>> x8(x8c);
         std::vector<DeviceBuffer<uint8_t>> xf8(x8c);
@@ -249,11 +249,11 @@ int main(int argc, char** argv) {
                       (long long)M, t_wsd[0] * 1e3, t_wsd[1] * 1e3, t_wsd[2] * 1e3, t_wsd[3] * 1e3);
         }
         const double t_atomq = guarded("atom-w4a4+quant", double(w4_bytes + M * K * 2 + M * N * 2), [&](int i) {
-          atom_quantize_acts_fp16(x16[i % xc].data(), M, aw[i % wc].perm.data(), L, 0.9f, 1.0f, qa, st);
+          atom_quantize_acts_fp16(x16[i % xc].data(), M, aw[i % wc].stage.data(), L, 0.9f, 1.0f, qa, st);
           atom_gemm(qa, aw[i % wc], y.data(), nullptr, nullptr, st);
         });
         const double t_q = guarded("act-quant", double(M * K * 2 + a4_bytes), [&](int i) {
-          atom_quantize_acts_fp16(x16[i % xc].data(), M, aw[i % wc].perm.data(), L, 0.9f, 1.0f, qa, st);
+          atom_quantize_acts_fp16(x16[i % xc].data(), M, aw[i % wc].stage.data(), L, 0.9f, 1.0f, qa, st);
         });
         const double t16 = guarded("cublas-fp16", 2.0 * (N * K + M * K + M * N), [&](int i) {
           blas.gemm_fp16(x16[i % xc].data(), w16[i % hc].data(), y.data(), int(M), int(N), int(K), st);

@@ -22,7 +22,7 @@ DEBS=(libfmt-dev libfmt9 libspdlog-dev libspdlog1.10 nlohmann-json3-dev libcli11
   libopenblas0-openmp libopenblas-dev liblapacke liblapacke-dev libtmglib3 libgfortran5 libquadmath0 libgtest-dev
   libgmock-dev googletest pkgconf pkgconf-bin libpkgconf3 libcpp-httplib-dev libcpp-httplib0.11 libssl-dev libssl3
   libbrotli-dev libbrotli1 zlib1g-dev zlib1g libbenchmark-dev libbenchmark1debian)
-have=$(ls .debs/*.deb 2>/dev/null | wc -l)
+have=$( (ls .debs/*.deb 2>/dev/null || true) | wc -l)
 if [ "$have" -lt ${#DEBS[@]} ]; then
   mkdir -p .debs
   (cd .debs && apt-get download "${DEBS[@]}" 2>&1 | grep -v "^W: Download is performed unsandboxed" || true)

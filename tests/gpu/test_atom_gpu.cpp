@@ -15,6 +15,7 @@
 
 #include "atom/backend/cuda/atom_gemm.h"
 #include "atom/backend/cuda/device.h"
+#include "atom/backend/cuda/fused_quant.h"
 #include "atom/core/error.h"
 #include "atom/core/half.h"
 #include "atom/quant/atom_linear.h"
@@ -70,8 +71,8 @@ TEST(GpuAtom, ActivationQuantizerMatchesCpuBitExact) {
     const quant::AtomLayout QL(k, cfg);
     const GpuAtomLayout L = make_gpu_layout(k, QL.n_outlier, QL.group);
     const auto perm = random_perm(k, rng);
-    DeviceBuffer<int32_t> dperm;
-    dperm.upload(perm, st);
+    DeviceBuffer<uint16_t> dstage;
+    dstage.upload(atom_stage_table(perm, L), st);
     for (int64_t m : ms()) {
       const auto x = random_acts(m, k, rng);
       quant::AtomActivations cpu;
@@ -84,7 +85,7 @@ TEST(GpuAtom, ActivationQuantizerMatchesCpuBitExact) {
       g.scale.fill_bytes(0xFF, st);
       g.q8.fill_bytes(0x80, st);
       g.oscale.fill_bytes(0xFF, st);
-      atom_quantize_acts_fp16(dx.data(), m, dperm.data(), L, cfg.a_clip, cfg.a_outlier_clip, g, st);
+      atom_quantize_acts_fp16(dx.data(), m, dstage.data(), L, cfg.a_clip, cfg.a_outlier_clip, g, st);
       st.sync();
       SCOPED_TRACE("k=" + std::to_string(k) + " m=" + std::to_string(m));
       expect_acts_equal(g, cpu, L, m);
@@ -137,7 +138,7 @@ void check_gemm(int64_t n, int64_t k, const std::vector<int64_t>& mlist, std::mt
     dx.upload(to_fp16(x), st);
     GpuAtomActs ga;
     ga.resize(m, L);
-    atom_quantize_acts_fp16(dx.data(), m, gw.perm.data(), L, gw.a_clip, gw.a_outlier_clip, ga, st);
+    atom_quantize_acts_fp16(dx.data(), m, gw.stage.data(), L, gw.a_clip, gw.a_outlier_clip, ga, st);
     DeviceBuffer<int32_t> dps(static_cast<size_t>(m * n * Gt));
     DeviceBuffer<float> y32(static_cast<size_t>(m * n));
     DeviceBuffer<uint16_t> y16(static_cast<size_t>(m * n));
@@ -219,7 +220,7 @@ TEST(GpuAtom, GemmMatchesLiteralReference) {
   dx.upload(to_fp16(x), st);
   GpuAtomActs ga;
   ga.resize(m, gw.L);
-  atom_quantize_acts_fp16(dx.data(), m, gw.perm.data(), gw.L, gw.a_clip, gw.a_outlier_clip, ga, st);
+  atom_quantize_acts_fp16(dx.data(), m, gw.stage.data(), gw.L, gw.a_clip, gw.a_outlier_clip, ga, st);
   const int64_t Gt = gw.L.n_groups + 1;
   DeviceBuffer<int32_t> dps(static_cast<size_t>(m * n * Gt));
   DeviceBuffer<float> y32(static_cast<size_t>(m * n));
@@ -260,7 +261,7 @@ TEST(GpuAtom, SplitKWorkspaceSurvivesGrowthUnderGraphs) {
     DeviceBuffer<uint16_t> dx;
     dx.upload(to_fp16(random_acts(m, gw.L.k, rng)), st);
     ga.resize(m, gw.L);
-    atom_quantize_acts_fp16(dx.data(), m, gw.perm.data(), gw.L, gw.a_clip, gw.a_outlier_clip, ga, st);
+    atom_quantize_acts_fp16(dx.data(), m, gw.stage.data(), gw.L, gw.a_clip, gw.a_outlier_clip, ga, st);
     st.sync();  // dx is freed on return
   };
   GpuAtomWeights small, big;
@@ -318,7 +319,7 @@ TEST(GpuAtom, GemmRejectsBadBuffers) {
   const auto x = random_acts(m, k, rng);
   DeviceBuffer<uint16_t> dx;
   dx.upload(to_fp16(x), st);
-  atom_quantize_acts_fp16(dx.data(), m, gw.perm.data(), gw.L, gw.a_clip, gw.a_outlier_clip, ga, st);
+  atom_quantize_acts_fp16(dx.data(), m, gw.stage.data(), gw.L, gw.a_clip, gw.a_outlier_clip, ga, st);
   DeviceBuffer<uint16_t> y16(size_t(m * n));
   DeviceBuffer<float> y32(size_t(m * n));
   EXPECT_THROW(atom_gemm(ga, gw, y16.data(), y32.data(), nullptr, st), atom::Error);  // two outputs

@@ -81,8 +81,9 @@ void check_fused(Op op, ActDtype dt, int64_t K, int64_t m, bool gather_rows, std
   const quant::AtomLayout QL(K, acfg);
   const GpuAtomLayout L = make_gpu_layout(K, QL.n_outlier, QL.group);
   const auto perm = random_perm(K, rng);
-  DeviceBuffer<int32_t> dperm, drows;
-  dperm.upload(perm, st);
+  DeviceBuffer<int32_t> drows;
+  DeviceBuffer<uint16_t> dstage;
+  dstage.upload(atom_stage_table(perm, L), st);
   drows.upload(rows, st);
   DeviceBuffer<float> dw, dsmooth, di8s;
   dw.upload(w, st);
@@ -107,7 +108,7 @@ void check_fused(Op op, ActDtype dt, int64_t K, int64_t m, bool gather_rows, std
   o.i8_scale = di8s.data();
   o.smooth = dsmooth.data();
   o.atom = &acts;
-  o.perm = dperm.data();
+  o.stage = dstage.data();
   o.L = L;
   o.a_clip = acfg.a_clip;
   o.a_outlier_clip = acfg.a_outlier_clip;
@@ -156,10 +157,12 @@ TEST(GpuFused, KernelsMatchCpuReference) {
         for (int64_t m : ms) check_fused(op, dt, k, m, false, rng);
   check_fused(Op::Norm, ActDtype::F32, 576, 5, true, rng);  // final-norm row gather
   if (small_only()) return;
-  // Enough rows for one block per row (>= 2 per SM) and enough groups for a warp's 4-groups-at-once steps
-  // (31 / 85 full groups over 8 warps), with the partial last group and the outlier tail after them.
+  // Enough rows for one block per row (>= 2 per SM) and more segments than a block's 32 teams take in one
+  // pass (86 at K = 11008), with the partial last group and the outlier tail after them.
   for (Op op : {Op::Norm, Op::Copy, Op::Silu}) check_fused(op, ActDtype::F16, 4096, 300, false, rng);
   check_fused(Op::Silu, ActDtype::F32, 11008, 270, false, rng);
+  // Few rows of a wide input: the row's 86 segments are split over 11 blocks (seg_chunk), each redoing phase 1.
+  for (Op op : {Op::Norm, Op::Copy, Op::Silu}) check_fused(op, ActDtype::F16, 11008, 3, false, rng);
 }
 
 // Quotients x/s exactly on a half-integer (and one fp16 step either side): each group's values are
@@ -209,8 +212,8 @@ TEST(GpuFused, HalfwayQuotientsMatchCpu) {
     std::printf("K=%lld: %lld exact half-integer quotients, %lld where x * (1/s) rounds the other way\n",
                 (long long)K, (long long)ties, (long long)multiply_wrong);
 
-    DeviceBuffer<int32_t> dperm;
-    dperm.upload(perm, st);
+    DeviceBuffer<uint16_t> dstage;
+    dstage.upload(atom_stage_table(perm, L), st);
     auto dx = upload_as(x, ActDtype::F16, st);
     GpuAtomActs acts;
     acts.resize(m, L);
@@ -220,7 +223,7 @@ TEST(GpuFused, HalfwayQuotientsMatchCpu) {
     acts.oscale.fill_bytes(0xFF, st);
     FusedOut o;
     o.atom = &acts;
-    o.perm = dperm.data();
+    o.stage = dstage.data();
     o.L = L;
     o.a_clip = acfg.a_clip;
     o.a_outlier_clip = acfg.a_outlier_clip;

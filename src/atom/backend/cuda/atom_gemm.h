@@ -39,7 +39,8 @@ struct GpuAtomWeights {
   int64_t n = 0, k = 0;
   GpuAtomLayout L;
   float a_clip = 0.9f, a_outlier_clip = 1.0f;
-  DeviceBuffer<int32_t> perm;  // [K]
+  DeviceBuffer<int32_t> perm;    // [K]
+  DeviceBuffer<uint16_t> stage;  // [K] the fused quantizers' staging table of perm (fused_quant.h)
   DeviceBuffer<uint8_t> q4;    // [N, G*64]
   DeviceBuffer<uint16_t> scale;
   DeviceBuffer<int8_t> q8;
@@ -63,9 +64,12 @@ struct GpuAtomActs {
   void resize(int64_t rows, const GpuAtomLayout& L);
 };
 
-// x: [m, K] fp16 bits in the ORIGINAL channel order -> gather by perm, quantize (INT4 groups with
-// a_clip, INT8 outlier tail with a_outlier_clip), written in the GPU layout. acts must be resized.
-void atom_quantize_acts_fp16(const uint16_t* x, int64_t m, const int32_t* perm, const GpuAtomLayout& L,
+// Uploads perm and its staging table (GpuAtomWeights::perm, ::stage; w.L must be set).
+void upload_atom_perm(const std::vector<int32_t>& perm, GpuAtomWeights& w, cudaStream_t s = nullptr);
+
+// x: [m, K] fp16 bits in the ORIGINAL channel order -> reorder (stage: atom_stage_table of the perm), quantize
+// (INT4 groups with a_clip, INT8 outlier tail with a_outlier_clip), written in the GPU layout. acts must be resized.
+void atom_quantize_acts_fp16(const uint16_t* x, int64_t m, const uint16_t* stage, const GpuAtomLayout& L,
                              float a_clip, float a_outlier_clip, GpuAtomActs& acts, cudaStream_t s = nullptr);
 
 // y[m, N] = Atom linear. Exactly one of y_fp16 / y_f32 is non-null. psums (tests only, may be null):

@@ -3,6 +3,7 @@
 #include <cuda_fp16.h>
 
 #include "atom/backend/cuda/atom_gemm.h"
+#include "atom/backend/cuda/fused_quant.h"
 #include "atom/core/error.h"
 #include "atom/core/half.h"
 #include "atom/quant/atom_linear.h"
@@ -72,7 +73,7 @@ void upload_atom_weights(const quant::AtomWeights& w, GpuAtomWeights& out, cudaS
   out.L = L;
   out.a_clip = w.config.a_clip;
   out.a_outlier_clip = w.config.a_outlier_clip;
-  out.perm.upload(w.perm, s);
+  upload_atom_perm(w.perm, out, s);
   out.q4.upload(pack_int4_gpu(q.data(), n, L), s);
   std::vector<uint16_t> scale = to_fp16_bits(w.w_scale);
   scale.resize(size_t(L.scale_elems(n)), 0);
@@ -82,6 +83,12 @@ void upload_atom_weights(const quant::AtomWeights& w, GpuAtomWeights& out, cudaS
     out.oscale.upload(to_fp16_bits(w.w_outlier_scale), s);
   }
   ATOM_CUDA_CHECK(cudaStreamSynchronize(s));  // the host vectors above are temporaries
+}
+
+void upload_atom_perm(const std::vector<int32_t>& perm, GpuAtomWeights& w, cudaStream_t s) {
+  w.perm.upload(perm, s);
+  w.stage.upload(atom_stage_table(perm, w.L), s);
+  ATOM_CUDA_CHECK(cudaStreamSynchronize(s));  // the staging table is a temporary
 }
 
 void GpuAtomActs::resize(int64_t rows, const GpuAtomLayout& L) {

@@ -1,17 +1,19 @@
 // Fused activation kernels (fused_quant.h): one templated kernel, one block per row (per row and chunk of
-// Atom groups when the rows are too few to fill the GPU: each chunk's block redoes phase 1, which is cheap
+// Atom segments when the rows are too few to fill the GPU: each chunk's block redoes phase 1, which is cheap
 // next to waiting for one block to walk all the groups; decode rows took 6-24 us that way).
-//   phase 1  the op (RMSNorm / copy / SiLU·up) in fp32 from 16-byte vector loads; the result is staged in
-//            shared memory fp16-rounded (S = __half) or in fp32 (S = float, FusedOut::quant_from_f32), and
-//            written out as fp16 if asked
-//   phase 2  the quantizers read the staged row: W8A8 (block max, then INT8) and/or Atom (one warp per
-//            128-channel group or the outlier tail, gathering through perm — shared-memory reads, so
-//            the reorder costs no extra device-memory traffic).
+//   phase 1  the op (RMSNorm / copy / SiLU·up) in fp32 from 16-byte vector loads (a plain copy for fp16 in,
+//            fp16 staged), written out as fp16 if asked, and stored to shared memory fp16-rounded (S = __half)
+//            or in fp32 (S = float, FusedOut::quant_from_f32) at each channel's place in the Atom order
+//            (FusedOut::stage, atom_stage_table): the reorder is a scatter of shared-memory stores
+//   phase 2  the quantizers read the staged row: W8A8 (block max, then INT8) and/or Atom (a team of 8 lanes
+//            per 128-channel group or the outlier tail; each lane's 16 values are two conflict-free 16-byte
+//            shared-memory loads, no perm lookups, no division or conversion per value).
 // The scalar rules are quantize.h's, reproduced bit for bit (IEEE division, rint, fp16 scales).
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
 #include <algorithm>
+#include <type_traits>
 
 #include "atom/backend/cuda/fused_quant.h"
 #include "atom/backend/cuda/quant_rules.cuh"
@@ -86,9 +88,10 @@ struct Params {
   __half* scale;
   int8_t* q8;
   __half* oscale;
-  const int32_t* perm;
+  const uint16_t* stage;  // [K] staged position of each channel (Atom output), null: channel order
   int G, kn, O;
   float a_clip, o_clip;
+  int64_t staged_len;  // elements of the staged row: K, or atom_staged_len with an Atom output
   int seg_chunk;  // Atom segments (groups + outlier tail) per block along blockIdx.y
   bool vec;       // 8-wide vector loads are aligned
   bool w_vec;     // ... and so are the norm weights' (32 bytes)
@@ -106,99 +109,269 @@ __device__ __forceinline__ float op_value(float xv, float u, float w, float rstd
   return xv;
 }
 
-// INT4 group `seg` of row i from this lane's 4 gathered values (group elements 4*lane .. 4*lane+3):
-// the warp's max, the fp16 scale, the nibbles in MMA order (atom_gemm.h: chunk c = lane/8, word t = lane%4,
-// half = (lane%8)/4).
-__device__ __forceinline__ void quant_group(const Params& p, int64_t i, int seg, int lane, const float (&v)[4]) {
-  float amax = fmaxf(fmaxf(fabsf(v[0]), fabsf(v[1])), fmaxf(fabsf(v[2]), fabsf(v[3])));
-  amax = warp_max(amax);
-  __half hs;
-  const float s = sym_scale_fp16(amax, p.a_clip, 7.0f, hs);
-  uint32_t packed = 0;
+// ---- phase 2: one Atom segment (an INT4 group or the INT8 outlier tail) per team of 8 lanes ----
+// Lane t of a team reads its 16 values as two 16-byte pieces of the staged segment, at 8t and 64 + 8t (the 8
+// lanes of a team, one quarter-warp, cover all banks once per load). Which channels those are is fixed by
+// the GEMM's layouts (atom_gemm.h) and baked into the staging table (atom_stage_table, fused_quant.h):
+//   INT4 group  lane t = 2c + h: pieces = group elements 32c + 8h + [0, 8) (the low halves of words 2h, 2h+1
+//               of chunk c) and 32c + 16 + 8h + [0, 8) (their high halves); the lane writes those 2 words
+//   INT8 tail   lane t: tail elements 128k + 16t + [0, 16) of each 128-channel chunk k
+// The team reduces its max with 3 shuffles; FastQuant quantizes without a division per value.
+constexpr int kTeam = 8;
+constexpr int kTeams = kThreads / kTeam;
+
+__device__ __forceinline__ float team_max(float v, unsigned mask) {
 #pragma unroll
-  for (int e = 0; e < 4; ++e) packed |= uint32_t(sym_quant(v[e], s, -8.0f, 7.0f) & 0xF) << (4 * e);
-  const int off = (lane / 8) * 16 + (lane % 4) * 4 + ((lane % 8) / 4) * 2;
-  *reinterpret_cast<uint16_t*>(p.q4 + i * int64_t(p.G) * 64 + seg * 64 + off) = uint16_t(packed);
-  if (lane == 0) p.scale[i * p.G + seg] = hs;
+  for (int o = kTeam / 2; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(mask, v, o));
+  return v;
 }
 
+template <int N>
+__device__ __forceinline__ float absmax_of(const float (&v)[N]) {
+  float m = 0.0f;  // NaN ignored, as quant::absmax
+#pragma unroll
+  for (int e = 0; e < N; ++e) m = fmaxf(m, fabsf(v[e]));
+  return m;
+}
+
+// 8 staged values from a 16-byte-aligned shared-memory address.
+__device__ __forceinline__ void lds8(const __half* p, float* v) {
+  const uint4 u = *reinterpret_cast<const uint4*>(p);
+  const __half2* h = reinterpret_cast<const __half2*>(&u);
+#pragma unroll
+  for (int e = 0; e < 4; ++e) {
+    const float2 f = __half22float2(h[e]);
+    v[2 * e] = f.x;
+    v[2 * e + 1] = f.y;
+  }
+}
+__device__ __forceinline__ void lds8(const float* p, float* v) {
+  const float4 a = *reinterpret_cast<const float4*>(p), b = *reinterpret_cast<const float4*>(p + 4);
+  v[0] = a.x; v[1] = a.y; v[2] = a.z; v[3] = a.w; v[4] = b.x; v[5] = b.y; v[6] = b.z; v[7] = b.w;
+}
+
+// The segment's codes: the fast path, or sym_quant's division where a value needs it.
+template <int BITS, int N>
+__device__ __forceinline__ void quantize_codes(const float (&v)[N], float s, uint32_t (&b)[N]) {
+  quant_rules::sym_code_bits<BITS>(v, s, s > 0.0f ? __frcp_rn(s) : 0.0f, b);
+}
+
+template <typename S>
+__device__ __forceinline__ void quant_int4_group(const Params& p, int64_t i, const S* srow, int g, int t, unsigned mask) {
+  float v[16];  // [0, 8): the low halves, [8, 16): the high halves (ragged-group padding is staged as 0)
+  lds8(srow + g * 128 + 8 * t, v);
+  lds8(srow + g * 128 + 64 + 8 * t, v + 8);
+  __half hs;
+  const float s = sym_scale_fp16(team_max(absmax_of(v), mask), p.a_clip, 7.0f, hs);
+  uint32_t b[16];
+  quantize_codes<4>(v, s, b);
+  const uint32_t w0[8] = {b[0], b[1], b[2], b[3], b[8], b[9], b[10], b[11]};
+  const uint32_t w1[8] = {b[4], b[5], b[6], b[7], b[12], b[13], b[14], b[15]};
+  *reinterpret_cast<uint2*>(p.q4 + i * int64_t(p.G) * 64 + g * 64 + 8 * t) =
+      make_uint2(quant_rules::pack_codes<4>(w0), quant_rules::pack_codes<4>(w1));
+  if (t == 0) p.scale[i * p.G + g] = hs;
+}
+
+// The INT8 outlier tail (O % 16 == 0, make_gpu_layout), staged from G * 128.
+template <typename S>
+__device__ __forceinline__ void quant_int8_tail(const Params& p, int64_t i, const S* srow, int t, unsigned mask) {
+  const S* tail = srow + p.G * 128;
+  auto load = [&](int c0, float (&v)[16]) {  // c0 = 128k + 16t
+    lds8(tail + (c0 - 16 * t) + 8 * t, v);
+    lds8(tail + (c0 - 16 * t) + 64 + 8 * t, v + 8);
+  };
+  auto store = [&](int c0, const float (&v)[16], float s) {
+    uint32_t b[16];
+    quantize_codes<8>(v, s, b);
+    uint32_t w[4];
+#pragma unroll
+    for (int k = 0; k < 4; ++k) w[k] = quant_rules::pack_codes<8>({b[4 * k], b[4 * k + 1], b[4 * k + 2], b[4 * k + 3]});
+    *reinterpret_cast<uint4*>(p.q8 + i * p.O + c0) = make_uint4(w[0], w[1], w[2], w[3]);
+  };
+  float v[16] = {};
+  const bool first = 16 * t < p.O;
+  if (first) load(16 * t, v);
+  float amax = absmax_of(v);
+  for (int c0 = 16 * t + 128; c0 < p.O; c0 += 128) {  // O > 128: loaded again in the quantize pass
+    float u[16];
+    load(c0, u);
+    amax = fmaxf(amax, absmax_of(u));
+  }
+  __half hs;
+  const float s = sym_scale_fp16(team_max(amax, mask), p.o_clip, 127.0f, hs);
+  if (first) store(16 * t, v, s);
+  for (int c0 = 16 * t + 128; c0 < p.O; c0 += 128) {
+    float u[16];
+    load(c0, u);
+    store(c0, u, s);
+  }
+  if (t == 0) p.oscale[i] = hs;
+}
+
+// Phase 1's store of channels j..j+7 (h: their fp16 values, f: fp32, for S = float) to the staged row: at
+// their Atom places pos (8 entries of the staging table; one shared-memory store each: the reorder) or,
+// without an Atom output, in order.
+template <typename S>
+__device__ __forceinline__ void stage8(const Params& p, S* srow, int j, const uint4& pos, const uint4& h, const float* f) {
+  const __half* hv = reinterpret_cast<const __half*>(&h);
+  if (p.stage) {
+    const uint16_t* at = reinterpret_cast<const uint16_t*>(&pos);
+#pragma unroll
+    for (int e = 0; e < 8; ++e) {
+      if constexpr (sizeof(S) == 2) srow[at[e]] = hv[e];
+      else srow[at[e]] = f[e];
+    }
+  } else if constexpr (sizeof(S) == 2) {
+    *reinterpret_cast<uint4*>(srow + j) = h;
+  } else {
+    *reinterpret_cast<float4*>(srow + j) = make_float4(f[0], f[1], f[2], f[3]);
+    *reinterpret_cast<float4*>(srow + j + 4) = make_float4(f[4], f[5], f[6], f[7]);
+  }
+}
+__device__ __forceinline__ uint4 stage_pos8(const Params& p, int j) {
+  return p.stage ? __ldg(reinterpret_cast<const uint4*>(p.stage + j)) : make_uint4(0, 0, 0, 0);
+}
+
+// Blocks per SM for ptxas's register budget: 4 (64 registers) for the fp16-staged kernels, 2 for the
+// fp32-staged ones (twice the staged values in flight).
 template <int OP, typename T, typename S>
-__global__ void __launch_bounds__(kThreads) fused_act_kernel(const Params p) {
-  extern __shared__ __align__(16) unsigned char smem_raw[];
-  S* srow = reinterpret_cast<S*>(smem_raw);
-  __shared__ double red_d[kWarps];
-  __shared__ float red_f[kWarps];
-  const int64_t i = blockIdx.x;
+constexpr int kMinBlocks = sizeof(S) == 4 ? 2 : 4;
+
+template <int OP, typename T, typename S>
+__device__ __forceinline__ void fused_row(const Params& p, const int64_t i, S* srow, double* red_d, float* red_f) {
   const int64_t r = p.rows ? p.rows[i] : i;
   const T* xr = static_cast<const T*>(p.x) + r * p.ld;
   const int64_t K = p.K;
 
   // ---- phase 1: the op, staged in shared memory as S ----
-  float rstd = 0.0f;
-  if constexpr (OP == kNorm) {
-    double ss = 0.0;  // squares of fp32 values are exact in double, as in cpu::rmsnorm
-    if (p.vec) {
-#pragma unroll 4
-      for (int64_t j = int64_t(threadIdx.x) * 8; j < K; j += kThreads * 8) {
-        float v[8];
-        load8(xr + j, v);
-#pragma unroll
-        for (int e = 0; e < 8; ++e) ss += double(v[e]) * double(v[e]);
-      }
-    } else {
-      for (int64_t j = threadIdx.x; j < K; j += kThreads) ss += double(to_f(xr[j])) * double(to_f(xr[j]));
-    }
-    ss = block_sum(ss, red_d);
-    rstd = __fdiv_rn(1.0f, __fsqrt_rn(__fadd_rn(float(ss / double(K)), p.eps)));
-  }
+  // Vector path: rounds of kVecs 8-value vectors per thread, all loaded before any is used (one at a time
+  // left the DRAM latency exposed); RMSNorm keeps a one-round row in registers between its two passes.
+  constexpr int kVecs = OP == kCopy && sizeof(T) == 2 ? 4 : OP == kSilu ? 1 : 2;
+  constexpr int kRound = kThreads * 8 * kVecs;
+  const int Ki = int(K), tid = int(threadIdx.x);
   __half* f16 = p.f16 && blockIdx.y == 0 ? p.f16 + i * K : nullptr;
+  float rstd = 0.0f;
   if (p.vec) {
-#pragma unroll 4
-    for (int64_t j = int64_t(threadIdx.x) * 8; j < K; j += kThreads * 8) {
-      float v[8], u[8] = {};
-      load8(xr + j, v);
-      if constexpr (OP == kSilu) load8(xr + K + j, u);
-      float wv[8] = {};  // the norm weights, 8 at a time when aligned (a scalar load per value was ~1/8 of the issue)
-      if constexpr (OP == kNorm) {
-        if (p.w_vec) {
-          load8(p.w + j, wv);
-        } else {
+    constexpr bool kPlainCopy = OP == kCopy && std::is_same_v<T, __half> && sizeof(S) == 2;
+    if constexpr (kPlainCopy) {  // fp16 in, fp16 staged: a plain copy, no conversions
+      for (int r0 = 0; r0 < Ki; r0 += kRound) {
+        uint4 raw[kVecs], pos[kVecs];
 #pragma unroll
-          for (int e = 0; e < 8; ++e) wv[e] = __ldg(p.w + j + e);
+        for (int q = 0; q < kVecs; ++q) {
+          const int j = r0 + (q * kThreads + tid) * 8;
+          if (j >= Ki) continue;
+          raw[q] = __ldg(reinterpret_cast<const uint4*>(xr + j));
+          pos[q] = stage_pos8(p, j);
+        }
+#pragma unroll
+        for (int q = 0; q < kVecs; ++q) {
+          const int j = r0 + (q * kThreads + tid) * 8;
+          if (j >= Ki) continue;
+          stage8(p, srow, j, pos[q], raw[q], nullptr);
+          if (f16) *reinterpret_cast<uint4*>(f16 + j) = raw[q];
         }
       }
-      alignas(16) __half h[8];
-      alignas(16) float f[8];
+    } else {
+      float v[kVecs][8], u[kVecs][8];
+      uint4 pos[kVecs];
+      auto load_round = [&](int r0) {
 #pragma unroll
-      for (int e = 0; e < 8; ++e) {
-        f[e] = op_value<OP>(v[e], u[e], wv[e], rstd);
-        h[e] = __float2half_rn(f[e]);
-      }
-      if constexpr (sizeof(S) == 2) {
-        *reinterpret_cast<uint4*>(srow + j) = *reinterpret_cast<const uint4*>(h);
+        for (int q = 0; q < kVecs; ++q) {
+          const int j = r0 + (q * kThreads + tid) * 8;
+          if (j >= Ki) continue;
+          load8(xr + j, v[q]);
+          pos[q] = stage_pos8(p, j);
+          if constexpr (OP == kSilu) load8(xr + K + j, u[q]);
+        }
+      };
+      auto stage_round = [&](int r0) {
+#pragma unroll
+        for (int q = 0; q < kVecs; ++q) {
+          const int j = r0 + (q * kThreads + tid) * 8;
+          if (j >= Ki) continue;
+          float wv[8] = {};  // the norm weights, 8 at a time when aligned
+          if constexpr (OP == kNorm) {
+            if (p.w_vec) {
+              load8(p.w + j, wv);
+            } else {
+#pragma unroll
+              for (int e = 0; e < 8; ++e) wv[e] = __ldg(p.w + j + e);
+            }
+          }
+          float f[8];
+#pragma unroll
+          for (int e = 0; e < 8; ++e) f[e] = op_value<OP>(v[q][e], OP == kSilu ? u[q][e] : 0.0f, wv[e], rstd);
+          uint4 h;  // fp16 pairs: one packed conversion per two values
+          uint32_t* hw = reinterpret_cast<uint32_t*>(&h);
+#pragma unroll
+          for (int e = 0; e < 4; ++e) {
+            const __half2 pair = __floats2half2_rn(f[2 * e], f[2 * e + 1]);
+            hw[e] = *reinterpret_cast<const uint32_t*>(&pair);
+          }
+          stage8(p, srow, j, pos[q], h, f);
+          if (f16) *reinterpret_cast<uint4*>(f16 + j) = h;
+        }
+      };
+      auto squares = [&](int r0) {
+        double ss = 0.0;  // squares of fp32 values are exact in double, as in cpu::rmsnorm
+#pragma unroll
+        for (int q = 0; q < kVecs; ++q) {
+          if (r0 + (q * kThreads + tid) * 8 >= Ki) continue;
+#pragma unroll
+          for (int e = 0; e < 8; ++e) ss += double(v[q][e]) * double(v[q][e]);
+        }
+        return ss;
+      };
+      if constexpr (OP == kNorm) {
+        double ss = 0.0;
+        for (int r0 = 0; r0 < Ki; r0 += kRound) {
+          load_round(r0);
+          ss += squares(r0);
+        }
+        ss = block_sum(ss, red_d);
+        rstd = __fdiv_rn(1.0f, __fsqrt_rn(__fadd_rn(float(ss / double(K)), p.eps)));
+        if (Ki <= kRound) {  // the row is still in registers
+          stage_round(0);
+        } else {
+          for (int r0 = 0; r0 < Ki; r0 += kRound) {
+            load_round(r0);
+            stage_round(r0);
+          }
+        }
       } else {
-        *reinterpret_cast<float4*>(srow + j) = *reinterpret_cast<const float4*>(f);
-        *reinterpret_cast<float4*>(srow + j + 4) = *reinterpret_cast<const float4*>(f + 4);
+        for (int r0 = 0; r0 < Ki; r0 += kRound) {
+          load_round(r0);
+          stage_round(r0);
+        }
       }
-      if (f16) *reinterpret_cast<uint4*>(f16 + j) = *reinterpret_cast<const uint4*>(h);
     }
   } else {
+    if constexpr (OP == kNorm) {
+      double ss = 0.0;
+      for (int64_t j = threadIdx.x; j < K; j += kThreads) ss += double(to_f(xr[j])) * double(to_f(xr[j]));
+      ss = block_sum(ss, red_d);
+      rstd = __fdiv_rn(1.0f, __fsqrt_rn(__fadd_rn(float(ss / double(K)), p.eps)));
+    }
     for (int64_t j = threadIdx.x; j < K; j += kThreads) {
       const float u = OP == kSilu ? to_f(xr[K + j]) : 0.0f;
       const float f = op_value<OP>(to_f(xr[j]), u, OP == kNorm ? __ldg(p.w + j) : 0.0f, rstd);
       const __half h = __float2half_rn(f);
-      if constexpr (sizeof(S) == 2) srow[j] = h;
-      else srow[j] = f;
+      const int64_t at = p.stage ? int64_t(p.stage[j]) : j;
+      if constexpr (sizeof(S) == 2) srow[at] = h;
+      else srow[at] = f;
       if (f16) f16[j] = h;
     }
   }
+  if (p.stage && p.kn % 128 != 0)  // the ragged last group's padding reads as 0
+    for (int w = p.kn - (p.G - 1) * 128 + int(threadIdx.x); w < 128; w += kThreads)
+      srow[(p.G - 1) * 128 + atom_int4_stage_slot(w)] = S(0.0f);
   __syncthreads();
 
   // ---- phase 2a: W8A8, per-token INT8 of x/smooth (one block per row then) ----
   if (p.i8) {
     float amax = 0.0f;
     for (int64_t j = threadIdx.x; j < K; j += kThreads) {
-      const float v = to_f(srow[j]);
+      const float v = to_f(srow[p.stage ? int64_t(p.stage[j]) : j]);
       amax = fmaxf(amax, fabsf(p.smooth ? __fdiv_rn(v, __ldg(p.smooth + j)) : v));
     }
     amax = block_max(amax, red_f);
@@ -206,61 +379,36 @@ __global__ void __launch_bounds__(kThreads) fused_act_kernel(const Params p) {
     const float s = sym_scale_fp16(amax, 1.0f, 127.0f, hs);
     int8_t* q = p.i8 + i * K;
     for (int64_t j = threadIdx.x; j < K; j += kThreads) {
-      const float v = to_f(srow[j]);
+      const float v = to_f(srow[p.stage ? int64_t(p.stage[j]) : j]);
       q[j] = int8_t(sym_quant(p.smooth ? __fdiv_rn(v, __ldg(p.smooth + j)) : v, s, -127.0f, 127.0f));
     }
     if (threadIdx.x == 0) p.i8_scale[i] = s;
   }
 
-  // ---- phase 2b: Atom, one warp per INT4 group / the INT8 outlier tail ----
-  // A warp takes kGroupsAtOnce full groups per step while it has them: their gathers are all issued before
-  // the first reduction (one group at a time, each step waited for its perm loads and gathers alone).
+  // ---- phase 2b: Atom, one segment per team of 8 lanes ----
   if (p.q4) {
-    constexpr int kGroupsAtOnce = 4;
-    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    const int team = threadIdx.x / kTeam, t = threadIdx.x % kTeam;
+    const unsigned mask = 0xFFu << (kTeam * ((threadIdx.x % 32) / kTeam));
     const int seg_end = min(atom_segments(p), int(blockIdx.y + 1) * p.seg_chunk);
-    const int full_groups = min(seg_end, p.kn / 128);  // groups with all 128 channels below kn
-    int seg = int(blockIdx.y) * p.seg_chunk + warp;
-    for (; seg + (kGroupsAtOnce - 1) * kWarps < full_groups; seg += kGroupsAtOnce * kWarps) {
-      float v[kGroupsAtOnce][4];
-#pragma unroll
-      for (int u = 0; u < kGroupsAtOnce; ++u) {
-        const int4 pj = __ldg(reinterpret_cast<const int4*>(p.perm + (seg + u * kWarps) * 128 + 4 * lane));
-        v[u][0] = to_f(srow[pj.x]);
-        v[u][1] = to_f(srow[pj.y]);
-        v[u][2] = to_f(srow[pj.z]);
-        v[u][3] = to_f(srow[pj.w]);
-      }
-#pragma unroll
-      for (int u = 0; u < kGroupsAtOnce; ++u) quant_group(p, i, seg + u * kWarps, lane, v[u]);
-    }
-    for (; seg < seg_end; seg += kWarps) {
-      if (seg < p.G) {
-        float v[4];  // lane covers group elements 4*lane .. 4*lane+3
-#pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          const int j = seg * 128 + 4 * lane + e;
-          v[e] = j < p.kn ? to_f(srow[__ldg(p.perm + j)]) : 0.0f;
-        }
-        quant_group(p, i, seg, lane, v);
-      } else {
-        float amax = 0.0f;
-        for (int e = lane; e < p.O; e += 32) amax = fmaxf(amax, fabsf(to_f(srow[__ldg(p.perm + p.kn + e)])));
-        amax = warp_max(amax);
-        __half hs;
-        const float s = sym_scale_fp16(amax, p.o_clip, 127.0f, hs);
-        for (int e = lane; e < p.O; e += 32)
-          p.q8[i * p.O + e] = int8_t(sym_quant(to_f(srow[__ldg(p.perm + p.kn + e)]), s, -127.0f, 127.0f));
-        if (lane == 0) p.oscale[i] = hs;
-      }
+    for (int seg = int(blockIdx.y) * p.seg_chunk + team; seg < seg_end; seg += kTeams) {
+      if (seg < p.G) quant_int4_group(p, i, srow, seg, t, mask);
+      else quant_int8_tail(p, i, srow, t, mask);
     }
   }
 }
 
 template <int OP, typename T, typename S>
+__global__ void __launch_bounds__(kThreads, (kMinBlocks<OP, T, S>)) fused_act_kernel(const Params p) {
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  __shared__ double red_d[kWarps];
+  __shared__ float red_f[kWarps];
+  fused_row<OP, T, S>(p, blockIdx.x, reinterpret_cast<S*>(smem_raw), red_d, red_f);
+}
+
+template <int OP, typename T, typename S>
 void launch_staged(const Params& p, cudaStream_t s) {
-  allow_dynamic_smem(reinterpret_cast<const void*>(fused_act_kernel<OP, T, S>), size_t(kMaxK) * sizeof(S));
-  const size_t smem = size_t((p.K + 7) / 8 * 8) * sizeof(S);
+  allow_dynamic_smem(reinterpret_cast<const void*>(fused_act_kernel<OP, T, S>), size_t(kMaxK + 256) * sizeof(S));
+  const size_t smem = size_t((p.staged_len + 7) / 8 * 8) * sizeof(S);
   const int chunks = std::max(1, (atom_segments(p) + p.seg_chunk - 1) / p.seg_chunk);
   fused_act_kernel<OP, T, S><<<dim3(unsigned(p.m), unsigned(chunks)), kThreads, smem, s>>>(p);
   ATOM_CUDA_CHECK_LAUNCH();
@@ -279,14 +427,15 @@ void launch(Params p, ActDtype dt, const FusedOut& out, cudaStream_t s) {
   ATOM_CUDA_REQUIRE(out.f16 || out.i8 || out.atom, "fused activation kernel: no output requested");
   ATOM_CUDA_REQUIRE(!out.i8 || out.i8_scale, "fused activation kernel: W8A8 output needs i8_scale");
   p.f16 = reinterpret_cast<__half*>(out.f16);
+  p.staged_len = p.K;
   p.i8 = out.i8;
   p.i8_scale = out.i8_scale;
   p.smooth = out.smooth;
   if (out.atom) {
     const GpuAtomLayout& L = out.L;
-    ATOM_CUDA_REQUIRE(out.perm && L.k == p.K, "fused activation kernel: Atom layout/perm do not match K");
-    ATOM_CUDA_REQUIRE(reinterpret_cast<uintptr_t>(out.perm) % 16 == 0,
-                      "fused activation kernel: perm must be 16-byte aligned (it is read 4 entries at a time)");
+    ATOM_CUDA_REQUIRE(out.stage && L.k == p.K, "fused activation kernel: Atom layout/staging table do not match K");
+    ATOM_CUDA_REQUIRE(reinterpret_cast<uintptr_t>(out.stage) % 16 == 0,
+                      "fused activation kernel: the staging table must be 16-byte aligned (it is read 8 entries at a time)");
     GpuAtomActs& a = *out.atom;
     ATOM_CUDA_REQUIRE(int64_t(a.scale.size()) >= p.m * L.n_groups && int64_t(a.q4.size()) >= p.m * L.q4_row_bytes() &&
                           int64_t(a.q8.size()) >= p.m * L.n_outlier && (L.n_outlier == 0 || int64_t(a.oscale.size()) >= p.m),
@@ -296,7 +445,8 @@ void launch(Params p, ActDtype dt, const FusedOut& out, cudaStream_t s) {
     p.scale = reinterpret_cast<__half*>(a.scale.data());
     p.q8 = a.q8.data();
     p.oscale = reinterpret_cast<__half*>(a.oscale.data());
-    p.perm = out.perm;
+    p.stage = out.stage;
+    p.staged_len = atom_staged_len(L);
     p.G = int(L.n_groups);
     p.kn = int(L.k_normal);
     p.O = int(L.n_outlier);
@@ -304,8 +454,10 @@ void launch(Params p, ActDtype dt, const FusedOut& out, cudaStream_t s) {
     p.o_clip = out.a_outlier_clip;
   }
   if (p.m == 0) return;
-  // Rows too few for the SMs: split the Atom segments over blocks, at least one per warp each, so that
-  // about two blocks per SM run (never with the W8A8 output, which needs the whole row in one block).
+  // Rows too few for the SMs: split the Atom segments over blocks, at least kWarps per block, so that about
+  // two blocks per SM run (never with the W8A8 output, which needs the whole row in one block). Every chunk
+  // redoes phase 1 and a block's 32 teams could take 32 segments at once: chunks of >= kTeams segments are
+  // the next thing to measure (results.md §8: M = 256 lost time to the second chunk's phase 1).
   p.seg_chunk = 1 << 30;
   if (out.atom && !out.i8) {
     static const int sms = device_props().sm_count;
@@ -328,6 +480,23 @@ void launch(Params p, ActDtype dt, const FusedOut& out, cudaStream_t s) {
 
 }  // namespace
 
+std::vector<uint16_t> atom_stage_table(const std::vector<int32_t>& perm, const GpuAtomLayout& L) {
+  const int64_t K = L.k;
+  ATOM_CUDA_REQUIRE(int64_t(perm.size()) == K && K <= kMaxK, "atom_stage_table: perm has the wrong length");
+  std::vector<uint16_t> stage(static_cast<size_t>(K));
+  std::vector<char> seen(static_cast<size_t>(K), 0);
+  for (int64_t k = 0; k < K; ++k) {
+    const int32_t j = perm[size_t(k)];
+    ATOM_CUDA_REQUIRE(j >= 0 && j < K && !seen[size_t(j)], "atom_stage_table: perm is not a permutation");
+    seen[size_t(j)] = 1;
+    const int64_t e = k - L.k_normal;
+    const int64_t at = k < L.k_normal ? k / 128 * 128 + atom_int4_stage_slot(int(k % 128))
+                                      : L.n_groups * 128 + e / 128 * 128 + atom_tail_stage_slot(int(e % 128));
+    stage[size_t(j)] = uint16_t(at);
+  }
+  return stage;
+}
+
 void rmsnorm_quant(const void* x, ActDtype dt, int64_t m, int64_t K, const float* w, float eps, const FusedOut& out,
                    cudaStream_t s, const int32_t* rows) {
   ATOM_CUDA_REQUIRE(w != nullptr, "rmsnorm_quant: no norm weight");
@@ -349,12 +518,12 @@ void silu_mul_quant(const void* gu, ActDtype dt, int64_t m, int64_t F, const Fus
 }
 
 // The o_proj-style quantizer of atom_gemm.h: reorder_quant on fp16 rows into `acts`.
-void atom_quantize_acts_fp16(const uint16_t* x, int64_t m, const int32_t* perm, const GpuAtomLayout& L, float a_clip,
+void atom_quantize_acts_fp16(const uint16_t* x, int64_t m, const uint16_t* stage, const GpuAtomLayout& L, float a_clip,
                              float a_outlier_clip, GpuAtomActs& acts, cudaStream_t s) {
   ATOM_CUDA_REQUIRE(acts.m == m, "atom_quantize_acts_fp16: acts not resized for m rows");
   FusedOut o;
   o.atom = &acts;
-  o.perm = perm;
+  o.stage = stage;
   o.L = L;
   o.a_clip = a_clip;
   o.a_outlier_clip = a_outlier_clip;

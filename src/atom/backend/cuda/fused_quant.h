@@ -19,6 +19,7 @@
 // so any K up to 32768 works (row length is not restricted to multiples of anything).
 #pragma once
 #include <cstdint>
+#include <vector>
 
 #include "atom/backend/cuda/atom_gemm.h"
 
@@ -32,7 +33,7 @@ struct FusedOut {
   float* i8_scale = nullptr;        // [m]
   const float* smooth = nullptr;    // [K] SmoothQuant factors (null: none)
   GpuAtomActs* atom = nullptr;      // buffers for >= m rows; atom->m is set to m
-  const int32_t* perm = nullptr;    // [K] Atom reorder (perm[k_new] = k_old)
+  const uint16_t* stage = nullptr;  // [K] atom_stage_table of the Atom reorder (GpuAtomWeights::stage)
   GpuAtomLayout L;                  // Atom layout of this input
   float a_clip = 0.9f, a_outlier_clip = 1.0f;
   // Quantize the op's fp32 value (as the CPU model's linears quantize their fp32 inputs) instead of
@@ -40,11 +41,27 @@ struct FusedOut {
   bool quant_from_f32 = false;
 };
 
+// ---- The staging table: where each input channel sits in a fused kernel's shared-memory row ----
+// The Atom reorder happens as the row is staged: channel j goes to stage[j], chosen so that each lane of
+// phase 2 reads its 16 values as two conflict-free 16-byte loads (fused_quant.cu). Reordered channel k < kn
+// (INT4 group g = k/128, element w = k%128) goes to g*128 + atom_int4_stage_slot(w); outlier e = k - kn to
+// G*128 + (e/128)*128 + atom_tail_stage_slot(e%128). The slot is (lane, piece, i): lane t's two 8-value
+// pieces are slots 8t + i and 64 + 8t + i.
+// INT4: element w = 32c + 16*hi + 8h + i (word pair h of chunk c, low or high halves) is lane 2c + h's piece hi.
+constexpr int atom_int4_stage_slot(int w) { return (w % 32 >= 16 ? 64 : 0) + 8 * (2 * (w / 32) + (w % 16) / 8) + w % 8; }
+// INT8 tail: element e = 16t + 8*piece + i is lane t's piece.
+constexpr int atom_tail_stage_slot(int e) { return (e % 16 >= 8 ? 64 : 0) + 8 * (e / 16) + e % 8; }
+// Staged row length: G*128 + the tail rounded up to 128.
+inline int64_t atom_staged_len(const GpuAtomLayout& L) { return L.n_groups * 128 + (L.n_outlier + 127) / 128 * 128; }
+// stage[j] for perm (perm[k] = original channel of reordered channel k); throws on a perm that is not a
+// permutation of [0, K).
+std::vector<uint16_t> atom_stage_table(const std::vector<int32_t>& perm, const GpuAtomLayout& L);
+
 // Sets FusedOut's Atom fields from an uploaded linear's weights (perm, layout, clips).
 inline FusedOut atom_target(GpuAtomActs& acts, const GpuAtomWeights& w) {
   FusedOut o;
   o.atom = &acts;
-  o.perm = w.perm.data();
+  o.stage = w.stage.data();
   o.L = w.L;
   o.a_clip = w.a_clip;
   o.a_outlier_clip = w.a_outlier_clip;

@@ -26,7 +26,7 @@ std::vector<uint16_t> to_fp16(const float* v, size_t n) {
 }
 
 int64_t linear_bytes(const GpuLinear& l) {
-  return int64_t(l.f16.bytes() + l.w8.w.bytes() + l.w8.scale.bytes() + l.w8.smooth.bytes() + l.atom.perm.bytes() +
+  return int64_t(l.f16.bytes() + l.w8.w.bytes() + l.w8.scale.bytes() + l.w8.smooth.bytes() + l.atom.perm.bytes() + l.atom.stage.bytes() +
                  l.atom.q4.bytes() + l.atom.scale.bytes() + l.atom.q8.bytes() + l.atom.oscale.bytes());
 }
 
@@ -140,7 +140,7 @@ void synthetic_linear(GpuMode mode, int64_t n, int64_t k, SeedSeq& seed, std::mt
       std::vector<int32_t> perm(static_cast<size_t>(k));
       std::iota(perm.begin(), perm.end(), 0);
       std::shuffle(perm.begin(), perm.end(), rng);
-      w.perm.upload(perm, s);
+      upload_atom_perm(perm, w, s);
       w.q4.resize(size_t(n * w.L.q4_row_bytes()));
       w.scale.resize(size_t(w.L.scale_elems(n)));
       w.q8.resize(size_t(n * w.L.n_outlier));
