@@ -161,7 +161,7 @@ TEST(GpuFused, KernelsMatchCpuReference) {
   // pass (86 at K = 11008), with the partial last group and the outlier tail after them.
   for (Op op : {Op::Norm, Op::Copy, Op::Silu}) check_fused(op, ActDtype::F16, 4096, 300, false, rng);
   check_fused(Op::Silu, ActDtype::F32, 11008, 270, false, rng);
-  // Few rows of a wide input: the row's 86 segments are split over 11 blocks (seg_chunk), each redoing phase 1.
+  // Few rows of a wide input: the row's 86 segments are split over 3 blocks (seg_chunk), each redoing phase 1.
   for (Op op : {Op::Norm, Op::Copy, Op::Silu}) check_fused(op, ActDtype::F16, 11008, 3, false, rng);
 }
 

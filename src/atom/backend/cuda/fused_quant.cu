@@ -454,15 +454,15 @@ void launch(Params p, ActDtype dt, const FusedOut& out, cudaStream_t s) {
     p.o_clip = out.a_outlier_clip;
   }
   if (p.m == 0) return;
-  // Rows too few for the SMs: split the Atom segments over blocks, at least kWarps per block, so that about
-  // two blocks per SM run (never with the W8A8 output, which needs the whole row in one block). Every chunk
-  // redoes phase 1 and a block's 32 teams could take 32 segments at once: chunks of >= kTeams segments are
-  // the next thing to measure (results.md §8: M = 256 lost time to the second chunk's phase 1).
+  // Rows too few for the SMs: split the Atom segments over blocks, at least kTeams per block (a block's
+  // teams take 32 segments in one pass, and every chunk redoes phase 1), so that about two blocks per SM
+  // run (never with the W8A8 output, which needs the whole row in one block). Written after the device time
+  // ran out (results.md §8c): it was at least kWarps per block, which ran M = 256, K = 4096 as 2 half-idle blocks per row.
   p.seg_chunk = 1 << 30;
   if (out.atom && !out.i8) {
     static const int sms = device_props().sm_count;
     const int64_t segs = atom_segments(p);
-    const int64_t want = std::min<int64_t>((segs + kWarps - 1) / kWarps, (2 * sms + p.m - 1) / p.m);
+    const int64_t want = std::min<int64_t>((segs + kTeams - 1) / kTeams, (2 * sms + p.m - 1) / p.m);
     if (want > 1) p.seg_chunk = int((segs + want - 1) / want);
   }
   // fp32 staging only matters for the quantizers (an fp16-only output reads the rounded value anyway)
