@@ -10,7 +10,7 @@
 //   bench_attention [--json FILE] [--quick] [--decode-only] [--prefill-only] [--split-sweep] [--page 16|32]
 //                   [--groups-per-step 1|2] (the decode table's int8 / int4 kernel step width)
 //                   [--rounds R] (the decode table R times over, caches in turn: median and spread per cell)
-//                   [--prefill-kernel auto|mma|wgmma] (the prefill table's kernel; auto: the library's choice)
+//                   [--prefill-kernel auto|mma|wgmma|wgmma-overlap] (the prefill table's kernel; auto: the library's choice)
 //                   [--prefill-kv int4|int8|fp16] (the prefill table's cells of that cache only: one kernel to profile)
 // --split-sweep: decode int4 / int8 at the shapes where the split heuristic matters most (short contexts, small
 // batches), timed at every split count from 1 to 64 next to the automatic choice, for tuning it.
@@ -86,7 +86,7 @@ const char* dt_name(KvDtype d) { return d == KvDtype::F16 ? "fp16" : d == KvDtyp
 // The kernel a prefill table ran on (kAuto resolved as paged_attention_prefill resolves it).
 const char* prefill_kernel_name(PrefillKernel k) {
   if (k == PrefillKernel::kAuto) k = device_runs_sm90a() ? PrefillKernel::kWgmma : PrefillKernel::kMmaSync;
-  return k == PrefillKernel::kWgmma ? "wgmma" : "mma.sync";
+  return k == PrefillKernel::kWgmma ? "wgmma" : k == PrefillKernel::kWgmmaOverlap ? "wgmma-overlap" : "mma.sync";
 }
 
 struct Rec {
@@ -145,8 +145,9 @@ int main(int argc, char** argv) {
       if (v == "auto") prefill_kernel = PrefillKernel::kAuto;
       else if (v == "mma") prefill_kernel = PrefillKernel::kMmaSync;
       else if (v == "wgmma") prefill_kernel = PrefillKernel::kWgmma;
+      else if (v == "wgmma-overlap") prefill_kernel = PrefillKernel::kWgmmaOverlap;
       else {
-        std::fprintf(stderr, "bench_attention: --prefill-kernel must be auto, mma or wgmma\n");
+        std::fprintf(stderr, "bench_attention: --prefill-kernel must be auto, mma, wgmma or wgmma-overlap\n");
         return 2;
       }
     }

@@ -235,8 +235,8 @@ TEST(GpuAttention, PrefillLongChunk) {
 TEST(GpuAttention, PrefillEachKernelMatchesReference) {
   REQUIRE_GPU();
   std::vector<PrefillKernel> kernels = {PrefillKernel::kMmaSync};
-  if (device_runs_sm90a()) kernels.push_back(PrefillKernel::kWgmma);
-  else std::printf("note: no sm_90 device, the wgmma prefill kernel is not run\n");
+  if (device_runs_sm90a()) kernels.insert(kernels.end(), {PrefillKernel::kWgmma, PrefillKernel::kWgmmaOverlap});
+  else std::printf("note: no sm_90 device, the wgmma prefill kernels are not run\n");
   // The cases of PrefillMatchesReference and PrefillLongChunk, plus the 128-row query tile +- 1 and a
   // prefix long enough for the tile pipelines.
   for (PrefillKernel k : kernels) {

@@ -243,9 +243,9 @@ void paged_attention_prefill(const PagedKvCache& kv, int layer, const uint16_t* 
   // kAuto: the wgmma kernel wherever it runs (faster on 22 of the 24 benchmark cells, within 3% on the other
   // two; results.md §7b), the mma.sync kernel elsewhere.
   if (kernel == PrefillKernel::kAuto) kernel = device_runs_sm90a() ? PrefillKernel::kWgmma : PrefillKernel::kMmaSync;
-  if (kernel == PrefillKernel::kWgmma) {
+  if (kernel == PrefillKernel::kWgmma || kernel == PrefillKernel::kWgmmaOverlap) {
     ATOM_CUDA_REQUIRE(device_runs_sm90a(), "paged_attention_prefill: the wgmma kernel needs an sm_90 device");
-    launch_prefill_wgmma(a, B, max_q_per_seq, s);
+    launch_prefill_wgmma(a, B, max_q_per_seq, s, kernel == PrefillKernel::kWgmmaOverlap);
     return;
   }
   switch (L.dtype) {

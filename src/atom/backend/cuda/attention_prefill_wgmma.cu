@@ -41,7 +41,6 @@ struct WgSmem {
   // out with the 128-byte swizzle so that a row's contiguous bytes fill conflict-free (three K tiles, so
   // tile kt+2 streams in while S(kt) reads tile kt and tile kt+1 waits).
   static constexpr bool kDirectK = DT == KvDtype::F16;
-  static constexpr int kKTiles = kDirectK ? 3 : 2;
   // A raw plane (the K or the V values of a tile) is row-major in 16-byte slots, each 8-slot line XOR-permuted
   // by raw_swz: the fill (contiguous runs), the 8-key reads of convert_k and the key-pair reads of convert_v
   // all meet 8 different bank quads per 8 lanes.
@@ -55,8 +54,6 @@ struct WgSmem {
   // (key, key + 1) stores of the transpose, 8 key blocks per warp, land in 8 different bank quads.
   static constexpr uint32_t kVtLbo = 144, kVtSbo = (kBN / 8) * kVtLbo;
   static constexpr size_t kTileVt = size_t(D / 8) * kVtSbo;
-  // + 1 KiB: the K tiles start on a 1 KiB boundary (the swizzle pattern follows address bits 7..9).
-  static constexpr size_t kBytes = 1024 + kKTiles * kTileK + 2 * kRaw + 2 * kTileVt;
   __device__ static uint32_t raw_swz(int r, int ch) {
     const int lin = r * kChunks + ch;
     const int h = kChunks >= 8 ? (r + (r >> 3)) & 7 : (lin >> 3) & 7;
@@ -70,6 +67,17 @@ struct WgSmem {
   __device__ static uint32_t vt_off(int d, int key) {
     return uint32_t((d >> 3) * kVtSbo + (key >> 3) * kVtLbo + (d & 7) * 16 + (key & 7) * 2);
   }
+};
+
+// The pipeline's buffer counts. OV: the overlapped schedule (prefill_wgmma_kernel's kOverlap), three tiles
+// ahead: three raw stages and three K tiles.
+template <KvDtype DT, int D, bool OV>
+struct WgPipe : WgSmem<DT, D> {
+  using B = WgSmem<DT, D>;
+  static constexpr int kKTiles = B::kDirectK || OV ? 3 : 2;
+  static constexpr int kRawStages = OV ? 3 : 2;
+  // + 1 KiB: the K tiles start on a 1 KiB boundary (the swizzle pattern follows address bits 7..9).
+  static constexpr size_t kBytes = 1024 + kKTiles * B::kTileK + kRawStages * B::kRaw + 2 * B::kTileVt;
 };
 
 // Byte offset of element (row, col) in a canonical K-major tile whose rows have `cols` elements.
@@ -181,17 +189,22 @@ __device__ __forceinline__ void convert_v(const uint8_t* raw, uint8_t* sVt, int 
   }
 }
 
-template <KvDtype DT, int D>
+// kOverlap (PrefillKernel::kWgmmaOverlap): S(kt+1) and P.V(kt) are issued together and the softmax of
+// tile kt+1 runs while P.V(kt) is on the tensor cores (FA3's intra-warpgroup overlap). P is double-buffered
+// in registers (the loop is unrolled by 2 so that each buffer is a fixed register set: P.V(kt) reads one
+// while the softmax writes the other), tiles are loaded three ahead, and iteration kt converts K(kt+2) and
+// V(kt+1). Written after the device time ran out (results.md §8d): ptxas-clean, NOT YET RUN on a GPU.
+template <KvDtype DT, int D, bool kOverlap>
 __global__ void __launch_bounds__(kThreads, 1) prefill_wgmma_kernel(const PrefillArgs a) {
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
-  using SM = WgSmem<DT, D>;
+  using SM = WgPipe<DT, D, kOverlap>;
   constexpr int kNKB = D / 16;  // k16 steps of S = Q.K^T
   constexpr int kNT = D / 8;    // n8 column tiles of O
   extern __shared__ __align__(128) uint8_t smem[];
   uint8_t* const tiles_k = smem + ((1024u - ptx::smem_addr(smem)) & 1023u);  // kKTiles K tiles, 1 KiB aligned
-  uint8_t* const raw0 = tiles_k + SM::kKTiles * SM::kTileK;                 // 2 raw stages
-  uint8_t* const tiles_vt = raw0 + 2 * SM::kRaw;                              // 2 V^T tiles
-  auto raw = [&](int i) { return raw0 + (i & 1) * SM::kRaw; };
+  uint8_t* const raw0 = tiles_k + SM::kKTiles * SM::kTileK;                 // kRawStages raw stages
+  uint8_t* const tiles_vt = raw0 + SM::kRawStages * SM::kRaw;                 // 2 V^T tiles
+  auto raw = [&](int i) { return raw0 + (i % SM::kRawStages) * SM::kRaw; };
   auto tileK = [&](int i) { return tiles_k + (i % SM::kKTiles) * SM::kTileK; };
   auto tileVt = [&](int i) { return tiles_vt + (i & 1) * SM::kTileVt; };
 
@@ -211,14 +224,16 @@ __global__ void __launch_bounds__(kThreads, 1) prefill_wgmma_kernel(const Prefil
   const int n_tiles = (kend + kBN - 1) / kBN;
 
   // Tiles 0 and 1 in flight while Q is loaded (one cp.async group per tile); tile 2's blocks looked up.
+  // (kOverlap: tiles 0..2, tile 3's blocks.)
+  constexpr int kAhead = kOverlap ? 3 : 2;
   TileBlocks<DT, D> tb;
-  tb.lookup(hp, bt, 0, kend, tid);
-  if (n_tiles > 0) issue_tile<DT, D>(raw(0), tileK(0), tb, a, hp, 0, tid);
-  ptx::cp_async_commit();
-  tb.lookup(hp, bt, 1, kend, tid);
-  if (n_tiles > 1) issue_tile<DT, D>(raw(1), tileK(1), tb, a, hp, 1, tid);
-  ptx::cp_async_commit();
-  tb.lookup(hp, bt, 2, kend, tid);
+#pragma unroll
+  for (int t = 0; t < kAhead; ++t) {
+    tb.lookup(hp, bt, t, kend, tid);
+    if (n_tiles > t) issue_tile<DT, D>(raw(t), tileK(t), tb, a, hp, t, tid);
+    ptx::cp_async_commit();
+  }
+  tb.lookup(hp, bt, kAhead, kend, tid);
 
   // This lane's two query rows (g, g+8 of its warp) and their A fragments; -1 masks every key for padding.
   int qpos[2];
@@ -239,78 +254,176 @@ __global__ void __launch_bounds__(kThreads, 1) prefill_wgmma_kernel(const Prefil
 #pragma unroll
   for (int i = 0; i < 4 * kNT; ++i) o[i] = 0.0f;
 
-  if (n_tiles > 0) {
-    ptx::cp_async_wait<1>();  // tile 0
-    __syncthreads();
-    if constexpr (!SM::kDirectK) convert_k<DT, D>(raw(0), tileK(0), 0, kend, tid);
-    convert_v<DT, D>(raw(0), tileVt(0), 0, kend, tid);
-    ptx::fence_proxy_async_shared();
-    __syncthreads();
-  }
-  // Iteration kt: tile kt+2 streams in; K of tile kt+1 is converted under S(kt) and its V under P.V(kt), so
-  // the tensor cores have work during both conversions (the raw stage of tile kt+2 held tile kt, whose
-  // conversion ended before the previous iteration's last barrier).
-  for (int kt = 0; kt < n_tiles; ++kt) {
-    if (kt + 2 < n_tiles) {
-      issue_tile<DT, D>(raw(kt + 2), tileK(kt + 2), tb, a, hp, kt + 2, tid);
-      tb.lookup(hp, bt, kt + 3, kend, tid);  // in flight until the next iteration's fill
+  if constexpr (kOverlap) {
+    // ---- overlapped schedule ----
+    if (n_tiles > 0) {
+      ptx::cp_async_wait<2>();  // tile 0
+      __syncthreads();
+      if constexpr (!SM::kDirectK) convert_k<DT, D>(raw(0), tileK(0), 0, kend, tid);
+      convert_v<DT, D>(raw(0), tileVt(0), 0, kend, tid);
+      if (n_tiles > 1) {
+        ptx::cp_async_wait<1>();  // tile 1: its K is S(1)'s operand in iteration 0
+        __syncthreads();
+        if constexpr (!SM::kDirectK) convert_k<DT, D>(raw(1), tileK(1), 1, kend, tid);
+      }
+      ptx::fence_proxy_async_shared();
+      __syncthreads();
     }
-    ptx::cp_async_commit();
-    // ---- S = Q K^T (64 rows x 64 keys per warpgroup), issued asynchronously ----
     float s[32];
 #pragma unroll
-    for (int i = 0; i < 32; ++i) s[i] = 0.0f;  // (scale-d = 0 ignores them; defined for the asm's "+f")
-    // fp16 direct K: 128-byte swizzle, SBO 1024, a k16 step is 32 bytes into its 64-element atom column.
-    const uint64_t dk = SM::kDirectK ? ptx::wgmma_desc(ptx::smem_addr(tileK(kt)), 16u, 1024u, ptx::WgmmaSwizzle::k128B)
-                                     : ptx::wgmma_desc_kmajor_noswizzle(tileK(kt), D / 8);
-    ptx::wgmma_fence();
+    for (int i = 0; i < 32; ++i) s[i] = 0.0f;  // defined once for the asm's "+f"; scale-d = 0 ignores the old values
+    auto issue_s = [&](int kt) {  // S = Q K(kt)^T into s (the caller fences and commits)
+      const uint64_t dk = SM::kDirectK ? ptx::wgmma_desc(ptx::smem_addr(tileK(kt)), 16u, 1024u, ptx::WgmmaSwizzle::k128B)
+                                       : ptx::wgmma_desc_kmajor_noswizzle(tileK(kt), D / 8);
 #pragma unroll
-    for (int kb = 0; kb < kNKB; ++kb) {
-      const uint32_t step = SM::kDirectK ? uint32_t((kb / 4) * SM::kKAtom + (kb % 4) * 32) : 256u * kb;
-      ptx::wgmma_m64n64k16_f16_rs(s, qf[kb], ptx::wgmma_desc_add(dk, step), kb > 0);
-    }
-    ptx::wgmma_commit();
-    const bool next = kt + 1 < n_tiles;
-    if (next) {
-      ptx::cp_async_wait<1>();  // tile kt+1 (tile kt+2 may still be in flight)
-      __syncthreads();
-      if constexpr (!SM::kDirectK) convert_k<DT, D>(raw(kt + 1), tileK(kt + 1), kt + 1, kend, tid);
-    }
-    ptx::wgmma_wait<0>();
-    ptx::wgmma_fence_operands(s);
-    // ---- causal mask + online softmax (rows g and g+8) ----
-    float corr[2];
-    tile_online_softmax([&](int j, int e) -> float& { return s[4 * j + e]; }, kt, c, qpos, a.scale_log2, m, l, corr);
-#pragma unroll
-    for (int j = 0; j < kNT; ++j) {
-      o[4 * j] *= corr[0]; o[4 * j + 1] *= corr[0];
-      o[4 * j + 2] *= corr[1]; o[4 * j + 3] *= corr[1];
-    }
-    // ---- O += P V^T-tile: P's fragments straight from the S layout ----
-    uint32_t pf[kBN / 16][4];
-#pragma unroll
-    for (int kk = 0; kk < kBN / 16; ++kk) {
-      pf[kk][0] = attn::pack_half2(s[8 * kk + 0], s[8 * kk + 1]);
-      pf[kk][1] = attn::pack_half2(s[8 * kk + 2], s[8 * kk + 3]);
-      pf[kk][2] = attn::pack_half2(s[8 * kk + 4], s[8 * kk + 5]);
-      pf[kk][3] = attn::pack_half2(s[8 * kk + 6], s[8 * kk + 7]);
-    }
-    const uint64_t dv = ptx::wgmma_desc(ptx::smem_addr(tileVt(kt)), SM::kVtLbo, SM::kVtSbo);
-    ptx::wgmma_fence();
-#pragma unroll
-    for (int kk = 0; kk < kBN / 16; ++kk) {
-      if constexpr (D == 128) {
-        ptx::wgmma_m64n128k16_f16_rs(o, pf[kk], ptx::wgmma_desc_add(dv, 2 * SM::kVtLbo * kk), 1);
-      } else {
-        ptx::wgmma_m64n64k16_f16_rs(o, pf[kk], ptx::wgmma_desc_add(dv, 2 * SM::kVtLbo * kk), 1);
+      for (int kb = 0; kb < kNKB; ++kb) {
+        const uint32_t step = SM::kDirectK ? uint32_t((kb / 4) * SM::kKAtom + (kb % 4) * 32) : 256u * kb;
+        ptx::wgmma_m64n64k16_f16_rs(s, qf[kb], ptx::wgmma_desc_add(dk, step), kb > 0);
       }
+    };
+    auto softmax_to_p = [&](int kt, uint32_t (&pf)[kBN / 16][4], float (&corr)[2]) {
+      tile_online_softmax([&](int j, int e) -> float& { return s[4 * j + e]; }, kt, c, qpos, a.scale_log2, m, l, corr);
+#pragma unroll
+      for (int kk = 0; kk < kBN / 16; ++kk) {
+        pf[kk][0] = attn::pack_half2(s[8 * kk + 0], s[8 * kk + 1]);
+        pf[kk][1] = attn::pack_half2(s[8 * kk + 2], s[8 * kk + 3]);
+        pf[kk][2] = attn::pack_half2(s[8 * kk + 4], s[8 * kk + 5]);
+        pf[kk][3] = attn::pack_half2(s[8 * kk + 6], s[8 * kk + 7]);
+      }
+    };
+    uint32_t pa[kBN / 16][4], pb[kBN / 16][4];
+    if (n_tiles > 0) {  // S(0) and its softmax (O is still 0: its rescale can be skipped)
+      ptx::wgmma_fence();
+      issue_s(0);
+      ptx::wgmma_commit();
+      ptx::wgmma_wait<0>();
+      ptx::wgmma_fence_operands(s);
+      float corr0[2];
+      softmax_to_p(0, pa, corr0);
     }
-    ptx::wgmma_commit();
-    if (next) convert_v<DT, D>(raw(kt + 1), tileVt(kt + 1), kt + 1, kend, tid);  // its tile's last reader, P.V(kt-1), is done
-    ptx::fence_proxy_async_shared();  // this thread's tile kt+1 writes (stores, cp.async) before the wgmma reads
-    ptx::wgmma_wait<0>();
-    ptx::wgmma_fence_operands(o);
-    __syncthreads();  // tiles kt+1 complete; both warpgroups are done with tiles kt and raw stage kt+1
+    // Iteration kt: P(kt) is in pc; K(kt+1) and V(kt) are in their tiles.
+    auto step = [&](int kt, uint32_t (&pc)[kBN / 16][4], uint32_t (&pn)[kBN / 16][4]) {
+      if (kt + 3 < n_tiles) {
+        issue_tile<DT, D>(raw(kt + 3), tileK(kt + 3), tb, a, hp, kt + 3, tid);
+        tb.lookup(hp, bt, kt + 4, kend, tid);
+      }
+      ptx::cp_async_commit();
+      const bool next = kt + 1 < n_tiles;
+      // S(kt+1) and its softmax run on the last tile too (on a stale K tile whose keys kt+1 >= n_tiles are all
+      // masked: m, l and O are unchanged): with no branch around them ptxas sees that the softmax reads only
+      // the finished group; behind `if (next)` it serialised the wgmmas (C7514).
+      ptx::wgmma_fence();
+      issue_s(kt + 1);
+      ptx::wgmma_commit();  // group: S(kt+1)
+      ptx::wgmma_fence();
+      const uint64_t dv = ptx::wgmma_desc(ptx::smem_addr(tileVt(kt)), SM::kVtLbo, SM::kVtSbo);
+#pragma unroll
+      for (int kk = 0; kk < kBN / 16; ++kk) {
+        if constexpr (D == 128) {
+          ptx::wgmma_m64n128k16_f16_rs(o, pc[kk], ptx::wgmma_desc_add(dv, 2 * SM::kVtLbo * kk), 1);
+        } else {
+          ptx::wgmma_m64n64k16_f16_rs(o, pc[kk], ptx::wgmma_desc_add(dv, 2 * SM::kVtLbo * kk), 1);
+        }
+      }
+      ptx::wgmma_commit();  // group: P.V(kt)
+      float corr[2];  // the softmax of tile kt+1 under P.V(kt)
+      ptx::wgmma_wait<1>();
+      ptx::wgmma_fence_operands(s);
+      softmax_to_p(kt + 1, pn, corr);
+      ptx::cp_async_wait<1>();  // tile kt+2 (tile kt+3 may still be in flight)
+      __syncthreads();          // every thread's part of tile kt+2 has landed
+      if constexpr (!SM::kDirectK)
+        if (kt + 2 < n_tiles) convert_k<DT, D>(raw(kt + 2), tileK(kt + 2), kt + 2, kend, tid);
+      if (next) convert_v<DT, D>(raw(kt + 1), tileVt(kt + 1), kt + 1, kend, tid);
+      ptx::fence_proxy_async_shared();
+      ptx::wgmma_wait<0>();
+      ptx::wgmma_fence_operands(o);
+#pragma unroll
+      for (int j = 0; j < kNT; ++j) {
+        o[4 * j] *= corr[0]; o[4 * j + 1] *= corr[0];
+        o[4 * j + 2] *= corr[1]; o[4 * j + 3] *= corr[1];
+      }
+      __syncthreads();  // K(kt+2), V(kt+1) converted; tiles kt and raw stage kt+1 are free
+    };
+    for (int kt = 0; kt < n_tiles; kt += 2) {
+      step(kt, pa, pb);
+      if (kt + 1 < n_tiles) step(kt + 1, pb, pa);
+    }
+  } else {
+    if (n_tiles > 0) {
+      ptx::cp_async_wait<1>();  // tile 0
+      __syncthreads();
+      if constexpr (!SM::kDirectK) convert_k<DT, D>(raw(0), tileK(0), 0, kend, tid);
+      convert_v<DT, D>(raw(0), tileVt(0), 0, kend, tid);
+      ptx::fence_proxy_async_shared();
+      __syncthreads();
+    }
+    // Iteration kt: tile kt+2 streams in; K of tile kt+1 is converted under S(kt) and its V under P.V(kt), so
+    // the tensor cores have work during both conversions (the raw stage of tile kt+2 held tile kt, whose
+    // conversion ended before the previous iteration's last barrier).
+    for (int kt = 0; kt < n_tiles; ++kt) {
+      if (kt + 2 < n_tiles) {
+        issue_tile<DT, D>(raw(kt + 2), tileK(kt + 2), tb, a, hp, kt + 2, tid);
+        tb.lookup(hp, bt, kt + 3, kend, tid);  // in flight until the next iteration's fill
+      }
+      ptx::cp_async_commit();
+      // ---- S = Q K^T (64 rows x 64 keys per warpgroup), issued asynchronously ----
+      float s[32];
+  #pragma unroll
+      for (int i = 0; i < 32; ++i) s[i] = 0.0f;  // (scale-d = 0 ignores them; defined for the asm's "+f")
+      // fp16 direct K: 128-byte swizzle, SBO 1024, a k16 step is 32 bytes into its 64-element atom column.
+      const uint64_t dk = SM::kDirectK ? ptx::wgmma_desc(ptx::smem_addr(tileK(kt)), 16u, 1024u, ptx::WgmmaSwizzle::k128B)
+                                       : ptx::wgmma_desc_kmajor_noswizzle(tileK(kt), D / 8);
+      ptx::wgmma_fence();
+  #pragma unroll
+      for (int kb = 0; kb < kNKB; ++kb) {
+        const uint32_t step = SM::kDirectK ? uint32_t((kb / 4) * SM::kKAtom + (kb % 4) * 32) : 256u * kb;
+        ptx::wgmma_m64n64k16_f16_rs(s, qf[kb], ptx::wgmma_desc_add(dk, step), kb > 0);
+      }
+      ptx::wgmma_commit();
+      const bool next = kt + 1 < n_tiles;
+      if (next) {
+        ptx::cp_async_wait<1>();  // tile kt+1 (tile kt+2 may still be in flight)
+        __syncthreads();
+        if constexpr (!SM::kDirectK) convert_k<DT, D>(raw(kt + 1), tileK(kt + 1), kt + 1, kend, tid);
+      }
+      ptx::wgmma_wait<0>();
+      ptx::wgmma_fence_operands(s);
+      // ---- causal mask + online softmax (rows g and g+8) ----
+      float corr[2];
+      tile_online_softmax([&](int j, int e) -> float& { return s[4 * j + e]; }, kt, c, qpos, a.scale_log2, m, l, corr);
+  #pragma unroll
+      for (int j = 0; j < kNT; ++j) {
+        o[4 * j] *= corr[0]; o[4 * j + 1] *= corr[0];
+        o[4 * j + 2] *= corr[1]; o[4 * j + 3] *= corr[1];
+      }
+      // ---- O += P V^T-tile: P's fragments straight from the S layout ----
+      uint32_t pf[kBN / 16][4];
+  #pragma unroll
+      for (int kk = 0; kk < kBN / 16; ++kk) {
+        pf[kk][0] = attn::pack_half2(s[8 * kk + 0], s[8 * kk + 1]);
+        pf[kk][1] = attn::pack_half2(s[8 * kk + 2], s[8 * kk + 3]);
+        pf[kk][2] = attn::pack_half2(s[8 * kk + 4], s[8 * kk + 5]);
+        pf[kk][3] = attn::pack_half2(s[8 * kk + 6], s[8 * kk + 7]);
+      }
+      const uint64_t dv = ptx::wgmma_desc(ptx::smem_addr(tileVt(kt)), SM::kVtLbo, SM::kVtSbo);
+      ptx::wgmma_fence();
+  #pragma unroll
+      for (int kk = 0; kk < kBN / 16; ++kk) {
+        if constexpr (D == 128) {
+          ptx::wgmma_m64n128k16_f16_rs(o, pf[kk], ptx::wgmma_desc_add(dv, 2 * SM::kVtLbo * kk), 1);
+        } else {
+          ptx::wgmma_m64n64k16_f16_rs(o, pf[kk], ptx::wgmma_desc_add(dv, 2 * SM::kVtLbo * kk), 1);
+        }
+      }
+      ptx::wgmma_commit();
+      if (next) convert_v<DT, D>(raw(kt + 1), tileVt(kt + 1), kt + 1, kend, tid);  // its tile's last reader, P.V(kt-1), is done
+      ptx::fence_proxy_async_shared();  // this thread's tile kt+1 writes (stores, cp.async) before the wgmma reads
+      ptx::wgmma_wait<0>();
+      ptx::wgmma_fence_operands(o);
+      __syncthreads();  // tiles kt+1 complete; both warpgroups are done with tiles kt and raw stage kt+1
+    }
+
   }
 
   // ---- normalise and store ----
@@ -330,23 +443,30 @@ __global__ void __launch_bounds__(kThreads, 1) prefill_wgmma_kernel(const Prefil
 #endif
 }
 
-template <KvDtype DT, int D>
+template <KvDtype DT, int D, bool OV>
 void launch(const PrefillArgs& a, int B, int max_q, cudaStream_t s) {
-  constexpr size_t smem = WgSmem<DT, D>::kBytes;
-  allow_dynamic_smem(reinterpret_cast<const void*>(prefill_wgmma_kernel<DT, D>), smem);
+  constexpr size_t smem = WgPipe<DT, D, OV>::kBytes;
+  allow_dynamic_smem(reinterpret_cast<const void*>(prefill_wgmma_kernel<DT, D, OV>), smem);
   const dim3 grid(unsigned((max_q + kBM - 1) / kBM), unsigned(B), unsigned(a.n_heads));
-  prefill_wgmma_kernel<DT, D><<<grid, kThreads, smem, s>>>(a);
+  prefill_wgmma_kernel<DT, D, OV><<<grid, kThreads, smem, s>>>(a);
   ATOM_CUDA_CHECK_LAUNCH();
+}
+
+template <bool OV>
+void launch_dtype(const PrefillArgs& a, int B, int max_q, cudaStream_t s) {
+  const bool d128 = a.L.head_dim == 128;
+  switch (a.L.dtype) {
+    case KvDtype::F16: d128 ? launch<KvDtype::F16, 128, OV>(a, B, max_q, s) : launch<KvDtype::F16, 64, OV>(a, B, max_q, s); break;
+    case KvDtype::I8: d128 ? launch<KvDtype::I8, 128, OV>(a, B, max_q, s) : launch<KvDtype::I8, 64, OV>(a, B, max_q, s); break;
+    case KvDtype::I4: d128 ? launch<KvDtype::I4, 128, OV>(a, B, max_q, s) : launch<KvDtype::I4, 64, OV>(a, B, max_q, s); break;
+  }
 }
 
 }  // namespace
 
-void launch_prefill_wgmma(const PrefillArgs& a, int B, int max_q, cudaStream_t s) {
-  switch (a.L.dtype) {
-    case KvDtype::F16: a.L.head_dim == 128 ? launch<KvDtype::F16, 128>(a, B, max_q, s) : launch<KvDtype::F16, 64>(a, B, max_q, s); break;
-    case KvDtype::I8: a.L.head_dim == 128 ? launch<KvDtype::I8, 128>(a, B, max_q, s) : launch<KvDtype::I8, 64>(a, B, max_q, s); break;
-    case KvDtype::I4: a.L.head_dim == 128 ? launch<KvDtype::I4, 128>(a, B, max_q, s) : launch<KvDtype::I4, 64>(a, B, max_q, s); break;
-  }
+void launch_prefill_wgmma(const PrefillArgs& a, int B, int max_q, cudaStream_t s, bool overlap) {
+  if (overlap) launch_dtype<true>(a, B, max_q, s);
+  else launch_dtype<false>(a, B, max_q, s);
 }
 
 }  // namespace atom::cuda
