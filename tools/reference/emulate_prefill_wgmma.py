@@ -16,7 +16,10 @@ mma.sync kernel's, tested on the GPU). Emulated as the kernel does it:
     conversions' reads and stores), counted as wavefronts against the minimum (bank_report);
   - A fragments per lane (Q from global memory, P from the S accumulator layout), accumulator layout
     d[4j+e] = D[16w + g + 8(e/2)][8j + 2t + (e%2)];
-  - causal mask and the online softmax in the kernel's order.
+  - causal mask and the online softmax in the kernel's order;
+  - the kOverlap schedule's buffer use (overlap_schedule_check): which tile each K / raw / V^T buffer holds
+    when S, P.V and the conversions read it, and that no write overlaps another access of its buffer
+    (three K tiles for fp16 K; int K would need only two).
 The output is compared with softmax(Q K^T) V computed directly (fp64; the kernel's fp16 roundings of P
 are reproduced, so the bound is 1e-5 relative). numpy only; runs in a few seconds.
 It mirrors the kernel: change one, change the other (GPU tests remain the authority).
@@ -259,6 +262,66 @@ def run(D, nq, ln, seed, direct_k):
     return err
 
 
+def overlap_schedule_check(n_tiles, direct_k):
+    """Buffer hazards of the kOverlap schedule (prefill_wgmma_kernel<..., true>): every shared-memory access of
+    iteration kt as (buffer, tile, read/write, [start, end)) on a timeline where iteration kt spans [3kt, 3kt+3),
+    its mid barrier (after cp.async wait<1>) is at 3kt+1 and its last barrier at 3kt+2. Returns the problems
+    found: a read of a buffer that does not hold the expected tile at the read's start, or two accesses of one
+    buffer, at least one a write, that overlap in time."""
+    acc = []  # (buffer, tile, is_write, start, end)
+
+    def kslot(t):
+        return ("K", t % 3)
+
+    def raw(t):
+        return ("raw", t % 3)
+
+    def vt(t):
+        return ("Vt", t % 2)
+
+    def load(t, start, end):  # cp.async of tile t (the raw stage; fp16 K straight into its K tile)
+        acc.append((raw(t), t, True, start, end))
+        if direct_k:
+            acc.append((kslot(t), t, True, start, end))
+    # prologue (before iteration 0, times < 0): tiles 0..2 issued; K(0), V(0), K(1) converted; S(0) read tile 0
+    for t in range(min(3, n_tiles)):
+        load(t, -3, -2 if t < 2 else 1)  # tiles 0 and 1 waited in the prologue, tile 2 at iteration 0's mid barrier
+    for t, conv_v in ((0, True), (1, False)):
+        if t < n_tiles:
+            acc.append((raw(t), t, False, -2, -1))
+            if not direct_k:
+                acc.append((kslot(t), t, True, -2, -1))
+            if conv_v:
+                acc.append((vt(t), t, True, -2, -1))
+    if n_tiles > 0:
+        acc.append((kslot(0), 0, False, -1, -0.5))  # S(0)
+    for kt in range(n_tiles):
+        b = 3 * kt
+        if kt + 3 < n_tiles:
+            load(kt + 3, b, b + 4)  # waited at iteration kt+1's mid barrier
+        if kt + 1 < n_tiles:  # S(kt+1) (on the last tile it reads a stale, fully masked K tile: no expectation)
+            acc.append((kslot(kt + 1), kt + 1, False, b, b + 1))
+        acc.append((vt(kt), kt, False, b, b + 2))  # P.V(kt), waited before the last barrier
+        if kt + 2 < n_tiles:
+            acc.append((raw(kt + 2), kt + 2, False, b + 1, b + 2))
+            if not direct_k:
+                acc.append((kslot(kt + 2), kt + 2, True, b + 1, b + 2))
+        if kt + 1 < n_tiles:
+            acc.append((raw(kt + 1), kt + 1, False, b + 1, b + 2))
+            acc.append((vt(kt + 1), kt + 1, True, b + 1, b + 2))
+    problems = []
+    for i, (buf, t, w, s0, e0) in enumerate(acc):
+        if not w:  # the latest write of buf finished before the read began must be tile t's
+            done = [(e1, t1) for (b1, t1, w1, s1, e1) in acc if b1 == buf and w1 and e1 <= s0]
+            if not done or max(done)[1] != t:
+                problems.append(f"read of {buf} for tile {t} at {s0}: holds {max(done)[1] if done else None}")
+        for (b1, t1, w1, s1, e1) in acc[i + 1:]:
+            if b1 == buf and (w or w1) and s0 < e1 and s1 < e0 and not (t1 == t and w == w1):
+                problems.append(f"{buf}: tile {t} {'write' if w else 'read'} [{s0},{e0}) overlaps tile {t1} "
+                                f"{'write' if w1 else 'read'} [{s1},{e1})")
+    return problems
+
+
 def main():
     worst = 0.0
     for D, nq, ln in ((128, 130, 300), (64, 129, 129), (128, 64, 700), (64, 1, 65)):
@@ -273,6 +336,11 @@ def main():
             rep = bank_report(D, bits)
             print(f"banks D={D} {bits}-bit: " + ", ".join(f"{k} {v:.2g}x" for k, v in rep.items()))
             ok = ok and all(v == 1 for v in rep.values())  # every access at its minimum wavefront count
+    for direct_k in (True, False):
+        probs = [p for n in range(1, 10) for p in overlap_schedule_check(n, direct_k)]
+        print(f"kOverlap schedule, {'fp16 K' if direct_k else 'int K'}, 1..9 tiles: "
+              + ("no buffer hazards" if not probs else f"{len(probs)} hazards, e.g. {probs[0]}"))
+        ok = ok and not probs
     print("OK" if ok else "MISMATCH")
     return 0 if ok else 1
 
