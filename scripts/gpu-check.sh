@@ -122,6 +122,7 @@ if has bench; then
   fi
   if [[ " $BENCH " == *" fused "* ]]; then
     "$BUILD/bench/bench_fused" --json "$OUT/bench_fused.json" ${FUSED_BENCH_ARGS:-} 2>&1 | tee "$OUT/bench-fused.log" | tail -80
+    if command -v gnuplot >/dev/null && [ -s "$OUT/bench_fused.json" ]; then bash bench/plot_fused.sh "$OUT/bench_fused.json" "$OUT/bench_fused.png" || echo "plot_fused failed"; fi
   fi
   if [[ " $BENCH " == *" sdpa "* ]]; then  # the outside reference for the decode table (the device's PyTorch)
     PYTHONUNBUFFERED=1 timeout ${SDPA_TIMEOUT:-200} python3 bench/sdpa_reference.py --json "$OUT/sdpa_reference.json" 2>&1 | tee "$OUT/sdpa.log" | tail -40
