@@ -235,6 +235,55 @@ TEST(GpuFused, HalfwayQuotientsMatchCpu) {
   }
 }
 
+// The staging table's contract with the kernel (host only, runs without a GPU): phase 2's lane t of a segment
+// reads its two 16-byte pieces at 8t and 64 + 8t of the staged segment; those must hold exactly the reordered
+// channels the GEMM's nibble order gives that lane (INT4: 32c + 8h + i and 32c + 16 + 8h + i for t = 2c + h;
+// INT8 tail: 16t + i and 16t + 8 + i), and the 8 lanes of one load must cover the 32 banks once (fp16 staging).
+TEST(GpuFused, StagingTableMatchesThePhase2Reads) {
+  std::mt19937_64 rng(fresh_seed());
+  for (int64_t K : {576, 396, 1536, 4096, 11008}) {
+    SCOPED_TRACE("K=" + std::to_string(K));
+    const GpuAtomLayout L = make_gpu_layout(K, 128, 128);
+    const auto perm = random_perm(K, rng);
+    const std::vector<uint16_t> stage = atom_stage_table(perm, L);
+    ASSERT_EQ(int64_t(stage.size()), K);
+    std::vector<int64_t> reordered_at(static_cast<size_t>(atom_staged_len(L)), -1);  // staged slot -> reordered channel
+    std::vector<int64_t> inv(static_cast<size_t>(K));
+    for (int64_t k = 0; k < K; ++k) inv[size_t(perm[size_t(k)])] = k;
+    for (int64_t j = 0; j < K; ++j) {
+      ASSERT_LT(int64_t(stage[size_t(j)]), atom_staged_len(L));
+      ASSERT_EQ(reordered_at[stage[size_t(j)]], -1) << "two channels staged at " << stage[size_t(j)];
+      reordered_at[stage[size_t(j)]] = inv[size_t(j)];
+    }
+    int64_t bad = 0;
+    for (int64_t g = 0; g < L.n_groups; ++g)
+      for (int t = 0; t < 8; ++t)
+        for (int piece = 0; piece < 2; ++piece)
+          for (int i = 0; i < 8; ++i) {
+            const int64_t want = g * 128 + 32 * (t / 2) + 16 * piece + 8 * (t % 2) + i;
+            const int64_t got = reordered_at[size_t(g * 128 + 64 * piece + 8 * t + i)];
+            bad += want < L.k_normal ? got != want : got != -1;  // ragged padding: no channel (staged as 0)
+          }
+    for (int64_t c0 = 0; c0 < L.n_outlier; c0 += 128)
+      for (int t = 0; 16 * t + c0 < L.n_outlier; ++t)
+        for (int piece = 0; piece < 2; ++piece)
+          for (int i = 0; i < 8; ++i)
+            bad += reordered_at[size_t(L.n_groups * 128 + c0 + 64 * piece + 8 * t + i)] !=
+                   L.k_normal + c0 + 16 * t + 8 * piece + i;
+    EXPECT_EQ(bad, 0) << "staged slots holding the wrong reordered channel";
+    for (int piece = 0; piece < 2; ++piece) {  // banks of one quarter-warp's 16-byte loads (fp16: 2 bytes a slot)
+      std::vector<int> hits(32, 0);
+      for (int t = 0; t < 8; ++t)
+        for (int w = 0; w < 4; ++w) ++hits[size_t(((64 * piece + 8 * t) * 2 / 4 + w) % 32)];
+      for (int b = 0; b < 32; ++b) EXPECT_EQ(hits[size_t(b)], 1) << "bank " << b;
+    }
+  }
+  std::vector<int32_t> dup = random_perm(576, rng);
+  dup[5] = dup[6];
+  EXPECT_THROW(atom_stage_table(dup, make_gpu_layout(576, 128, 128)), atom::Error);
+  EXPECT_THROW(atom_stage_table(random_perm(575, rng), make_gpu_layout(576, 128, 128)), atom::Error);
+}
+
 TEST(GpuFused, RejectsBadShapes) {
   REQUIRE_GPU();
   FusedOut none;
