@@ -254,6 +254,52 @@ __global__ void __launch_bounds__(kThreads, 1) prefill_wgmma_kernel(const Prefil
 #pragma unroll
   for (int i = 0; i < 4 * kNT; ++i) o[i] = 0.0f;
 
+  float s[32];
+#pragma unroll
+  for (int i = 0; i < 32; ++i) s[i] = 0.0f;  // defined once for the asm's "+f"; scale-d = 0 ignores the old values
+  // S = Q K(kt)^T into s, 64 rows x 64 keys per warpgroup (the caller fences and commits). fp16 direct K:
+  // 128-byte swizzle, SBO 1024, a k16 step is 32 bytes into its 64-element atom column.
+  auto issue_s = [&](int kt) {
+    const uint64_t dk = SM::kDirectK ? ptx::wgmma_desc(ptx::smem_addr(tileK(kt)), 16u, 1024u, ptx::WgmmaSwizzle::k128B)
+                                     : ptx::wgmma_desc_kmajor_noswizzle(tileK(kt), D / 8);
+#pragma unroll
+    for (int kb = 0; kb < kNKB; ++kb) {
+      const uint32_t step = SM::kDirectK ? uint32_t((kb / 4) * SM::kKAtom + (kb % 4) * 32) : 256u * kb;
+      ptx::wgmma_m64n64k16_f16_rs(s, qf[kb], ptx::wgmma_desc_add(dk, step), kb > 0);
+    }
+  };
+  // Mask + online softmax of tile kt (rows g and g+8) in s; P's A fragments straight from the S layout.
+  auto softmax = [&](int kt, float (&corr)[2]) {
+    tile_online_softmax([&](int j, int e) -> float& { return s[4 * j + e]; }, kt, c, qpos, a.scale_log2, m, l, corr);
+  };
+  auto pack_p = [&](uint32_t (&pf)[kBN / 16][4]) {
+#pragma unroll
+    for (int kk = 0; kk < kBN / 16; ++kk) {
+      pf[kk][0] = attn::pack_half2(s[8 * kk + 0], s[8 * kk + 1]);
+      pf[kk][1] = attn::pack_half2(s[8 * kk + 2], s[8 * kk + 3]);
+      pf[kk][2] = attn::pack_half2(s[8 * kk + 4], s[8 * kk + 5]);
+      pf[kk][3] = attn::pack_half2(s[8 * kk + 6], s[8 * kk + 7]);
+    }
+  };
+  auto issue_pv = [&](int kt, const uint32_t (&pf)[kBN / 16][4]) {  // O += P V^T-tile (the caller fences, commits)
+    const uint64_t dv = ptx::wgmma_desc(ptx::smem_addr(tileVt(kt)), SM::kVtLbo, SM::kVtSbo);
+#pragma unroll
+    for (int kk = 0; kk < kBN / 16; ++kk) {
+      if constexpr (D == 128) {
+        ptx::wgmma_m64n128k16_f16_rs(o, pf[kk], ptx::wgmma_desc_add(dv, 2 * SM::kVtLbo * kk), 1);
+      } else {
+        ptx::wgmma_m64n64k16_f16_rs(o, pf[kk], ptx::wgmma_desc_add(dv, 2 * SM::kVtLbo * kk), 1);
+      }
+    }
+  };
+  auto rescale_o = [&](const float (&corr)[2]) {
+#pragma unroll
+    for (int j = 0; j < kNT; ++j) {
+      o[4 * j] *= corr[0]; o[4 * j + 1] *= corr[0];
+      o[4 * j + 2] *= corr[1]; o[4 * j + 3] *= corr[1];
+    }
+  };
+
   if constexpr (kOverlap) {
     // ---- overlapped schedule ----
     if (n_tiles > 0) {
@@ -269,28 +315,6 @@ __global__ void __launch_bounds__(kThreads, 1) prefill_wgmma_kernel(const Prefil
       ptx::fence_proxy_async_shared();
       __syncthreads();
     }
-    float s[32];
-#pragma unroll
-    for (int i = 0; i < 32; ++i) s[i] = 0.0f;  // defined once for the asm's "+f"; scale-d = 0 ignores the old values
-    auto issue_s = [&](int kt) {  // S = Q K(kt)^T into s (the caller fences and commits)
-      const uint64_t dk = SM::kDirectK ? ptx::wgmma_desc(ptx::smem_addr(tileK(kt)), 16u, 1024u, ptx::WgmmaSwizzle::k128B)
-                                       : ptx::wgmma_desc_kmajor_noswizzle(tileK(kt), D / 8);
-#pragma unroll
-      for (int kb = 0; kb < kNKB; ++kb) {
-        const uint32_t step = SM::kDirectK ? uint32_t((kb / 4) * SM::kKAtom + (kb % 4) * 32) : 256u * kb;
-        ptx::wgmma_m64n64k16_f16_rs(s, qf[kb], ptx::wgmma_desc_add(dk, step), kb > 0);
-      }
-    };
-    auto softmax_to_p = [&](int kt, uint32_t (&pf)[kBN / 16][4], float (&corr)[2]) {
-      tile_online_softmax([&](int j, int e) -> float& { return s[4 * j + e]; }, kt, c, qpos, a.scale_log2, m, l, corr);
-#pragma unroll
-      for (int kk = 0; kk < kBN / 16; ++kk) {
-        pf[kk][0] = attn::pack_half2(s[8 * kk + 0], s[8 * kk + 1]);
-        pf[kk][1] = attn::pack_half2(s[8 * kk + 2], s[8 * kk + 3]);
-        pf[kk][2] = attn::pack_half2(s[8 * kk + 4], s[8 * kk + 5]);
-        pf[kk][3] = attn::pack_half2(s[8 * kk + 6], s[8 * kk + 7]);
-      }
-    };
     uint32_t pa[kBN / 16][4], pb[kBN / 16][4];
     if (n_tiles > 0) {  // S(0) and its softmax (O is still 0: its rescale can be skipped)
       ptx::wgmma_fence();
@@ -299,7 +323,8 @@ __global__ void __launch_bounds__(kThreads, 1) prefill_wgmma_kernel(const Prefil
       ptx::wgmma_wait<0>();
       ptx::wgmma_fence_operands(s);
       float corr0[2];
-      softmax_to_p(0, pa, corr0);
+      softmax(0, corr0);
+      pack_p(pa);
     }
     // Iteration kt: P(kt) is in pc; K(kt+1) and V(kt) are in their tiles.
     auto step = [&](int kt, uint32_t (&pc)[kBN / 16][4], uint32_t (&pn)[kBN / 16][4]) {
@@ -316,20 +341,13 @@ __global__ void __launch_bounds__(kThreads, 1) prefill_wgmma_kernel(const Prefil
       issue_s(kt + 1);
       ptx::wgmma_commit();  // group: S(kt+1)
       ptx::wgmma_fence();
-      const uint64_t dv = ptx::wgmma_desc(ptx::smem_addr(tileVt(kt)), SM::kVtLbo, SM::kVtSbo);
-#pragma unroll
-      for (int kk = 0; kk < kBN / 16; ++kk) {
-        if constexpr (D == 128) {
-          ptx::wgmma_m64n128k16_f16_rs(o, pc[kk], ptx::wgmma_desc_add(dv, 2 * SM::kVtLbo * kk), 1);
-        } else {
-          ptx::wgmma_m64n64k16_f16_rs(o, pc[kk], ptx::wgmma_desc_add(dv, 2 * SM::kVtLbo * kk), 1);
-        }
-      }
+      issue_pv(kt, pc);
       ptx::wgmma_commit();  // group: P.V(kt)
       float corr[2];  // the softmax of tile kt+1 under P.V(kt)
       ptx::wgmma_wait<1>();
       ptx::wgmma_fence_operands(s);
-      softmax_to_p(kt + 1, pn, corr);
+      softmax(kt + 1, corr);
+      pack_p(pn);
       ptx::cp_async_wait<1>();  // tile kt+2 (tile kt+3 may still be in flight)
       __syncthreads();          // every thread's part of tile kt+2 has landed
       if constexpr (!SM::kDirectK)
@@ -338,11 +356,7 @@ __global__ void __launch_bounds__(kThreads, 1) prefill_wgmma_kernel(const Prefil
       ptx::fence_proxy_async_shared();
       ptx::wgmma_wait<0>();
       ptx::wgmma_fence_operands(o);
-#pragma unroll
-      for (int j = 0; j < kNT; ++j) {
-        o[4 * j] *= corr[0]; o[4 * j + 1] *= corr[0];
-        o[4 * j + 2] *= corr[1]; o[4 * j + 3] *= corr[1];
-      }
+      rescale_o(corr);
       __syncthreads();  // K(kt+2), V(kt+1) converted; tiles kt and raw stage kt+1 are free
     };
     for (int kt = 0; kt < n_tiles; kt += 2) {
@@ -368,18 +382,12 @@ __global__ void __launch_bounds__(kThreads, 1) prefill_wgmma_kernel(const Prefil
       }
       ptx::cp_async_commit();
       // ---- S = Q K^T (64 rows x 64 keys per warpgroup), issued asynchronously ----
-      float s[32];
-  #pragma unroll
-      for (int i = 0; i < 32; ++i) s[i] = 0.0f;  // (scale-d = 0 ignores them; defined for the asm's "+f")
-      // fp16 direct K: 128-byte swizzle, SBO 1024, a k16 step is 32 bytes into its 64-element atom column.
-      const uint64_t dk = SM::kDirectK ? ptx::wgmma_desc(ptx::smem_addr(tileK(kt)), 16u, 1024u, ptx::WgmmaSwizzle::k128B)
-                                       : ptx::wgmma_desc_kmajor_noswizzle(tileK(kt), D / 8);
+      // (s re-zeroed each tile, though scale-d = 0 ignores it: that ends its live range at the loop edge, and
+      // without it ptxas gave the int8 kernels 2-4 more registers)
+#pragma unroll
+      for (int i = 0; i < 32; ++i) s[i] = 0.0f;
       ptx::wgmma_fence();
-  #pragma unroll
-      for (int kb = 0; kb < kNKB; ++kb) {
-        const uint32_t step = SM::kDirectK ? uint32_t((kb / 4) * SM::kKAtom + (kb % 4) * 32) : 256u * kb;
-        ptx::wgmma_m64n64k16_f16_rs(s, qf[kb], ptx::wgmma_desc_add(dk, step), kb > 0);
-      }
+      issue_s(kt);
       ptx::wgmma_commit();
       const bool next = kt + 1 < n_tiles;
       if (next) {
@@ -389,33 +397,13 @@ __global__ void __launch_bounds__(kThreads, 1) prefill_wgmma_kernel(const Prefil
       }
       ptx::wgmma_wait<0>();
       ptx::wgmma_fence_operands(s);
-      // ---- causal mask + online softmax (rows g and g+8) ----
       float corr[2];
-      tile_online_softmax([&](int j, int e) -> float& { return s[4 * j + e]; }, kt, c, qpos, a.scale_log2, m, l, corr);
-  #pragma unroll
-      for (int j = 0; j < kNT; ++j) {
-        o[4 * j] *= corr[0]; o[4 * j + 1] *= corr[0];
-        o[4 * j + 2] *= corr[1]; o[4 * j + 3] *= corr[1];
-      }
-      // ---- O += P V^T-tile: P's fragments straight from the S layout ----
+      softmax(kt, corr);
+      rescale_o(corr);
       uint32_t pf[kBN / 16][4];
-  #pragma unroll
-      for (int kk = 0; kk < kBN / 16; ++kk) {
-        pf[kk][0] = attn::pack_half2(s[8 * kk + 0], s[8 * kk + 1]);
-        pf[kk][1] = attn::pack_half2(s[8 * kk + 2], s[8 * kk + 3]);
-        pf[kk][2] = attn::pack_half2(s[8 * kk + 4], s[8 * kk + 5]);
-        pf[kk][3] = attn::pack_half2(s[8 * kk + 6], s[8 * kk + 7]);
-      }
-      const uint64_t dv = ptx::wgmma_desc(ptx::smem_addr(tileVt(kt)), SM::kVtLbo, SM::kVtSbo);
+      pack_p(pf);
       ptx::wgmma_fence();
-  #pragma unroll
-      for (int kk = 0; kk < kBN / 16; ++kk) {
-        if constexpr (D == 128) {
-          ptx::wgmma_m64n128k16_f16_rs(o, pf[kk], ptx::wgmma_desc_add(dv, 2 * SM::kVtLbo * kk), 1);
-        } else {
-          ptx::wgmma_m64n64k16_f16_rs(o, pf[kk], ptx::wgmma_desc_add(dv, 2 * SM::kVtLbo * kk), 1);
-        }
-      }
+      issue_pv(kt, pf);
       ptx::wgmma_commit();
       if (next) convert_v<DT, D>(raw(kt + 1), tileVt(kt + 1), kt + 1, kend, tid);  // its tile's last reader, P.V(kt-1), is done
       ptx::fence_proxy_async_shared();  // this thread's tile kt+1 writes (stores, cp.async) before the wgmma reads
@@ -423,7 +411,6 @@ __global__ void __launch_bounds__(kThreads, 1) prefill_wgmma_kernel(const Prefil
       ptx::wgmma_fence_operands(o);
       __syncthreads();  // tiles kt+1 complete; both warpgroups are done with tiles kt and raw stage kt+1
     }
-
   }
 
   // ---- normalise and store ----

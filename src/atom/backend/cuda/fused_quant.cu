@@ -29,9 +29,11 @@ enum Op { kNorm = 0, kCopy = 1, kSilu = 2 };
 using quant_rules::sym_quant;
 using quant_rules::sym_scale_fp16;
 
-__device__ __forceinline__ float warp_max(float v) {
+// Max over aligned groups of W lanes (W = 32: the warp; 8: a phase-2 team), by xor shuffles within the group.
+template <int W>
+__device__ __forceinline__ float lanes_max(float v, unsigned mask = 0xffffffffu) {
 #pragma unroll
-  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  for (int o = W / 2; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(mask, v, o));
   return v;
 }
 
@@ -47,7 +49,7 @@ __device__ double block_sum(double v, double* red) {
   return t;
 }
 __device__ float block_max(float v, float* red) {
-  v = warp_max(v);
+  v = lanes_max<32>(v);
   if (threadIdx.x % 32 == 0) red[threadIdx.x / 32] = v;
   __syncthreads();
   float t = 0.0f;
@@ -120,12 +122,6 @@ __device__ __forceinline__ float op_value(float xv, float u, float w, float rstd
 constexpr int kTeam = 8;
 constexpr int kTeams = kThreads / kTeam;
 
-__device__ __forceinline__ float team_max(float v, unsigned mask) {
-#pragma unroll
-  for (int o = kTeam / 2; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(mask, v, o));
-  return v;
-}
-
 template <int N>
 __device__ __forceinline__ float absmax_of(const float (&v)[N]) {
   float m = 0.0f;  // NaN ignored, as quant::absmax
@@ -162,7 +158,7 @@ __device__ __forceinline__ void quant_int4_group(const Params& p, int64_t i, con
   lds8(srow + g * 128 + 8 * t, v);
   lds8(srow + g * 128 + 64 + 8 * t, v + 8);
   __half hs;
-  const float s = sym_scale_fp16(team_max(absmax_of(v), mask), p.a_clip, 7.0f, hs);
+  const float s = sym_scale_fp16(lanes_max<kTeam>(absmax_of(v), mask), p.a_clip, 7.0f, hs);
   uint32_t b[16];
   quantize_codes<4>(v, s, b);
   const uint32_t w0[8] = {b[0], b[1], b[2], b[3], b[8], b[9], b[10], b[11]};
@@ -198,7 +194,7 @@ __device__ __forceinline__ void quant_int8_tail(const Params& p, int64_t i, cons
     amax = fmaxf(amax, absmax_of(u));
   }
   __half hs;
-  const float s = sym_scale_fp16(team_max(amax, mask), p.o_clip, 127.0f, hs);
+  const float s = sym_scale_fp16(lanes_max<kTeam>(amax, mask), p.o_clip, 127.0f, hs);
   if (first) store(16 * t, v, s);
   for (int c0 = 16 * t + 128; c0 < p.O; c0 += 128) {
     float u[16];

@@ -95,7 +95,7 @@ __device__ __forceinline__ void sym_code_bits(const float (&x)[N], float s, floa
   }
 }
 
-// Packs N code-bit patterns (sym_code_bits_*) into one 32-bit word, value e at bit BITS * e, as two's
+// Packs N code-bit patterns (sym_code_bits) into one 32-bit word, value e at bit BITS * e, as two's
 // complement: one shift-add per value, then the constant part of the bits and the bias are taken out.
 template <int BITS, int N>
 __device__ __forceinline__ uint32_t pack_codes(const uint32_t (&b)[N]) {
