@@ -20,6 +20,7 @@ using atom::test::randn;
 namespace {
 
 constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
+constexpr float kInf = std::numeric_limits<float>::infinity();
 
 // Independent fp16 rounding (the compiler's _Float16 conversion, round-to-nearest-even).
 float fp16_independent(float x) { return float(static_cast<_Float16>(x)); }
@@ -44,6 +45,15 @@ int brute_q(float x, float s, int qmin, int qmax) {
   if (s == 0.0f) return 0;
   const float t = x / s;  // IEEE fp32 division, as documented
   return int(std::clamp(round_half_even(double(t)), double(qmin), double(qmax)));
+}
+
+// The activation rule: the exact product x * fl(1/s) (48 significant bits, exact in long double), rounded once.
+int brute_q_recip(float x, float s, int qmin, int qmax) {
+  if (s == 0.0f) return 0;
+  const float r = 1.0f / s;
+  const long double t = static_cast<long double>(x) * static_cast<long double>(r);
+  if (std::isnan(t)) return 0;
+  return int(std::clamp(round_half_even(double(t)), double(qmin), double(qmax)));  // |t| < 2^53: exact in double
 }
 
 }  // namespace
@@ -113,10 +123,12 @@ TEST(QuantGroup, MatchesBruteForceScaleRoundingClampClip) {
   const uint64_t seed = fresh_seed();
   SCOPED_TRACE(seed);
   std::mt19937_64 rng(seed);
+  for (Rounding rd : {Rounding::kDivide, Rounding::kReciprocal})
   for (int bits : {4, 8})
     for (float clip : {1.0f, 0.9f, 0.85f})
       for (auto [n, group] : {std::pair<int64_t, int64_t>{576, 128}, {448, 128}, {195, 64}, {130, 130}, {7, 3}}) {
-        SCOPED_TRACE(::testing::Message() << "bits " << bits << " clip " << clip << " n " << n << " g " << group);
+        SCOPED_TRACE(::testing::Message() << "bits " << bits << " clip " << clip << " n " << n << " g " << group
+                                          << (rd == Rounding::kReciprocal ? " reciprocal" : " division"));
         std::vector<float> x = randn(rng, size_t(n), float(std::exp(std::normal_distribution<double>(0, 2)(rng))));
         // Exact ties: values that are an integer + 1/2 times a representable scale.
         x[0] = 2.5f;
@@ -124,7 +136,15 @@ TEST(QuantGroup, MatchesBruteForceScaleRoundingClampClip) {
         std::vector<int8_t> q(static_cast<size_t>(n), 99);
         const int64_t ng = num_groups(n, group);
         std::vector<float> s(static_cast<size_t>(ng), kNaN);
-        quantize_sym_groups(x.data(), n, group, bits, clip, q.data(), s.data());
+        // ... and, for the reciprocal rule, exact ties of the product: a power-of-two scale (clip 1, max 7 * 2^-2
+        // or 127 * 2^-2 in the last group) and values (k + 1/2) * 2^-2.
+        if (rd == Rounding::kReciprocal && clip == 1.0f) {
+          const int64_t b = (num_groups(n, group) - 1) * group, len = n - b;
+          for (int64_t i = b; i < n; ++i) x[size_t(i)] = 0.25f * (float(int64_t(rng() % 14)) - 6.5f);
+          x[size_t(b)] = 0.25f * float(bits == 4 ? 7 : 127);
+          if (len < 2) x[size_t(b)] = 1.75f;
+        }
+        quantize_sym_groups(x.data(), n, group, bits, clip, q.data(), s.data(), rd);
         const int qmax = bits == 4 ? 7 : 127, qmin = bits == 4 ? -8 : -127;
         for (int64_t g = 0; g < ng; ++g) {
           const int64_t b = g * group, len = std::min(group, n - b);
@@ -132,7 +152,9 @@ TEST(QuantGroup, MatchesBruteForceScaleRoundingClampClip) {
           ASSERT_EQ(s[size_t(g)], es) << "group " << g;
           ASSERT_EQ(fp16_independent(s[size_t(g)]), s[size_t(g)]) << "scale is fp16-representable";
           for (int64_t i = b; i < b + len; ++i) {
-            ASSERT_EQ(int(q[size_t(i)]), brute_q(x[size_t(i)], es, qmin, qmax)) << "element " << i;
+            const int want = rd == Rounding::kDivide ? brute_q(x[size_t(i)], es, qmin, qmax)
+                                                     : brute_q_recip(x[size_t(i)], es, qmin, qmax);
+            ASSERT_EQ(int(q[size_t(i)]), want) << "element " << i;
             // Inside the clip range the error is at most half a step (plus fp32 division slop).
             if (std::abs(x[size_t(i)]) <= float(qmax) * es)
               EXPECT_LE(std::abs(x[size_t(i)] - float(q[size_t(i)]) * es), 0.5f * es * (1 + 1e-6f));
@@ -168,30 +190,33 @@ TEST(QuantGroup, ZeroAndTinySegmentsAreSafe) {
   std::vector<float> x = randn(rng, 256);
   std::fill(x.begin() + 128, x.end(), 0.0f);  // an all-zero group
   x[130] = 1e-30f;                            // underflows the fp16 scale: still all zeros, no NaN
-  std::vector<int8_t> q(256, 99);
-  float s[2] = {kNaN, kNaN};
-  quantize_sym_groups(x.data(), 256, 128, 4, 0.9f, q.data(), s);
-  EXPECT_GT(s[0], 0.0f);
-  EXPECT_EQ(s[1], 0.0f);
-  for (int i = 128; i < 256; ++i) EXPECT_EQ(q[size_t(i)], 0);
-  // NaN inputs (in the vector body and in the scalar tail) are skipped by the max and quantize to 0.
   std::vector<float> xn = randn(rng, 11);
   xn[3] = kNaN;
   xn[10] = kNaN;
-  std::vector<int8_t> qn(11, 99);
-  const float sn = quantize_sym_segment(xn.data(), 11, 4, 1.0f, qn.data());
-  float amax = 0;
-  for (int i = 0; i < 10; ++i)
-    if (i != 3) amax = std::max(amax, std::abs(xn[size_t(i)]));
-  EXPECT_EQ(sn, fp16_independent(amax / 7.0f));
-  EXPECT_EQ(qn[3], 0);
-  EXPECT_EQ(qn[10], 0);
-  // Saturating scale: inputs beyond the fp16 range give scale 65504 and finite, clamped values.
-  const float big[2] = {1e30f, -1e30f};
-  int8_t qb[2];
-  EXPECT_EQ(quantize_sym_segment(big, 2, 8, 1.0f, qb), 65504.0f);
-  EXPECT_EQ(qb[0], 127);
-  EXPECT_EQ(qb[1], -127);
+  for (Rounding rd : {Rounding::kDivide, Rounding::kReciprocal}) {
+    SCOPED_TRACE(rd == Rounding::kDivide ? "division" : "reciprocal");
+    std::vector<int8_t> q(256, 99);
+    float s[2] = {kNaN, kNaN};
+    quantize_sym_groups(x.data(), 256, 128, 4, 0.9f, q.data(), s, rd);
+    EXPECT_GT(s[0], 0.0f);
+    EXPECT_EQ(s[1], 0.0f);
+    for (int i = 128; i < 256; ++i) EXPECT_EQ(q[size_t(i)], 0);
+    // NaN inputs (in the vector body and in the scalar tail) are skipped by the max and quantize to 0.
+    std::vector<int8_t> qn(11, 99);
+    const float sn = quantize_sym_segment(xn.data(), 11, 4, 1.0f, qn.data(), rd);
+    float amax = 0;
+    for (int i = 0; i < 10; ++i)
+      if (i != 3) amax = std::max(amax, std::abs(xn[size_t(i)]));
+    EXPECT_EQ(sn, fp16_independent(amax / 7.0f));
+    EXPECT_EQ(qn[3], 0);
+    EXPECT_EQ(qn[10], 0);
+    // Saturating scale: inputs beyond the fp16 range give scale 65504 and finite, clamped values (also inf).
+    const float big[10] = {1e30f, -1e30f, kInf, -kInf, 1.0f, -1.0f, 3e4f, -3e4f, 0.0f, 7e6f};
+    int8_t qb[10];
+    EXPECT_EQ(quantize_sym_segment(big, 10, 8, 1.0f, qb, rd), 65504.0f);
+    const int want[10] = {127, -127, 127, -127, 0, 0, 0, 0, 0, 107};  // 7e6 / 65504 = 106.9
+    for (int i = 0; i < 10; ++i) EXPECT_EQ(qb[i], want[i]) << i;
+  }
 }
 
 TEST(QuantRow, Int8PerRowMatchesBruteForce) {

@@ -50,9 +50,11 @@ DeviceBuffer<uint8_t> upload_as(const std::vector<float>& x, ActDtype dt, cudaSt
   return d;
 }
 
-void check_fused(Op op, ActDtype dt, int64_t K, int64_t m, bool gather_rows, std::mt19937_64& rng) {
+void check_fused(Op op, ActDtype dt, int64_t K, int64_t m, bool gather_rows, std::mt19937_64& rng,
+                 int n_outlier = 128) {
   SCOPED_TRACE("op=" + std::to_string(int(op)) + " dtype=" + std::to_string(int(dt)) + " K=" + std::to_string(K) +
-               " m=" + std::to_string(m) + (gather_rows ? " gathered" : ""));
+               " m=" + std::to_string(m) + (gather_rows ? " gathered" : "") + " O=" +
+               std::to_string(n_outlier));
   Stream st;
   const int64_t cols = op == Op::Silu ? 2 * K : K;
   const int64_t m_in = gather_rows ? m + 3 : m;
@@ -77,7 +79,8 @@ void check_fused(Op op, ActDtype dt, int64_t K, int64_t m, bool gather_rows, std
     else std::copy_n(xi, K, ri);
   }
 
-  const quant::AtomConfig acfg;
+  quant::AtomConfig acfg;
+  acfg.n_outlier = n_outlier;
   const quant::AtomLayout QL(K, acfg);
   const GpuAtomLayout L = make_gpu_layout(K, QL.n_outlier, QL.group);
   const auto perm = random_perm(K, rng);
@@ -163,14 +166,19 @@ TEST(GpuFused, KernelsMatchCpuReference) {
   check_fused(Op::Silu, ActDtype::F32, 11008, 270, false, rng);
   // Few rows of a wide input: the row's 86 segments are split over 3 blocks (seg_chunk), each redoing phase 1.
   for (Op op : {Op::Norm, Op::Copy, Op::Silu}) check_fused(op, ActDtype::F16, 11008, 3, false, rng);
+  // Outlier tails other than 128 channels: none, one with idle lanes (64), two chunks (256: one team loops).
+  for (int o : {0, 64, 256})
+    for (Op op : {Op::Norm, Op::Copy}) check_fused(op, ActDtype::F16, 1536, 40, false, rng, o);
+  // Long rows: 24576 channels of fp32 gate and up (a 48 KiB staged row, 192 segments over 6 passes).
+  check_fused(Op::Silu, ActDtype::F32, 24576, 2, false, rng);
 }
 
-// Quotients x/s exactly on a half-integer (and one fp16 step either side): each group's values are
-// (k + 0.5) * s for the group's own scale s, so the GPU must round half to even exactly as the CPU's IEEE
-// division does. The inputs also defeat a multiply by 1/s alone (checked on the CPU): a quantizer that
-// replaces the division (tried in c9b0963: x * (1/s) with an exact fall-back near half-integers) must
-// keep its fall-back to pass.
-TEST(GpuFused, HalfwayQuotientsMatchCpu) {
+// Products x * fl(1/s) exactly on a half-integer, and one fp16 step either side: the activation rule
+// (quantize.h's sym_quant_recip) rounds the exact product once, half to even. Half of the segments get a
+// power-of-two scale (fl(1/s) exact: (k + 0.5) * s are exact ties); the others a general one, where the
+// rounded product fl(x * r) often lands on a half-integer the exact one is not on, so a kernel that multiplies
+// and then rounds (two roundings) fails; the counts below show the inputs exercise both.
+TEST(GpuFused, HalfwayProductsMatchCpu) {
   REQUIRE_GPU();
   std::mt19937_64 rng(fresh_seed());
   Stream st;
@@ -183,11 +191,18 @@ TEST(GpuFused, HalfwayQuotientsMatchCpu) {
     const auto perm = random_perm(K, rng);
     std::uniform_real_distribution<float> ud(0.05f, 20.0f);
     std::vector<float> x(static_cast<size_t>(m * K));
-    int64_t ties = 0, multiply_wrong = 0;
+    int64_t ties = 0, double_rounding = 0, differs_from_division = 0;
     // one segment (reordered positions [j0, j0 + n)): its max A, the rest (k + 0.5) * s, k in [qmin, qmax)
     auto fill_segment = [&](float* row, int64_t j0, int64_t n, int bits, float clip) {
-      const float A = fp16_to_float(float_to_fp16(ud(rng)));
-      const float s = quant::sym_scale(A, clip, bits);
+      float A = fp16_to_float(float_to_fp16(ud(rng)));
+      if (rng() % 2) {  // a power-of-two scale, when one fp16 A within a few steps of s * qmax / clip gives it
+        const float p2 = std::ldexp(1.0f, int(rng() % 8) - 5);
+        uint16_t h = float_to_fp16(p2 * float(quant::sym_qmax(bits)) / clip);
+        for (int d = 0; d < 8 && quant::sym_scale(fp16_to_float(h), clip, bits) != p2; ++d)
+          h = uint16_t(h + (quant::sym_scale(fp16_to_float(h), clip, bits) < p2 ? 1 : -1));
+        if (quant::sym_scale(fp16_to_float(h), clip, bits) == p2) A = fp16_to_float(h);
+      }
+      const float s = quant::sym_scale(A, clip, bits), r = quant::sym_recip(s);
       const int qmin = quant::sym_qmin(bits), qmax = quant::sym_qmax(bits);
       row[perm[size_t(j0)]] = A;
       for (int64_t j = 1; j < n; ++j) {
@@ -196,9 +211,10 @@ TEST(GpuFused, HalfwayQuotientsMatchCpu) {
         if (rng() % 4 == 0) h = uint16_t(h + (rng() % 2 ? 1 : -1));  // one fp16 step off (same sign)
         const float v = fp16_to_float(h);
         row[perm[size_t(j0 + j)]] = v;
-        const float q = v / s;
-        ties += q == std::floor(q) + 0.5f;
-        multiply_wrong += std::nearbyint(v * (1.0f / s)) != std::nearbyint(q);
+        const double exact = double(v) * double(r);
+        ties += exact == std::floor(exact) + 0.5;
+        double_rounding += std::nearbyint(v * r) != std::nearbyint(exact);
+        differs_from_division += quant::sym_quant(v, s, bits) != quant::sym_quant_recip(v, r, bits);
       }
     };
     for (int64_t r = 0; r < m; ++r) {
@@ -207,10 +223,11 @@ TEST(GpuFused, HalfwayQuotientsMatchCpu) {
         fill_segment(row, g * QL.group, std::min<int64_t>(QL.group, L.k_normal - g * QL.group), 4, acfg.a_clip);
       fill_segment(row, L.k_normal, L.n_outlier, 8, acfg.a_outlier_clip);
     }
-    ASSERT_GT(ties, m * K / 32) << "too few exact half-integer quotients";
-    ASSERT_GT(multiply_wrong, 0) << "the inputs do not defeat x * (1/s); the fall-back is not exercised";
-    std::printf("K=%lld: %lld exact half-integer quotients, %lld where x * (1/s) rounds the other way\n",
-                (long long)K, (long long)ties, (long long)multiply_wrong);
+    ASSERT_GT(ties, m * K / 32) << "too few exact half-integer products";
+    ASSERT_GT(double_rounding, 0) << "the inputs do not defeat a multiply followed by a rounding";
+    ASSERT_GT(differs_from_division, 0) << "the inputs do not tell the activation rule from the division rule";
+    std::printf("K=%lld: %lld exact half-integer products, %lld where fl(x * r) rounds the other way, %lld where "
+                "x / s does\n", (long long)K, (long long)ties, (long long)double_rounding, (long long)differs_from_division);
 
     DeviceBuffer<uint16_t> dstage;
     dstage.upload(atom_stage_table(perm, L), st);

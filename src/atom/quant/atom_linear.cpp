@@ -146,9 +146,10 @@ void atom_quantize_activations(const float* x, int64_t m, const std::vector<int3
     }
     int8_t* q = act.q.data() + r * k;
     float* s = act.scale.data() + r * G;
-    quantize_sym_groups(xr, L.k_normal, L.group, 4, cfg.a_clip, q, s);
+    quantize_sym_groups(xr, L.k_normal, L.group, 4, cfg.a_clip, q, s, Rounding::kReciprocal);
     if (L.int8_outliers) {
-      s[L.n_groups] = quantize_sym_segment(xr + L.k_normal, L.n_outlier, 8, cfg.a_outlier_clip, q + L.k_normal);
+      s[L.n_groups] = quantize_sym_segment(xr + L.k_normal, L.n_outlier, 8, cfg.a_outlier_clip, q + L.k_normal,
+                                           Rounding::kReciprocal);
     } else {
       std::fill(q + L.k_normal, q + k, int8_t(0));
       for (int64_t j = 0; j < L.n_outlier; ++j)
@@ -270,19 +271,21 @@ void atom_linear_reference(const AtomWeights& w, const float* x, int64_t m, std:
   for (int64_t i = 0; i < m; ++i) {
     for (int64_t j = 0; j < k; ++j) xr[size_t(j)] = x[i * k + w.perm[size_t(j)]];
     float sao = 0.0f;
-    if (a4) {  // scale = fp16(clip·max|x|/7), q = clamp(rint(x/s), -8, 7), per group
+    if (a4) {  // scale = fp16(clip·max|x|/7), q = clamp(rne(x·fl(1/s)), -8, 7), per group
       for (int64_t g = 0; g < L.n_groups; ++g) {
         const int64_t b = L.group_begin(g), e = b + L.group_size(g);
         float amax = 0.0f;
         for (int64_t j = b; j < e; ++j) amax = std::max(amax, std::fabs(xr[size_t(j)]));
         sa[size_t(g)] = sym_scale(amax, cfg.a_clip, 4);
-        for (int64_t j = b; j < e; ++j) qa[size_t(j)] = sym_quant(xr[size_t(j)], sa[size_t(g)], 4);
+        const float r = sym_recip(sa[size_t(g)]);
+        for (int64_t j = b; j < e; ++j) qa[size_t(j)] = sym_quant_recip(xr[size_t(j)], r, 4);
       }
       if (o8) {
         float amax = 0.0f;
         for (int64_t j = kn; j < k; ++j) amax = std::max(amax, std::fabs(xr[size_t(j)]));
         sao = sym_scale(amax, cfg.a_outlier_clip, 8);
-        for (int64_t j = kn; j < k; ++j) qa[size_t(j)] = sym_quant(xr[size_t(j)], sao, 8);
+        const float r = sym_recip(sao);
+        for (int64_t j = kn; j < k; ++j) qa[size_t(j)] = sym_quant_recip(xr[size_t(j)], r, 8);
       }
     }
     for (int64_t c = 0; c < n; ++c) {

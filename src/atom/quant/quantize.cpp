@@ -44,9 +44,28 @@ int64_t quantize_avx2(const float* x, int64_t n, float s, int bits, int8_t* q) {
 }
 #endif
 
+#if defined(__AVX2__) && defined(__FMA__)
+// sym_quant_recip for 8 values at a time: fma(x, r, 1.5·2^23) rounds the exact product once, half to even
+// (the sum's ulp is 1 for |x·r| < 2^22; larger products keep their sign and clamp as the scalar rule does).
+int64_t quantize_recip_avx2(const float* x, int64_t n, float r, int bits, int8_t* q) {
+  const __m256 vr = _mm256_set1_ps(r), shift = _mm256_set1_ps(12582912.0f);
+  const __m256 lo = _mm256_set1_ps(float(sym_qmin(bits))), hi = _mm256_set1_ps(float(sym_qmax(bits)));
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    __m256 y = _mm256_sub_ps(_mm256_fmadd_ps(_mm256_loadu_ps(x + i), vr, shift), shift);
+    y = _mm256_and_ps(y, _mm256_cmp_ps(y, y, _CMP_ORD_Q));  // NaN -> 0
+    y = _mm256_min_ps(_mm256_max_ps(y, lo), hi);
+    const __m256i v = _mm256_cvtps_epi32(y);
+    const __m128i w = _mm_packs_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    _mm_storel_epi64(reinterpret_cast<__m128i*>(q + i), _mm_packs_epi16(w, w));
+  }
+  return i;
+}
+#endif
+
 }  // namespace
 
-float quantize_sym_segment(const float* x, int64_t n, int bits, float clip, int8_t* q) {
+float quantize_sym_segment(const float* x, int64_t n, int bits, float clip, int8_t* q, Rounding rounding) {
   ATOM_CHECK(bits == 4 || bits == 8, "symmetric quantization: bits must be 4 or 8, got {}", bits);
   float amax = 0.0f;
   int64_t i0 = 0;
@@ -60,6 +79,14 @@ float quantize_sym_segment(const float* x, int64_t n, int bits, float clip, int8
     return s;
   }
   int64_t i = 0;
+  if (rounding == Rounding::kReciprocal) {
+    const float r = sym_recip(s);
+#if defined(__AVX2__) && defined(__FMA__)
+    i = quantize_recip_avx2(x, n, r, bits, q);
+#endif
+    for (; i < n; ++i) q[i] = sym_quant_recip(x[i], r, bits);
+    return s;
+  }
 #if defined(__AVX2__)
   i = quantize_avx2(x, n, s, bits, q);
 #endif
@@ -68,11 +95,11 @@ float quantize_sym_segment(const float* x, int64_t n, int bits, float clip, int8
 }
 
 void quantize_sym_groups(const float* x, int64_t n, int64_t group, int bits, float clip, int8_t* q,
-                         float* scales) {
+                         float* scales, Rounding rounding) {
   ATOM_CHECK(group > 0, "group quantization: group must be positive, got {}", group);
   for (int64_t g = 0, k0 = 0; k0 < n; ++g, k0 += group) {
     const int64_t len = std::min(group, n - k0);
-    scales[g] = quantize_sym_segment(x + k0, len, bits, clip, q + k0);
+    scales[g] = quantize_sym_segment(x + k0, len, bits, clip, q + k0, rounding);
   }
 }
 

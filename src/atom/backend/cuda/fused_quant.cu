@@ -7,8 +7,9 @@
 //            (FusedOut::stage, atom_stage_table): the reorder is a scatter of shared-memory stores
 //   phase 2  the quantizers read the staged row: W8A8 (block max, then INT8) and/or Atom (a team of 8 lanes
 //            per 128-channel group or the outlier tail; each lane's 16 values are two conflict-free 16-byte
-//            shared-memory loads, no perm lookups, no division or conversion per value).
-// The scalar rules are quantize.h's, reproduced bit for bit (IEEE division, rint, fp16 scales).
+//            shared-memory loads, no perm lookups, one FMA per value: quant_rules::act_code_bits).
+// The scalar rules are quantize.h's, reproduced bit for bit (fp16 scales; activations: one FMA per value,
+// sym_quant_recip; W8A8: the IEEE division).
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
@@ -29,11 +30,22 @@ enum Op { kNorm = 0, kCopy = 1, kSilu = 2 };
 using quant_rules::sym_quant;
 using quant_rules::sym_scale_fp16;
 
-// Max over aligned groups of W lanes (W = 32: the warp; 8: a phase-2 team), by xor shuffles within the group.
-template <int W>
+// max.NaN: a NaN operand gives NaN (fmaxf would drop it), so a segment's max tells whether it holds a NaN.
+__device__ __forceinline__ float fmax_nan(float a, float b) {
+  float d;
+  asm("max.NaN.f32 %0, %1, %2;" : "=f"(d) : "f"(a), "f"(b));
+  return d;
+}
+
+// Max over aligned groups of W lanes (W = 32: the warp; 8: a phase-2 team), by xor shuffles within the group;
+// KeepNaN: NaN-propagating.
+template <int W, bool KeepNaN = false>
 __device__ __forceinline__ float lanes_max(float v, unsigned mask = 0xffffffffu) {
 #pragma unroll
-  for (int o = W / 2; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(mask, v, o));
+  for (int o = W / 2; o > 0; o >>= 1) {
+    const float u = __shfl_xor_sync(mask, v, o);
+    v = KeepNaN ? fmax_nan(v, u) : fmaxf(v, u);
+  }
   return v;
 }
 
@@ -118,13 +130,22 @@ __device__ __forceinline__ float op_value(float xv, float u, float w, float rstd
 //   INT4 group  lane t = 2c + h: pieces = group elements 32c + 8h + [0, 8) (the low halves of words 2h, 2h+1
 //               of chunk c) and 32c + 16 + 8h + [0, 8) (their high halves); the lane writes those 2 words
 //   INT8 tail   lane t: tail elements 128k + 16t + [0, 16) of each 128-channel chunk k
-// The team reduces its max with 3 shuffles; FastQuant quantizes without a division per value.
+// The team reduces its max with 3 shuffles; act_code_bits quantizes with one FMA per value.
 constexpr int kTeam = 8;
 constexpr int kTeams = kThreads / kTeam;
 
+// max |v|: NaN when a value is NaN (the segment's scale then comes from absmax_of, which skips NaN as
+// quant::absmax does).
+template <int N>
+__device__ __forceinline__ float absmax_nan(const float (&v)[N]) {
+  float m = 0.0f;
+#pragma unroll
+  for (int e = 0; e < N; ++e) m = fmax_nan(m, fabsf(v[e]));
+  return m;
+}
 template <int N>
 __device__ __forceinline__ float absmax_of(const float (&v)[N]) {
-  float m = 0.0f;  // NaN ignored, as quant::absmax
+  float m = 0.0f;
 #pragma unroll
   for (int e = 0; e < N; ++e) m = fmaxf(m, fabsf(v[e]));
   return m;
@@ -146,10 +167,19 @@ __device__ __forceinline__ void lds8(const float* p, float* v) {
   v[0] = a.x; v[1] = a.y; v[2] = a.z; v[3] = a.w; v[4] = b.x; v[5] = b.y; v[6] = b.z; v[7] = b.w;
 }
 
-// The segment's codes: the fast path, or sym_quant's division where a value needs it.
-template <int BITS, int N>
-__device__ __forceinline__ void quantize_codes(const float (&v)[N], float s, uint32_t (&b)[N]) {
-  quant_rules::sym_code_bits<BITS>(v, s, s > 0.0f ? __frcp_rn(s) : 0.0f, b);
+// A segment's scale from its team-wide max with NaN kept (amax_nan); when that is NaN, the max without the
+// NaN values, which `nonan` recomputes (rare: only a broken input has NaN activations).
+struct SegScale {
+  float s, r;  // the scale and fl(1/s) (0 when s == 0)
+  __half h;
+};
+template <typename F>
+__device__ __forceinline__ SegScale seg_scale(float amax_nan, float clip, float qmax, unsigned mask, F nonan) {
+  const float amax = isnan(amax_nan) ? lanes_max<kTeam>(nonan(), mask) : amax_nan;
+  SegScale sc;
+  sc.s = sym_scale_fp16(amax, clip, qmax, sc.h);
+  sc.r = sc.s > 0.0f ? __frcp_rn(sc.s) : 0.0f;
+  return sc;
 }
 
 template <typename S>
@@ -157,15 +187,15 @@ __device__ __forceinline__ void quant_int4_group(const Params& p, int64_t i, con
   float v[16];  // [0, 8): the low halves, [8, 16): the high halves (ragged-group padding is staged as 0)
   lds8(srow + g * 128 + 8 * t, v);
   lds8(srow + g * 128 + 64 + 8 * t, v + 8);
-  __half hs;
-  const float s = sym_scale_fp16(lanes_max<kTeam>(absmax_of(v), mask), p.a_clip, 7.0f, hs);
+  const float amax = lanes_max<kTeam, true>(absmax_nan(v), mask);
+  const SegScale sc = seg_scale(amax, p.a_clip, 7.0f, mask, [&] { return absmax_of(v); });
   uint32_t b[16];
-  quantize_codes<4>(v, s, b);
+  quant_rules::act_code_bits<4>(v, amax, sc.r, b);
   const uint32_t w0[8] = {b[0], b[1], b[2], b[3], b[8], b[9], b[10], b[11]};
   const uint32_t w1[8] = {b[4], b[5], b[6], b[7], b[12], b[13], b[14], b[15]};
   *reinterpret_cast<uint2*>(p.q4 + i * int64_t(p.G) * 64 + g * 64 + 8 * t) =
       make_uint2(quant_rules::pack_codes<4>(w0), quant_rules::pack_codes<4>(w1));
-  if (t == 0) p.scale[i * p.G + g] = hs;
+  if (t == 0) p.scale[i * p.G + g] = sc.h;
 }
 
 // The INT8 outlier tail (O % 16 == 0, make_gpu_layout), staged from G * 128.
@@ -176,32 +206,36 @@ __device__ __forceinline__ void quant_int8_tail(const Params& p, int64_t i, cons
     lds8(tail + (c0 - 16 * t) + 8 * t, v);
     lds8(tail + (c0 - 16 * t) + 64 + 8 * t, v + 8);
   };
-  auto store = [&](int c0, const float (&v)[16], float s) {
+  auto store = [&](int c0, const float (&v)[16], float amax, float r) {
     uint32_t b[16];
-    quantize_codes<8>(v, s, b);
+    quant_rules::act_code_bits<8>(v, amax, r, b);
     uint32_t w[4];
 #pragma unroll
     for (int k = 0; k < 4; ++k) w[k] = quant_rules::pack_codes<8>({b[4 * k], b[4 * k + 1], b[4 * k + 2], b[4 * k + 3]});
     *reinterpret_cast<uint4*>(p.q8 + i * p.O + c0) = make_uint4(w[0], w[1], w[2], w[3]);
   };
+  // a lane's max over its chunks (nan: NaN kept); the first chunk stays in registers
   float v[16] = {};
   const bool first = 16 * t < p.O;
   if (first) load(16 * t, v);
-  float amax = absmax_of(v);
-  for (int c0 = 16 * t + 128; c0 < p.O; c0 += 128) {  // O > 128: loaded again in the quantize pass
-    float u[16];
-    load(c0, u);
-    amax = fmaxf(amax, absmax_of(u));
-  }
-  __half hs;
-  const float s = sym_scale_fp16(lanes_max<kTeam>(amax, mask), p.o_clip, 127.0f, hs);
-  if (first) store(16 * t, v, s);
+  auto lane_max = [&](auto nan) {
+    float m = nan ? absmax_nan(v) : absmax_of(v);
+    for (int c0 = 16 * t + 128; c0 < p.O; c0 += 128) {  // O > 128: loaded again in the quantize pass
+      float u[16];
+      load(c0, u);
+      m = nan ? fmax_nan(m, absmax_nan(u)) : fmaxf(m, absmax_of(u));
+    }
+    return m;
+  };
+  const float amax = lanes_max<kTeam, true>(lane_max(std::true_type{}), mask);
+  const SegScale sc = seg_scale(amax, p.o_clip, 127.0f, mask, [&] { return lane_max(std::false_type{}); });
+  if (first) store(16 * t, v, amax, sc.r);
   for (int c0 = 16 * t + 128; c0 < p.O; c0 += 128) {
     float u[16];
     load(c0, u);
-    store(c0, u, s);
+    store(c0, u, amax, sc.r);
   }
-  if (t == 0) p.oscale[i] = hs;
+  if (t == 0) p.oscale[i] = sc.h;
 }
 
 // Phase 1's store of channels j..j+7 (h: their fp16 values, f: fp32, for S = float) to the staged row: at

@@ -1,5 +1,6 @@
-// The scalar rules of quantize.h (sym_scale, sym_quant) on the device, bit for bit: IEEE division,
-// round-half-even, fp16 scales saturating at 65504. Shared by the fused activation quantizers and GPTQ.
+// The scalar rules of quantize.h on the device, bit for bit: sym_scale (fp16 scales saturating at 65504),
+// sym_quant (IEEE division, round-half-even; weights: GPTQ) and sym_quant_recip (one FMA; activations: the
+// fused quantizers and the calibration's fake quantization).
 #pragma once
 #include <cuda_fp16.h>
 
@@ -31,76 +32,73 @@ __device__ __forceinline__ int sym_quant(float x, float s, float qmin, float qma
 
 namespace atom::cuda::quant_rules {
 
-// ---- sym_quant for many values of one scale, without a division or a conversion per value ----
-// sm_90 issues MUFU and every float<->int/half conversion at 16 per clock per SM, an eighth of the FMA rate;
-// sym_quant spends three of them per value (the division's reciprocal, rint, f2i), which made the fused
-// quantizers conversion-bound. Here, per value: y = x * fl(1/s) (within 1.5 ulp, |x/s| * 2^-22, of the IEEE
-// quotient fl(x/s), so both round alike unless x/s lies within |x/s| * 2^-21 of a half-integer), clamped to
-// [qmin, qmax] with NaN kept, and rounded half-to-even by adding 1.5 * 2^23 + bias (exact for |y| < 2^22):
-// the float's bits are then 0x4B400000 + q + bias. A value that is NaN or lies within tol of a half-integer
-// makes the caller redo the row piece with sym_quant (rare: |y| <= qmax, so tol's slack is qmax * 2^-21).
-// A clamped value is an integer, and clamping commutes with rounding, so it never needs the fall-back.
+// ---- quantize.h's activation rule (sym_quant_recip): q = clamp(rne(x * r), qmin, qmax), r = fl(1/s) ----
+// fl(x * r + 1.5 * 2^23) rounds the exact product once, half to even (the sum's ulp is 1 for |x * r| < 2^22;
+// larger products keep their sign and clamp), so one FMA per value replaces sym_quant's division, rint and
+// conversion (MUFU and conversions issue at an eighth of the FMA rate on sm_90). The sum's bits are then
+// kCodeBits + q + bias: the code is clamped and packed as an integer, with no conversion back.
 template <int BITS>
-struct FastQuant {
-  static constexpr float kQmin = BITS == 4 ? -8.0f : -127.0f;
-  static constexpr float kQmax = BITS == 4 ? 7.0f : 127.0f;
-  static constexpr uint32_t kBias = BITS == 4 ? 8u : 128u;  // q + bias in [0, 2^BITS): the unsigned code
-  static constexpr float kShift = 12582912.0f + float(kBias);  // 1.5 * 2^23 + bias, exact
-  static constexpr float kTol = 0.5f - (BITS == 4 ? 8.0f : 127.0f) * 0x1p-21f;
-  static constexpr uint32_t kCodeBits = 0x4B400000u;  // bits of 1.5 * 2^23: float bits = kCodeBits + code
+struct ActCode {
+  static constexpr int kQmin = BITS == 4 ? -8 : -127, kQmax = BITS == 4 ? 7 : 127;
+  static constexpr int kBias = BITS == 4 ? 8 : 128;             // q + bias in [0, 2^BITS): the unsigned code
+  static constexpr float kShift = 12582912.0f + float(kBias);   // 1.5 * 2^23 + bias, exact (bias is even)
+  static constexpr uint32_t kCodeBits = 0x4B400000u;            // bits of 1.5 * 2^23
+  static constexpr int kLoBits = int(kCodeBits) + kQmin + kBias, kHiBits = int(kCodeBits) + kQmax + kBias;
+  static constexpr uint32_t kZeroBits = kCodeBits + uint32_t(kBias);  // the bits of q = 0
 };
 
-__device__ __forceinline__ float max_nan(float a, float b) {
-  float d;
-  asm("max.NaN.f32 %0, %1, %2;" : "=f"(d) : "f"(a), "f"(b));
-  return d;
-}
-__device__ __forceinline__ float min_nan(float a, float b) {
-  float d;
-  asm("min.NaN.f32 %0, %1, %2;" : "=f"(d) : "f"(a), "f"(b));
-  return d;
+// One value by the scalar rule (NaN -> 0): the GPU calibration's fake quantization and the NaN segments.
+__device__ __forceinline__ int sym_quant_recip(float x, float r, float qmin, float qmax) {
+  float y = __fsub_rn(__fmaf_rn(x, r, 12582912.0f), 12582912.0f);
+  if (isnan(y)) return 0;
+  y = fmaxf(y, qmin);
+  y = fminf(y, qmax);
+  return __float2int_rn(y);
 }
 
-// One value's code bits by the fast rule; ok = false when it needs sym_quant's exact division.
-template <int BITS>
-__device__ __forceinline__ uint32_t sym_code_bits_fast1(float x, float r, bool& ok) {
-  using Q = FastQuant<BITS>;
-  const float y = min_nan(max_nan(__fmul_rn(x, r), Q::kQmin), Q::kQmax);
-  const float shifted = __fadd_rn(y, Q::kShift);
-  ok = fabsf(__fsub_rn(y, __fsub_rn(shifted, Q::kShift))) < Q::kTol;  // false for NaN
-  return __float_as_uint(shifted);
-}
+// Which bounds a segment's values can reach, from fl(amax * r) (an upper bound rounded monotonically, so
+// fl < q + 0.5 proves the exact products are below q + 0.5): with clip 0.9 INT4 codes need only the upper
+// clamp (7 / 0.9 = 7.8 < 8.5), a clip-1 INT8 tail neither (127 * (1 + 2^-11) < 127.5).
+enum Clamp { kClampNone = 0, kClampHi = 1, kClampBoth = 2 };
 
-// b[e] = kCodeBits + q[e] + kBias with q[e] = sym_quant(x[e], s, qmin, qmax), r = fl(1/s) (0 when s == 0).
-// The exact division runs only for the values that need it, behind one branch: with fp16 inputs and fp16
-// scales, quotients exactly on a half-integer are common (~1 value in 2,500), and redoing all N values
-// made the fall-back half of the kernel's instructions.
-template <int BITS, int N>
-__device__ __forceinline__ void sym_code_bits(const float (&x)[N], float s, float r, uint32_t (&b)[N]) {
-  using Q = FastQuant<BITS>;
-  bool all_ok = true;
+template <int BITS, int CLAMP, int N>
+__device__ __forceinline__ void act_code_bits_clamped(const float (&x)[N], float r, uint32_t (&b)[N]) {
+  using Q = ActCode<BITS>;
 #pragma unroll
   for (int e = 0; e < N; ++e) {
-    bool ok;
-    b[e] = sym_code_bits_fast1<BITS>(x[e], r, ok);
-    all_ok &= ok;
-  }
-  if (!all_ok) {
-#pragma unroll
-    for (int e = 0; e < N; ++e) {
-      bool ok;
-      (void)sym_code_bits_fast1<BITS>(x[e], r, ok);  // recomputed here: cheaper than keeping N flags live
-      if (!ok) b[e] = Q::kCodeBits + uint32_t(sym_quant(x[e], s, Q::kQmin, Q::kQmax) + int(Q::kBias));
-    }
+    int c = __float_as_int(__fmaf_rn(x[e], r, Q::kShift));  // signed: a product below -2^23 clamps low
+    if constexpr (CLAMP >= kClampHi) c = min(c, Q::kHiBits);
+    if constexpr (CLAMP == kClampBoth) c = max(c, Q::kLoBits);
+    b[e] = uint32_t(c);
   }
 }
 
-// Packs N code-bit patterns (sym_code_bits) into one 32-bit word, value e at bit BITS * e, as two's
+// b[e] = kCodeBits + q[e] + bias, q[e] = sym_quant_recip(x[e], r), for a segment whose max |x| is amax (NaN
+// when a value is NaN: those values then take the scalar rule, which gives them 0). The branch is uniform
+// over a segment, and in practice over the kernel (the clip fixes the level).
+template <int BITS, int N>
+__device__ __forceinline__ void act_code_bits(const float (&x)[N], float amax, float r, uint32_t (&b)[N]) {
+  using Q = ActCode<BITS>;
+  const float top = __fmul_rn(amax, r);
+  if (top < float(Q::kQmax) + 0.5f) {
+    act_code_bits_clamped<BITS, kClampNone>(x, r, b);
+  } else if (BITS == 4 && top < float(-Q::kQmin) + 0.5f) {
+    act_code_bits_clamped<BITS, kClampHi>(x, r, b);
+  } else if (!isnan(top)) {
+    act_code_bits_clamped<BITS, kClampBoth>(x, r, b);
+  } else {
+#pragma unroll
+    for (int e = 0; e < N; ++e)
+      b[e] = Q::kCodeBits + uint32_t(sym_quant_recip(x[e], r, float(Q::kQmin), float(Q::kQmax)) + Q::kBias);
+  }
+}
+
+// Packs N code-bit patterns (act_code_bits) into one 32-bit word, value e at bit BITS * e, as two's
 // complement: one shift-add per value, then the constant part of the bits and the bias are taken out.
 template <int BITS, int N>
 __device__ __forceinline__ uint32_t pack_codes(const uint32_t (&b)[N]) {
   static_assert(N * BITS == 32, "one 32-bit word");
-  constexpr uint32_t kCodeBits = FastQuant<BITS>::kCodeBits, kBias = FastQuant<BITS>::kBias;
+  constexpr uint32_t kCodeBits = ActCode<BITS>::kCodeBits, kBias = ActCode<BITS>::kBias;
   constexpr uint32_t kGarbage = [] {
     uint32_t g = 0;
     for (int e = 0; e < N; ++e) g += kCodeBits << (BITS * e);
