@@ -78,26 +78,31 @@ __device__ __forceinline__ void tile_meta_operands(const uint8_t* meta, int whic
 
 // Causal mask and one online-softmax step over a 64-key tile held in the m16n8 accumulator layout (both prefill
 // kernels): at(j, e) is element e of n8-tile j, row g + 8 (e / 2), key 8j + 2c + (e & 1) of tile kt. The
-// scores become the weights exp2(s - max) in place; m, l are rows g, g+8's running max and sum (l already
-// rescaled), corr the factor the caller applies to its O rows.
-template <class At>
-__device__ __forceinline__ void tile_online_softmax(At&& at, int kt, int c, const int (&qpos)[2], float scale_log2,
-                                                    float (&m)[2], float (&l)[2], float (&corr)[2]) {
+// scores become the weights exp2(s * scale - max) in place; m, l are rows g, g+8's running max and sum (l
+// already rescaled), corr the factor the caller applies to its O rows. qmin_warp: the smallest query position
+// of the warp's rows (warp-uniform): a tile wholly at or below it needs no mask, which is all but the last one
+// or two tiles of a causal row (the mask's compare and select were ~10% of the kernels' instructions, results
+// §9a). The scale is folded into the exponent's FMA (the max is taken on the raw scores; scale_log2 > 0).
+template <bool MASK, class At>
+__device__ __forceinline__ void tile_softmax_step(At&& at, int kt, int c, const int (&qpos)[2], float scale_log2,
+                                                  float (&m)[2], float (&l)[2], float (&corr)[2]) {
   float mloc[2] = {-INFINITY, -INFINITY};
 #pragma unroll
   for (int j = 0; j < kTileMetaKeys / 8; ++j)
 #pragma unroll
     for (int e = 0; e < 4; ++e) {
-      const int key = kt * kTileMetaKeys + 8 * j + 2 * c + (e & 1);
-      float v = at(j, e) * scale_log2;
-      v = key <= qpos[e / 2] ? v : -INFINITY;
-      at(j, e) = v;
+      float v = at(j, e);
+      if constexpr (MASK) {
+        const int key = kt * kTileMetaKeys + 8 * j + 2 * c + (e & 1);
+        v = key <= qpos[e / 2] ? v : -INFINITY;
+        at(j, e) = v;
+      }
       mloc[e / 2] = fmaxf(mloc[e / 2], v);
     }
   float muse[2];
 #pragma unroll
   for (int i = 0; i < 2; ++i) {
-    const float mnew = fmaxf(m[i], attn::warp_max_quad(mloc[i]));
+    const float mnew = fmaxf(m[i], attn::warp_max_quad(mloc[i]) * scale_log2);
     muse[i] = mnew == -INFINITY ? 0.0f : mnew;
     corr[i] = attn::exp2_ftz(m[i] - muse[i]);
     m[i] = mnew;
@@ -107,9 +112,19 @@ __device__ __forceinline__ void tile_online_softmax(At&& at, int kt, int c, cons
   for (int j = 0; j < kTileMetaKeys / 8; ++j)
 #pragma unroll
     for (int e = 0; e < 4; ++e) {
-      at(j, e) = attn::exp2_ftz(at(j, e) - muse[e / 2]);
+      at(j, e) = attn::exp2_ftz(fmaf(at(j, e), scale_log2, -muse[e / 2]));
       l[e / 2] += at(j, e);
     }
+}
+template <class At>
+__device__ __forceinline__ void tile_online_softmax(At&& at, int kt, int c, const int (&qpos)[2], int qmin_warp,
+                                                    float scale_log2, float (&m)[2], float (&l)[2], float (&corr)[2]) {
+  if ((kt + 1) * kTileMetaKeys - 1 <= qmin_warp) tile_softmax_step<false>(at, kt, c, qpos, scale_log2, m, l, corr);
+  else tile_softmax_step<true>(at, kt, c, qpos, scale_log2, m, l, corr);
+}
+// The warp's smallest query position (-1 when it holds padding rows: then every tile is masked).
+__device__ __forceinline__ int warp_min_qpos(const int (&qpos)[2]) {
+  return __reduce_min_sync(0xffffffffu, min(qpos[0], qpos[1]));
 }
 
 // The wgmma kernel's launcher (attention_prefill_wgmma.cu); paged_attention_prefill checks the arguments.

@@ -249,6 +249,7 @@ __global__ void __launch_bounds__(kThreads, 1) prefill_wgmma_kernel(const Prefil
       qf[kb][2 + i] = r < nrows ? *reinterpret_cast<const uint32_t*>(qr + 16 * kb + 8) : 0u;
     }
   }
+  const int qmin_warp = warp_min_qpos(qpos);
   float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
   float o[4 * kNT];
 #pragma unroll
@@ -270,7 +271,8 @@ __global__ void __launch_bounds__(kThreads, 1) prefill_wgmma_kernel(const Prefil
   };
   // Mask + online softmax of tile kt (rows g and g+8) in s; P's A fragments straight from the S layout.
   auto softmax = [&](int kt, float (&corr)[2]) {
-    tile_online_softmax([&](int j, int e) -> float& { return s[4 * j + e]; }, kt, c, qpos, a.scale_log2, m, l, corr);
+    tile_online_softmax([&](int j, int e) -> float& { return s[4 * j + e]; }, kt, c, qpos, qmin_warp, a.scale_log2, m,
+                        l, corr);
   };
   auto pack_p = [&](uint32_t (&pf)[kBN / 16][4]) {
 #pragma unroll
