@@ -13,7 +13,7 @@
 // Bit-exact with the CPU quantizers (quant/atom_linear.h, quant/w8a8_linear.h) applied to the fp16
 // row the kernel produces (or, with quant_from_f32, to the fp32 row, which is not written out). That row equals the CPU op's output rounded to fp16 except for rounding-order
 // effects: RMSNorm sums squares in double like cpu::rmsnorm, only in another order (the fp32 rstd can
-// differ in the last bit in rare rows); SiLU's expf is not glibc's (≤ 2 ulp). Either can move an fp16
+// differ in the last bit in rare rows); SiLU uses the fast exponential and divide (a few ulps). Either can move an fp16
 // value by 1 ulp (tests allow exactly that).
 // Inputs: fp32, fp16 or bf16 rows (ActDtype). One block per row; the row is staged in shared memory,
 // so any K up to 32768 works (row length is not restricted to multiples of anything).
