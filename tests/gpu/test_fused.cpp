@@ -11,6 +11,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <limits>
 
 #include "atom/backend/cpu/ops.h"
 #include "atom/backend/cuda/blas_baselines.h"
@@ -229,6 +230,51 @@ TEST(GpuFused, HalfwayProductsMatchCpu) {
     std::printf("K=%lld: %lld exact half-integer products, %lld where fl(x * r) rounds the other way, %lld where "
                 "x / s does\n", (long long)K, (long long)ties, (long long)double_rounding, (long long)differs_from_division);
 
+    DeviceBuffer<uint16_t> dstage;
+    dstage.upload(atom_stage_table(perm, L), st);
+    auto dx = upload_as(x, ActDtype::F16, st);
+    GpuAtomActs acts;
+    acts.resize(m, L);
+    acts.q4.fill_bytes(0xA5, st);
+    acts.scale.fill_bytes(0xFF, st);
+    acts.q8.fill_bytes(0x80, st);
+    acts.oscale.fill_bytes(0xFF, st);
+    FusedOut o;
+    o.atom = &acts;
+    o.stage = dstage.data();
+    o.L = L;
+    o.a_clip = acfg.a_clip;
+    o.a_outlier_clip = acfg.a_outlier_clip;
+    reorder_quant(dx.data(), ActDtype::F16, m, K, o, st);
+    st.sync();
+    quant::AtomActivations ca;
+    quant::atom_quantize_activations(x.data(), m, perm, QL, acfg, ca);
+    expect_acts_equal(acts, ca, L, m);
+  }
+}
+
+// NaN and ±inf activations: a NaN is skipped by the segment's max and quantizes to 0 (the kernel finds such a
+// segment by a NaN-propagating max and takes the scalar rule there), an inf saturates the scale (65504) and
+// clamps; in INT4 groups, in the INT8 tail and in a ragged last group (K = 1000: 872 normal channels).
+TEST(GpuFused, NanAndInfActivationsMatchCpu) {
+  REQUIRE_GPU();
+  std::mt19937_64 rng(fresh_seed());
+  Stream st;
+  const quant::AtomConfig acfg;
+  for (int64_t K : {1000, 4096}) {
+    SCOPED_TRACE("K=" + std::to_string(K));
+    const int64_t m = 12;
+    const quant::AtomLayout QL(K, acfg);
+    const GpuAtomLayout L = make_gpu_layout(K, QL.n_outlier, QL.group);
+    const auto perm = random_perm(K, rng);
+    std::vector<float> x = random_acts(m, K, rng);
+    const float kInf = std::numeric_limits<float>::infinity(), kNaN = std::numeric_limits<float>::quiet_NaN();
+    for (int64_t r = 0; r < m; ++r)
+      for (int n = 0; n < 6; ++n) {  // a few specials per row, anywhere (perm spreads them over segments)
+        const int64_t j = int64_t(rng() % uint64_t(K));
+        x[size_t(r * K + j)] = r % 3 == 0 ? kNaN : r % 3 == 1 ? (n % 2 ? kInf : -kInf) : (n % 2 ? kNaN : kInf);
+      }
+    for (int64_t j = QL.k_normal; j < K; ++j) x[size_t(0 * K + perm[size_t(j)])] = kNaN;  // row 0: an all-NaN tail
     DeviceBuffer<uint16_t> dstage;
     dstage.upload(atom_stage_table(perm, L), st);
     auto dx = upload_as(x, ActDtype::F16, st);
