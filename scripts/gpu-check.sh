@@ -12,7 +12,8 @@
 # Environment knobs: GPU_CHECK_STAGES (default "env deps build cpu gpu sanitize bench"),
 #   BENCH_ARGS (extra arguments for bench_gemm), BUILD (build dir, default build-gpu),
 #   BUILD_TARGETS (only these targets, e.g. "atom_gpu_tests bench_attention"), GPU_TEST_FILTER (gtest filter
-#   for the gpu stage), SANITIZE_FILTER (gtest filter for compute-sanitizer), BENCH (which benchmarks:
+#   for the gpu stage; the parameterized suites are named Modes/GpuModelModes.* etc., which "GpuModel.*" does
+#   not match: "*" runs everything once), SANITIZE_FILTER (gtest filter for compute-sanitizer), BENCH (which benchmarks:
 #   default "gemm attention"; "fused" adds bench_fused, "gptq" bench_gptq_gpu (GPTQ_BENCH_ARGS), "quantize" bench_quantize_gpu (QUANTIZE_BENCH_RUNS)
 #   (QUANTIZE_BENCH_ARGS, default "--layers 4": 4 of llama2-7b's 32 layers at 128 x 2048 tokens, the whole model
 #   extrapolated per layer; QUANTIZE_BENCH_ARGS="" runs all 32, QUANTIZE_TIMEOUT default 540 s), "sdpa" PyTorch's SDPA as the attention reference), ATTN_BENCH_ARGS (extra arguments for bench_attention; ATTN_BENCH_ARGS2: a second run with these),
