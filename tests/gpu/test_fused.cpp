@@ -174,6 +174,35 @@ TEST(GpuFused, KernelsMatchCpuReference) {
   check_fused(Op::Silu, ActDtype::F32, 24576, 2, false, rng);
 }
 
+// reorder_quant of the fp16 rows x [m, K] (Atom reorder perm) into poisoned Atom buffers, bit for bit against
+// the CPU quantizer on the same values.
+void expect_reorder_quant_matches_cpu(const std::vector<float>& x, int64_t m, const std::vector<int32_t>& perm,
+                                      const quant::AtomConfig& acfg, Stream& st) {
+  const int64_t K = int64_t(perm.size());
+  const quant::AtomLayout QL(K, acfg);
+  const GpuAtomLayout L = make_gpu_layout(K, QL.n_outlier, QL.group);
+  DeviceBuffer<uint16_t> dstage;
+  dstage.upload(atom_stage_table(perm, L), st);
+  auto dx = upload_as(x, ActDtype::F16, st);
+  GpuAtomActs acts;
+  acts.resize(m, L);
+  acts.q4.fill_bytes(0xA5, st);
+  acts.scale.fill_bytes(0xFF, st);
+  acts.q8.fill_bytes(0x80, st);
+  acts.oscale.fill_bytes(0xFF, st);
+  FusedOut o;
+  o.atom = &acts;
+  o.stage = dstage.data();
+  o.L = L;
+  o.a_clip = acfg.a_clip;
+  o.a_outlier_clip = acfg.a_outlier_clip;
+  reorder_quant(dx.data(), ActDtype::F16, m, K, o, st);
+  st.sync();
+  quant::AtomActivations ca;
+  quant::atom_quantize_activations(x.data(), m, perm, QL, acfg, ca);
+  expect_acts_equal(acts, ca, L, m);
+}
+
 // Products x * fl(1/s) exactly on a half-integer, and one fp16 step either side: the activation rule
 // (quantize.h's sym_quant_recip) rounds the exact product once, half to even. Half of the segments get a
 // power-of-two scale (fl(1/s) exact: (k + 0.5) * s are exact ties); the others a general one, where the
@@ -230,26 +259,7 @@ TEST(GpuFused, HalfwayProductsMatchCpu) {
     std::printf("K=%lld: %lld exact half-integer products, %lld where fl(x * r) rounds the other way, %lld where "
                 "x / s does\n", (long long)K, (long long)ties, (long long)double_rounding, (long long)differs_from_division);
 
-    DeviceBuffer<uint16_t> dstage;
-    dstage.upload(atom_stage_table(perm, L), st);
-    auto dx = upload_as(x, ActDtype::F16, st);
-    GpuAtomActs acts;
-    acts.resize(m, L);
-    acts.q4.fill_bytes(0xA5, st);
-    acts.scale.fill_bytes(0xFF, st);
-    acts.q8.fill_bytes(0x80, st);
-    acts.oscale.fill_bytes(0xFF, st);
-    FusedOut o;
-    o.atom = &acts;
-    o.stage = dstage.data();
-    o.L = L;
-    o.a_clip = acfg.a_clip;
-    o.a_outlier_clip = acfg.a_outlier_clip;
-    reorder_quant(dx.data(), ActDtype::F16, m, K, o, st);
-    st.sync();
-    quant::AtomActivations ca;
-    quant::atom_quantize_activations(x.data(), m, perm, QL, acfg, ca);
-    expect_acts_equal(acts, ca, L, m);
+    expect_reorder_quant_matches_cpu(x, m, perm, acfg, st);
   }
 }
 
@@ -265,7 +275,6 @@ TEST(GpuFused, NanAndInfActivationsMatchCpu) {
     SCOPED_TRACE("K=" + std::to_string(K));
     const int64_t m = 12;
     const quant::AtomLayout QL(K, acfg);
-    const GpuAtomLayout L = make_gpu_layout(K, QL.n_outlier, QL.group);
     const auto perm = random_perm(K, rng);
     std::vector<float> x = random_acts(m, K, rng);
     const float kInf = std::numeric_limits<float>::infinity(), kNaN = std::numeric_limits<float>::quiet_NaN();
@@ -275,26 +284,7 @@ TEST(GpuFused, NanAndInfActivationsMatchCpu) {
         x[size_t(r * K + j)] = r % 3 == 0 ? kNaN : r % 3 == 1 ? (n % 2 ? kInf : -kInf) : (n % 2 ? kNaN : kInf);
       }
     for (int64_t j = QL.k_normal; j < K; ++j) x[size_t(0 * K + perm[size_t(j)])] = kNaN;  // row 0: an all-NaN tail
-    DeviceBuffer<uint16_t> dstage;
-    dstage.upload(atom_stage_table(perm, L), st);
-    auto dx = upload_as(x, ActDtype::F16, st);
-    GpuAtomActs acts;
-    acts.resize(m, L);
-    acts.q4.fill_bytes(0xA5, st);
-    acts.scale.fill_bytes(0xFF, st);
-    acts.q8.fill_bytes(0x80, st);
-    acts.oscale.fill_bytes(0xFF, st);
-    FusedOut o;
-    o.atom = &acts;
-    o.stage = dstage.data();
-    o.L = L;
-    o.a_clip = acfg.a_clip;
-    o.a_outlier_clip = acfg.a_outlier_clip;
-    reorder_quant(dx.data(), ActDtype::F16, m, K, o, st);
-    st.sync();
-    quant::AtomActivations ca;
-    quant::atom_quantize_activations(x.data(), m, perm, QL, acfg, ca);
-    expect_acts_equal(acts, ca, L, m);
+    expect_reorder_quant_matches_cpu(x, m, perm, acfg, st);
   }
 }
 

@@ -27,36 +27,26 @@ int64_t absmax_avx2(const float* x, int64_t n, float& m) {
   return i;
 }
 
-int64_t quantize_avx2(const float* x, int64_t n, float s, int bits, int8_t* q) {
-  const __m256 vs = _mm256_set1_ps(s);
+// sym_quant (v = s: the division, then vroundps) or, kReciprocal, sym_quant_recip (v = r: fma(x, r, 1.5·2^23)
+// rounds the exact product once, half to even; the sum's ulp is 1 for |x·r| < 2^22, and larger products keep
+// their sign and clamp as the scalar rule does) for 8 values at a time.
+template <Rounding R>
+int64_t quantize_avx2(const float* x, int64_t n, float v, int bits, int8_t* q) {
+  const __m256 vv = _mm256_set1_ps(v), shift = _mm256_set1_ps(12582912.0f);  // shift: kReciprocal's 1.5·2^23
   const __m256 lo = _mm256_set1_ps(float(sym_qmin(bits))), hi = _mm256_set1_ps(float(sym_qmax(bits)));
   int64_t i = 0;
   for (; i + 8 <= n; i += 8) {
-    __m256 r = _mm256_round_ps(_mm256_div_ps(_mm256_loadu_ps(x + i), vs), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    r = _mm256_and_ps(r, _mm256_cmp_ps(r, r, _CMP_ORD_Q));  // NaN -> 0, as sym_quant
+    __m256 r;
+    if constexpr (R == Rounding::kReciprocal) {  // instantiated only where there is an FMA (the caller)
+      r = _mm256_sub_ps(_mm256_fmadd_ps(_mm256_loadu_ps(x + i), vv, shift), shift);
+    } else {
+      r = _mm256_round_ps(_mm256_div_ps(_mm256_loadu_ps(x + i), vv), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    }
+    r = _mm256_and_ps(r, _mm256_cmp_ps(r, r, _CMP_ORD_Q));  // NaN -> 0, as the scalar rules
     r = _mm256_min_ps(_mm256_max_ps(r, lo), hi);
-    const __m256i v = _mm256_cvtps_epi32(r);
+    const __m256i c = _mm256_cvtps_epi32(r);
     // 8 int32 -> 8 int8 (values already in range, so the saturating packs are exact)
-    const __m128i w = _mm_packs_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-    _mm_storel_epi64(reinterpret_cast<__m128i*>(q + i), _mm_packs_epi16(w, w));
-  }
-  return i;
-}
-#endif
-
-#if defined(__AVX2__) && defined(__FMA__)
-// sym_quant_recip for 8 values at a time: fma(x, r, 1.5·2^23) rounds the exact product once, half to even
-// (the sum's ulp is 1 for |x·r| < 2^22; larger products keep their sign and clamp as the scalar rule does).
-int64_t quantize_recip_avx2(const float* x, int64_t n, float r, int bits, int8_t* q) {
-  const __m256 vr = _mm256_set1_ps(r), shift = _mm256_set1_ps(12582912.0f);
-  const __m256 lo = _mm256_set1_ps(float(sym_qmin(bits))), hi = _mm256_set1_ps(float(sym_qmax(bits)));
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    __m256 y = _mm256_sub_ps(_mm256_fmadd_ps(_mm256_loadu_ps(x + i), vr, shift), shift);
-    y = _mm256_and_ps(y, _mm256_cmp_ps(y, y, _CMP_ORD_Q));  // NaN -> 0
-    y = _mm256_min_ps(_mm256_max_ps(y, lo), hi);
-    const __m256i v = _mm256_cvtps_epi32(y);
-    const __m128i w = _mm_packs_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    const __m128i w = _mm_packs_epi32(_mm256_castsi256_si128(c), _mm256_extracti128_si256(c, 1));
     _mm_storel_epi64(reinterpret_cast<__m128i*>(q + i), _mm_packs_epi16(w, w));
   }
   return i;
@@ -82,13 +72,13 @@ float quantize_sym_segment(const float* x, int64_t n, int bits, float clip, int8
   if (rounding == Rounding::kReciprocal) {
     const float r = sym_recip(s);
 #if defined(__AVX2__) && defined(__FMA__)
-    i = quantize_recip_avx2(x, n, r, bits, q);
+    i = quantize_avx2<Rounding::kReciprocal>(x, n, r, bits, q);
 #endif
     for (; i < n; ++i) q[i] = sym_quant_recip(x[i], r, bits);
     return s;
   }
 #if defined(__AVX2__)
-  i = quantize_avx2(x, n, s, bits, q);
+  i = quantize_avx2<Rounding::kDivide>(x, n, s, bits, q);
 #endif
   for (; i < n; ++i) q[i] = sym_quant(x[i], s, bits);
   return s;

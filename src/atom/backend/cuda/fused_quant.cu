@@ -30,8 +30,11 @@ enum Op { kNorm = 0, kCopy = 1, kSilu = 2 };
 using quant_rules::sym_quant;
 using quant_rules::sym_scale_fp16;
 
-// max.NaN: a NaN operand gives NaN (fmaxf would drop it), so a segment's max tells whether it holds a NaN.
-__device__ __forceinline__ float fmax_nan(float a, float b) {
+// The max of two values; KeepNaN: max.NaN, where a NaN operand gives NaN (fmaxf drops it), so a segment's max
+// tells whether it holds a NaN.
+template <bool KeepNaN>
+__device__ __forceinline__ float max2(float a, float b) {
+  if constexpr (!KeepNaN) return fmaxf(a, b);
   float d;
   asm("max.NaN.f32 %0, %1, %2;" : "=f"(d) : "f"(a), "f"(b));
   return d;
@@ -42,10 +45,7 @@ __device__ __forceinline__ float fmax_nan(float a, float b) {
 template <int W, bool KeepNaN = false>
 __device__ __forceinline__ float lanes_max(float v, unsigned mask = 0xffffffffu) {
 #pragma unroll
-  for (int o = W / 2; o > 0; o >>= 1) {
-    const float u = __shfl_xor_sync(mask, v, o);
-    v = KeepNaN ? fmax_nan(v, u) : fmaxf(v, u);
-  }
+  for (int o = W / 2; o > 0; o >>= 1) v = max2<KeepNaN>(v, __shfl_xor_sync(mask, v, o));
   return v;
 }
 
@@ -137,20 +137,13 @@ __device__ __forceinline__ float op_value(float xv, float u, float w, float rstd
 constexpr int kTeam = 8;
 constexpr int kTeams = kThreads / kTeam;
 
-// max |v|: NaN when a value is NaN (the segment's scale then comes from absmax_of, which skips NaN as
-// quant::absmax does).
-template <int N>
-__device__ __forceinline__ float absmax_nan(const float (&v)[N]) {
+// max |v|; KeepNaN: NaN when a value is NaN (the segment's scale then comes from the max without, which skips
+// NaN as quant::absmax does).
+template <bool KeepNaN, int N>
+__device__ __forceinline__ float absmax(const float (&v)[N]) {
   float m = 0.0f;
 #pragma unroll
-  for (int e = 0; e < N; ++e) m = fmax_nan(m, fabsf(v[e]));
-  return m;
-}
-template <int N>
-__device__ __forceinline__ float absmax_of(const float (&v)[N]) {
-  float m = 0.0f;
-#pragma unroll
-  for (int e = 0; e < N; ++e) m = fmaxf(m, fabsf(v[e]));
+  for (int e = 0; e < N; ++e) m = max2<KeepNaN>(m, fabsf(v[e]));
   return m;
 }
 
@@ -190,8 +183,8 @@ __device__ __forceinline__ void quant_int4_group(const Params& p, int64_t i, con
   float v[16];  // [0, 8): the low halves, [8, 16): the high halves (ragged-group padding is staged as 0)
   lds8(srow + g * 128 + 8 * t, v);
   lds8(srow + g * 128 + 64 + 8 * t, v + 8);
-  const float amax = lanes_max<kTeam, true>(absmax_nan(v), mask);
-  const SegScale sc = seg_scale(amax, p.a_clip, 7.0f, mask, [&] { return absmax_of(v); });
+  const float amax = lanes_max<kTeam, true>(absmax<true>(v), mask);
+  const SegScale sc = seg_scale(amax, p.a_clip, 7.0f, mask, [&] { return absmax<false>(v); });
   uint32_t b[16];
   quant_rules::act_code_bits<4>(v, amax, sc.r, b);
   const uint32_t w0[8] = {b[0], b[1], b[2], b[3], b[8], b[9], b[10], b[11]};
@@ -222,11 +215,12 @@ __device__ __forceinline__ void quant_int8_tail(const Params& p, int64_t i, cons
   const bool first = 16 * t < p.O;
   if (first) load(16 * t, v);
   auto lane_max = [&](auto nan) {
-    float m = nan ? absmax_nan(v) : absmax_of(v);
+    constexpr bool kNaN = decltype(nan)::value;
+    float m = absmax<kNaN>(v);
     for (int c0 = 16 * t + 128; c0 < p.O; c0 += 128) {  // O > 128: loaded again in the quantize pass
       float u[16];
       load(c0, u);
-      m = nan ? fmax_nan(m, absmax_nan(u)) : fmaxf(m, absmax_of(u));
+      m = max2<kNaN>(m, absmax<kNaN>(u));
     }
     return m;
   };

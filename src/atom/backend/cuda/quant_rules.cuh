@@ -28,10 +28,6 @@ __device__ __forceinline__ int sym_quant(float x, float s, float qmin, float qma
   return __float2int_rn(r);
 }
 
-}  // namespace atom::cuda::quant_rules
-
-namespace atom::cuda::quant_rules {
-
 // ---- quantize.h's activation rule (sym_quant_recip): q = clamp(rne(x * r), qmin, qmax), r = fl(1/s) ----
 // fl(x * r + 1.5 * 2^23) rounds the exact product once, half to even (the sum's ulp is 1 for |x * r| < 2^22;
 // larger products keep their sign and clamp), so one FMA per value replaces sym_quant's division, rint and
@@ -44,7 +40,6 @@ struct ActCode {
   static constexpr float kShift = 12582912.0f + float(kBias);   // 1.5 * 2^23 + bias, exact (bias is even)
   static constexpr uint32_t kCodeBits = 0x4B400000u;            // bits of 1.5 * 2^23
   static constexpr int kLoBits = int(kCodeBits) + kQmin + kBias, kHiBits = int(kCodeBits) + kQmax + kBias;
-  static constexpr uint32_t kZeroBits = kCodeBits + uint32_t(kBias);  // the bits of q = 0
 };
 
 // One value by the scalar rule (NaN -> 0): the GPU calibration's fake quantization and the NaN segments.
