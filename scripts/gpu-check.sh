@@ -13,7 +13,8 @@
 #   BENCH_ARGS (extra arguments for bench_gemm), BUILD (build dir, default build-gpu),
 #   BUILD_TARGETS (only these targets, e.g. "atom_gpu_tests bench_attention"), GPU_TEST_FILTER (gtest filter
 #   for the gpu stage; the parameterized suites are named Modes/GpuModelModes.* etc., which "GpuModel.*" does
-#   not match: "*" runs everything once), SANITIZE_FILTER (gtest filter for compute-sanitizer), BENCH (which benchmarks:
+#   not match: "*" runs everything once), GPU_TEST_ARGS (more gtest flags, e.g. --gtest_repeat=20; ATOM_TEST_SEED=N
+#   replays a printed seed), SANITIZE_FILTER (gtest filter for compute-sanitizer), BENCH (which benchmarks:
 #   default "gemm attention"; "fused" adds bench_fused, "gptq" bench_gptq_gpu (GPTQ_BENCH_ARGS), "quantize" bench_quantize_gpu (QUANTIZE_BENCH_RUNS)
 #   (QUANTIZE_BENCH_ARGS, default "--layers 4": 4 of llama2-7b's 32 layers at 128 x 2048 tokens, the whole model
 #   extrapolated per layer; QUANTIZE_BENCH_ARGS="" runs all 32, QUANTIZE_TIMEOUT default 540 s), "sdpa" PyTorch's SDPA as the attention reference), ATTN_BENCH_ARGS (extra arguments for bench_attention; ATTN_BENCH_ARGS2: a second run with these),
@@ -90,12 +91,12 @@ fi
 
 if has gpu; then
   say "GPU tests (atom_gpu_tests directly, then ctest -L gpu)"
-  timeout ${GPU_TEST_TIMEOUT:-400} "$BUILD/tests/gpu/atom_gpu_tests" ${GPU_TEST_FILTER:+--gtest_filter=$GPU_TEST_FILTER} 2>&1 | tee "$OUT/gpu-tests.log" | grep -E '^\[  (FAILED|PASSED|  OK|SKIPPED)|Failure|expected|error' | head -80
+  timeout ${GPU_TEST_TIMEOUT:-400} "$BUILD/tests/gpu/atom_gpu_tests" ${GPU_TEST_FILTER:+--gtest_filter=$GPU_TEST_FILTER} ${GPU_TEST_ARGS:-} 2>&1 | tee "$OUT/gpu-tests.log" | grep -E '^\[  (FAILED|PASSED|  OK|SKIPPED)|Failure|expected|error' | head -80
   if [ -z "${GPU_TEST_FILTER:-}" ]; then
     ctest --test-dir "$BUILD" -L gpu -j4 --timeout 600 --output-on-failure >"$OUT/ctest-gpu.log" 2>&1
     rc=$?; SUMMARY+=("ctest -L gpu: rc=$rc, $(grep -E 'tests passed' "$OUT/ctest-gpu.log")")
   else
-    SUMMARY+=("gpu tests ($GPU_TEST_FILTER): $(grep -E '^\[  (PASSED|FAILED) ' "$OUT/gpu-tests.log" | tr '\n' ' ')")
+    SUMMARY+=("gpu tests ($GPU_TEST_FILTER ${GPU_TEST_ARGS:-}): $(grep -E '^\[  (PASSED|FAILED) ' "$OUT/gpu-tests.log" | sort | uniq -c | tr '\n' ' ')")
   fi
 fi
 

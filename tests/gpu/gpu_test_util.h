@@ -29,8 +29,11 @@ using namespace atom::cuda;
 
 inline bool small_only() { return std::getenv("ATOM_GPU_TEST_SMALL") != nullptr; }
 
+// A fresh seed per test, printed; ATOM_TEST_SEED=N replays one (a failure's printed seed).
 inline uint64_t fresh_seed() {
-  const uint64_t s = std::random_device{}() ^ (uint64_t(std::random_device{}()) << 32);
+  const char* env = std::getenv("ATOM_TEST_SEED");
+  const uint64_t s = env ? std::strtoull(env, nullptr, 10)
+                         : std::random_device{}() ^ (uint64_t(std::random_device{}()) << 32);
   std::printf("seed %llu\n", (unsigned long long)s);
   return s;
 }
