@@ -174,6 +174,19 @@ TEST(GpuFused, KernelsMatchCpuReference) {
   check_fused(Op::Silu, ActDtype::F32, 24576, 2, false, rng);
 }
 
+// Many rows (more than one wave of blocks: 132 SMs x 2-4 resident) in the shapes the kernels run at prefill,
+// with rows left over after the last full wave: fp16 / fp32 (gathered) / bf16 inputs, K = 576 to 24576.
+TEST(GpuFused, ManyRowsMatchCpuReference) {
+  REQUIRE_GPU();
+  if (small_only()) GTEST_SKIP() << "large row counts only";
+  std::mt19937_64 rng(fresh_seed());
+  for (Op op : {Op::Norm, Op::Copy, Op::Silu}) check_fused(op, ActDtype::F16, 576, 2999, false, rng);
+  check_fused(Op::Norm, ActDtype::F32, 576, 2100, true, rng);  // gathered rows
+  check_fused(Op::Copy, ActDtype::BF16, 4096, 1201, false, rng);
+  check_fused(Op::Silu, ActDtype::F16, 11008, 801, false, rng);
+  check_fused(Op::Silu, ActDtype::F32, 24576, 1100, false, rng);
+}
+
 // reorder_quant of the fp16 rows x [m, K] (Atom reorder perm) into poisoned Atom buffers, bit for bit against
 // the CPU quantizer on the same values.
 void expect_reorder_quant_matches_cpu(const std::vector<float>& x, int64_t m, const std::vector<int32_t>& perm,
