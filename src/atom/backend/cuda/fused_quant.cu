@@ -259,10 +259,13 @@ __device__ __forceinline__ uint4 stage_pos8(const Params& p, int j) {
   return p.stage ? __ldg(reinterpret_cast<const uint4*>(p.stage + j)) : make_uint4(0, 0, 0, 0);
 }
 
-// Blocks per SM for ptxas's register budget: 4 (64 registers) for the fp16-staged kernels, 2 for the
-// fp32-staged ones (twice the staged values in flight).
+// Blocks per SM for ptxas's register budget. The kernel is latency-bound (ncu, results.md §9b/§10b: ~1.4
+// eligible warps per scheduler at 4 blocks), so more resident rows help: 5 (48 registers) for the fp16-staged
+// copy and SiLU (o_proj and down_proj inputs: 7-10% faster at M = 4096 than 4); 4 (64) where 48 spills (the
+// fp16-staged RMSNorm, the bf16 copy: 24-96 bytes); 2 for the fp32-staged kernels (3, at 80 registers, was
+// no faster at M = 4096 and 5% slower at M = 256, K = 11008).
 template <int OP, typename T, typename S>
-constexpr int kMinBlocks = sizeof(S) == 4 ? 2 : 4;
+constexpr int kMinBlocks = sizeof(S) == 4 ? 2 : OP == kNorm || (OP == kCopy && !std::is_same_v<T, __half>) ? 4 : 5;
 
 template <int OP, typename T, typename S>
 __device__ __forceinline__ void fused_row(const Params& p, const int64_t i, S* srow, double* red_d, float* red_f) {
