@@ -167,8 +167,8 @@ if has sanitize; then
   say "compute-sanitizer memcheck + racecheck (small sizes; GpuDevice.* left out: it provokes a CUDA API error on purpose)"
   if command -v compute-sanitizer >/dev/null; then
     for tool in memcheck racecheck; do
-      ATOM_GPU_TEST_SMALL=1 timeout ${SANITIZE_TIMEOUT:-120} compute-sanitizer --tool $tool --error-exitcode 3 \
-        "$BUILD/tests/gpu/atom_gpu_tests" --gtest_brief=1 --gtest_filter="${SANITIZE_FILTER:-GpuAtom.*:GpuAttention.*}" >"$OUT/sanitize-$tool.log" 2>&1
+      ATOM_GPU_TEST_SMALL=1 timeout ${SANITIZE_TIMEOUT:-300} compute-sanitizer --tool $tool --error-exitcode 3 \
+        "$BUILD/tests/gpu/atom_gpu_tests" --gtest_brief=1 --gtest_filter="${SANITIZE_FILTER:-GpuAtom.*:GpuAttention.*:GpuFused.*}" >"$OUT/sanitize-$tool.log" 2>&1
       rc=$?; [ $rc -ne 0 ] && grep -E '=========' "$OUT/sanitize-$tool.log" | head -30; SUMMARY+=("compute-sanitizer $tool: rc=$rc ($(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$OUT/sanitize-$tool.log" | tail -1))")
     done
   else
