@@ -83,9 +83,10 @@ void atom_quantize_acts_fp16(const uint16_t* x, int64_t m, const uint16_t* stage
 // M >= 17 (docs/kernels.md); configs 12, 13: the decode kernel with A / B swapped (64 or 128 weight rows x 8
 // tokens; not dispatched); config 14: config 9 with the two consumer warpgroups' wgmma in turns (ping-pong; not
 // dispatched); configs 15, 16: the streaming decode kernel, 16 weight rows x 8 / 16 tokens, weights straight to
-// registers (auto dispatch picks 15 for M <= 8, and for M <= 16 when the weights fit in L2); config 17: config 9
+// registers (auto dispatch picks 15 for M <= 8 and 16 for M = 9..16); config 17: config 9
 // with split-K summed by the tile's last CTA (not dispatched); config 18: the streaming kernel with 32 tokens per
-// tile (not dispatched).
+// tile (auto dispatch picks it for M = 17..32); config 19: config 11 with the producer 3 steps ahead instead of 2
+// (not dispatched; written for results.md §10d, not yet measured).
 void atom_gemm(const GpuAtomActs& a, const GpuAtomWeights& w, uint16_t* y_fp16, float* y_f32,
                int32_t* psums = nullptr, cudaStream_t s = nullptr, int force_config = -1, int force_splits = 0);
 int atom_gemm_num_configs();

@@ -438,6 +438,9 @@ KernelLaunch ws_kernel(bool psums, int mode, int variant) {
   if (variant == 4) return psums ? ws_launch<5, 2, true, 0, 1>() : ws_launch<5, 2, false, 0, 1>();
   if (variant == 5) return psums ? ws_launch<6, 3, true, 0, 3>() : ws_launch<6, 3, false, 0, 3>();
   if (variant == 6) return psums ? ws_launch<6, 3, true, 0, 1, true>() : ws_launch<6, 3, false, 0, 1, true>();
+  // config 11's ring with the producer one step further ahead (results.md §10d: at M = 256 the consumers wait
+  // for stages whose copies had 2 steps to land)
+  if (variant == 7) return psums ? ws_launch<5, 3, true, 0, 1>() : ws_launch<5, 3, false, 0, 1>();
   if (psums) return ws_launch<6, 3, true, 0>();
   switch (mode) {
     case 1: return ws_launch<6, 3, false, 1, 1>();
