@@ -437,7 +437,7 @@ void launch_gemm(Params p, const KernelLaunch& k, int splits, int sm_count, cuda
 
 }  // namespace gemm_detail
 
-int atom_gemm_num_configs() { return 20; }
+int atom_gemm_num_configs() { return 21; }
 int atom_gemm_wgmma_config() { return 3; }
 int atom_gemm_ws_config() { return 7; }
 
@@ -488,7 +488,9 @@ void atom_gemm(const GpuAtomActs& a, const GpuAtomWeights& w, uint16_t* y_fp16, 
                   sm_count, s);
       break;
     case 19:  // config 11 with kLag 3 (the producer a step further ahead; not dispatched)
-      launch_gemm(p, ws_supports(p) ? ws_kernel(p.psums != nullptr, 0, 7) : wgmma_kernel<2>(), force_splits, sm_count, s);
+    case 20:  // config 11 with the scales loaded 4 steps ahead of the copies (not dispatched)
+      launch_gemm(p, ws_supports(p) ? ws_kernel(p.psums != nullptr, 0, cfg - 12) : wgmma_kernel<2>(), force_splits,
+                  sm_count, s);
       break;
     case 17:  // config 9 with split-K summed by the tile's last CTA (no memset, atomics, conversion)
       launch_gemm(p, ws_supports(p) ? ws_kernel(p.psums != nullptr, 0, 6) : wgmma_kernel<2>(), force_splits, sm_count, s);

@@ -86,7 +86,8 @@ void atom_quantize_acts_fp16(const uint16_t* x, int64_t m, const uint16_t* stage
 // registers (auto dispatch picks 15 for M <= 8 and 16 for M = 9..16); config 17: config 9
 // with split-K summed by the tile's last CTA (not dispatched); config 18: the streaming kernel with 32 tokens per
 // tile (auto dispatch picks it for M = 17..32); config 19: config 11 with the producer 3 steps ahead instead of 2
-// (not dispatched; written for results.md §10d, not yet measured).
+// (not dispatched; written for results.md §10d, not yet measured); config 20: config 11 with each step's scales
+// loaded 4 steps before its copies (not dispatched, not yet measured).
 void atom_gemm(const GpuAtomActs& a, const GpuAtomWeights& w, uint16_t* y_fp16, float* y_f32,
                int32_t* psums = nullptr, cudaStream_t s = nullptr, int force_config = -1, int force_splits = 0);
 int atom_gemm_num_configs();
