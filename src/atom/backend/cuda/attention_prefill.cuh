@@ -79,10 +79,9 @@ __device__ __forceinline__ void tile_meta_operands(const uint8_t* meta, int whic
 // Causal mask and one online-softmax step over a 64-key tile held in the m16n8 accumulator layout (both prefill
 // kernels): at(j, e) is element e of n8-tile j, row g + 8 (e / 2), key 8j + 2c + (e & 1) of tile kt. The
 // scores become the weights exp2(s * scale - max) in place; m, l are rows g, g+8's running max and sum (l
-// already rescaled), corr the factor the caller applies to its O rows. qmin_warp: the smallest query position
-// of the warp's rows (warp-uniform): a tile wholly at or below it needs no mask, which is all but the last one
-// or two tiles of a causal row (the mask's compare and select were ~10% of the kernels' instructions, results
-// §9a). The scale is folded into the exponent's FMA (the max is taken on the raw scores; scale_log2 > 0).
+// already rescaled), corr the factor the caller applies to its O rows. MASK: apply the causal mask (keys past a
+// row's query position get -inf). The scale is folded into the exponent's FMA (the max is taken on the raw
+// scores; scale_log2 > 0).
 template <bool MASK, class At>
 __device__ __forceinline__ void tile_softmax_step(At&& at, int kt, int c, const int (&qpos)[2], float scale_log2,
                                                   float (&m)[2], float (&l)[2], float (&corr)[2]) {
@@ -116,6 +115,9 @@ __device__ __forceinline__ void tile_softmax_step(At&& at, int kt, int c, const 
       l[e / 2] += at(j, e);
     }
 }
+// The same, masking only where needed. qmin_warp: the smallest query position of the warp's rows (warp-uniform):
+// a tile wholly at or below it needs no mask, which is all but the last one or two tiles of a causal row (the
+// mask's compare and select were ~10% of the kernels' instructions, results §9a).
 template <class At>
 __device__ __forceinline__ void tile_online_softmax(At&& at, int kt, int c, const int (&qpos)[2], int qmin_warp,
                                                     float scale_log2, float (&m)[2], float (&l)[2], float (&corr)[2]) {

@@ -174,7 +174,7 @@ __device__ __forceinline__ SegScale seg_scale(float amax_nan, float clip, float 
   const float amax = isnan(amax_nan) ? lanes_max<kTeam>(nonan(), mask) : amax_nan;
   SegScale sc;
   sc.s = sym_scale_fp16(amax, clip, qmax, sc.h);
-  sc.r = sc.s > 0.0f ? __frcp_rn(sc.s) : 0.0f;
+  sc.r = quant_rules::sym_recip(sc.s);
   return sc;
 }
 

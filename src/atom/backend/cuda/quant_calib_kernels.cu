@@ -139,7 +139,7 @@ __global__ void atom_act_kernel(const float* x, int64_t ldx, AtomActQuant a, flo
     const float qmax = tail ? 127.0f : 7.0f, qmin = tail ? -127.0f : -8.0f;
     __half h;
     const float sc = qr::sym_scale_fp16(amax, tail ? a.a_outlier_clip : a.a_clip, qmax, h);
-    const float r = sc > 0.0f ? __frcp_rn(sc) : 0.0f;  // activations: quantize.h's sym_quant_recip
+    const float r = qr::sym_recip(sc);  // activations: quantize.h's sym_quant_recip
     for (int64_t j = b + lane; j < e; j += 32) {
       const int32_t c = a.perm[j];
       o[c] = __fmul_rn(float(qr::sym_quant_recip(xr[c], r, qmin, qmax)), sc);

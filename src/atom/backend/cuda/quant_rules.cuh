@@ -18,6 +18,9 @@ __device__ __forceinline__ float sym_scale_fp16(float amax, float clip, float qm
   return r;
 }
 
+// quantize.h's sym_recip: fl(1/s), 0 for a zero scale (scales are >= 0: sym_scale_fp16's).
+__device__ __forceinline__ float sym_recip(float s) { return s > 0.0f ? __frcp_rn(s) : 0.0f; }
+
 // quantize.h's sym_quant: clamp(rint(x/s), qmin, qmax) in float, NaN -> 0, s == 0 -> 0.
 __device__ __forceinline__ int sym_quant(float x, float s, float qmin, float qmax) {
   if (s == 0.0f) return 0;
