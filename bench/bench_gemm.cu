@@ -234,13 +234,13 @@ int main(int argc, char** argv) {
         }
         // diagnostics (wrong results, timing only): wgmma 128x128 without promotion / unpacking / both
         double t_diag[3] = {-1, -1, -1};
-        if (diag && M >= 1024 && atom_gemm_wgmma_available()) {
+        if (diag && M >= 256 && atom_gemm_wgmma_available()) {
           const char* names[3] = {"diag-wgmma-nopromote", "diag-wgmma-nounpack", "diag-wgmma-mma-only"};
-          for (int d = 0; d < 3; ++d)
+          for (int d = 0; d < 3 && M >= 1024; ++d)
             t_diag[d] = guarded(names[d], double(w4_bytes + a4_bytes + M * N * 2), [&](int i) {
               atom_gemm(aa[i % ac], aw[i % wc], y.data(), nullptr, nullptr, st, 101 + d);
             });
-          // the warp-specialized kernel without promotion / B unpacking / wgmma / wgmma and promotion
+          // config 11 (the dispatched kernel) without promotion / B unpacking / wgmma / wgmma and promotion
           const char* ws_names[4] = {"diag-ws-nopromote", "diag-ws-nounpack", "diag-ws-nomma", "diag-ws-datamove"};
           double t_wsd[4];
           for (int d = 0; d < 4; ++d)

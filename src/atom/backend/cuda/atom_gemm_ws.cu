@@ -458,7 +458,7 @@ bool ws_supports(const Params& p) { return p.O <= kMaxOutliers; }
 // variant 1: kS = 5, kLag = 2; variant 2: variant 0 with the one-step overlapped consumer loop (kLoop 1);
 // variant 3: the two-step loop (kLoop 2); variant 4: variant 1's ring with kLoop 1; variant 5: variant 2 with the
 // consumer warpgroups' wgmma issued in turns (kLoop 3, ping-pong); variant 6: variant 2 with split-K summed by the
-// tile's last CTA (kSumSplits). Diagnostic modes run on kLoop 1.
+// tile's last CTA (kSumSplits). Diagnostic modes run on config 11 (variant 4: the dispatched kernel).
 KernelLaunch ws_kernel(bool psums, int mode, int variant) {
   if (variant == 1) return psums ? ws_launch<5, 2, true, 0>() : ws_launch<5, 2, false, 0>();
   if (variant == 2) return psums ? ws_launch<6, 3, true, 0, 1>() : ws_launch<6, 3, false, 0, 1>();
@@ -473,10 +473,10 @@ KernelLaunch ws_kernel(bool psums, int mode, int variant) {
   if (variant == 8) return psums ? ws_launch<5, 2, true, 0, 1, false, 4>() : ws_launch<5, 2, false, 0, 1, false, 4>();
   if (psums) return ws_launch<6, 3, true, 0>();
   switch (mode) {
-    case 1: return ws_launch<6, 3, false, 1, 1>();
-    case 2: return ws_launch<6, 3, false, 2, 1>();
-    case 4: return ws_launch<6, 3, false, 4, 1>();
-    case 5: return ws_launch<6, 3, false, 5, 1>();
+    case 1: return ws_launch<5, 2, false, 1, 1>();
+    case 2: return ws_launch<5, 2, false, 2, 1>();
+    case 4: return ws_launch<5, 2, false, 4, 1>();
+    case 5: return ws_launch<5, 2, false, 5, 1>();
     default: return ws_launch<6, 3, false, 0>();
   }
 }
