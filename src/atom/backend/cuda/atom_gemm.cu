@@ -437,7 +437,7 @@ void launch_gemm(Params p, const KernelLaunch& k, int splits, int sm_count, cuda
 
 }  // namespace gemm_detail
 
-int atom_gemm_num_configs() { return 21; }
+int atom_gemm_num_configs() { return 19; }
 int atom_gemm_wgmma_config() { return 3; }
 int atom_gemm_ws_config() { return 7; }
 
@@ -485,11 +485,6 @@ void atom_gemm(const GpuAtomActs& a, const GpuAtomWeights& w, uint16_t* y_fp16, 
     case 10:  // config 7 with the two-step consumer loop
     case 11:  // config 9 with config 8's 5-stage ring
       launch_gemm(p, ws_supports(p) ? ws_kernel(p.psums != nullptr, 0, cfg - 7) : wgmma_kernel<2>(), force_splits,
-                  sm_count, s);
-      break;
-    case 19:  // config 11 with kLag 3 (the producer a step further ahead; not dispatched)
-    case 20:  // config 11 with the scales loaded 4 steps ahead of the copies (not dispatched)
-      launch_gemm(p, ws_supports(p) ? ws_kernel(p.psums != nullptr, 0, cfg - 12) : wgmma_kernel<2>(), force_splits,
                   sm_count, s);
       break;
     case 17:  // config 9 with split-K summed by the tile's last CTA (no memset, atomics, conversion)

@@ -85,9 +85,8 @@ void atom_quantize_acts_fp16(const uint16_t* x, int64_t m, const uint16_t* stage
 // dispatched); configs 15, 16: the streaming decode kernel, 16 weight rows x 8 / 16 tokens, weights straight to
 // registers (auto dispatch picks 15 for M <= 8 and 16 for M = 9..16); config 17: config 9
 // with split-K summed by the tile's last CTA (not dispatched); config 18: the streaming kernel with 32 tokens per
-// tile (auto dispatch picks it for M = 17..32); config 19: config 11 with the producer 3 steps ahead instead of 2
-// (not dispatched; written for results.md §10d, not yet measured); config 20: config 11 with each step's scales
-// loaded 4 steps before its copies (not dispatched, not yet measured).
+// tile (auto dispatch picks it for M = 17..32). (Configs 19-21 of results.md §11 were measured slower than 11 and
+// removed.)
 void atom_gemm(const GpuAtomActs& a, const GpuAtomWeights& w, uint16_t* y_fp16, float* y_f32,
                int32_t* psums = nullptr, cudaStream_t s = nullptr, int force_config = -1, int force_splits = 0);
 int atom_gemm_num_configs();

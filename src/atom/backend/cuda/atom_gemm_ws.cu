@@ -43,10 +43,7 @@ constexpr int smem_bytes() { return kS * kStageBytes + 2 * kS * 8; }  // stages,
 // kPsums: also write the int32 partial sums (tests); a separate instance keeps that code out of the fast one.
 // kSumSplits: split-K partial tiles go to p.partials and the tile's last CTA sums them (no memset, no fp32
 // atomics, no conversion kernel); else the launcher's fp32-atomic path.
-// kScaleAhead: the producer loads a step's two fp16 scales kScaleAhead steps before it issues the step's copies
-// (0: with them), so they have kScaleAhead + kLag steps to arrive (results.md §10d: the producer's largest stall
-// was the conversion of scales loaded only kLag steps before).
-template <int kS, int kLag, bool kPsums, int MODE, int kLoop = 0, bool kSumSplits = false, int kScaleAhead = 0>
+template <int kS, int kLag, bool kPsums, int MODE, int kLoop = 0, bool kSumSplits = false>
 __global__ void __launch_bounds__(kThreads, 1) atom_gemm_ws_kernel(const Params p) {
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
   // consumers release a stage one step late (kLag = kS - 1 would deadlock; kS - 3 leaves a step of slack)
@@ -92,21 +89,9 @@ __global__ void __launch_bounds__(kThreads, 1) atom_gemm_ws_kernel(const Params 
     const uint8_t* b_src = p.w4 + (sw_ok ? (n0 + pt) * rb : 0) + g_begin * 64;
     const __half* sa_src = p.sa + (sa_ok ? int64_t(m0 + pt) * p.G : 0) + g_begin;
     const __half* sw_src = p.sw + (sw_ok ? int64_t(n0 + pt) * p.G : 0) + g_begin;
-    // this thread's two scales of step i (a group's, the outlier tail's, or zeros past the last step), as loaded:
-    // they are converted in finish, kScaleAhead + kLag steps later (converting at once made every step wait for
-    // an L2 round trip, the top stall in the profile of 2026-12-01)
-    auto load_step_scales = [&](int i, __half& sa, __half& sw) {
-      const __half zero = __ushort_as_half(0);
-      if (i < n_groups) {
-        sa = sa_ok ? sa_src[i] : zero;
-        sw = sw_ok ? sw_src[i] : zero;
-      } else {
-        const bool tail = i < n_steps;
-        sa = tail && sa_ok ? p.sao[m0 + pt] : zero;
-        sw = tail && sw_ok ? p.swo[n0 + pt] : zero;
-      }
-    };
-    // cp.async of step i's A and B into its stage (kScaleAhead == 0: and its scales into (sa, sw))
+    // cp.async of step i's A and B into its stage; this thread's two scales into (sa, sw), as loaded: they
+    // are converted kLag steps later, in finish (converting here made every step wait for an L2 round trip,
+    // the top stall in the profile of 2026-12-01)
     auto issue = [&](int i, __half& sa, __half& sw) {
       uint8_t* st = stage(i);
       if (i < n_groups) {
@@ -118,12 +103,10 @@ __global__ void __launch_bounds__(kThreads, 1) atom_gemm_ws_kernel(const Params 
 #pragma unroll
         for (int c = 0; c < 4; ++c) ptx::cp_async_16(st + kBpOff + pt * kQ4Stride + c * 16, b_src + c * 16, sw_ok);
         b_src += 64;
-        if constexpr (kScaleAhead == 0) {
-          const __half zero = __ushort_as_half(0);
-          sa = sa_ok ? *sa_src : zero;
-          sw = sw_ok ? *sw_src : zero;
-          ++sa_src, ++sw_src;
-        }
+        const __half zero = __ushort_as_half(0);
+        sa = sa_ok ? *sa_src : zero;
+        sw = sw_ok ? *sw_src : zero;
+        ++sa_src, ++sw_src;
       } else {  // the outlier tail: INT8 A rows as they are, INT8 B straight into the core-matrix layout
 #pragma unroll
         for (int it = 0; it < 8; ++it) {
@@ -133,10 +116,8 @@ __global__ void __launch_bounds__(kThreads, 1) atom_gemm_ws_kernel(const Params 
           ptx::cp_async_16(st + kAOff + r * kQ8Stride + c * 16, oka ? p.a8 + int64_t(m0 + r) * p.O + c * 16 : p.a8, oka);
           ptx::cp_async_16(st + kBiOff + cm_off(r, c), okb ? p.w8 + int64_t(n0 + r) * p.O + c * 16 : p.w8, okb);
         }
-        if constexpr (kScaleAhead == 0) {
-          sa = sa_ok ? p.sao[m0 + pt] : __ushort_as_half(0);
-          sw = sw_ok ? p.swo[n0 + pt] : __ushort_as_half(0);
-        }
+        sa = sa_ok ? p.sao[m0 + pt] : __ushort_as_half(0);
+        sw = sw_ok ? p.swo[n0 + pt] : __ushort_as_half(0);
       }
     };
     // step j's copies have landed: unpack B, write the scales, publish the stage
@@ -171,11 +152,9 @@ __global__ void __launch_bounds__(kThreads, 1) atom_gemm_ws_kernel(const Params 
       ptx::fence_proxy_async_shared();  // the INT8 B (generic writes, cp.async) is read by wgmma (async proxy)
       ptx::mbar_arrive(full + j % kS);
     };
-    // step i: free its stage (the consumers' lap before), issue it (and load step i + kScaleAhead's scales);
-    // finish step i - kLag. The scales of the kScaleAhead + kLag + 1 steps in flight live in a register ring
-    // indexed by compile-time constants (unrolled loop): step i's in slot i % R.
+    // step i: free its stage (the consumers' lap before), issue it; finish step i - kLag. The scales of the
+    // kLag + 1 steps in flight live in a register ring indexed by compile-time constants (unrolled loop).
     auto step = [&](int i, __half& sa_in, __half& sw_in, __half& sa_out, __half& sw_out) {
-      if constexpr (kScaleAhead > 0) load_step_scales(i + kScaleAhead, sa_in, sw_in);
       if (i < n_steps) {
         ptx::mbar_wait(empty + i % kS, ((i / kS) & 1) ^ 1);
         issue(i, sa_in, sw_in);
@@ -186,19 +165,13 @@ __global__ void __launch_bounds__(kThreads, 1) atom_gemm_ws_kernel(const Params 
         finish(i - kLag, sa_out, sw_out);
       }
     };
-    constexpr int R = kScaleAhead + kLag + 1;
+    constexpr int R = kLag + 1;
     __half sa_q[R], sw_q[R];
 #pragma unroll
     for (int u = 0; u < R; ++u) sa_q[u] = sw_q[u] = __ushort_as_half(0);
-    if constexpr (kScaleAhead > 0) {
-#pragma unroll
-      for (int u = 0; u < kScaleAhead; ++u) load_step_scales(u, sa_q[u], sw_q[u]);
-    }
     for (int i0 = 0; i0 < n_steps + kLag; i0 += R) {
 #pragma unroll
-      for (int u = 0; u < R; ++u)
-        step(i0 + u, sa_q[(u + kScaleAhead) % R], sw_q[(u + kScaleAhead) % R], sa_q[(u + R - kLag) % R],
-             sw_q[(u + R - kLag) % R]);
+      for (int u = 0; u < R; ++u) step(i0 + u, sa_q[u], sw_q[u], sa_q[(u + 1) % R], sw_q[(u + 1) % R]);
     }
     ptx::cp_async_wait<0>();
   } else {
@@ -444,10 +417,9 @@ __global__ void __launch_bounds__(kThreads, 1) atom_gemm_ws_kernel(const Params 
 #endif
 }
 
-template <int kS, int kLag, bool kPsums, int MODE, int kLoop = 0, bool kSumSplits = false, int kScaleAhead = 0>
+template <int kS, int kLag, bool kPsums, int MODE, int kLoop = 0, bool kSumSplits = false>
 KernelLaunch ws_launch() {
-  return {atom_gemm_ws_kernel<kS, kLag, kPsums, MODE, kLoop, kSumSplits, kScaleAhead>, BM, BN, kThreads,
-          smem_bytes<kS>(), 1, kSumSplits};
+  return {atom_gemm_ws_kernel<kS, kLag, kPsums, MODE, kLoop, kSumSplits>, BM, BN, kThreads, smem_bytes<kS>(), 1, kSumSplits};
 }
 
 }  // namespace
@@ -466,11 +438,6 @@ KernelLaunch ws_kernel(bool psums, int mode, int variant) {
   if (variant == 4) return psums ? ws_launch<5, 2, true, 0, 1>() : ws_launch<5, 2, false, 0, 1>();
   if (variant == 5) return psums ? ws_launch<6, 3, true, 0, 3>() : ws_launch<6, 3, false, 0, 3>();
   if (variant == 6) return psums ? ws_launch<6, 3, true, 0, 1, true>() : ws_launch<6, 3, false, 0, 1, true>();
-  // config 11's ring with the producer one step further ahead (results.md §10d: at M = 256 the consumers wait
-  // for stages whose copies had 2 steps to land)
-  if (variant == 7) return psums ? ws_launch<5, 3, true, 0, 1>() : ws_launch<5, 3, false, 0, 1>();
-  // config 11 with each step's scales loaded 4 steps before its copies are issued
-  if (variant == 8) return psums ? ws_launch<5, 2, true, 0, 1, false, 4>() : ws_launch<5, 2, false, 0, 1, false, 4>();
   if (psums) return ws_launch<6, 3, true, 0>();
   switch (mode) {
     case 1: return ws_launch<5, 2, false, 1, 1>();
