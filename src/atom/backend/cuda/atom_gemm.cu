@@ -391,7 +391,8 @@ class StableWorkspace {
 }  // namespace
 
 void launch_gemm(Params p, const KernelLaunch& k, int splits, int sm_count, cudaStream_t s) {
-  allow_dynamic_smem(reinterpret_cast<const void*>(k.fn), size_t(k.smem));
+  const void* fn = k.tma_fn ? reinterpret_cast<const void*>(k.tma_fn) : reinterpret_cast<const void*>(k.fn);
+  allow_dynamic_smem(fn, size_t(k.smem));
   const int gx = (p.N + k.bn - 1) / k.bn, gy = (p.M + k.bm - 1) / k.bm;
   if (splits <= 0) {  // auto: fill the resident CTA slots once, each split at least 4 groups deep
     splits = 1;
@@ -404,8 +405,17 @@ void launch_gemm(Params p, const KernelLaunch& k, int splits, int sm_count, cuda
   p.groups_per_split = (p.G + splits - 1) / splits;
   splits = std::max(1, (p.G + p.groups_per_split - 1) / p.groups_per_split);
 
-  void* args[] = {&p};
   const dim3 grid(gx, gy, splits);
+  // (the tensor maps hold p's pointers: built from the final p, right before the launch)
+  TmaParams tp;
+  auto launch = [&] {
+    void* args[1] = {&p};
+    if (k.tma_fn) {
+      tp = make_tma_params(p);
+      args[0] = &tp;
+    }
+    ATOM_CUDA_CHECK(cudaLaunchKernel(fn, grid, dim3(k.threads), args, size_t(k.smem), s));
+  };
   // One set of workspaces per host thread: GEMMs of one thread run on one stream.
   constexpr size_t kWorkspaceFloor = size_t(1) << 22;  // fp32 elements (16 MiB)
   if (splits > 1 && k.splitk_sum) {
@@ -417,7 +427,7 @@ void launch_gemm(Params p, const KernelLaunch& k, int splits, int sm_count, cuda
     p.counters = counters.get(tiles, size_t(1) << 14, &fresh);
     if (fresh)  // then self-resetting: each tile's last CTA re-arms its counter
       ATOM_CUDA_CHECK(cudaMemsetAsync(p.counters, 0, counters.size() * sizeof(int), s));
-    ATOM_CUDA_CHECK(cudaLaunchKernel(reinterpret_cast<const void*>(k.fn), grid, dim3(k.threads), args, size_t(k.smem), s));
+    launch();
     return;
   }
   static thread_local StableWorkspace<float> workspace;
@@ -427,7 +437,7 @@ void launch_gemm(Params p, const KernelLaunch& k, int splits, int sm_count, cuda
     if (!p.y32) p.y32 = workspace.get(size_t(p.M) * p.N, kWorkspaceFloor);
     ATOM_CUDA_CHECK(cudaMemsetAsync(p.y32, 0, size_t(p.M) * p.N * sizeof(float), s));
   }
-  ATOM_CUDA_CHECK(cudaLaunchKernel(reinterpret_cast<const void*>(k.fn), grid, dim3(k.threads), args, size_t(k.smem), s));
+  launch();
   if (splits > 1 && y16) {
     const int64_t n = int64_t(p.M) * p.N;
     f32_to_f16_kernel<<<unsigned(std::min<int64_t>((n + 255) / 256, 4 * sm_count * 8)), 256, 0, s>>>(p.y32, y16, n);
@@ -437,7 +447,7 @@ void launch_gemm(Params p, const KernelLaunch& k, int splits, int sm_count, cuda
 
 }  // namespace gemm_detail
 
-int atom_gemm_num_configs() { return 19; }
+int atom_gemm_num_configs() { return 22; }
 int atom_gemm_wgmma_config() { return 3; }
 int atom_gemm_ws_config() { return 7; }
 
@@ -489,6 +499,12 @@ void atom_gemm(const GpuAtomActs& a, const GpuAtomWeights& w, uint16_t* y_fp16, 
       break;
     case 17:  // config 9 with split-K summed by the tile's last CTA (no memset, atomics, conversion)
       launch_gemm(p, ws_supports(p) ? ws_kernel(p.psums != nullptr, 0, 6) : wgmma_kernel<2>(), force_splits, sm_count, s);
+      break;
+    case 19:  // the TMA-fed warp-specialized kernel: 8 packed + 4 unpacked stages (config 11 where it cannot run)
+    case 20:  // the same, 10 + 3 stages
+    case 21:  // the same, 6 + 3 stages
+      launch_gemm(p, tma_supports(p) ? tma_kernel(p.psums != nullptr, cfg - 19) : ws_kernel(p.psums != nullptr, 0, 4),
+                  force_splits, sm_count, s);
       break;
     case 15:  // streaming decode kernel, 16 weight rows x 8 tokens, no shared-memory staging
     case 16:  // the same, 16 tokens

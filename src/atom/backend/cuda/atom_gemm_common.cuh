@@ -4,6 +4,7 @@
 // Kernels: atom_gemm_mma.cu (mma.sync), atom_gemm.cu (wgmma), atom_gemm_ws.cu (warp-specialized wgmma),
 // atom_gemm_stream.cu (streaming decode). Layouts: atom_gemm.h.
 #pragma once
+#include <cuda.h>
 #include <cuda_fp16.h>
 
 #include <cstdint>
@@ -25,6 +26,13 @@ struct Params {
   int M, N, G, O, groups_per_split;
   __half* y16; float* y32; int32_t* psums; bool atomic_out;
   float* partials; int* counters;  // split-K with the last-CTA sum (kernels with KernelLaunch::splitk_sum)
+};
+
+// The TMA-fed kernel's parameters (a __grid_constant__ struct: the tensor maps must live in parameter space):
+// maps of the packed A / B tiles and of the INT8 outlier A rows (atom_gemm_tma.cu).
+struct TmaParams {
+  Params p;
+  CUtensorMap a4, w4, a8;
 };
 
 // byte offset of (row r, 16-byte k-chunk kc) inside an operand of 128-byte rows, core-matrix layout
@@ -90,6 +98,7 @@ struct KernelLaunch {
   int bm, bn, threads, smem;
   int ctas_per_sm;  // CTA slots per SM that auto split-K fills (ctas_per_sm x SMs blocks)
   bool splitk_sum = false;  // split-K through p.partials / p.counters (else fp32 atomics)
+  void (*tma_fn)(TmaParams) = nullptr;  // set instead of fn: a kernel taking TmaParams (built at launch)
 };
 // Launches `k` over the (M, N) tiles; splits <= 0 picks split-K automatically (each split at least 4
 // groups deep). With more than one split the partial outputs are either summed by the tile's last CTA
@@ -106,5 +115,11 @@ KernelLaunch stream_kernel(int token_tiles);
 // `mode`: timing-only diagnostics; `variant`: ring depth, see the file), and whether it takes these operands (O <= 128).
 KernelLaunch ws_kernel(bool psums, int mode = 0, int variant = 0);
 bool ws_supports(const Params& p);
+
+// The TMA-fed warp-specialized kernel (atom_gemm_tma.cu): launch shape (`variant`: ring depths, see the file),
+// whether it takes these operands (O <= 128, 16-byte aligned bases), and its parameters with the tensor maps.
+KernelLaunch tma_kernel(bool psums, int variant = 0);
+bool tma_supports(const Params& p);
+TmaParams make_tma_params(const Params& p);
 
 }  // namespace atom::cuda::gemm_detail

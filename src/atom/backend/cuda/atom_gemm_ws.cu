@@ -22,6 +22,7 @@
 #include <type_traits>
 
 #include "atom/backend/cuda/atom_gemm_common.cuh"
+#include "atom/backend/cuda/atom_gemm_wg_consumer.cuh"
 #include "atom/backend/cuda/ptx.cuh"
 
 namespace atom::cuda::gemm_detail {
@@ -35,6 +36,7 @@ constexpr int kBiOff = 0, kAOff = BN * 128, kBpOff = kAOff + BM * kQ4Stride, kSc
 constexpr int kStageBytes = kScOff + (BM + 2 * BN) * 4;
 static_assert(BM * kQ8Stride <= kScOff - kAOff, "the outlier step's INT8 A rows must fit the A and B areas");
 static_assert(kStageBytes % 128 == 0);
+static_assert(BM == kWgTileM, "the shared promotion assumes 128-row tiles");
 constexpr int kThreads = 384, kProducerRegs = 136, kConsumerRegs = 184;
 static_assert(128 * kProducerRegs + 256 * kConsumerRegs <= 65536);
 template <int kS>
@@ -189,43 +191,15 @@ __global__ void __launch_bounds__(kThreads, 1) atom_gemm_ws_kernel(const Params 
 #pragma unroll
     for (int e = 0; e < 64; ++e) facc[e] = 0.0f;
 
-    // facc(half h) += fp32(acc * s_w) * s_a with the scales of stage `st`. `exact` (a compile-time bool:
-    // a runtime one made ptxas issue both conversions, predicated, for every element) is the outlier step.
-    // A half's scales, loaded before the wgmma wait that precedes its promotion (loaded inside it, the
-    // first FFMAs waited for shared memory: the second-largest stall of the 2026-12-01 profile)
-    // (the first kPre = 6 column quads: all eight spilled in config 9)
-    constexpr int kPre = 6;
-    struct HalfScales {
-      const float* sc;
-      float sa0, sa1;
-      float4 w[kPre];
-    };
+    // facc(half h) += fp32(acc * s_w) * s_a with the scales of stage `st` (atom_gemm_wg_consumer.cuh). `exact`
+    // (a compile-time bool: a runtime one made ptxas issue both conversions, predicated, for every element) is
+    // the outlier step.
     auto load_scales = [&](const uint8_t* st, int h, HalfScales& hs) {
-      hs.sc = reinterpret_cast<const float*>(st + kScOff);
-      hs.sa0 = hs.sc[arow], hs.sa1 = hs.sc[arow + 8];
-#pragma unroll
-      for (int j = 0; j < kPre; ++j) hs.w[j] = *reinterpret_cast<const float4*>(hs.sc + BM + (32 * h + 4 * j + t) * 4);
+      load_half_scales(reinterpret_cast<const float*>(st + kScOff), arow, t, h, hs);
     };
     auto promote_with = [&](auto exact, int32_t (&acc)[32], int h, const HalfScales& hs, int gidx) {
-      constexpr bool exact_cvt = decltype(exact)::value;
       if (MODE & 1) return;
-      const float sa0 = hs.sa0, sa1 = hs.sa1;
-#pragma unroll
-      for (int j = 0; j < 8; ++j) {
-        const float4 w4 = j < kPre ? hs.w[j < kPre ? j : 0] : *reinterpret_cast<const float4*>(hs.sc + BM + (32 * h + 4 * j + t) * 4);
-#pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          const int32_t a = acc[4 * j + e];
-          const float swe = (e % 2) ? w4.y : w4.x;
-          const float u = exact_cvt ? float(a) * swe : fmaf(__int_as_float(a + kMagicBits), swe, (e % 2) ? w4.w : w4.z);
-          float& f = facc[32 * h + 4 * j + e];
-          f = fmaf(u, (e / 2) ? sa1 : sa0, f);
-          if (kPsums) {
-            const int r = m0 + arow + 8 * (e / 2), c = n0 + 64 * h + 8 * j + 2 * t + (e % 2);
-            if (r < p.M && c < p.N) p.psums[(int64_t(r) * p.N + c) * Gt + gidx] = exact_cvt ? a : a / 256;  // (exact)
-          }
-        }
-      }
+      promote_half<decltype(exact)::value, kPsums>(facc, acc, h, hs, p, m0, n0, arow, t, gidx, Gt);
     };
     auto promote = [&](auto exact, int32_t (&acc)[32], int h, const uint8_t* st, int gidx) {
       HalfScales hs;
@@ -381,18 +355,7 @@ __global__ void __launch_bounds__(kThreads, 1) atom_gemm_ws_kernel(const Params 
     }
     }
 
-    // f(o, c, v0, v1): this thread's output pairs (row r < M, columns c, c + 1 at offset o)
-    auto for_each_pair = [&](auto&& f) {
-#pragma unroll
-      for (int h = 0; h < 2; ++h)
-#pragma unroll
-        for (int j = 0; j < 8; ++j)
-#pragma unroll
-          for (int e2 = 0; e2 < 2; ++e2) {
-            const int r = m0 + arow + 8 * e2, c = n0 + 64 * h + 8 * j + 2 * t;
-            if (r < p.M) f(int64_t(r) * p.N + c, c, facc[32 * h + 4 * j + 2 * e2], facc[32 * h + 4 * j + 2 * e2 + 1]);
-          }
-    };
+    auto for_each_pair = [&](auto&& f) { for_each_out_pair(p, facc, m0, n0, arow, t, f); };
     if (kSumSplits && p.partials) {
       // The producer warpgroup has exited: the consumers count the CTA in among themselves (named barrier 3).
       const int64_t mn = int64_t(p.M) * p.N;

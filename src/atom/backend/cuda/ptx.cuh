@@ -9,7 +9,9 @@
 //   wgmma m64n128k32 s8 with A from registers (the warp-specialized W4A4 GEMM)
 //   mbarrier init / arrive / parity wait, setmaxnreg                 producer/consumer pipelines
 //   mma.sync m16n8k16 f16 -> f32, ldmatrix x4 (+ .trans)     paged attention (issue 5)
-// Still to add: e4m3 wgmma, cp.async.bulk.tensor (TMA), stmatrix, swizzled layouts.
+//   cp.async.bulk.tensor 2D (TMA) completing on an mbarrier (expect_tx), tensor-map prefetch, the 64B / 128B
+//   swizzled tile layouts TMA writes and wgmma reads (host side of the tensor maps: tma.h)
+// Still to add: e4m3 wgmma, stmatrix.
 #pragma once
 #include <cstdint>
 
@@ -107,6 +109,12 @@ __device__ __forceinline__ uint64_t wgmma_desc(uint32_t smem_byte_addr, uint32_t
 // byte (rg * kc_per_row + kc) * 128. Then LBO = 128 and SBO = kc_per_row * 128.
 __device__ __forceinline__ uint64_t wgmma_desc_kmajor_noswizzle(const void* smem, int kc_per_row) {
   return wgmma_desc(smem_addr(smem), 128u, uint32_t(kc_per_row) * 128u, WgmmaSwizzle::kNone);
+}
+
+// K-major with the 128B swizzle (rows of 128 bytes, 8-row atoms of 1024 bytes, sw128_off): SBO = 1024, LBO
+// unused (one k32 step of 8-bit data stays inside a row). The k-steps of a row are start + 32, 64, 96 bytes.
+__device__ __forceinline__ uint64_t wgmma_desc_kmajor_sw128(const void* smem) {
+  return wgmma_desc(smem_addr(smem), 16u, 1024u, WgmmaSwizzle::k128B);
 }
 
 // The descriptor of the operand `bytes` further on in shared memory (the start-address field cannot carry:
@@ -276,6 +284,34 @@ __device__ __forceinline__ void mbar_wait(uint64_t* bar, uint32_t parity) {
       "r"(parity)
       : "memory");
 }
+// Arrives (as one of the barrier's `count`) and raises the phase's expected transaction bytes by `bytes`:
+// the phase completes once the arrivals are in and the TMA copies signalling it have written that many bytes.
+__device__ __forceinline__ void mbar_arrive_expect_tx(uint64_t* bar, uint32_t bytes) {
+  asm volatile("{\n.reg .b64 st;\nmbarrier.arrive.expect_tx.shared::cta.b64 st, [%0], %1;\n}\n" ::"r"(smem_addr(bar)),
+               "r"(bytes)
+               : "memory");
+}
+
+// ---------------------------------------------------------------------------------------------------
+// TMA (sm_90): the bulk tensor copy engine. `tmap` is the generic address of a CUtensorMap passed as a
+// __grid_constant__ kernel parameter (host: tma.h). Box coordinates are in elements, innermost first; rows
+// outside the tensor are zero-filled (and still count toward the barrier's transaction bytes).
+__device__ __forceinline__ void tma_load_2d(void* smem_dst, const void* tmap, int c0, int c1, uint64_t* bar) {
+  asm volatile(
+      "cp.async.bulk.tensor.2d.shared::cluster.global.tile.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3}], [%4];\n" ::"r"(
+          smem_addr(smem_dst)),
+      "l"(reinterpret_cast<uint64_t>(tmap)), "r"(c0), "r"(c1), "r"(smem_addr(bar))
+      : "memory");
+}
+__device__ __forceinline__ void tma_prefetch_map(const void* tmap) {
+  asm volatile("prefetch.tensormap [%0];\n" ::"l"(reinterpret_cast<uint64_t>(tmap)) : "memory");
+}
+// Byte offset of 16-byte chunk c of row r in a tile of 64-byte rows written with CU_TENSOR_MAP_SWIZZLE_64B
+// (chunk bits 4..5 XOR address bits 7..8), and of 128-byte rows with SWIZZLE_128B (bits 4..6 XOR 7..9). The
+// tile base must be 1024-byte aligned (the pattern is one of absolute shared-memory addresses).
+__device__ __forceinline__ int sw64_off(int r, int c) { return r * 64 + ((c ^ ((r >> 1) & 3)) << 4); }
+__device__ __forceinline__ int sw128_off(int r, int c) { return r * 128 + ((c ^ (r & 7)) << 4); }
+
 // Barrier among `threads` threads (a multiple of 32) of the CTA; id 0 is __syncthreads' own.
 __device__ __forceinline__ void named_bar_sync(int id, int threads) {
   asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(threads) : "memory");

@@ -1,0 +1,290 @@
+// W4A4 + INT8-outlier GEMM, warp-specialized, fed by TMA (sm_90a): configs 19-21. Layouts: atom_gemm.h;
+// shared parts: atom_gemm_common.cuh, atom_gemm_wg_consumer.cuh; measurements: docs/results.md §12.
+// Why a second warp-specialized kernel: the cp.async one (atom_gemm_ws.cu) spends 65-85% of its time at
+// M = 256 on its data path alone (results §11b): 128 threads issue per-row 16-byte copies, two steps in
+// flight. Here one thread issues two 2D tensor copies per step (the packed A and B tiles of one group,
+// 8 KB each), kP - 2 steps ahead of their use.
+// One CTA = 3 warpgroups over a 128x128 output tile. A "step" is one 128-deep INT4 group, or the 128-wide
+// INT8 outlier tail (O <= 128). Two rings in shared memory:
+//   P, kP stages of 16 KB: one step's packed A and B tiles as TMA writes them (64-byte rows, 64B swizzle),
+//     or the outlier step's INT8 A tile (128-byte rows, 128B swizzle). p_full: the copies' bytes have
+//     landed; p_empty: the producer has unpacked B and the consumers have loaded A into registers.
+//   U, kU stages: B as INT8 (16 * q) in wgmma's K-major 128B-swizzled layout, and the fp32 scales.
+//   producer (warpgroup 0): step j = wait p_full[j], u_empty[j]; unpack row pt of B (the outlier step:
+//     cp.async its INT8 rows), write the scales (loaded kR steps ahead into registers), publish u_full[j];
+//     then thread 0 issues the copies of step j + kP - 2 (the stage the consumers freed at step j - 2).
+//   consumers (warpgroups 1, 2: rows 0..63 / 64..127): config 11's one-step loop: A unpacked from P
+//     straight into wgmma's register fragment (P released right after), 4 x wgmma m64n64k32 s8 per
+//     64-column half, half 0 promoted under half 1's wgmma.
+// INT4 is unpacked into the high nibble (bytes = 16 * q) with k permuted alike on A and B, as in the
+// cp.async kernel: group sums are 256x, s_w is stored / 256 (exact).
+#include <cuda_fp16.h>
+
+#include <type_traits>
+
+#include "atom/backend/cuda/atom_gemm_common.cuh"
+#include "atom/backend/cuda/atom_gemm_wg_consumer.cuh"
+#include "atom/backend/cuda/ptx.cuh"
+#include "atom/backend/cuda/tma.h"
+
+namespace atom::cuda::gemm_detail {
+namespace {
+
+constexpr int BM = 128, BN = 128, kMaxOutliers = 128;
+static_assert(BM == kWgTileM, "the shared promotion assumes 128-row tiles");
+constexpr int kThreads = 384, kProducerRegs = 120, kConsumerRegs = 192;
+static_assert(128 * kProducerRegs + 256 * kConsumerRegs <= 65536);
+constexpr int kTile4 = BM * 64;                 // one packed tile: 128 rows x 64 bytes
+constexpr int kPStage = 2 * kTile4;             // A | B packed, or the outlier step's INT8 A (128 x 128)
+constexpr int kUStage = BN * 128;               // B as INT8
+constexpr int kScBytes = (BM + 2 * BN) * 4;     // s_a[BM], {s_w, -magic * s_w} per column pair
+constexpr int kScalesAhead = 4;                 // producer register ring of scales (steps)
+
+template <int kP, int kU>
+struct TmaSmem {
+  static constexpr int kPOff = 0, kUOff = kP * kPStage, kScOff = kUOff + kU * kUStage;
+  static constexpr int kBarOff = kScOff + kU * kScBytes;
+  static constexpr int kBytes = kBarOff + 2 * (kP + kU) * 8 + 1024;  // + slack to align the base to 1024
+  static_assert(kBytes <= 227 * 1024, "shared memory");
+  static_assert(kPOff % 1024 == 0 && kUOff % 1024 == 0 && kPStage % 1024 == 0 && kUStage % 1024 == 0);
+};
+
+template <int kP, int kU, bool kPsums>
+__global__ void __launch_bounds__(kThreads, 1) atom_gemm_tma_kernel(const __grid_constant__ TmaParams tp) {
+#if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  static_assert(kP >= 3 && kU >= 2, "rings too shallow");
+  using L = TmaSmem<kP, kU>;
+  constexpr int kAhead = kP - 2;  // steps whose copies are in flight ahead of the producer
+  const Params& p = tp.p;
+  extern __shared__ uint8_t smem_raw[];
+  // the swizzle patterns are those of absolute addresses: align the base to 1024
+  uint8_t* smem = smem_raw + ((1024 - (ptx::smem_addr(smem_raw) & 1023)) & 1023);
+  uint64_t* p_full = reinterpret_cast<uint64_t*>(smem + L::kBarOff);
+  uint64_t* p_empty = p_full + kP;
+  uint64_t* u_full = p_empty + kP;
+  uint64_t* u_empty = u_full + kU;
+  auto P = [&](int i) { return smem + L::kPOff + (i % kP) * kPStage; };
+  auto U = [&](int i) { return smem + L::kUOff + (i % kU) * kUStage; };
+  auto Sc = [&](int i) { return reinterpret_cast<float*>(smem + L::kScOff + (i % kU) * kScBytes); };
+
+  const int tid = threadIdx.x, wgi = tid / 128;
+  const int m0 = blockIdx.y * BM, n0 = blockIdx.x * BN;
+  const int g_begin = blockIdx.z * p.groups_per_split;
+  const int n_groups = max(0, min(p.G, g_begin + p.groups_per_split) - g_begin);
+  const int n_steps = n_groups + ((blockIdx.z == 0 && p.O > 0) ? 1 : 0);
+
+  if (tid == 0) {
+    ptx::tma_prefetch_map(&tp.a4);
+    ptx::tma_prefetch_map(&tp.w4);
+    if (p.O > 0) ptx::tma_prefetch_map(&tp.a8);
+    for (int s = 0; s < kP; ++s) {
+      ptx::mbar_init(p_full + s, 1);           // the issuing thread's expect_tx arrival (+ the bytes)
+      ptx::mbar_init(p_empty + s, 128 + 256);  // the producer's and the consumers' threads
+    }
+    for (int s = 0; s < kU; ++s) {
+      ptx::mbar_init(u_full + s, 128);
+      ptx::mbar_init(u_empty + s, 256);
+    }
+    asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");  // visible to the async proxy (TMA)
+  }
+  __syncthreads();
+
+  if (wgi == 0) {
+    // ================================ producer ================================
+    ptx::setmaxnreg_dec<kProducerRegs>();
+    const int pt = tid;
+    // step i's copies into P stage i (thread 0 only): A and B tiles of group g_begin + i, or the outlier A
+    auto issue = [&](int i) {
+      ptx::mbar_wait(p_empty + i % kP, ((i / kP) & 1) ^ 1);
+      uint8_t* st = P(i);
+      ptx::mbar_arrive_expect_tx(p_full + i % kP, kPStage);
+      if (i < n_groups) {
+        ptx::tma_load_2d(st, &tp.a4, (g_begin + i) * 64, m0, p_full + i % kP);
+        ptx::tma_load_2d(st + kTile4, &tp.w4, (g_begin + i) * 64, n0, p_full + i % kP);
+      } else {
+        ptx::tma_load_2d(st, &tp.a8, 0, m0, p_full + i % kP);
+      }
+    };
+    if (pt == 0)
+      for (int i = 0; i < min(kAhead, n_steps); ++i) issue(i);
+
+    // this thread's scale rows (rows past M / N read row 0, a valid address, and use 0)
+    const bool sa_ok = m0 + pt < p.M, sw_ok = n0 + pt < p.N;
+    const __half* sa_src = p.sa + (sa_ok ? int64_t(m0 + pt) * p.G : 0) + g_begin;
+    const __half* sw_src = p.sw + (sw_ok ? int64_t(n0 + pt) * p.G : 0) + g_begin;
+    auto load_sc = [&](int i, __half& sa, __half& sw) {
+      const __half zero = __ushort_as_half(0);
+      if (i < n_groups) {
+        sa = sa_ok ? sa_src[i] : zero;
+        sw = sw_ok ? sw_src[i] : zero;
+      } else if (i < n_steps) {
+        sa = sa_ok ? p.sao[m0 + pt] : zero;
+        sw = sw_ok ? p.swo[n0 + pt] : zero;
+      }
+    };
+    // step j: unpack B (or copy the INT8 outlier B), write the scales, publish U; issue step j + kAhead
+    auto step = [&](int j, __half sa_h, __half sw_h) {
+      ptx::mbar_wait(p_full + j % kP, (j / kP) & 1);
+      ptx::mbar_wait(u_empty + j % kU, ((j / kU) & 1) ^ 1);
+      uint8_t* ub = U(j);
+      const bool normal = j < n_groups;
+      if (normal) {  // row pt of B, 16 * q in each byte, k permuted as A's (unpack_int4x8_x16_split)
+        const uint8_t* bp = P(j) + kTile4;
+        uint4 wq[4];  // all four loads first: one shared-memory latency, not four
+#pragma unroll
+        for (int c = 0; c < 4; ++c) wq[c] = *reinterpret_cast<const uint4*>(bp + ptx::sw64_off(pt, c));
+#pragma unroll
+        for (int c = 0; c < 4; ++c) {
+          uint4 lo, hi;
+          ptx::unpack_int4x8_x16_split(wq[c].x, lo.x, hi.x);
+          ptx::unpack_int4x8_x16_split(wq[c].y, lo.y, hi.y);
+          ptx::unpack_int4x8_x16_split(wq[c].z, lo.z, hi.z);
+          ptx::unpack_int4x8_x16_split(wq[c].w, lo.w, hi.w);
+          *reinterpret_cast<uint4*>(ub + ptx::sw128_off(pt, 2 * c)) = lo;
+          *reinterpret_cast<uint4*>(ub + ptx::sw128_off(pt, 2 * c + 1)) = hi;
+        }
+      } else {  // the outlier tail: INT8 B row pt as it is (channels past O zero-filled)
+#pragma unroll
+        for (int c = 0; c < 8; ++c) {
+          const bool ok = c * 16 < p.O && sw_ok;
+          ptx::cp_async_16(ub + ptx::sw128_off(pt, c), ok ? p.w8 + int64_t(n0 + pt) * p.O + c * 16 : p.w8, ok);
+        }
+        ptx::cp_async_commit();
+        ptx::cp_async_wait<0>();
+      }
+      const float sa = __half2float(sa_h);
+      const float sw = __half2float(sw_h) * (normal ? 1.0f / 256.0f : 1.0f);  // normal: sums are 256x (exact)
+      float* sc = Sc(j);
+      sc[pt] = sa;
+      sc[BM + (pt >> 1) * 4 + (pt & 1)] = sw;
+      sc[BM + (pt >> 1) * 4 + 2 + (pt & 1)] = -kMagic * sw;  // exact: 3 * 2^22 times an fp16 value
+      ptx::fence_proxy_async_shared();  // the INT8 B (generic writes, cp.async) is read by wgmma (async proxy)
+      ptx::mbar_arrive(u_full + j % kU);
+      ptx::mbar_arrive(p_empty + j % kP);
+      if (pt == 0 && j + kAhead < n_steps) issue(j + kAhead);
+    };
+    // The scales of the kScalesAhead steps in flight live in a register ring indexed by compile-time
+    // constants (unrolled loop): step j loads step j + R - 1's into the slot step j - 1 used.
+    constexpr int R = kScalesAhead;
+    __half sa_q[R], sw_q[R];
+#pragma unroll
+    for (int u = 0; u < R; ++u) sa_q[u] = sw_q[u] = __ushort_as_half(0);
+#pragma unroll
+    for (int u = 0; u < R - 1; ++u) load_sc(u, sa_q[u], sw_q[u]);
+    for (int j0 = 0; j0 < n_steps; j0 += R) {
+#pragma unroll
+      for (int u = 0; u < R; ++u) {
+        const int j = j0 + u;
+        if (j < n_steps) {
+          load_sc(j + R - 1, sa_q[(u + R - 1) % R], sw_q[(u + R - 1) % R]);
+          step(j, sa_q[u], sw_q[u]);
+        }
+      }
+    }
+  } else {
+    // ================================ consumers ================================
+    ptx::setmaxnreg_inc<kConsumerRegs>();
+    const int cw = wgi - 1, ct = tid - 128 * wgi, warp = ct / 32, lane = ct % 32, gq = lane / 4, t = lane % 4;
+    const int arow = 64 * cw + 16 * warp + gq;  // this thread's A rows in the tile: arow, arow + 8
+    const int Gt = p.G + (p.O > 0 ? 1 : 0);
+    int32_t acc0[32], acc1[32];
+    float facc[64];
+#pragma unroll
+    for (int e = 0; e < 32; ++e) acc0[e] = acc1[e] = 0;
+#pragma unroll
+    for (int e = 0; e < 64; ++e) facc[e] = 0.0f;
+
+    // A's registers for wgmma: logical k 4t..4t+3 / 16+4t.. of k-step kk hold the even / odd elements of
+    // packed word 4kk + t, the permutation the producer applies to B. Rows arow and arow + 8 share a swizzle.
+    auto load_a = [&](const uint8_t* pa, auto exact, uint32_t (&a)[4][4]) {
+      if constexpr (!decltype(exact)::value) {
+#pragma unroll
+        for (int kk = 0; kk < 4; ++kk) {
+          const uint32_t w0 = *reinterpret_cast<const uint32_t*>(pa + ptx::sw64_off(arow, kk) + t * 4);
+          const uint32_t w1 = *reinterpret_cast<const uint32_t*>(pa + ptx::sw64_off(arow + 8, kk) + t * 4);
+          ptx::unpack_int4x8_x16_split(w0, a[kk][0], a[kk][2]);
+          ptx::unpack_int4x8_x16_split(w1, a[kk][1], a[kk][3]);
+        }
+      } else {  // (channels past O were zero-filled by TMA: all four k-steps run)
+#pragma unroll
+        for (int kk = 0; kk < 4; ++kk) {
+          a[kk][0] = *reinterpret_cast<const uint32_t*>(pa + ptx::sw128_off(arow, 2 * kk) + t * 4);
+          a[kk][1] = *reinterpret_cast<const uint32_t*>(pa + ptx::sw128_off(arow + 8, 2 * kk) + t * 4);
+          a[kk][2] = *reinterpret_cast<const uint32_t*>(pa + ptx::sw128_off(arow, 2 * kk + 1) + t * 4);
+          a[kk][3] = *reinterpret_cast<const uint32_t*>(pa + ptx::sw128_off(arow + 8, 2 * kk + 1) + t * 4);
+        }
+      }
+    };
+    // 4 k-steps of one 64-column half into its accumulator, one commit group
+    auto mma_half = [&](int32_t (&acc)[32], const uint32_t (&a)[4][4], const uint8_t* ub, int h) {
+      ptx::wgmma_fence_operands(acc);
+      ptx::wgmma_fence();
+      const uint64_t desc = ptx::wgmma_desc_kmajor_sw128(ub + h * 64 * 128);
+#pragma unroll
+      for (int ks = 0; ks < 4; ++ks) ptx::wgmma_m64n64k32_s8_rs(acc, a[ks], ptx::wgmma_desc_add(desc, ks * 32), ks > 0 ? 1 : 0);
+      ptx::wgmma_commit();
+    };
+    uint32_t a[4][4];
+    auto consume = [&](int i, auto exact) {
+      constexpr bool kExact = decltype(exact)::value;
+      const int gidx = kExact ? p.G : g_begin + i;
+      ptx::mbar_wait(u_full + i % kU, (i / kU) & 1);
+      ptx::mbar_wait(p_full + i % kP, (i / kP) & 1);  // (A's bytes: seen directly, not only via the producer)
+      load_a(P(i), exact, a);
+      ptx::mbar_arrive(p_empty + i % kP);
+      const uint8_t* ub = U(i);
+      mma_half(acc0, a, ub, 0);
+      mma_half(acc1, a, ub, 1);
+      HalfScales hs;
+      load_half_scales(Sc(i), arow, t, 0, hs);
+      ptx::wgmma_wait<1>();
+      ptx::wgmma_fence_operands(acc0);
+      promote_half<kExact, kPsums>(facc, acc0, 0, hs, p, m0, n0, arow, t, gidx, Gt);
+      load_half_scales(Sc(i), arow, t, 1, hs);
+      ptx::wgmma_wait<0>();
+      ptx::wgmma_fence_operands(acc1);
+      promote_half<kExact, kPsums>(facc, acc1, 1, hs, p, m0, n0, arow, t, gidx, Gt);
+      ptx::mbar_arrive(u_empty + i % kU);
+    };
+    for (int i = 0; i < n_groups; ++i) consume(i, std::false_type{});
+    if (n_steps > n_groups) consume(n_groups, std::true_type{});
+    for_each_out_pair(p, facc, m0, n0, arow, t, [&](int64_t o, int c, float v0, float v1) { store_out_pair(p, o, c, v0, v1); });
+  }
+#else
+  __trap();  // built without sm_90a: the host never dispatches here (see atom_gemm_wgmma_available())
+#endif
+}
+
+template <int kP, int kU, bool kPsums>
+KernelLaunch tma_launch() {
+  KernelLaunch k{nullptr, BM, BN, kThreads, TmaSmem<kP, kU>::kBytes, 1};
+  k.tma_fn = atom_gemm_tma_kernel<kP, kU, kPsums>;
+  return k;
+}
+
+bool aligned16(const void* ptr) { return (reinterpret_cast<uintptr_t>(ptr) & 15) == 0; }
+
+}  // namespace
+
+bool tma_supports(const Params& p) {
+  return p.O <= kMaxOutliers && aligned16(p.a4) && aligned16(p.w4) && (p.O == 0 || aligned16(p.a8));
+}
+
+TmaParams make_tma_params(const Params& p) {
+  TmaParams tp{};
+  tp.p = p;
+  const uint64_t rb = uint64_t(p.G) * 64;  // q4 row bytes
+  tp.a4 = tma_map_2d_u8(p.a4, rb, uint64_t(p.M), rb, 64, BM, TmaSwizzle::k64B);
+  tp.w4 = tma_map_2d_u8(p.w4, rb, uint64_t(p.N), rb, 64, BN, TmaSwizzle::k64B);
+  if (p.O > 0) tp.a8 = tma_map_2d_u8(p.a8, uint64_t(p.O), uint64_t(p.M), uint64_t(p.O), 128, BM, TmaSwizzle::k128B);
+  return tp;
+}
+
+// variant 0: kP = 8, kU = 4 (6 steps = 96 KB of copies in flight); 1: kP = 10, kU = 3; 2: kP = 6, kU = 3.
+KernelLaunch tma_kernel(bool psums, int variant) {
+  if (variant == 1) return psums ? tma_launch<10, 3, true>() : tma_launch<10, 3, false>();
+  if (variant == 2) return psums ? tma_launch<6, 3, true>() : tma_launch<6, 3, false>();
+  return psums ? tma_launch<8, 4, true>() : tma_launch<8, 4, false>();
+}
+
+}  // namespace atom::cuda::gemm_detail

@@ -1,0 +1,73 @@
+// The consumer warpgroups' promotion and epilogue, shared by the warp-specialized W4A4 GEMMs
+// (atom_gemm_ws.cu: cp.async ring; atom_gemm_tma.cu: TMA rings). Device-only header (nvcc).
+// A consumer warpgroup owns 64 rows x 128 columns of the 128 x 128 tile as two 64-column halves of
+// wgmma m64n64 accumulators: element d[4j + e] of half h is row arow + 8(e/2), column 64h + 8j + 2t + e%2,
+// with arow = 64 * (consumer) + 16 * warp + lane / 4 and t = lane % 4.
+// A stage's fp32 scales (written by the producer): s_a[128], then per column pair c, c+1 one float4
+// {s_w[c], s_w[c+1], -1.5 * 2^23 * s_w[c], -1.5 * 2^23 * s_w[c+1]} (the magic-number conversion's offset).
+#pragma once
+#include <cstdint>
+
+#include "atom/backend/cuda/atom_gemm_common.cuh"
+
+namespace atom::cuda::gemm_detail {
+
+constexpr int kWgTileM = 128;  // rows of the tile (the s_a block of the scales)
+constexpr int kWgPre = 6;      // column quads whose scales are loaded ahead (all eight spilled in config 9)
+
+// One half's scales, loaded before the wgmma wait that precedes its promotion (loaded inside it, the first
+// FFMAs waited for shared memory: the second-largest stall of the 2026-12-01 profile).
+struct HalfScales {
+  const float* sc;
+  float sa0, sa1;
+  float4 w[kWgPre];
+};
+__device__ __forceinline__ void load_half_scales(const float* sc, int arow, int t, int h, HalfScales& hs) {
+  hs.sc = sc;
+  hs.sa0 = sc[arow], hs.sa1 = sc[arow + 8];
+#pragma unroll
+  for (int j = 0; j < kWgPre; ++j) hs.w[j] = *reinterpret_cast<const float4*>(sc + kWgTileM + (32 * h + 4 * j + t) * 4);
+}
+
+// facc(half h) += fp32(acc * s_w) * s_a. kExact (the outlier step): an exact int -> float conversion (its
+// sums may exceed the magic trick's 2^22); else the magic-number one (normal groups, |sum| <= 2^21).
+// kPsums: also store the int32 partial sums of group gidx (tests; normal groups hold 256x their sum).
+template <bool kExact, bool kPsums>
+__device__ __forceinline__ void promote_half(float (&facc)[64], const int32_t (&acc)[32], int h, const HalfScales& hs,
+                                             const Params& p, int m0, int n0, int arow, int t, int gidx, int Gt) {
+  const float sa0 = hs.sa0, sa1 = hs.sa1;
+#pragma unroll
+  for (int j = 0; j < 8; ++j) {
+    const float4 w4 = j < kWgPre ? hs.w[j < kWgPre ? j : 0]
+                                 : *reinterpret_cast<const float4*>(hs.sc + kWgTileM + (32 * h + 4 * j + t) * 4);
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const int32_t a = acc[4 * j + e];
+      const float swe = (e % 2) ? w4.y : w4.x;
+      const float u = kExact ? float(a) * swe : fmaf(__int_as_float(a + kMagicBits), swe, (e % 2) ? w4.w : w4.z);
+      float& f = facc[32 * h + 4 * j + e];
+      f = fmaf(u, (e / 2) ? sa1 : sa0, f);
+      if (kPsums) {
+        const int r = m0 + arow + 8 * (e / 2), c = n0 + 64 * h + 8 * j + 2 * t + (e % 2);
+        if (r < p.M && c < p.N) p.psums[(int64_t(r) * p.N + c) * Gt + gidx] = kExact ? a : a / 256;  // (exact)
+      }
+    }
+  }
+}
+
+// f(o, c, v0, v1) for each of this thread's output pairs (row r < M, columns c, c + 1 at offset o).
+template <class F>
+__device__ __forceinline__ void for_each_out_pair(const Params& p, const float (&facc)[64], int m0, int n0, int arow,
+                                                  int t, F&& f) {
+#pragma unroll
+  for (int h = 0; h < 2; ++h)
+#pragma unroll
+    for (int j = 0; j < 8; ++j)
+#pragma unroll
+      for (int e2 = 0; e2 < 2; ++e2) {
+        const int r = m0 + arow + 8 * e2, c = n0 + 64 * h + 8 * j + 2 * t;
+        if (r < p.M) f(int64_t(r) * p.N + c, c, facc[32 * h + 4 * j + 2 * e2], facc[32 * h + 4 * j + 2 * e2 + 1]);
+      }
+}
+
+}  // namespace atom::cuda::gemm_detail
