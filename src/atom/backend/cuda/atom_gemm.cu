@@ -336,6 +336,9 @@ __global__ void f32_to_f16_kernel(const float* __restrict__ x, __half* __restric
 // 8192 -> 28672: 80.1 -> 61.1 us) and loses to config 15 at M = 1; the 32-token tile (config 18) beats every
 // other config at M = 32 on all 7 (4096 -> 4096: 20.5 -> 11.0 us, 8192 -> 28672: 127.6 -> 112.1) and loses to
 // config 11 at M = 64 on 6/7. So: 15 for M <= 8, 16 for 9..16, 18 for 17..32, 11 above.
+// Thirteenth session (bench/results-h200-2026-12-03-session13-gemm-tma.log): the TMA-fed kernel (config 19, 6 + 3
+// stages) beats config 11 on 33 of 35 rows at M = 64..4096 (by 0.5-6%) and loses on 28672 -> 8192 at M = 64 (1.7%)
+// and 128 (0.4%); it takes every M >= kWsMinM that it supports (config 11 the rest).
 constexpr int64_t kWgmmaMinM = 128;
 constexpr int64_t kStream8MaxM = 8;
 constexpr int64_t kStream16MaxM = 16;
@@ -350,7 +353,8 @@ int auto_config(const Params& p) {
   if (p.M <= kStream32MaxM) return 18;
   int cfg = p.M <= 128 ? 1 : 2;
   if (atom_gemm_wgmma_available()) {
-    if (p.M >= kWsMinM && ws_supports(p)) cfg = 11;
+    if (p.M >= kWsMinM && tma_supports(p)) cfg = 19;
+    else if (p.M >= kWsMinM && ws_supports(p)) cfg = 11;
     else if (kWgmmaMinM > 0 && p.M >= kWgmmaMinM) cfg = 3;
   }
   return cfg;
@@ -447,7 +451,7 @@ void launch_gemm(Params p, const KernelLaunch& k, int splits, int sm_count, cuda
 
 }  // namespace gemm_detail
 
-int atom_gemm_num_configs() { return 22; }
+int atom_gemm_num_configs() { return 21; }
 int atom_gemm_wgmma_config() { return 3; }
 int atom_gemm_ws_config() { return 7; }
 
@@ -500,9 +504,8 @@ void atom_gemm(const GpuAtomActs& a, const GpuAtomWeights& w, uint16_t* y_fp16, 
     case 17:  // config 9 with split-K summed by the tile's last CTA (no memset, atomics, conversion)
       launch_gemm(p, ws_supports(p) ? ws_kernel(p.psums != nullptr, 0, 6) : wgmma_kernel<2>(), force_splits, sm_count, s);
       break;
-    case 19:  // the TMA-fed warp-specialized kernel: 8 packed + 4 unpacked stages (config 11 where it cannot run)
+    case 19:  // the TMA-fed warp-specialized kernel: 6 packed + 3 unpacked stages (config 11 where it cannot run)
     case 20:  // the same, 10 + 3 stages
-    case 21:  // the same, 6 + 3 stages
       launch_gemm(p, tma_supports(p) ? tma_kernel(p.psums != nullptr, cfg - 19) : ws_kernel(p.psums != nullptr, 0, 4),
                   force_splits, sm_count, s);
       break;

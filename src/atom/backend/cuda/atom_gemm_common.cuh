@@ -30,10 +30,16 @@ struct Params {
 
 // The TMA-fed kernel's parameters (a __grid_constant__ struct: the tensor maps must live in parameter space):
 // maps of the packed A / B tiles and of the INT8 outlier A rows (atom_gemm_tma.cu).
+// The maps come first, so their offsets (0, 128, 256) do not depend on how the host compiler aligns the struct.
+// The tail pad makes the size a multiple of 64 explicitly: the device side pads to the maps' alignment, and the
+// runtime copies that many bytes from the host object.
+constexpr size_t kTmaParamsPad = 64 - sizeof(Params) % 64;  // (1..64)
 struct TmaParams {
-  Params p;
   CUtensorMap a4, w4, a8;
+  Params p;
+  char pad[kTmaParamsPad];
 };
+static_assert(sizeof(CUtensorMap) == 128 && sizeof(TmaParams) % 64 == 0);
 
 // byte offset of (row r, 16-byte k-chunk kc) inside an operand of 128-byte rows, core-matrix layout
 __device__ __forceinline__ int cm_off(int r, int kc) { return ((r >> 3) * 8 + kc) * 128 + (r & 7) * 16; }

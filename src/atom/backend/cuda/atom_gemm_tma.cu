@@ -1,4 +1,4 @@
-// W4A4 + INT8-outlier GEMM, warp-specialized, fed by TMA (sm_90a): configs 19-21. Layouts: atom_gemm.h;
+// W4A4 + INT8-outlier GEMM, warp-specialized, fed by TMA (sm_90a): configs 19, 20. Layouts: atom_gemm.h;
 // shared parts: atom_gemm_common.cuh, atom_gemm_wg_consumer.cuh; measurements: docs/results.md §12.
 // Why a second warp-specialized kernel: the cp.async one (atom_gemm_ws.cu) spends 65-85% of its time at
 // M = 256 on its data path alone (results §11b): 128 threads issue per-row 16-byte copies, two steps in
@@ -274,17 +274,18 @@ TmaParams make_tma_params(const Params& p) {
   TmaParams tp{};
   tp.p = p;
   const uint64_t rb = uint64_t(p.G) * 64;  // q4 row bytes
-  tp.a4 = tma_map_2d_u8(p.a4, rb, uint64_t(p.M), rb, 64, BM, TmaSwizzle::k64B);
-  tp.w4 = tma_map_2d_u8(p.w4, rb, uint64_t(p.N), rb, 64, BN, TmaSwizzle::k64B);
-  if (p.O > 0) tp.a8 = tma_map_2d_u8(p.a8, uint64_t(p.O), uint64_t(p.M), uint64_t(p.O), 128, BM, TmaSwizzle::k128B);
+  tma_map_2d_u8(&tp.a4, p.a4, rb, uint64_t(p.M), rb, 64, BM, TmaSwizzle::k64B);
+  tma_map_2d_u8(&tp.w4, p.w4, rb, uint64_t(p.N), rb, 64, BN, TmaSwizzle::k64B);
+  if (p.O > 0) tma_map_2d_u8(&tp.a8, p.a8, uint64_t(p.O), uint64_t(p.M), uint64_t(p.O), 128, BM, TmaSwizzle::k128B);
   return tp;
 }
 
-// variant 0: kP = 8, kU = 4 (6 steps = 96 KB of copies in flight); 1: kP = 10, kU = 3; 2: kP = 6, kU = 3.
+// variant 0: kP = 6, kU = 3 (4 steps = 64 KB of copies in flight); variant 1: kP = 10, kU = 3 (8 steps). A third,
+// kP = 8 / kU = 4, was within 1% of variant 0 where it was faster, and its psums instance (tests only; it spilled 16
+// bytes) returned wrong sums on K >= 4096 while its fast instance's outputs were right (results.md §12a): removed.
 KernelLaunch tma_kernel(bool psums, int variant) {
   if (variant == 1) return psums ? tma_launch<10, 3, true>() : tma_launch<10, 3, false>();
-  if (variant == 2) return psums ? tma_launch<6, 3, true>() : tma_launch<6, 3, false>();
-  return psums ? tma_launch<8, 4, true>() : tma_launch<8, 4, false>();
+  return psums ? tma_launch<6, 3, true>() : tma_launch<6, 3, false>();
 }
 
 }  // namespace atom::cuda::gemm_detail

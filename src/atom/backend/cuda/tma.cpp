@@ -4,6 +4,7 @@
 #include <cudaTypedefs.h>
 #include <cuda_runtime.h>
 
+#include <cstring>
 #include <string>
 
 #include "atom/backend/cuda/cuda_check.h"
@@ -26,9 +27,10 @@ PFN_cuTensorMapEncodeTiled_v12000 encode_fn() {
 
 }  // namespace
 
-CUtensorMap tma_map_2d_u8(const void* base, uint64_t cols, uint64_t rows, uint64_t pitch, uint32_t box_cols,
-                          uint32_t box_rows, TmaSwizzle swizzle) {
-  CUtensorMap map{};
+void tma_map_2d_u8(CUtensorMap* out, const void* base, uint64_t cols, uint64_t rows, uint64_t pitch,
+                   uint32_t box_cols, uint32_t box_rows, TmaSwizzle swizzle) {
+  static_assert(sizeof(CUtensorMap) == 128);
+  alignas(64) CUtensorMap map{};
   const cuuint64_t dims[2] = {cols, rows};
   const cuuint64_t strides[1] = {pitch};
   const cuuint32_t box[2] = {box_cols, box_rows};
@@ -43,7 +45,7 @@ CUtensorMap tma_map_2d_u8(const void* base, uint64_t cols, uint64_t rows, uint64
     throw Error("TMA: cuTensorMapEncodeTiled failed (CUresult " + std::to_string(int(r)) + ") for a [" +
                 std::to_string(rows) + ", " + std::to_string(cols) + "] byte tensor, pitch " + std::to_string(pitch) +
                 ", box " + std::to_string(box_rows) + " x " + std::to_string(box_cols));
-  return map;
+  std::memcpy(static_cast<void*>(out), &map, sizeof map);
 }
 
 }  // namespace atom::cuda
