@@ -250,6 +250,14 @@ int main(int argc, char** argv) {
             });
           std::printf("%-26s %6lld | ws diag us: no-promote %.1f no-unpack %.1f no-mma %.1f data-only %.1f\n", sd.name,
                       (long long)M, t_wsd[0] * 1e3, t_wsd[1] * 1e3, t_wsd[2] * 1e3, t_wsd[3] * 1e3);
+          // the same four of config 19 (the TMA-fed kernel)
+          const char* tma_names[4] = {"diag-tma-nopromote", "diag-tma-nounpack", "diag-tma-nomma", "diag-tma-datamove"};
+          for (int d = 0; d < 4; ++d)
+            t_wsd[d] = guarded(tma_names[d], double(w4_bytes + a4_bytes + M * N * 2), [&](int i) {
+              atom_gemm(aa[i % ac], aw[i % wc], y.data(), nullptr, nullptr, st, 112 + d);
+            });
+          std::printf("%-26s %6lld | tma diag us: no-promote %.1f no-unpack %.1f no-mma %.1f data-only %.1f\n", sd.name,
+                      (long long)M, t_wsd[0] * 1e3, t_wsd[1] * 1e3, t_wsd[2] * 1e3, t_wsd[3] * 1e3);
         }
         const double t_atomq = guarded("atom-w4a4+quant", double(w4_bytes + M * K * 2 + M * N * 2), [&](int i) {
           atom_quantize_acts_fp16(x16[i % xc].data(), M, aw[i % wc].stage.data(), L, 0.9f, 1.0f, qa, st);

@@ -529,6 +529,11 @@ void atom_gemm(const GpuAtomActs& a, const GpuAtomWeights& w, uint16_t* y_fp16, 
     case 106: launch_gemm(p, ws_kernel(false, 2), force_splits, sm_count, s); break;
     case 107: launch_gemm(p, ws_kernel(false, 4), force_splits, sm_count, s); break;
     case 108: launch_gemm(p, ws_kernel(false, 5), force_splits, sm_count, s); break;
+    // diagnostics of config 19: no promotion / no B unpacking / no wgmma / neither wgmma nor promotion
+    case 112: launch_gemm(p, tma_kernel(false, 0, 1), force_splits, sm_count, s); break;
+    case 113: launch_gemm(p, tma_kernel(false, 0, 2), force_splits, sm_count, s); break;
+    case 114: launch_gemm(p, tma_kernel(false, 0, 4), force_splits, sm_count, s); break;
+    case 115: launch_gemm(p, tma_kernel(false, 0, 5), force_splits, sm_count, s); break;
     // diagnostic of config 0: weights read in a 64-row-block layout (does DRAM locality bound decode?)
     case 109: launch_gemm(p, mma_sync_kernel(109), force_splits, sm_count, s); break;
     // config 0 with deeper stage rings (timing only, not in the tests' config loop)

@@ -124,7 +124,7 @@ bool ws_supports(const Params& p);
 
 // The TMA-fed warp-specialized kernel (atom_gemm_tma.cu): launch shape (`variant`: ring depths, see the file),
 // whether it takes these operands (O <= 128, 16-byte aligned bases), and its parameters with the tensor maps.
-KernelLaunch tma_kernel(bool psums, int variant = 0);
+KernelLaunch tma_kernel(bool psums, int variant = 0, int mode = 0);
 bool tma_supports(const Params& p);
 TmaParams make_tma_params(const Params& p);
 

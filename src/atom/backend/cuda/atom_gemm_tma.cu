@@ -49,7 +49,8 @@ struct TmaSmem {
   static_assert(kPOff % 1024 == 0 && kUOff % 1024 == 0 && kPStage % 1024 == 0 && kUStage % 1024 == 0);
 };
 
-template <int kP, int kU, bool kPsums>
+// MODE (diagnostics only, wrong results): bit 0 = no promotion, bit 1 = no B unpacking, bit 2 = no wgmma.
+template <int kP, int kU, bool kPsums, int MODE = 0>
 __global__ void __launch_bounds__(kThreads, 1) atom_gemm_tma_kernel(const __grid_constant__ TmaParams tp) {
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
   static_assert(kP >= 3 && kU >= 2, "rings too shallow");
@@ -128,7 +129,7 @@ __global__ void __launch_bounds__(kThreads, 1) atom_gemm_tma_kernel(const __grid
       ptx::mbar_wait(u_empty + j % kU, ((j / kU) & 1) ^ 1);
       uint8_t* ub = U(j);
       const bool normal = j < n_groups;
-      if (normal) {  // row pt of B, 16 * q in each byte, k permuted as A's (unpack_int4x8_x16_split)
+      if (normal && !(MODE & 2)) {  // row pt of B, 16 * q in each byte, k permuted as A's (unpack_int4x8_x16_split)
         const uint8_t* bp = P(j) + kTile4;
         uint4 wq[4];  // all four loads first: one shared-memory latency, not four
 #pragma unroll
@@ -217,6 +218,7 @@ __global__ void __launch_bounds__(kThreads, 1) atom_gemm_tma_kernel(const __grid
     };
     // 4 k-steps of one 64-column half into its accumulator, one commit group
     auto mma_half = [&](int32_t (&acc)[32], const uint32_t (&a)[4][4], const uint8_t* ub, int h) {
+      if (MODE & 4) return;
       ptx::wgmma_fence_operands(acc);
       ptx::wgmma_fence();
       const uint64_t desc = ptx::wgmma_desc_kmajor_sw128(ub + h * 64 * 128);
@@ -237,13 +239,13 @@ __global__ void __launch_bounds__(kThreads, 1) atom_gemm_tma_kernel(const __grid
       mma_half(acc1, a, ub, 1);
       HalfScales hs;
       load_half_scales(Sc(i), arow, t, 0, hs);
-      ptx::wgmma_wait<1>();
+      if (!(MODE & 4)) ptx::wgmma_wait<1>();
       ptx::wgmma_fence_operands(acc0);
-      promote_half<kExact, kPsums>(facc, acc0, 0, hs, p, m0, n0, arow, t, gidx, Gt);
+      if (!(MODE & 1)) promote_half<kExact, kPsums>(facc, acc0, 0, hs, p, m0, n0, arow, t, gidx, Gt);
       load_half_scales(Sc(i), arow, t, 1, hs);
-      ptx::wgmma_wait<0>();
+      if (!(MODE & 4)) ptx::wgmma_wait<0>();
       ptx::wgmma_fence_operands(acc1);
-      promote_half<kExact, kPsums>(facc, acc1, 1, hs, p, m0, n0, arow, t, gidx, Gt);
+      if (!(MODE & 1)) promote_half<kExact, kPsums>(facc, acc1, 1, hs, p, m0, n0, arow, t, gidx, Gt);
       ptx::mbar_arrive(u_empty + i % kU);
     };
     for (int i = 0; i < n_groups; ++i) consume(i, std::false_type{});
@@ -255,10 +257,10 @@ __global__ void __launch_bounds__(kThreads, 1) atom_gemm_tma_kernel(const __grid
 #endif
 }
 
-template <int kP, int kU, bool kPsums>
+template <int kP, int kU, bool kPsums, int MODE = 0>
 KernelLaunch tma_launch() {
   KernelLaunch k{nullptr, BM, BN, kThreads, TmaSmem<kP, kU>::kBytes, 1};
-  k.tma_fn = atom_gemm_tma_kernel<kP, kU, kPsums>;
+  k.tma_fn = atom_gemm_tma_kernel<kP, kU, kPsums, MODE>;
   return k;
 }
 
@@ -283,7 +285,15 @@ TmaParams make_tma_params(const Params& p) {
 // variant 0: kP = 6, kU = 3 (4 steps = 64 KB of copies in flight); variant 1: kP = 10, kU = 3 (8 steps). A third,
 // kP = 8 / kU = 4, was within 1% of variant 0 where it was faster, and its psums instance (tests only; it spilled 16
 // bytes) returned wrong sums on K >= 4096 while its fast instance's outputs were right (results.md §12a): removed.
-KernelLaunch tma_kernel(bool psums, int variant) {
+// Diagnostic modes (`mode` != 0, timing only) run on variant 0.
+KernelLaunch tma_kernel(bool psums, int variant, int mode) {
+  switch (mode) {
+    case 1: return tma_launch<6, 3, false, 1>();
+    case 2: return tma_launch<6, 3, false, 2>();
+    case 4: return tma_launch<6, 3, false, 4>();
+    case 5: return tma_launch<6, 3, false, 5>();
+    default: break;
+  }
   if (variant == 1) return psums ? tma_launch<10, 3, true>() : tma_launch<10, 3, false>();
   return psums ? tma_launch<6, 3, true>() : tma_launch<6, 3, false>();
 }
