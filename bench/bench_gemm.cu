@@ -241,23 +241,19 @@ int main(int argc, char** argv) {
             t_diag[d] = guarded(names[d], double(w4_bytes + a4_bytes + M * N * 2), [&](int i) {
               atom_gemm(aa[i % ac], aw[i % wc], y.data(), nullptr, nullptr, st, 101 + d);
             });
-          // config 11 (the dispatched kernel) without promotion / B unpacking / wgmma / wgmma and promotion
-          const char* ws_names[4] = {"diag-ws-nopromote", "diag-ws-nounpack", "diag-ws-nomma", "diag-ws-datamove"};
-          double t_wsd[4];
-          for (int d = 0; d < 4; ++d)
-            t_wsd[d] = guarded(ws_names[d], double(w4_bytes + a4_bytes + M * N * 2), [&](int i) {
-              atom_gemm(aa[i % ac], aw[i % wc], y.data(), nullptr, nullptr, st, 105 + d);
-            });
-          std::printf("%-26s %6lld | ws diag us: no-promote %.1f no-unpack %.1f no-mma %.1f data-only %.1f\n", sd.name,
-                      (long long)M, t_wsd[0] * 1e3, t_wsd[1] * 1e3, t_wsd[2] * 1e3, t_wsd[3] * 1e3);
-          // the same four of config 19 (the TMA-fed kernel)
-          const char* tma_names[4] = {"diag-tma-nopromote", "diag-tma-nounpack", "diag-tma-nomma", "diag-tma-datamove"};
-          for (int d = 0; d < 4; ++d)
-            t_wsd[d] = guarded(tma_names[d], double(w4_bytes + a4_bytes + M * N * 2), [&](int i) {
-              atom_gemm(aa[i % ac], aw[i % wc], y.data(), nullptr, nullptr, st, 112 + d);
-            });
-          std::printf("%-26s %6lld | tma diag us: no-promote %.1f no-unpack %.1f no-mma %.1f data-only %.1f\n", sd.name,
-                      (long long)M, t_wsd[0] * 1e3, t_wsd[1] * 1e3, t_wsd[2] * 1e3, t_wsd[3] * 1e3);
+          // a warp-specialized kernel without promotion / B unpacking / wgmma / wgmma and promotion: forced configs
+          // first .. first + 3, timed as "diag-<kernel>-<mode>" and printed as one row
+          auto diag_row = [&](const char* kernel, int first) {
+            const char* modes[4] = {"nopromote", "nounpack", "nomma", "datamove"};
+            double t[4];
+            for (int d = 0; d < 4; ++d)
+              t[d] = guarded(("diag-" + std::string(kernel) + "-" + modes[d]).c_str(), double(w4_bytes + a4_bytes + M * N * 2),
+                             [&](int i) { atom_gemm(aa[i % ac], aw[i % wc], y.data(), nullptr, nullptr, st, first + d); });
+            std::printf("%-26s %6lld | %s diag us: no-promote %.1f no-unpack %.1f no-mma %.1f data-only %.1f\n", sd.name,
+                        (long long)M, kernel, t[0] * 1e3, t[1] * 1e3, t[2] * 1e3, t[3] * 1e3);
+          };
+          diag_row("ws", 105);   // config 11
+          diag_row("tma", 112);  // config 19 (the dispatched kernel)
         }
         const double t_atomq = guarded("atom-w4a4+quant", double(w4_bytes + M * K * 2 + M * N * 2), [&](int i) {
           atom_quantize_acts_fp16(x16[i % xc].data(), M, aw[i % wc].stage.data(), L, 0.9f, 1.0f, qa, st);
