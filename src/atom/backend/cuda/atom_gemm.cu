@@ -409,7 +409,10 @@ void launch_gemm(Params p, const KernelLaunch& k, int splits, int sm_count, cuda
   p.groups_per_split = (p.G + splits - 1) / splits;
   splits = std::max(1, (p.G + p.groups_per_split - 1) / p.groups_per_split);
 
-  const dim3 grid(gx, gy, splits);
+  p.tiles = gx * gy * splits;
+  const dim3 grid = !k.tma_fn     ? dim3(gx, gy, splits)
+                    : k.persistent ? dim3(std::min(p.tiles, k.ctas_per_sm * sm_count))
+                                   : dim3(p.tiles);
   // (the tensor maps hold p's pointers: built from the final p, right before the launch)
   TmaParams tp;
   auto launch = [&] {
@@ -451,7 +454,7 @@ void launch_gemm(Params p, const KernelLaunch& k, int splits, int sm_count, cuda
 
 }  // namespace gemm_detail
 
-int atom_gemm_num_configs() { return 21; }
+int atom_gemm_num_configs() { return 22; }
 int atom_gemm_wgmma_config() { return 3; }
 int atom_gemm_ws_config() { return 7; }
 
@@ -464,6 +467,8 @@ void atom_gemm(const GpuAtomActs& a, const GpuAtomWeights& w, uint16_t* y_fp16, 
   ATOM_CUDA_REQUIRE((y_fp16 == nullptr) != (y_f32 == nullptr), "atom_gemm: exactly one output must be given");
   ATOM_CUDA_REQUIRE(a.m <= (int64_t(1) << 30) && w.n <= (int64_t(1) << 30), "atom_gemm: size out of range");
   if (a.m == 0 || w.n == 0) return;
+  ATOM_CUDA_REQUIRE(!psums || a.m * w.n * (w.L.n_groups + 1) < (int64_t(1) << 31),
+                    "atom_gemm: psums (tests) holds at most 2^31 sums (the kernels index it in 32 bits)");
   ATOM_CUDA_REQUIRE(int64_t(a.scale.size()) >= w.L.scale_elems(a.m) && int64_t(w.scale.size()) >= w.L.scale_elems(w.n),
                     "atom_gemm: a scale buffer is smaller than GpuAtomLayout::scale_elems(rows)");
   using namespace gemm_detail;
@@ -505,7 +510,8 @@ void atom_gemm(const GpuAtomActs& a, const GpuAtomWeights& w, uint16_t* y_fp16, 
       launch_gemm(p, ws_supports(p) ? ws_kernel(p.psums != nullptr, 0, 6) : wgmma_kernel<2>(), force_splits, sm_count, s);
       break;
     case 19:  // the TMA-fed warp-specialized kernel: 6 packed + 3 unpacked stages (config 11 where it cannot run)
-    case 20:  // the same, 10 + 3 stages
+    case 20:  // the same with the row-first scales loaded before each step's wgmma
+    case 21:  // config 20 on a persistent grid
       launch_gemm(p, tma_supports(p) ? tma_kernel(p.psums != nullptr, cfg - 19) : ws_kernel(p.psums != nullptr, 0, 4),
                   force_splits, sm_count, s);
       break;
