@@ -91,7 +91,10 @@ fi
 
 if has gpu; then
   say "GPU tests (atom_gpu_tests directly, then ctest -L gpu)"
-  timeout ${GPU_TEST_TIMEOUT:-400} "$BUILD/tests/gpu/atom_gpu_tests" ${GPU_TEST_FILTER:+--gtest_filter=$GPU_TEST_FILTER} ${GPU_TEST_ARGS:-} 2>&1 | tee "$OUT/gpu-tests.log" | grep -E '^\[  (FAILED|PASSED|  OK|SKIPPED)|Failure|expected|error' | head -80
+  # (to the log first: a `| head` on a live pipe killed the tests by SIGPIPE after 80 failure lines)
+  timeout ${GPU_TEST_TIMEOUT:-400} "$BUILD/tests/gpu/atom_gpu_tests" ${GPU_TEST_FILTER:+--gtest_filter=$GPU_TEST_FILTER} ${GPU_TEST_ARGS:-} >"$OUT/gpu-tests.log" 2>&1
+  echo "atom_gpu_tests: rc=$?"
+  grep -E '^\[  (FAILED|PASSED|  OK|SKIPPED)|Failure|expected|error' "$OUT/gpu-tests.log" | head -80
   if [ -z "${GPU_TEST_FILTER:-}" ]; then
     ctest --test-dir "$BUILD" -L gpu -j4 --timeout 600 --output-on-failure >"$OUT/ctest-gpu.log" 2>&1
     rc=$?; SUMMARY+=("ctest -L gpu: rc=$rc, $(grep -E 'tests passed' "$OUT/ctest-gpu.log")")

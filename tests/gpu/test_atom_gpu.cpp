@@ -198,7 +198,7 @@ TEST(GpuAtom, WgmmaGemmLargeMMatchesCpuReference) {
   check_gemm(1536, 576, {777}, rng, cfgs);
   check_gemm(328, 256, {1000, 128}, rng, cfgs);
   check_gemm(576, 1536, {385}, rng, cfgs);
-  check_gemm(2048, 576, {2100}, rng, cfgs);  // 272 tiles: the persistent config's CTAs take two or three each
+  check_gemm(2048, 576, {2100}, rng, cfgs);  // 272 tiles: more than one wave of CTAs on every config
 }
 
 // The literal reference (int64 sums, double accumulation) once, on a SmolLM2 shape with a ragged group.

@@ -409,10 +409,7 @@ void launch_gemm(Params p, const KernelLaunch& k, int splits, int sm_count, cuda
   p.groups_per_split = (p.G + splits - 1) / splits;
   splits = std::max(1, (p.G + p.groups_per_split - 1) / p.groups_per_split);
 
-  p.tiles = gx * gy * splits;
-  const dim3 grid = !k.tma_fn     ? dim3(gx, gy, splits)
-                    : k.persistent ? dim3(std::min(p.tiles, k.ctas_per_sm * sm_count))
-                                   : dim3(p.tiles);
+  const dim3 grid(gx, gy, splits);
   // (the tensor maps hold p's pointers: built from the final p, right before the launch)
   TmaParams tp;
   auto launch = [&] {
@@ -454,7 +451,7 @@ void launch_gemm(Params p, const KernelLaunch& k, int splits, int sm_count, cuda
 
 }  // namespace gemm_detail
 
-int atom_gemm_num_configs() { return 22; }
+int atom_gemm_num_configs() { return 21; }
 int atom_gemm_wgmma_config() { return 3; }
 int atom_gemm_ws_config() { return 7; }
 
@@ -510,8 +507,7 @@ void atom_gemm(const GpuAtomActs& a, const GpuAtomWeights& w, uint16_t* y_fp16, 
       launch_gemm(p, ws_supports(p) ? ws_kernel(p.psums != nullptr, 0, 6) : wgmma_kernel<2>(), force_splits, sm_count, s);
       break;
     case 19:  // the TMA-fed warp-specialized kernel: 6 packed + 3 unpacked stages (config 11 where it cannot run)
-    case 20:  // the same with the row-first scales loaded before each step's wgmma
-    case 21:  // config 20 on a persistent grid
+    case 20:  // the same, 10 + 3 stages
       launch_gemm(p, tma_supports(p) ? tma_kernel(p.psums != nullptr, cfg - 19) : ws_kernel(p.psums != nullptr, 0, 4),
                   force_splits, sm_count, s);
       break;

@@ -26,7 +26,6 @@ struct Params {
   int M, N, G, O, groups_per_split;
   __half* y16; float* y32; int32_t* psums; bool atomic_out;
   float* partials; int* counters;  // split-K with the last-CTA sum (kernels with KernelLaunch::splitk_sum)
-  int tiles;  // (M, N, split) tiles of the launch (set by launch_gemm; read by the tile-loop kernels)
 };
 
 // The TMA-fed kernel's parameters (a __grid_constant__ struct: the tensor maps must live in parameter space):
@@ -106,9 +105,6 @@ struct KernelLaunch {
   int ctas_per_sm;  // CTA slots per SM that auto split-K fills (ctas_per_sm x SMs blocks)
   bool splitk_sum = false;  // split-K through p.partials / p.counters (else fp32 atomics)
   void (*tma_fn)(TmaParams) = nullptr;  // set instead of fn: a kernel taking TmaParams (built at launch)
-  // tma_fn kernels loop over p.tiles tiles on a 1D grid: one tile per CTA, or (persistent) one CTA per slot,
-  // each taking tiles blockIdx.x, + gridDim.x, ... so one tile's epilogue overlaps the next one's copies
-  bool persistent = false;
 };
 // Launches `k` over the (M, N) tiles; splits <= 0 picks split-K automatically (each split at least 4
 // groups deep). With more than one split the partial outputs are either summed by the tile's last CTA

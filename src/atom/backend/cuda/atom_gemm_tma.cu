@@ -37,8 +37,7 @@ static_assert(128 * kProducerRegs + 256 * kConsumerRegs <= 65536);
 constexpr int kTile4 = BM * 64;                 // one packed tile: 128 rows x 64 bytes
 constexpr int kPStage = 2 * kTile4;             // A | B packed, or the outlier step's INT8 A (128 x 128)
 constexpr int kUStage = BN * 128;               // B as INT8
-constexpr int kScBytes = (BM + 2 * BN) * 4;     // s_a[BM], {s_w, -magic * s_w} per column pair (or the row-first layout)
-static_assert(kRowScaleFloats * 4 == kScBytes, "both scale layouts fill one stage's scale block");
+constexpr int kScBytes = (BM + 2 * BN) * 4;     // s_a[BM], {s_w, -magic * s_w} per column pair
 constexpr int kScalesAhead = 4;                 // producer register ring of scales (steps)
 
 template <int kP, int kU>
@@ -50,48 +49,8 @@ struct TmaSmem {
   static_assert(kPOff % 1024 == 0 && kUOff % 1024 == 0 && kPStage % 1024 == 0 && kUStage % 1024 == 0);
 };
 
-// One tile's place in the launch: p.tiles = N tiles x M tiles x splits, N fastest (a 3D grid's order).
-struct TileCoords {
-  int m0, n0, g_begin, n_groups, n_steps;  // steps: the INT4 groups of the split, + the outlier step in split 0
-};
-__device__ __forceinline__ TileCoords tile_coords(const Params& p, int tile) {
-  const int gx = (p.N + BN - 1) / BN, gy = (p.M + BM - 1) / BM;
-  const int bz = tile / (gx * gy), r = tile - bz * gx * gy;
-  TileCoords c;
-  c.m0 = (r / gx) * BM, c.n0 = (r % gx) * BN, c.g_begin = bz * p.groups_per_split;
-  c.n_groups = max(0, min(p.G, c.g_begin + p.groups_per_split) - c.g_begin);
-  c.n_steps = c.n_groups + ((bz == 0 && p.O > 0) ? 1 : 0);
-  return c;
-}
-// Walks this CTA's steps in order across its tiles; g counts them (ring slot g % depth, phase g / depth).
-struct StepCursor {
-  int tile, s, g;
-  TileCoords c;
-  __device__ __forceinline__ void skip_empty(const Params& p) {
-    while (tile < p.tiles && c.n_steps == 0) {
-      tile += gridDim.x;
-      if (tile < p.tiles) c = tile_coords(p, tile);
-    }
-  }
-  __device__ __forceinline__ void init(const Params& p) {
-    tile = blockIdx.x, s = 0, g = 0;
-    if (tile < p.tiles) c = tile_coords(p, tile);
-    skip_empty(p);
-  }
-  __device__ __forceinline__ bool valid(const Params& p) const { return tile < p.tiles; }
-  __device__ __forceinline__ bool normal() const { return s < c.n_groups; }
-  __device__ __forceinline__ void next(const Params& p) {
-    ++g;
-    if (++s < c.n_steps) return;
-    s = 0, tile += gridDim.x;
-    if (tile < p.tiles) c = tile_coords(p, tile);
-    skip_empty(p);
-  }
-};
-
 // MODE (diagnostics only, wrong results): bit 0 = no promotion, bit 1 = no B unpacking, bit 2 = no wgmma.
-// kRowScales: the row-first scale layout, a step's scales loaded before its wgmma (atom_gemm_wg_consumer.cuh).
-template <int kP, int kU, bool kPsums, bool kRowScales, int MODE = 0>
+template <int kP, int kU, bool kPsums, int MODE = 0>
 __global__ void __launch_bounds__(kThreads, 1) atom_gemm_tma_kernel(const __grid_constant__ TmaParams tp) {
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
   static_assert(kP >= 3 && kU >= 2, "rings too shallow");
@@ -105,11 +64,16 @@ __global__ void __launch_bounds__(kThreads, 1) atom_gemm_tma_kernel(const __grid
   uint64_t* p_empty = p_full + kP;
   uint64_t* u_full = p_empty + kP;
   uint64_t* u_empty = u_full + kU;
-  auto P = [&](int g) { return smem + L::kPOff + (g % kP) * kPStage; };
-  auto U = [&](int g) { return smem + L::kUOff + (g % kU) * kUStage; };
-  auto Sc = [&](int g) { return reinterpret_cast<float*>(smem + L::kScOff + (g % kU) * kScBytes); };
+  auto P = [&](int i) { return smem + L::kPOff + (i % kP) * kPStage; };
+  auto U = [&](int i) { return smem + L::kUOff + (i % kU) * kUStage; };
+  auto Sc = [&](int i) { return reinterpret_cast<float*>(smem + L::kScOff + (i % kU) * kScBytes); };
 
   const int tid = threadIdx.x, wgi = tid / 128;
+  const int m0 = blockIdx.y * BM, n0 = blockIdx.x * BN;
+  const int g_begin = blockIdx.z * p.groups_per_split;
+  const int n_groups = max(0, min(p.G, g_begin + p.groups_per_split) - g_begin);
+  const int n_steps = n_groups + ((blockIdx.z == 0 && p.O > 0) ? 1 : 0);
+
   if (tid == 0) {
     ptx::tma_prefetch_map(&tp.a4);
     ptx::tma_prefetch_map(&tp.w4);
@@ -130,110 +94,91 @@ __global__ void __launch_bounds__(kThreads, 1) atom_gemm_tma_kernel(const __grid
     // ================================ producer ================================
     ptx::setmaxnreg_dec<kProducerRegs>();
     const int pt = tid;
-    // the copies of cursor step c into P stage c.g (thread 0 only): the A and B tiles of one group, or the outlier A
-    auto issue = [&](const StepCursor& c) {
-      const int g = c.g;
-      ptx::mbar_wait(p_empty + g % kP, ((g / kP) & 1) ^ 1);
-      uint8_t* st = P(g);
-      ptx::mbar_arrive_expect_tx(p_full + g % kP, kPStage);
-      if (c.normal()) {
-        ptx::tma_load_2d(st, &tp.a4, (c.c.g_begin + c.s) * 64, c.c.m0, p_full + g % kP);
-        ptx::tma_load_2d(st + kTile4, &tp.w4, (c.c.g_begin + c.s) * 64, c.c.n0, p_full + g % kP);
+    // step i's copies into P stage i (thread 0 only): A and B tiles of group g_begin + i, or the outlier A
+    auto issue = [&](int i) {
+      ptx::mbar_wait(p_empty + i % kP, ((i / kP) & 1) ^ 1);
+      uint8_t* st = P(i);
+      ptx::mbar_arrive_expect_tx(p_full + i % kP, kPStage);
+      if (i < n_groups) {
+        ptx::tma_load_2d(st, &tp.a4, (g_begin + i) * 64, m0, p_full + i % kP);
+        ptx::tma_load_2d(st + kTile4, &tp.w4, (g_begin + i) * 64, n0, p_full + i % kP);
       } else {
-        ptx::tma_load_2d(st, &tp.a8, 0, c.c.m0, p_full + g % kP);
+        ptx::tma_load_2d(st, &tp.a8, 0, m0, p_full + i % kP);
       }
     };
-    StepCursor ci;  // the copies, kAhead steps ahead of the unpacking
-    ci.init(p);
     if (pt == 0)
-      for (int k = 0; k < kAhead && ci.valid(p); ++k, ci.next(p)) issue(ci);
+      for (int i = 0; i < min(kAhead, n_steps); ++i) issue(i);
 
-    // this thread's scales of cursor step c (rows past M / N use 0)
-    auto load_sc = [&](const StepCursor& c, __half& sa, __half& sw) {
+    // this thread's scale rows (rows past M / N read row 0, a valid address, and use 0)
+    const bool sa_ok = m0 + pt < p.M, sw_ok = n0 + pt < p.N;
+    const __half* sa_src = p.sa + (sa_ok ? int64_t(m0 + pt) * p.G : 0) + g_begin;
+    const __half* sw_src = p.sw + (sw_ok ? int64_t(n0 + pt) * p.G : 0) + g_begin;
+    auto load_sc = [&](int i, __half& sa, __half& sw) {
       const __half zero = __ushort_as_half(0);
-      if (!c.valid(p)) return;
-      const int r = c.c.m0 + pt, n = c.c.n0 + pt;
-      if (c.normal()) {
-        sa = r < p.M ? p.sa[int64_t(r) * p.G + c.c.g_begin + c.s] : zero;
-        sw = n < p.N ? p.sw[int64_t(n) * p.G + c.c.g_begin + c.s] : zero;
-      } else {
-        sa = r < p.M ? p.sao[r] : zero;
-        sw = n < p.N ? p.swo[n] : zero;
+      if (i < n_groups) {
+        sa = sa_ok ? sa_src[i] : zero;
+        sw = sw_ok ? sw_src[i] : zero;
+      } else if (i < n_steps) {
+        sa = sa_ok ? p.sao[m0 + pt] : zero;
+        sw = sw_ok ? p.swo[n0 + pt] : zero;
       }
     };
-    // cursor step c: unpack B (or copy the INT8 outlier B), write the scales, publish U
-    auto step = [&](const StepCursor& c, __half sa_h, __half sw_h) {
-      const int g = c.g;
-      ptx::mbar_wait(p_full + g % kP, (g / kP) & 1);
-      ptx::mbar_wait(u_empty + g % kU, ((g / kU) & 1) ^ 1);
-      uint8_t* ub = U(g);
-      const bool normal = c.normal();
+    // step j: unpack B (or copy the INT8 outlier B), write the scales, publish U; issue step j + kAhead
+    auto step = [&](int j, __half sa_h, __half sw_h) {
+      ptx::mbar_wait(p_full + j % kP, (j / kP) & 1);
+      ptx::mbar_wait(u_empty + j % kU, ((j / kU) & 1) ^ 1);
+      uint8_t* ub = U(j);
+      const bool normal = j < n_groups;
       if (normal && !(MODE & 2)) {  // row pt of B, 16 * q in each byte, k permuted as A's (unpack_int4x8_x16_split)
-        const uint8_t* bp = P(g) + kTile4;
+        const uint8_t* bp = P(j) + kTile4;
         uint4 wq[4];  // all four loads first: one shared-memory latency, not four
 #pragma unroll
-        for (int k = 0; k < 4; ++k) wq[k] = *reinterpret_cast<const uint4*>(bp + ptx::sw64_off(pt, k));
+        for (int c = 0; c < 4; ++c) wq[c] = *reinterpret_cast<const uint4*>(bp + ptx::sw64_off(pt, c));
 #pragma unroll
-        for (int k = 0; k < 4; ++k) {
+        for (int c = 0; c < 4; ++c) {
           uint4 lo, hi;
-          ptx::unpack_int4x8_x16_split(wq[k].x, lo.x, hi.x);
-          ptx::unpack_int4x8_x16_split(wq[k].y, lo.y, hi.y);
-          ptx::unpack_int4x8_x16_split(wq[k].z, lo.z, hi.z);
-          ptx::unpack_int4x8_x16_split(wq[k].w, lo.w, hi.w);
-          *reinterpret_cast<uint4*>(ub + ptx::sw128_off(pt, 2 * k)) = lo;
-          *reinterpret_cast<uint4*>(ub + ptx::sw128_off(pt, 2 * k + 1)) = hi;
+          ptx::unpack_int4x8_x16_split(wq[c].x, lo.x, hi.x);
+          ptx::unpack_int4x8_x16_split(wq[c].y, lo.y, hi.y);
+          ptx::unpack_int4x8_x16_split(wq[c].z, lo.z, hi.z);
+          ptx::unpack_int4x8_x16_split(wq[c].w, lo.w, hi.w);
+          *reinterpret_cast<uint4*>(ub + ptx::sw128_off(pt, 2 * c)) = lo;
+          *reinterpret_cast<uint4*>(ub + ptx::sw128_off(pt, 2 * c + 1)) = hi;
         }
-      } else if (!normal) {  // the outlier tail: INT8 B row pt as it is (channels past O zero-filled)
-        const bool sw_ok = c.c.n0 + pt < p.N;
+      } else {  // the outlier tail: INT8 B row pt as it is (channels past O zero-filled)
 #pragma unroll
-        for (int k = 0; k < 8; ++k) {
-          const bool ok = k * 16 < p.O && sw_ok;
-          ptx::cp_async_16(ub + ptx::sw128_off(pt, k), ok ? p.w8 + int64_t(c.c.n0 + pt) * p.O + k * 16 : p.w8, ok);
+        for (int c = 0; c < 8; ++c) {
+          const bool ok = c * 16 < p.O && sw_ok;
+          ptx::cp_async_16(ub + ptx::sw128_off(pt, c), ok ? p.w8 + int64_t(n0 + pt) * p.O + c * 16 : p.w8, ok);
         }
         ptx::cp_async_commit();
         ptx::cp_async_wait<0>();
       }
       const float sa = __half2float(sa_h);
       const float sw = __half2float(sw_h) * (normal ? 1.0f / 256.0f : 1.0f);  // normal: sums are 256x (exact)
-      float* sc = Sc(g);
-      if constexpr (kRowScales) {
-        write_row_scales(sc, pt, sa, sw);
-      } else {
-        sc[pt] = sa;
-        sc[BM + (pt >> 1) * 4 + (pt & 1)] = sw;
-        sc[BM + (pt >> 1) * 4 + 2 + (pt & 1)] = -kMagic * sw;  // exact: 3 * 2^22 times an fp16 value
-      }
+      float* sc = Sc(j);
+      sc[pt] = sa;
+      sc[BM + (pt >> 1) * 4 + (pt & 1)] = sw;
+      sc[BM + (pt >> 1) * 4 + 2 + (pt & 1)] = -kMagic * sw;  // exact: 3 * 2^22 times an fp16 value
       ptx::fence_proxy_async_shared();  // the INT8 B (generic writes, cp.async) is read by wgmma (async proxy)
-      ptx::mbar_arrive(u_full + g % kU);
-      ptx::mbar_arrive(p_empty + g % kP);
+      ptx::mbar_arrive(u_full + j % kU);
+      ptx::mbar_arrive(p_empty + j % kP);
+      if (pt == 0 && j + kAhead < n_steps) issue(j + kAhead);
     };
     // The scales of the kScalesAhead steps in flight live in a register ring indexed by compile-time
-    // constants (unrolled loop): step j loads step j + R - 1's (cursor cs) into the slot step j - 1 used.
+    // constants (unrolled loop): step j loads step j + R - 1's into the slot step j - 1 used.
     constexpr int R = kScalesAhead;
     __half sa_q[R], sw_q[R];
 #pragma unroll
     for (int u = 0; u < R; ++u) sa_q[u] = sw_q[u] = __ushort_as_half(0);
-    StepCursor cs;
-    cs.init(p);
 #pragma unroll
-    for (int u = 0; u < R - 1; ++u) {
-      load_sc(cs, sa_q[u], sw_q[u]);
-      if (cs.valid(p)) cs.next(p);
-    }
-    StepCursor cu;
-    cu.init(p);
-    while (cu.valid(p)) {
+    for (int u = 0; u < R - 1; ++u) load_sc(u, sa_q[u], sw_q[u]);
+    for (int j0 = 0; j0 < n_steps; j0 += R) {
 #pragma unroll
       for (int u = 0; u < R; ++u) {
-        if (cu.valid(p)) {
-          load_sc(cs, sa_q[(u + R - 1) % R], sw_q[(u + R - 1) % R]);
-          if (cs.valid(p)) cs.next(p);
-          step(cu, sa_q[u], sw_q[u]);
-          if (pt == 0 && ci.valid(p)) {  // into the stage the consumers freed at step g - 2
-            issue(ci);
-            ci.next(p);
-          }
-          cu.next(p);
+        const int j = j0 + u;
+        if (j < n_steps) {
+          load_sc(j + R - 1, sa_q[(u + R - 1) % R], sw_q[(u + R - 1) % R]);
+          step(j, sa_q[u], sw_q[u]);
         }
       }
     }
@@ -247,6 +192,8 @@ __global__ void __launch_bounds__(kThreads, 1) atom_gemm_tma_kernel(const __grid
     float facc[64];
 #pragma unroll
     for (int e = 0; e < 32; ++e) acc0[e] = acc1[e] = 0;
+#pragma unroll
+    for (int e = 0; e < 64; ++e) facc[e] = 0.0f;
 
     // A's registers for wgmma: logical k 4t..4t+3 / 16+4t.. of k-step kk hold the even / odd elements of
     // packed word 4kk + t, the permutation the producer applies to B. Rows arow and arow + 8 share a swizzle.
@@ -280,65 +227,40 @@ __global__ void __launch_bounds__(kThreads, 1) atom_gemm_tma_kernel(const __grid
       ptx::wgmma_commit();
     };
     uint32_t a[4][4];
-    // global step g of tile c: group gidx (the outlier step: gidx = G)
-    auto consume = [&](int g, const TileCoords& c, int gidx, auto exact) {
+    auto consume = [&](int i, auto exact) {
       constexpr bool kExact = decltype(exact)::value;
-      ptx::mbar_wait(u_full + g % kU, (g / kU) & 1);
-      if constexpr (kRowScales) {  // the whole step's scales, before the wgmma's operand reads
-        StepScales ss;
-        load_step_scales(Sc(g), arow, t, ss);
-        ptx::mbar_wait(p_full + g % kP, (g / kP) & 1);
-        load_a(P(g), exact, a);
-        ptx::mbar_arrive(p_empty + g % kP);
-        const uint8_t* ub = U(g);
-        mma_half(acc0, a, ub, 0);
-        mma_half(acc1, a, ub, 1);
-        if (!(MODE & 4)) ptx::wgmma_wait<1>();
-        ptx::wgmma_fence_operands(acc0);
-        if (!(MODE & 1)) promote_half_rows<kExact, kPsums>(facc, acc0, 0, ss, p, c.m0, c.n0, arow, t, gidx, Gt);
-        if (!(MODE & 4)) ptx::wgmma_wait<0>();
-        ptx::wgmma_fence_operands(acc1);
-        if (!(MODE & 1)) promote_half_rows<kExact, kPsums>(facc, acc1, 1, ss, p, c.m0, c.n0, arow, t, gidx, Gt);
-      } else {
-        ptx::mbar_wait(p_full + g % kP, (g / kP) & 1);  // (A's bytes: seen directly, not only via the producer)
-        load_a(P(g), exact, a);
-        ptx::mbar_arrive(p_empty + g % kP);
-        const uint8_t* ub = U(g);
-        mma_half(acc0, a, ub, 0);
-        mma_half(acc1, a, ub, 1);
-        HalfScales hs;
-        load_half_scales(Sc(g), arow, t, 0, hs);
-        if (!(MODE & 4)) ptx::wgmma_wait<1>();
-        ptx::wgmma_fence_operands(acc0);
-        if (!(MODE & 1)) promote_half<kExact, kPsums>(facc, acc0, 0, hs, p, c.m0, c.n0, arow, t, gidx, Gt);
-        load_half_scales(Sc(g), arow, t, 1, hs);
-        if (!(MODE & 4)) ptx::wgmma_wait<0>();
-        ptx::wgmma_fence_operands(acc1);
-        if (!(MODE & 1)) promote_half<kExact, kPsums>(facc, acc1, 1, hs, p, c.m0, c.n0, arow, t, gidx, Gt);
-      }
-      ptx::mbar_arrive(u_empty + g % kU);
+      const int gidx = kExact ? p.G : g_begin + i;
+      ptx::mbar_wait(u_full + i % kU, (i / kU) & 1);
+      ptx::mbar_wait(p_full + i % kP, (i / kP) & 1);  // (A's bytes: seen directly, not only via the producer)
+      load_a(P(i), exact, a);
+      ptx::mbar_arrive(p_empty + i % kP);
+      const uint8_t* ub = U(i);
+      mma_half(acc0, a, ub, 0);
+      mma_half(acc1, a, ub, 1);
+      HalfScales hs;
+      load_half_scales(Sc(i), arow, t, 0, hs);
+      if (!(MODE & 4)) ptx::wgmma_wait<1>();
+      ptx::wgmma_fence_operands(acc0);
+      if (!(MODE & 1)) promote_half<kExact, kPsums>(facc, acc0, 0, hs, p, m0, n0, arow, t, gidx, Gt);
+      load_half_scales(Sc(i), arow, t, 1, hs);
+      if (!(MODE & 4)) ptx::wgmma_wait<0>();
+      ptx::wgmma_fence_operands(acc1);
+      if (!(MODE & 1)) promote_half<kExact, kPsums>(facc, acc1, 1, hs, p, m0, n0, arow, t, gidx, Gt);
+      ptx::mbar_arrive(u_empty + i % kU);
     };
-    int g = 0;
-    for (int tile = blockIdx.x; tile < p.tiles; tile += gridDim.x) {
-      const TileCoords c = tile_coords(p, tile);
-#pragma unroll
-      for (int e = 0; e < 64; ++e) facc[e] = 0.0f;
-      for (int i = 0; i < c.n_groups; ++i) consume(g++, c, c.g_begin + i, std::false_type{});
-      if (c.n_steps > c.n_groups) consume(g++, c, p.G, std::true_type{});
-      // (the producer runs ahead into the next tile meanwhile)
-      for_each_out_pair(p, facc, c.m0, c.n0, arow, t, [&](int64_t o, int col, float v0, float v1) { store_out_pair(p, o, col, v0, v1); });
-    }
+    for (int i = 0; i < n_groups; ++i) consume(i, std::false_type{});
+    if (n_steps > n_groups) consume(n_groups, std::true_type{});
+    for_each_out_pair(p, facc, m0, n0, arow, t, [&](int64_t o, int c, float v0, float v1) { store_out_pair(p, o, c, v0, v1); });
   }
 #else
   __trap();  // built without sm_90a: the host never dispatches here (see atom_gemm_wgmma_available())
 #endif
 }
 
-template <int kP, int kU, bool kPsums, bool kRowScales, int MODE = 0>
-KernelLaunch tma_launch(bool persistent = false) {
+template <int kP, int kU, bool kPsums, int MODE = 0>
+KernelLaunch tma_launch() {
   KernelLaunch k{nullptr, BM, BN, kThreads, TmaSmem<kP, kU>::kBytes, 1};
-  k.tma_fn = atom_gemm_tma_kernel<kP, kU, kPsums, kRowScales, MODE>;
-  k.persistent = persistent;
+  k.tma_fn = atom_gemm_tma_kernel<kP, kU, kPsums, MODE>;
   return k;
 }
 
@@ -360,22 +282,20 @@ TmaParams make_tma_params(const Params& p) {
   return tp;
 }
 
-// variant 0: kP = 6, kU = 3 (4 steps = 64 KB of copies in flight); variant 1: the same with the row-first
-// scales loaded before the wgmma; variant 2: variant 1 on a persistent grid (one CTA per SM, tiles strided). (A 10 + 3 ring was slower than 6 + 3 on every row, and an 8 + 4 one's psums
-// instance failed on K >= 4096: results.md §12a.) Diagnostic modes (`mode` != 0, timing only) run on
-// variant 0, or on variant 1 for mode + 8.
+// variant 0: kP = 6, kU = 3 (4 steps = 64 KB of copies in flight); variant 1: kP = 10, kU = 3 (8 steps). A third,
+// kP = 8 / kU = 4, was within 1% of variant 0 where it was faster, and its psums instance (tests only; it spilled 16
+// bytes) returned wrong sums on K >= 4096 while its fast instance's outputs were right (results.md §12a): removed.
+// Diagnostic modes (`mode` != 0, timing only) run on variant 0.
 KernelLaunch tma_kernel(bool psums, int variant, int mode) {
   switch (mode) {
-    case 1: return tma_launch<6, 3, false, false, 1>();
-    case 2: return tma_launch<6, 3, false, false, 2>();
-    case 4: return tma_launch<6, 3, false, false, 4>();
-    case 5: return tma_launch<6, 3, false, false, 5>();
-    case 9: return tma_launch<6, 3, false, true, 1>();
-    case 13: return tma_launch<6, 3, false, true, 5>();
+    case 1: return tma_launch<6, 3, false, 1>();
+    case 2: return tma_launch<6, 3, false, 2>();
+    case 4: return tma_launch<6, 3, false, 4>();
+    case 5: return tma_launch<6, 3, false, 5>();
     default: break;
   }
-  if (variant >= 1) return psums ? tma_launch<6, 3, true, true>(variant == 2) : tma_launch<6, 3, false, true>(variant == 2);
-  return psums ? tma_launch<6, 3, true, false>() : tma_launch<6, 3, false, false>();
+  if (variant == 1) return psums ? tma_launch<10, 3, true>() : tma_launch<10, 3, false>();
+  return psums ? tma_launch<6, 3, true>() : tma_launch<6, 3, false>();
 }
 
 }  // namespace atom::cuda::gemm_detail

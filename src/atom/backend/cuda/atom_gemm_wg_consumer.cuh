@@ -3,9 +3,8 @@
 // A consumer warpgroup owns 64 rows x 128 columns of the 128 x 128 tile as two 64-column halves of
 // wgmma m64n64 accumulators: element d[4j + e] of half h is row arow + 8(e/2), column 64h + 8j + 2t + e%2,
 // with arow = 64 * (consumer) + 16 * warp + lane / 4 and t = lane % 4.
-// A stage's fp32 scales (written by the producer), column-first: s_a[128], then per column pair c, c+1 one
-// float4 {s_w[c], s_w[c+1], -1.5 * 2^23 * s_w[c], -1.5 * 2^23 * s_w[c+1]} (the magic-number conversion's
-// offset); or row-first (TMA kernel, configs 20/21): see write_row_scales.
+// A stage's fp32 scales (written by the producer): s_a[128], then per column pair c, c+1 one float4
+// {s_w[c], s_w[c+1], -1.5 * 2^23 * s_w[c], -1.5 * 2^23 * s_w[c+1]} (the magic-number conversion's offset).
 #pragma once
 #include <cstdint>
 
@@ -30,80 +29,34 @@ __device__ __forceinline__ void load_half_scales(const float* sc, int arow, int 
   for (int j = 0; j < kWgPre; ++j) hs.w[j] = *reinterpret_cast<const float4*>(sc + kWgTileM + (32 * h + 4 * j + t) * 4);
 }
 
-// The promotion of one half: facc += fp32(acc) * s_a * s_w, as u = fma(x, m, c), f = fma(u, s, f) with
-// coef(j, e) -> {m, c, s} for accumulator element 4j + e. Normal groups: x is acc + the magic bits (exact
-// for |sum| <= 2^21) and c = -1.5 * 2^23 * m (exact), so u = acc * m rounded once; kExact (the outlier step,
-// whose sums may exceed 2^22): x = float(acc), c unused. kPsums: also store the int32 partial sums of group
-// gidx (tests; normal groups hold 256x their sum).
-struct PromoteCoef {
-  float m, c, s;
-};
-template <bool kExact, bool kPsums, class Coef>
-__device__ __forceinline__ void promote_half_by(float (&facc)[64], const int32_t (&acc)[32], int h, const Params& p,
-                                                int m0, int n0, int arow, int t, int gidx, int Gt, Coef&& coef) {
-  // psums offsets in 32 bits (atom_gemm checks M * N * Gt < 2^31): 64-bit per-element addresses spilled
+// facc(half h) += fp32(acc * s_w) * s_a. kExact (the outlier step): an exact int -> float conversion (its
+// sums may exceed the magic trick's 2^22); else the magic-number one (normal groups, |sum| <= 2^21).
+// kPsums: also store the int32 partial sums of group gidx (tests; normal groups hold 256x their sum).
+template <bool kExact, bool kPsums>
+__device__ __forceinline__ void promote_half(float (&facc)[64], const int32_t (&acc)[32], int h, const HalfScales& hs,
+                                             const Params& p, int m0, int n0, int arow, int t, int gidx, int Gt) {
+  const float sa0 = hs.sa0, sa1 = hs.sa1;
+  // psums offsets in 32 bits (atom_gemm checks M * N * Gt < 2^31): with 64-bit per-element addresses a
+  // tile-loop version of the TMA kernel's psums instance spilled 1.4 KB (results.md §13)
   const int r0 = m0 + arow, c0 = n0 + 64 * h + 2 * t;
   const int ps_base = kPsums ? (r0 * p.N + c0) * Gt + gidx : 0, ps_row8 = kPsums ? 8 * p.N * Gt : 0;
 #pragma unroll
-  for (int j = 0; j < 8; ++j)
+  for (int j = 0; j < 8; ++j) {
+    const float4 w4 = j < kWgPre ? hs.w[j < kWgPre ? j : 0]
+                                 : *reinterpret_cast<const float4*>(hs.sc + kWgTileM + (32 * h + 4 * j + t) * 4);
 #pragma unroll
     for (int e = 0; e < 4; ++e) {
       const int32_t a = acc[4 * j + e];
-      const PromoteCoef k = coef(j, e);
-      const float u = kExact ? float(a) * k.m : fmaf(__int_as_float(a + kMagicBits), k.m, k.c);
+      const float swe = (e % 2) ? w4.y : w4.x;
+      const float u = kExact ? float(a) * swe : fmaf(__int_as_float(a + kMagicBits), swe, (e % 2) ? w4.w : w4.z);
       float& f = facc[32 * h + 4 * j + e];
-      f = fmaf(u, k.s, f);
+      f = fmaf(u, (e / 2) ? sa1 : sa0, f);
       if (kPsums) {
         const int r = r0 + 8 * (e / 2), c = c0 + 8 * j + (e % 2);
         if (r < p.M && c < p.N) p.psums[ps_base + (e / 2) * ps_row8 + (8 * j + e % 2) * Gt] = kExact ? a : a / 256;  // (exact)
       }
     }
-}
-
-// The column-first form over HalfScales (s_w and its magic offset per column, then s_a per row).
-template <bool kExact, bool kPsums>
-__device__ __forceinline__ void promote_half(float (&facc)[64], const int32_t (&acc)[32], int h, const HalfScales& hs,
-                                             const Params& p, int m0, int n0, int arow, int t, int gidx, int Gt) {
-  promote_half_by<kExact, kPsums>(facc, acc, h, p, m0, n0, arow, t, gidx, Gt, [&](int j, int e) {
-    const float4 w4 = j < kWgPre ? hs.w[j < kWgPre ? j : 0]
-                                 : *reinterpret_cast<const float4*>(hs.sc + kWgTileM + (32 * h + 4 * j + t) * 4);
-    return PromoteCoef{(e % 2) ? w4.y : w4.x, (e % 2) ? w4.w : w4.z, (e / 2) ? hs.sa1 : hs.sa0};
-  });
-}
-
-// The row-first scale layout (TMA kernel): rows first, {s_a, -1.5 * 2^23 * s_a} per row (256 floats), then
-// s_w permuted so that a consumer thread's 16 columns of half h (64h + 8j + 2t + e, j < 8, e < 2) are 16
-// consecutive floats at 256 + 64h + 16t + 2j + e. A thread's whole step is 2 float2 + 8 float4 loads (36
-// registers), issued before the step's wgmma: loaded behind the wgmma's operand reads, the first FFMAs of
-// the promotion waited for them (21% of the consumers' stall samples, 2026-12-03 profile of config 19).
-constexpr int kRowScaleFloats = 2 * kWgTileM + 128;
-__device__ __forceinline__ void write_row_scales(float* sc, int pt, float sa, float sw) {
-  sc[2 * pt] = sa;
-  sc[2 * pt + 1] = -kMagic * sa;  // exact: 3 * 2^22 times an fp16 value
-  const int h = pt / 64, j = (pt % 64) / 8, t = (pt % 8) / 2, e = pt % 2;
-  sc[2 * kWgTileM + 64 * h + 16 * t + 2 * j + e] = sw;
-}
-struct StepScales {
-  float2 r0, r1;  // {s_a, offset} of rows arow, arow + 8
-  float4 w[2][4];
-};
-__device__ __forceinline__ void load_step_scales(const float* sc, int arow, int t, StepScales& ss) {
-  ss.r0 = *reinterpret_cast<const float2*>(sc + 2 * arow);
-  ss.r1 = *reinterpret_cast<const float2*>(sc + 2 * (arow + 8));
-#pragma unroll
-  for (int h = 0; h < 2; ++h)
-#pragma unroll
-    for (int q = 0; q < 4; ++q) ss.w[h][q] = *reinterpret_cast<const float4*>(sc + 2 * kWgTileM + 64 * h + 16 * t + 4 * q);
-}
-template <bool kExact, bool kPsums>
-__device__ __forceinline__ void promote_half_rows(float (&facc)[64], const int32_t (&acc)[32], int h, const StepScales& ss,
-                                                  const Params& p, int m0, int n0, int arow, int t, int gidx, int Gt) {
-  promote_half_by<kExact, kPsums>(facc, acc, h, p, m0, n0, arow, t, gidx, Gt, [&](int j, int e) {
-    const float4 w4 = ss.w[h][j / 2];
-    const float s = (j % 2) ? ((e % 2) ? w4.w : w4.z) : ((e % 2) ? w4.y : w4.x);
-    const float2 r = (e / 2) ? ss.r1 : ss.r0;
-    return PromoteCoef{r.x, r.y, s};
-  });
+  }
 }
 
 // f(o, c, v0, v1) for each of this thread's output pairs (row r < M, columns c, c + 1 at offset o).
