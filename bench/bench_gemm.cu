@@ -209,9 +209,10 @@ int main(int argc, char** argv) {
         const double t_ws5o = forced("atom-w4a4-ws-5stage-overlap", ws + 4);
         const double t_wspp = forced("atom-w4a4-ws-pingpong", 14);
         const double t_wsss = forced("atom-w4a4-ws-sumsplits", 17);
-        // the TMA-fed warp-specialized kernel (atom_gemm_tma.cu): 6 + 3 and 10 + 3 stages
+        // the TMA-fed warp-specialized kernel (atom_gemm_tma.cu): A in registers (19) or in shared memory (20, 21)
         const double t_tma = forced("atom-w4a4-tma", 19);
-        const double t_tma10 = forced("atom-w4a4-tma-10x3", 20);
+        const double t_tmass = forced("atom-w4a4-tma-ss", 20);
+        const double t_tmass2 = forced("atom-w4a4-tma-ss-scfirst", 21);
         // the decode path: the mma.sync kernels (configs 0: 16x64, 1: 64x64) and the overlapped warp-specialized
         // kernel forced at M <= 64, where auto dispatch switches from one to the other
         if (M <= 64) {
@@ -281,10 +282,10 @@ int main(int argc, char** argv) {
                     t_q > 0 ? 100.0 * double(M * K * 2 + a4_bytes) / t_q * 1e-6 / d2d_gbs : 0.0);
         auto r2 = [&](double base) { return (t_wg > 0 && base > 0) ? base / t_wg : 0.0; };
         if (t_wg > 0)
-          std::printf("%-26s %6lld | wgmma %8.1f us %5.0f TOPS | ws %8.1f us %5.0f TOPS | ws-5stage %8.1f | ws-overlap %8.1f | ws-pipe %8.1f | ws-5s-ovl %8.1f | ws-pingpong %8.1f | ws-sumsplits %8.1f | tma %8.1f | tma-10x3 %8.1f | mma.sync-128 %8.1f | "
+          std::printf("%-26s %6lld | wgmma %8.1f us %5.0f TOPS | ws %8.1f us %5.0f TOPS | ws-5stage %8.1f | ws-overlap %8.1f | ws-pipe %8.1f | ws-5s-ovl %8.1f | ws-pingpong %8.1f | ws-sumsplits %8.1f | tma %8.1f | tma-ss %8.1f | tma-ss-scfirst %8.1f | mma.sync-128 %8.1f | "
                       "wgmma xFP16 %5.2f | ws xFP16 %5.2f xINT8 %5.2f xFP8 %5.2f | diag no-promote %.1f no-unpack %.1f mma-only %.1f us\n",
                       sd.name, (long long)M, t_wg * 1e3, flops / t_wg * 1e-9, t_ws * 1e3, t_ws > 0 ? flops / t_ws * 1e-9 : 0.0,
-                      t_ws5 * 1e3, t_wso * 1e3, t_wsp * 1e3, t_ws5o * 1e3, t_wspp * 1e3, t_wsss * 1e3, t_tma * 1e3, t_tma10 * 1e3, t_mma * 1e3, r2(t16), t_ws > 0 ? t16 / t_ws : 0.0, t_ws > 0 ? t8 / t_ws : 0.0, t_ws > 0 ? tf8 / t_ws : 0.0,
+                      t_ws5 * 1e3, t_wso * 1e3, t_wsp * 1e3, t_ws5o * 1e3, t_wspp * 1e3, t_wsss * 1e3, t_tma * 1e3, t_tmass * 1e3, t_tmass2 * 1e3, t_mma * 1e3, r2(t16), t_ws > 0 ? t16 / t_ws : 0.0, t_ws > 0 ? t8 / t_ws : 0.0, t_ws > 0 ? tf8 / t_ws : 0.0,
                       t_diag[0] * 1e3, t_diag[1] * 1e3, t_diag[2] * 1e3);
         std::fflush(stdout);
       }

@@ -451,7 +451,7 @@ void launch_gemm(Params p, const KernelLaunch& k, int splits, int sm_count, cuda
 
 }  // namespace gemm_detail
 
-int atom_gemm_num_configs() { return 21; }
+int atom_gemm_num_configs() { return 22; }
 int atom_gemm_wgmma_config() { return 3; }
 int atom_gemm_ws_config() { return 7; }
 
@@ -507,7 +507,8 @@ void atom_gemm(const GpuAtomActs& a, const GpuAtomWeights& w, uint16_t* y_fp16, 
       launch_gemm(p, ws_supports(p) ? ws_kernel(p.psums != nullptr, 0, 6) : wgmma_kernel<2>(), force_splits, sm_count, s);
       break;
     case 19:  // the TMA-fed warp-specialized kernel: 6 packed + 3 unpacked stages (config 11 where it cannot run)
-    case 20:  // the same, 10 + 3 stages
+    case 20:  // the same with A unpacked by the producer too: both wgmma operands in shared memory
+    case 21:  // config 20 with the first half's scales loaded before the wgmma
       launch_gemm(p, tma_supports(p) ? tma_kernel(p.psums != nullptr, cfg - 19) : ws_kernel(p.psums != nullptr, 0, 4),
                   force_splits, sm_count, s);
       break;

@@ -85,10 +85,11 @@ void atom_quantize_acts_fp16(const uint16_t* x, int64_t m, const uint16_t* stage
 // dispatched); configs 15, 16: the streaming decode kernel, 16 weight rows x 8 / 16 tokens, weights straight to
 // registers (auto dispatch picks 15 for M <= 8 and 16 for M = 9..16); config 17: config 9
 // with split-K summed by the tile's last CTA (not dispatched); config 18: the streaming kernel with 32 tokens per
-// tile (auto dispatch picks it for M = 17..32); configs 19, 20: the TMA-fed warp-specialized kernel (packed A / B
-// tiles by 2D tensor copies, kP - 2 steps ahead; 6 + 3 and 10 + 3 packed + unpacked stages; falls back to config 11
-// when O > 128 or a base is not 16-byte aligned; atom_gemm_tma.cu, results.md §12); auto dispatch picks 19 where it
-// used to pick 11. (The configs 19-21
+// tile (auto dispatch picks it for M = 17..32); configs 19-21: the TMA-fed warp-specialized kernel (packed A / B
+// tiles by 2D tensor copies, kP - 2 steps ahead, 6 + 3 packed + unpacked stages; 19: A unpacked into registers by
+// the consumers, 20: A unpacked into shared memory by the producer, 21: config 20 with early scale loads; each
+// falls back to config 11 when O > 128 or a base is not 16-byte aligned; atom_gemm_tma.cu, results.md §12-13);
+// auto dispatch picks 19 where it used to pick 11. (The configs 19-21
 // of results.md §11 were measured slower than 11 and removed; the numbers were reused.)
 void atom_gemm(const GpuAtomActs& a, const GpuAtomWeights& w, uint16_t* y_fp16, float* y_f32,
                int32_t* psums = nullptr, cudaStream_t s = nullptr, int force_config = -1, int force_splits = 0);

@@ -1,4 +1,4 @@
-// W4A4 + INT8-outlier GEMM, warp-specialized, fed by TMA (sm_90a): configs 19, 20. Layouts: atom_gemm.h;
+// W4A4 + INT8-outlier GEMM, warp-specialized, fed by TMA (sm_90a): configs 19-21. Layouts: atom_gemm.h;
 // shared parts: atom_gemm_common.cuh, atom_gemm_wg_consumer.cuh; measurements: docs/results.md §12.
 // Why a second warp-specialized kernel: the cp.async one (atom_gemm_ws.cu) spends 65-85% of its time at
 // M = 256 on its data path alone (results §11b): 128 threads issue per-row 16-byte copies, two steps in
@@ -15,7 +15,8 @@
 //     then thread 0 issues the copies of step j + kP - 2 (the stage the consumers freed at step j - 2).
 //   consumers (warpgroups 1, 2: rows 0..63 / 64..127): config 11's one-step loop: A unpacked from P
 //     straight into wgmma's register fragment (P released right after), 4 x wgmma m64n64k32 s8 per
-//     64-column half, half 0 promoted under half 1's wgmma.
+//     64-column half, half 0 promoted under half 1's wgmma. Configs 20/21 (kAInSmem): the producer unpacks A
+//     too, into U after B, and the consumers' wgmma read both operands from shared memory.
 // INT4 is unpacked into the high nibble (bytes = 16 * q) with k permuted alike on A and B, as in the
 // cp.async kernel: group sums are 256x, s_w is stored / 256 (exact).
 #include <cuda_fp16.h>
@@ -36,12 +37,13 @@ constexpr int kThreads = 384, kProducerRegs = 120, kConsumerRegs = 192;
 static_assert(128 * kProducerRegs + 256 * kConsumerRegs <= 65536);
 constexpr int kTile4 = BM * 64;                 // one packed tile: 128 rows x 64 bytes
 constexpr int kPStage = 2 * kTile4;             // A | B packed, or the outlier step's INT8 A (128 x 128)
-constexpr int kUStage = BN * 128;               // B as INT8
+constexpr int kUStageB = BN * 128;              // B as INT8 (+ A as INT8 in the kAInSmem variant)
 constexpr int kScBytes = (BM + 2 * BN) * 4;     // s_a[BM], {s_w, -magic * s_w} per column pair
 constexpr int kScalesAhead = 4;                 // producer register ring of scales (steps)
 
-template <int kP, int kU>
+template <int kP, int kU, bool kAInSmem>
 struct TmaSmem {
+  static constexpr int kUStage = kUStageB + (kAInSmem ? BM * 128 : 0);
   static constexpr int kPOff = 0, kUOff = kP * kPStage, kScOff = kUOff + kU * kUStage;
   static constexpr int kBarOff = kScOff + kU * kScBytes;
   static constexpr int kBytes = kBarOff + 2 * (kP + kU) * 8 + 1024;  // + slack to align the base to 1024
@@ -50,11 +52,16 @@ struct TmaSmem {
 };
 
 // MODE (diagnostics only, wrong results): bit 0 = no promotion, bit 1 = no B unpacking, bit 2 = no wgmma.
-template <int kP, int kU, bool kPsums, int MODE = 0>
+// kAInSmem: the producer unpacks A as well (into U, after B), and both wgmma operands come from shared memory:
+// the consumers lose A's 16 fragment registers and its unpacking, and (kScalesFirst) load the first half's
+// scales before the wgmma instead of behind its operand reads (the 2026-12-03 profile's largest stall).
+template <int kP, int kU, bool kPsums, bool kAInSmem, bool kScalesFirst, int MODE = 0>
 __global__ void __launch_bounds__(kThreads, 1) atom_gemm_tma_kernel(const __grid_constant__ TmaParams tp) {
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
   static_assert(kP >= 3 && kU >= 2, "rings too shallow");
-  using L = TmaSmem<kP, kU>;
+  static_assert(kAInSmem || !kScalesFirst, "no registers for the early scales with A in registers");
+  using L = TmaSmem<kP, kU, kAInSmem>;
+  constexpr int kUStage = L::kUStage;
   constexpr int kAhead = kP - 2;  // steps whose copies are in flight ahead of the producer
   const Params& p = tp.p;
   extern __shared__ uint8_t smem_raw[];
@@ -123,28 +130,32 @@ __global__ void __launch_bounds__(kThreads, 1) atom_gemm_tma_kernel(const __grid
         sw = sw_ok ? p.swo[n0 + pt] : zero;
       }
     };
+    // packed row pt (64 bytes, 64B swizzle) -> INT8 row pt (128 bytes, 128B swizzle)
+    auto unpack_row = [&](const uint8_t* src, uint8_t* dst) {
+      uint4 wq[4];  // all four loads first: one shared-memory latency, not four
+#pragma unroll
+      for (int c = 0; c < 4; ++c) wq[c] = *reinterpret_cast<const uint4*>(src + ptx::sw64_off(pt, c));
+#pragma unroll
+      for (int c = 0; c < 4; ++c) {
+        uint4 lo, hi;
+        ptx::unpack_int4x8_x16_split(wq[c].x, lo.x, hi.x);
+        ptx::unpack_int4x8_x16_split(wq[c].y, lo.y, hi.y);
+        ptx::unpack_int4x8_x16_split(wq[c].z, lo.z, hi.z);
+        ptx::unpack_int4x8_x16_split(wq[c].w, lo.w, hi.w);
+        *reinterpret_cast<uint4*>(dst + ptx::sw128_off(pt, 2 * c)) = lo;
+        *reinterpret_cast<uint4*>(dst + ptx::sw128_off(pt, 2 * c + 1)) = hi;
+      }
+    };
     // step j: unpack B (or copy the INT8 outlier B), write the scales, publish U; issue step j + kAhead
     auto step = [&](int j, __half sa_h, __half sw_h) {
       ptx::mbar_wait(p_full + j % kP, (j / kP) & 1);
       ptx::mbar_wait(u_empty + j % kU, ((j / kU) & 1) ^ 1);
       uint8_t* ub = U(j);
       const bool normal = j < n_groups;
-      if (normal && !(MODE & 2)) {  // row pt of B, 16 * q in each byte, k permuted as A's (unpack_int4x8_x16_split)
-        const uint8_t* bp = P(j) + kTile4;
-        uint4 wq[4];  // all four loads first: one shared-memory latency, not four
-#pragma unroll
-        for (int c = 0; c < 4; ++c) wq[c] = *reinterpret_cast<const uint4*>(bp + ptx::sw64_off(pt, c));
-#pragma unroll
-        for (int c = 0; c < 4; ++c) {
-          uint4 lo, hi;
-          ptx::unpack_int4x8_x16_split(wq[c].x, lo.x, hi.x);
-          ptx::unpack_int4x8_x16_split(wq[c].y, lo.y, hi.y);
-          ptx::unpack_int4x8_x16_split(wq[c].z, lo.z, hi.z);
-          ptx::unpack_int4x8_x16_split(wq[c].w, lo.w, hi.w);
-          *reinterpret_cast<uint4*>(ub + ptx::sw128_off(pt, 2 * c)) = lo;
-          *reinterpret_cast<uint4*>(ub + ptx::sw128_off(pt, 2 * c + 1)) = hi;
-        }
-      } else {  // the outlier tail: INT8 B row pt as it is (channels past O zero-filled)
+      if (normal && !(MODE & 2)) {  // row pt of B (and of A), 16 * q in each byte, k permuted alike (unpack_int4x8_x16_split)
+        unpack_row(P(j) + kTile4, ub);
+        if constexpr (kAInSmem) unpack_row(P(j), ub + kUStageB);
+      } else if (!normal) {  // the outlier tail: INT8 B row pt as it is (channels past O zero-filled)
 #pragma unroll
         for (int c = 0; c < 8; ++c) {
           const bool ok = c * 16 < p.O && sw_ok;
@@ -226,11 +237,44 @@ __global__ void __launch_bounds__(kThreads, 1) atom_gemm_tma_kernel(const __grid
       for (int ks = 0; ks < 4; ++ks) ptx::wgmma_m64n64k32_s8_rs(acc, a[ks], ptx::wgmma_desc_add(desc, ks * 32), ks > 0 ? 1 : 0);
       ptx::wgmma_commit();
     };
+    // kAInSmem: the same with A from shared memory (this warpgroup's 64 rows of a 128B-swizzled INT8 tile)
+    auto mma_half_ss = [&](int32_t (&acc)[32], const uint8_t* at, const uint8_t* ub, int h) {
+      if (MODE & 4) return;
+      ptx::wgmma_fence_operands(acc);
+      ptx::wgmma_fence();
+      const uint64_t da = ptx::wgmma_desc_kmajor_sw128(at + cw * 64 * 128), db = ptx::wgmma_desc_kmajor_sw128(ub + h * 64 * 128);
+#pragma unroll
+      for (int ks = 0; ks < 4; ++ks)
+        ptx::wgmma_m64n64k32_s8(acc, ptx::wgmma_desc_add(da, ks * 32), ptx::wgmma_desc_add(db, ks * 32), ks > 0 ? 1 : 0);
+      ptx::wgmma_commit();
+    };
     uint32_t a[4][4];
     auto consume = [&](int i, auto exact) {
       constexpr bool kExact = decltype(exact)::value;
       const int gidx = kExact ? p.G : g_begin + i;
       ptx::mbar_wait(u_full + i % kU, (i / kU) & 1);
+      if constexpr (kAInSmem) {
+        // normal steps read nothing of P: release it at once; the outlier step's wgmma reads its INT8 A there
+        if (!kExact) ptx::mbar_arrive(p_empty + i % kP);
+        else ptx::mbar_wait(p_full + i % kP, (i / kP) & 1);
+        const uint8_t* ub = U(i);
+        const uint8_t* at = kExact ? P(i) : ub + kUStageB;
+        HalfScales hs;
+        if (kScalesFirst) load_half_scales(Sc(i), arow, t, 0, hs);
+        mma_half_ss(acc0, at, ub, 0);
+        mma_half_ss(acc1, at, ub, 1);
+        if (!kScalesFirst) load_half_scales(Sc(i), arow, t, 0, hs);
+        if (!(MODE & 4)) ptx::wgmma_wait<1>();
+        ptx::wgmma_fence_operands(acc0);
+        if (!(MODE & 1)) promote_half<kExact, kPsums>(facc, acc0, 0, hs, p, m0, n0, arow, t, gidx, Gt);
+        load_half_scales(Sc(i), arow, t, 1, hs);
+        if (!(MODE & 4)) ptx::wgmma_wait<0>();
+        ptx::wgmma_fence_operands(acc1);
+        if (!(MODE & 1)) promote_half<kExact, kPsums>(facc, acc1, 1, hs, p, m0, n0, arow, t, gidx, Gt);
+        if (kExact) ptx::mbar_arrive(p_empty + i % kP);
+        ptx::mbar_arrive(u_empty + i % kU);
+        return;
+      }
       ptx::mbar_wait(p_full + i % kP, (i / kP) & 1);  // (A's bytes: seen directly, not only via the producer)
       load_a(P(i), exact, a);
       ptx::mbar_arrive(p_empty + i % kP);
@@ -257,10 +301,10 @@ __global__ void __launch_bounds__(kThreads, 1) atom_gemm_tma_kernel(const __grid
 #endif
 }
 
-template <int kP, int kU, bool kPsums, int MODE = 0>
+template <int kP, int kU, bool kPsums, bool kAInSmem = false, bool kScalesFirst = false, int MODE = 0>
 KernelLaunch tma_launch() {
-  KernelLaunch k{nullptr, BM, BN, kThreads, TmaSmem<kP, kU>::kBytes, 1};
-  k.tma_fn = atom_gemm_tma_kernel<kP, kU, kPsums, MODE>;
+  KernelLaunch k{nullptr, BM, BN, kThreads, TmaSmem<kP, kU, kAInSmem>::kBytes, 1};
+  k.tma_fn = atom_gemm_tma_kernel<kP, kU, kPsums, kAInSmem, kScalesFirst, MODE>;
   return k;
 }
 
@@ -282,19 +326,20 @@ TmaParams make_tma_params(const Params& p) {
   return tp;
 }
 
-// variant 0: kP = 6, kU = 3 (4 steps = 64 KB of copies in flight); variant 1: kP = 10, kU = 3 (8 steps). A third,
-// kP = 8 / kU = 4, was within 1% of variant 0 where it was faster, and its psums instance (tests only; it spilled 16
-// bytes) returned wrong sums on K >= 4096 while its fast instance's outputs were right (results.md §12a): removed.
-// Diagnostic modes (`mode` != 0, timing only) run on variant 0.
+// variant 0: kP = 6, kU = 3 (4 steps = 64 KB of copies in flight); variant 1: the same with A unpacked by the
+// producer into shared memory (both wgmma operands there); variant 2: variant 1 with the first half's scales
+// loaded before the wgmma. (A 10 + 3 ring was slower than 6 + 3 on every row; an 8 + 4 one's psums instance
+// failed on K >= 4096: results.md §12a.) Diagnostic modes (`mode` != 0, timing only) run on variant 0.
 KernelLaunch tma_kernel(bool psums, int variant, int mode) {
   switch (mode) {
-    case 1: return tma_launch<6, 3, false, 1>();
-    case 2: return tma_launch<6, 3, false, 2>();
-    case 4: return tma_launch<6, 3, false, 4>();
-    case 5: return tma_launch<6, 3, false, 5>();
+    case 1: return tma_launch<6, 3, false, false, false, 1>();
+    case 2: return tma_launch<6, 3, false, false, false, 2>();
+    case 4: return tma_launch<6, 3, false, false, false, 4>();
+    case 5: return tma_launch<6, 3, false, false, false, 5>();
     default: break;
   }
-  if (variant == 1) return psums ? tma_launch<10, 3, true>() : tma_launch<10, 3, false>();
+  if (variant == 1) return psums ? tma_launch<6, 3, true, true>() : tma_launch<6, 3, false, true>();
+  if (variant == 2) return psums ? tma_launch<6, 3, true, true, true>() : tma_launch<6, 3, false, true, true>();
   return psums ? tma_launch<6, 3, true>() : tma_launch<6, 3, false>();
 }
 
