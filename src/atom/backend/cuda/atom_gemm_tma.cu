@@ -227,25 +227,21 @@ __global__ void __launch_bounds__(kThreads, 1) atom_gemm_tma_kernel(const __grid
         }
       }
     };
-    // 4 k-steps of one 64-column half into its accumulator, one commit group
-    auto mma_half = [&](int32_t (&acc)[32], const uint32_t (&a)[4][4], const uint8_t* ub, int h) {
+    // 4 k-steps of one 64-column half into its accumulator, one commit group. A from the registers a, or
+    // (kAInSmem) this warpgroup's 64 rows of the 128B-swizzled INT8 tile at `at`.
+    auto mma_half = [&](int32_t (&acc)[32], const uint32_t (&a)[4][4], const uint8_t* at, const uint8_t* ub, int h) {
       if (MODE & 4) return;
       ptx::wgmma_fence_operands(acc);
       ptx::wgmma_fence();
-      const uint64_t desc = ptx::wgmma_desc_kmajor_sw128(ub + h * 64 * 128);
+      const uint64_t db = ptx::wgmma_desc_kmajor_sw128(ub + h * 64 * 128);
+      const uint64_t da = kAInSmem ? ptx::wgmma_desc_kmajor_sw128(at + cw * 64 * 128) : 0;
 #pragma unroll
-      for (int ks = 0; ks < 4; ++ks) ptx::wgmma_m64n64k32_s8_rs(acc, a[ks], ptx::wgmma_desc_add(desc, ks * 32), ks > 0 ? 1 : 0);
-      ptx::wgmma_commit();
-    };
-    // kAInSmem: the same with A from shared memory (this warpgroup's 64 rows of a 128B-swizzled INT8 tile)
-    auto mma_half_ss = [&](int32_t (&acc)[32], const uint8_t* at, const uint8_t* ub, int h) {
-      if (MODE & 4) return;
-      ptx::wgmma_fence_operands(acc);
-      ptx::wgmma_fence();
-      const uint64_t da = ptx::wgmma_desc_kmajor_sw128(at + cw * 64 * 128), db = ptx::wgmma_desc_kmajor_sw128(ub + h * 64 * 128);
-#pragma unroll
-      for (int ks = 0; ks < 4; ++ks)
-        ptx::wgmma_m64n64k32_s8(acc, ptx::wgmma_desc_add(da, ks * 32), ptx::wgmma_desc_add(db, ks * 32), ks > 0 ? 1 : 0);
+      for (int ks = 0; ks < 4; ++ks) {
+        if constexpr (kAInSmem)
+          ptx::wgmma_m64n64k32_s8(acc, ptx::wgmma_desc_add(da, ks * 32), ptx::wgmma_desc_add(db, ks * 32), ks > 0 ? 1 : 0);
+        else
+          ptx::wgmma_m64n64k32_s8_rs(acc, a[ks], ptx::wgmma_desc_add(db, ks * 32), ks > 0 ? 1 : 0);
+      }
       ptx::wgmma_commit();
     };
     uint32_t a[4][4];
@@ -253,36 +249,23 @@ __global__ void __launch_bounds__(kThreads, 1) atom_gemm_tma_kernel(const __grid
       constexpr bool kExact = decltype(exact)::value;
       const int gidx = kExact ? p.G : g_begin + i;
       ptx::mbar_wait(u_full + i % kU, (i / kU) & 1);
+      const uint8_t* ub = U(i);
+      const uint8_t* at = nullptr;
       if constexpr (kAInSmem) {
         // normal steps read nothing of P: release it at once; the outlier step's wgmma reads its INT8 A there
         if (!kExact) ptx::mbar_arrive(p_empty + i % kP);
         else ptx::mbar_wait(p_full + i % kP, (i / kP) & 1);
-        const uint8_t* ub = U(i);
-        const uint8_t* at = kExact ? P(i) : ub + kUStageB;
-        HalfScales hs;
-        if (kScalesFirst) load_half_scales(Sc(i), arow, t, 0, hs);
-        mma_half_ss(acc0, at, ub, 0);
-        mma_half_ss(acc1, at, ub, 1);
-        if (!kScalesFirst) load_half_scales(Sc(i), arow, t, 0, hs);
-        if (!(MODE & 4)) ptx::wgmma_wait<1>();
-        ptx::wgmma_fence_operands(acc0);
-        if (!(MODE & 1)) promote_half<kExact, kPsums>(facc, acc0, 0, hs, p, m0, n0, arow, t, gidx, Gt);
-        load_half_scales(Sc(i), arow, t, 1, hs);
-        if (!(MODE & 4)) ptx::wgmma_wait<0>();
-        ptx::wgmma_fence_operands(acc1);
-        if (!(MODE & 1)) promote_half<kExact, kPsums>(facc, acc1, 1, hs, p, m0, n0, arow, t, gidx, Gt);
-        if (kExact) ptx::mbar_arrive(p_empty + i % kP);
-        ptx::mbar_arrive(u_empty + i % kU);
-        return;
+        at = kExact ? P(i) : ub + kUStageB;
+      } else {
+        ptx::mbar_wait(p_full + i % kP, (i / kP) & 1);  // (A's bytes: seen directly, not only via the producer)
+        load_a(P(i), exact, a);
+        ptx::mbar_arrive(p_empty + i % kP);
       }
-      ptx::mbar_wait(p_full + i % kP, (i / kP) & 1);  // (A's bytes: seen directly, not only via the producer)
-      load_a(P(i), exact, a);
-      ptx::mbar_arrive(p_empty + i % kP);
-      const uint8_t* ub = U(i);
-      mma_half(acc0, a, ub, 0);
-      mma_half(acc1, a, ub, 1);
       HalfScales hs;
-      load_half_scales(Sc(i), arow, t, 0, hs);
+      if (kScalesFirst) load_half_scales(Sc(i), arow, t, 0, hs);
+      mma_half(acc0, a, at, ub, 0);
+      mma_half(acc1, a, at, ub, 1);
+      if (!kScalesFirst) load_half_scales(Sc(i), arow, t, 0, hs);
       if (!(MODE & 4)) ptx::wgmma_wait<1>();
       ptx::wgmma_fence_operands(acc0);
       if (!(MODE & 1)) promote_half<kExact, kPsums>(facc, acc0, 0, hs, p, m0, n0, arow, t, gidx, Gt);
@@ -290,6 +273,7 @@ __global__ void __launch_bounds__(kThreads, 1) atom_gemm_tma_kernel(const __grid
       if (!(MODE & 4)) ptx::wgmma_wait<0>();
       ptx::wgmma_fence_operands(acc1);
       if (!(MODE & 1)) promote_half<kExact, kPsums>(facc, acc1, 1, hs, p, m0, n0, arow, t, gidx, Gt);
+      if (kAInSmem && kExact) ptx::mbar_arrive(p_empty + i % kP);
       ptx::mbar_arrive(u_empty + i % kU);
     };
     for (int i = 0; i < n_groups; ++i) consume(i, std::false_type{});
