@@ -3,6 +3,8 @@
 // quantizer vs a device-to-device copy. Median of batches of cudaEvent-timed launches, operands
 // rotated over enough copies to exceed L2. Writes JSON (--json FILE).
 //   bench_gemm [--json FILE] [--quick] [--ms 1,16,...] [--shapes N] [--diag (wgmma timing breakdown)]
+//              [--only CFG,CFG,... (time only these forced configs, e.g. for ncu)] [--splits N (with --only)]
+//              [--splits-sweep (config 23 at split-K 1, 2, 3, 4, 6, 8 beside auto)]
 #include <cuda_fp16.h>
 
 #include <algorithm>
@@ -76,11 +78,19 @@ int main(int argc, char** argv) {
   std::string json;
   bool quick = false, diag = false;
   int nshapes = 0;  // --shapes N: only the first N shapes
+  std::vector<int> only;  // --only: forced configs timed alone (no baselines)
+  int only_splits = 0;
+  bool splits_sweep = false;
   std::vector<int64_t> mlist = {1, 16, 64, 256, 1024, 4096, 16384};
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--json") && i + 1 < argc) json = argv[++i];
     else if (!std::strcmp(argv[i], "--quick")) quick = true;
     else if (!std::strcmp(argv[i], "--diag")) diag = true;
+    else if (!std::strcmp(argv[i], "--splits-sweep")) splits_sweep = true;
+    else if (!std::strcmp(argv[i], "--splits") && i + 1 < argc) only_splits = std::atoi(argv[++i]);
+    else if (!std::strcmp(argv[i], "--only") && i + 1 < argc) {
+      for (char* t = std::strtok(argv[++i], ","); t; t = std::strtok(nullptr, ",")) only.push_back(std::atoi(t));
+    }
     else if (!std::strcmp(argv[i], "--shapes") && i + 1 < argc) nshapes = std::atoi(argv[++i]);
     else if (!std::strcmp(argv[i], "--ms") && i + 1 < argc) {
       mlist.clear();
@@ -179,6 +189,18 @@ int main(int argc, char** argv) {
             return -1;
           }
         };
+        if (!only.empty()) {  // the listed forced configs alone (profiling, A/B of one variant)
+          for (int cfg : only) {
+            const std::string name = "cfg-" + std::to_string(cfg) + (only_splits ? "-s" + std::to_string(only_splits) : "");
+            const double t = guarded(name.c_str(), double(w4_bytes + a4_bytes + M * N * 2), [&](int i) {
+              atom_gemm(aa[i % ac], aw[i % wc], y.data(), nullptr, nullptr, st, cfg, only_splits);
+            });
+            std::printf("%-26s %6lld | %s %.1f us %.0f TOPS\n", sd.name, (long long)M, name.c_str(), t * 1e3,
+                        t > 0 ? flops / t * 1e-9 : 0.0);
+          }
+          std::fflush(stdout);
+          continue;
+        }
         // Timed twice, the first discarded: the first method timed after the input fill above read 4-11% slower
         // than the same kernel forced later in the run, even after time_ms's 50 ms warm-up (results.md §5d).
         auto run_auto = [&](int i) { atom_gemm(aa[i % ac], aw[i % wc], y.data(), nullptr, nullptr, st); };
@@ -254,7 +276,18 @@ int main(int argc, char** argv) {
                         (long long)M, kernel, t[0] * 1e3, t[1] * 1e3, t[2] * 1e3, t[3] * 1e3);
           };
           diag_row("ws", 105);   // config 11
-          diag_row("tma", 112);  // config 19 (the dispatched kernel)
+          diag_row("tma", 112);    // config 19
+          diag_row("tma-k2", 118);  // config 23 (the dispatched kernel)
+        }
+        if (splits_sweep && M >= 64 && atom_gemm_wgmma_available()) {  // config 23's split-K count, forced
+          const int counts[6] = {1, 2, 3, 4, 6, 8};
+          std::printf("%-26s %6lld | tma split-K us:", sd.name, (long long)M);
+          for (int c : counts) {
+            const double t = guarded(("atom-w4a4-tma-s" + std::to_string(c)).c_str(), double(w4_bytes + a4_bytes + M * N * 2),
+                                     [&](int i) { atom_gemm(aa[i % ac], aw[i % wc], y.data(), nullptr, nullptr, st, 23, c); });
+            std::printf(" s%d %.1f", c, t * 1e3);
+          }
+          std::printf(" | auto %.1f\n", t_atom * 1e3);
         }
         const double t_atomq = guarded("atom-w4a4+quant", double(w4_bytes + M * K * 2 + M * N * 2), [&](int i) {
           atom_quantize_acts_fp16(x16[i % xc].data(), M, aw[i % wc].stage.data(), L, 0.9f, 1.0f, qa, st);

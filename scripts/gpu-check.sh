@@ -15,7 +15,7 @@
 #   for the gpu stage; the parameterized suites are named Modes/GpuModelModes.* etc., which "GpuModel.*" does
 #   not match: "*" runs everything once), GPU_TEST_ARGS (more gtest flags, e.g. --gtest_repeat=20; ATOM_TEST_SEED=N
 #   replays a printed seed), SANITIZE_FILTER (gtest filter for compute-sanitizer), BENCH (which benchmarks:
-#   default "gemm attention"; "fused" adds bench_fused, "gptq" bench_gptq_gpu (GPTQ_BENCH_ARGS), "quantize" bench_quantize_gpu (QUANTIZE_BENCH_RUNS)
+#   default "gemm attention"; "fused" adds bench_fused, "tma" bench_tma (TMA_BENCH_ARGS), "gptq" bench_gptq_gpu (GPTQ_BENCH_ARGS), "quantize" bench_quantize_gpu (QUANTIZE_BENCH_RUNS)
 #   (QUANTIZE_BENCH_ARGS, default "--layers 4": 4 of llama2-7b's 32 layers at 128 x 2048 tokens, the whole model
 #   extrapolated per layer; QUANTIZE_BENCH_ARGS="" runs all 32, QUANTIZE_TIMEOUT default 540 s), "sdpa" PyTorch's SDPA as the attention reference), ATTN_BENCH_ARGS (extra arguments for bench_attention; ATTN_BENCH_ARGS2: a second run with these),
 #   FUSED_BENCH_ARGS (extra arguments for bench_fused), SERVE_RUNS (bench_serve_gpu runs of the "serve"
@@ -32,7 +32,7 @@
 #   cuda, fp16 and atom, on .devcarry/tiny/tiny-smollm-tokenizer.gguf from tools/loadtest/make_tiny_gguf.py),
 #   "accuracy" (issue 3 ladder at 128 x 2048 calibration, quantized and measured on the GPU; the model arrives as for
 #   "real"), "profile" (ncu on one kernel launch: PROFILE_KERNEL regex, PROFILE_BIN (default bench_gemm; bench_attention,
-#   bench_fused), PROFILE_ARGS, PROFILE_SKIP launches of it skipped first), "tp" (multi-GPU kinds only: GpuTensorParallel tests, llama2-70b atom at TP = 1/2/4/8 and fp16 at TP = 2).
+#   bench_fused), PROFILE_ARGS or PROFILE_RUNS, PROFILE_SKIP launches of it skipped first), "tp" (multi-GPU kinds only: GpuTensorParallel tests, llama2-70b atom at TP = 1/2/4/8 and fp16 at TP = 2).
 # Pieces: scripts/device-carry.sh (m1 = the first 38,500,000 bytes, m2 = the rest).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -110,6 +110,9 @@ if has bench; then
     "$BUILD/bench/bench_gemm" --json "$OUT/bench_gemm.json" ${BENCH_ARGS:-} 2>&1 | tee "$OUT/bench.log" | tail -120
     if command -v gnuplot >/dev/null && [ -f bench/plot_gemm.sh ]; then bash bench/plot_gemm.sh "$OUT/bench_gemm.json" "$OUT/bench_gemm.png"; fi
   fi
+  if [[ " $BENCH " == *" tma "* ]]; then  # TMA fill rate by box shape (the GEMM data path's copies alone)
+    "$BUILD/bench/bench_tma" --json "$OUT/bench_tma.json" ${TMA_BENCH_ARGS:-} 2>&1 | tee "$OUT/bench-tma.log" | tail -60
+  fi
   if [[ " $BENCH " == *" gptq "* ]]; then  # GPTQ on the GPU, one block's linears, extrapolated to the model
     timeout ${GPTQ_TIMEOUT:-300} "$BUILD/bench/bench_gptq_gpu" --json "$OUT/bench_gptq.json" ${GPTQ_BENCH_ARGS:-} 2>&1 | tee "$OUT/bench-gptq.log" | tail -12
     SUMMARY+=("bench_gptq_gpu: rc=${PIPESTATUS[0]}, $(grep -E 'whole model' "$OUT/bench-gptq.log")")
@@ -145,18 +148,28 @@ fi
 # "profile": Nsight Compute on one kernel launch of a benchmark (hardware counters; clocks left alone).
 #   PROFILE_KERNEL (name regex, default the warp-specialized GEMM), PROFILE_BIN (default bench_gemm),
 #   PROFILE_ARGS (its arguments), PROFILE_SKIP (launches of the kernel to skip first, default 0).
+#   PROFILE_RUNS: several profiles in one call, ';'-separated argument lists for PROFILE_BIN (each replaces
+#   PROFILE_ARGS; reports profile-1, profile-2, ...).
 if has profile; then
-  say "ncu profile (${PROFILE_KERNEL:-ws_kernel})"
-  timeout ${PROFILE_TIMEOUT:-240} ncu --clock-control none --kernel-name "regex:${PROFILE_KERNEL:-ws_kernel}" --launch-count 1 \
-    --launch-skip ${PROFILE_SKIP:-0} --set full --import-source no -o "$OUT/profile" "$BUILD/bench/${PROFILE_BIN:-bench_gemm}" \
-    ${PROFILE_ARGS:---shapes 1 --ms 16384} >"$OUT/ncu-run.log" 2>&1
-  SUMMARY+=("ncu: rc=$?")
-  ncu --import "$OUT/profile.ncu-rep" --page details >"$OUT/ncu.log" 2>&1
-  # per-SASS-instruction counters (executed instructions, stall samples) for reading on the dev box
-  ncu --import "$OUT/profile.ncu-rep" --page source --print-source sass --csv 2>&1 | gzip >"$OUT/ncu-sass.csv.gz"
+  IFS=';' read -ra PRUNS <<<"${PROFILE_RUNS:-${PROFILE_ARGS:---shapes 1 --ms 16384}}"
+  pi=0
+  for pargs in "${PRUNS[@]}"; do
+    pi=$((pi + 1))
+    say "ncu profile $pi (${PROFILE_KERNEL:-ws_kernel}): $pargs"
+    # shellcheck disable=SC2086
+    timeout ${PROFILE_TIMEOUT:-240} ncu --clock-control none --kernel-name "regex:${PROFILE_KERNEL:-ws_kernel}" --launch-count 1 \
+      --launch-skip ${PROFILE_SKIP:-0} --set full --import-source no -o "$OUT/profile-$pi" "$BUILD/bench/${PROFILE_BIN:-bench_gemm}" \
+      $pargs >"$OUT/ncu-run-$pi.log" 2>&1
+    SUMMARY+=("ncu $pi ($pargs): rc=$?")
+    ncu --import "$OUT/profile-$pi.ncu-rep" --page details >"$OUT/ncu-$pi.log" 2>&1
+    # stall reasons (sampled warp states) and pipe / shared-memory counters, appended to the details
+    ncu --import "$OUT/profile-$pi.ncu-rep" --page raw 2>&1 | grep -E "pcsamp_warps_issue_stalled|pipe_.*_cycles_active|inst_executed_pipe|shared_op|data_pipe_lsu_wavefronts_mem_shared|l1tex__throughput|lts__t_sectors_srcunit_tex|sm__cycles_elapsed.avg " >>"$OUT/ncu-$pi.log"
+    # per-SASS-instruction counters (executed instructions, stall samples) for reading on the dev box
+    ncu --import "$OUT/profile-$pi.ncu-rep" --page source --print-source sass --csv 2>&1 | gzip >"$OUT/ncu-sass-$pi.csv.gz"
+    grep -E "Duration|Throughput|Stall|Issue|Warp Cycles|Eligible|Active Warps|Registers|Bank|L1/TEX Hit|L2 Hit|Pipe|Executed Ipc" "$OUT/ncu-$pi.log" | head -40
+  done
   # the SASS of the GEMM objects (the dev box has no cuobjdump)
   for o in $(find "$BUILD" -name 'atom_gemm*.cu.o'); do cuobjdump -sass "$o" 2>&1 | gzip >"$OUT/$(basename "$o").sass.gz"; done
-  grep -E "Duration|Throughput|Stall|Issue|Warp Cycles|Eligible|Active Warps|Registers|Bank|L1/TEX Hit|L2 Hit|Pipe|Executed Ipc" "$OUT/ncu.log" | head -60
 fi
 
 if has cpu; then

@@ -339,6 +339,8 @@ __global__ void f32_to_f16_kernel(const float* __restrict__ x, __half* __restric
 // Thirteenth session (bench/results-h200-2026-12-03-session13-gemm-tma.log): the TMA-fed kernel (config 19, 6 + 3
 // stages) beats config 11 on 33 of 35 rows at M = 64..4096 (by 0.5-6%) and loses on 28672 -> 8192 at M = 64 (1.7%)
 // and 128 (0.4%); it takes every M >= kWsMinM that it supports (config 11 the rest).
+// Sixteenth session (results.md §14): config 23 (two groups per TMA copy, float2 column scales) beats 19 by 1-2.5%
+// on the 14 rows of M = 256..4096 measured side by side, and replaces it.
 constexpr int64_t kWgmmaMinM = 128;
 constexpr int64_t kStream8MaxM = 8;
 constexpr int64_t kStream16MaxM = 16;
@@ -353,7 +355,7 @@ int auto_config(const Params& p) {
   if (p.M <= kStream32MaxM) return 18;
   int cfg = p.M <= 128 ? 1 : 2;
   if (atom_gemm_wgmma_available()) {
-    if (p.M >= kWsMinM && tma_supports(p)) cfg = 19;
+    if (p.M >= kWsMinM && tma_supports(p)) cfg = 23;
     else if (p.M >= kWsMinM && ws_supports(p)) cfg = 11;
     else if (kWgmmaMinM > 0 && p.M >= kWgmmaMinM) cfg = 3;
   }
@@ -415,7 +417,7 @@ void launch_gemm(Params p, const KernelLaunch& k, int splits, int sm_count, cuda
   auto launch = [&] {
     void* args[1] = {&p};
     if (k.tma_fn) {
-      tp = make_tma_params(p);
+      tp = make_tma_params(p, k.tma_groups);
       args[0] = &tp;
     }
     ATOM_CUDA_CHECK(cudaLaunchKernel(fn, grid, dim3(k.threads), args, size_t(k.smem), s));
@@ -451,7 +453,7 @@ void launch_gemm(Params p, const KernelLaunch& k, int splits, int sm_count, cuda
 
 }  // namespace gemm_detail
 
-int atom_gemm_num_configs() { return 22; }
+int atom_gemm_num_configs() { return 24; }
 int atom_gemm_wgmma_config() { return 3; }
 int atom_gemm_ws_config() { return 7; }
 
@@ -509,6 +511,8 @@ void atom_gemm(const GpuAtomActs& a, const GpuAtomWeights& w, uint16_t* y_fp16, 
     case 19:  // the TMA-fed warp-specialized kernel: 6 packed + 3 unpacked stages (config 11 where it cannot run)
     case 20:  // the same with A unpacked by the producer too: both wgmma operands in shared memory
     case 21:  // config 20 with the first half's scales loaded before the wgmma
+    case 22:  // config 19 with two groups per TMA box row (128-byte rows): 4 + 3 stages
+    case 23:  // config 22 with float2 column scales (half the consumers' scale loads): dispatched
       launch_gemm(p, tma_supports(p) ? tma_kernel(p.psums != nullptr, cfg - 19) : ws_kernel(p.psums != nullptr, 0, 4),
                   force_splits, sm_count, s);
       break;
@@ -537,6 +541,14 @@ void atom_gemm(const GpuAtomActs& a, const GpuAtomWeights& w, uint16_t* y_fp16, 
     case 113: launch_gemm(p, tma_kernel(false, 0, 2), force_splits, sm_count, s); break;
     case 114: launch_gemm(p, tma_kernel(false, 0, 4), force_splits, sm_count, s); break;
     case 115: launch_gemm(p, tma_kernel(false, 0, 5), force_splits, sm_count, s); break;
+    // diagnostics of config 22: no promotion / neither wgmma nor promotion
+    case 116: launch_gemm(p, tma_kernel(false, 3, 1), force_splits, sm_count, s); break;
+    case 117: launch_gemm(p, tma_kernel(false, 3, 5), force_splits, sm_count, s); break;
+    // diagnostics of config 23: no promotion / no B unpacking / no wgmma / neither wgmma nor promotion
+    case 118: launch_gemm(p, tma_kernel(false, 4, 1), force_splits, sm_count, s); break;
+    case 119: launch_gemm(p, tma_kernel(false, 4, 2), force_splits, sm_count, s); break;
+    case 120: launch_gemm(p, tma_kernel(false, 4, 4), force_splits, sm_count, s); break;
+    case 121: launch_gemm(p, tma_kernel(false, 4, 5), force_splits, sm_count, s); break;
     // diagnostic of config 0: weights read in a 64-row-block layout (does DRAM locality bound decode?)
     case 109: launch_gemm(p, mma_sync_kernel(109), force_splits, sm_count, s); break;
     // config 0 with deeper stage rings (timing only, not in the tests' config loop)

@@ -89,7 +89,8 @@ void atom_quantize_acts_fp16(const uint16_t* x, int64_t m, const uint16_t* stage
 // tiles by 2D tensor copies, kP - 2 steps ahead, 6 + 3 packed + unpacked stages; 19: A unpacked into registers by
 // the consumers, 20: A unpacked into shared memory by the producer, 21: config 20 with early scale loads; each
 // falls back to config 11 when O > 128 or a base is not 16-byte aligned; atom_gemm_tma.cu, results.md §12-13);
-// auto dispatch picks 19 where it used to pick 11. (The configs 19-21
+// auto dispatch picked 19 where it used to pick 11; config 22: config 19 with two groups per TMA copy (128-byte
+// box rows, 4 + 3 stages), 23: config 22 with float2 column scales, dispatched instead of 19 (results.md §14). (The configs 19-21
 // of results.md §11 were measured slower than 11 and removed; the numbers were reused.)
 void atom_gemm(const GpuAtomActs& a, const GpuAtomWeights& w, uint16_t* y_fp16, float* y_f32,
                int32_t* psums = nullptr, cudaStream_t s = nullptr, int force_config = -1, int force_splits = 0);

@@ -105,6 +105,7 @@ struct KernelLaunch {
   int ctas_per_sm;  // CTA slots per SM that auto split-K fills (ctas_per_sm x SMs blocks)
   bool splitk_sum = false;  // split-K through p.partials / p.counters (else fp32 atomics)
   void (*tma_fn)(TmaParams) = nullptr;  // set instead of fn: a kernel taking TmaParams (built at launch)
+  int tma_groups = 1;  // tma_fn: groups per TMA box row (make_tma_params)
 };
 // Launches `k` over the (M, N) tiles; splits <= 0 picks split-K automatically (each split at least 4
 // groups deep). With more than one split the partial outputs are either summed by the tile's last CTA
@@ -126,6 +127,6 @@ bool ws_supports(const Params& p);
 // whether it takes these operands (O <= 128, 16-byte aligned bases), and its parameters with the tensor maps.
 KernelLaunch tma_kernel(bool psums, int variant = 0, int mode = 0);
 bool tma_supports(const Params& p);
-TmaParams make_tma_params(const Params& p);
+TmaParams make_tma_params(const Params& p, int groups_per_stage = 1);
 
 }  // namespace atom::cuda::gemm_detail

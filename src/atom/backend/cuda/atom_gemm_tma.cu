@@ -41,28 +41,35 @@ constexpr int kUStageB = BN * 128;              // B as INT8 (+ A as INT8 in the
 constexpr int kScBytes = (BM + 2 * BN) * 4;     // s_a[BM], {s_w, -magic * s_w} per column pair
 constexpr int kScalesAhead = 4;                 // producer register ring of scales (steps)
 
-template <int kP, int kU, bool kAInSmem>
+// kG: groups per packed stage (one TMA step). kG = 2 copies 128-byte box rows (two groups of a row) instead of 64:
+// one issuing thread fills ~32 bytes per clock per SM that way against ~18 (bench_tma, results.md §14).
+template <int kP, int kU, bool kAInSmem, int kG = 1>
 struct TmaSmem {
   static constexpr int kUStage = kUStageB + (kAInSmem ? BM * 128 : 0);
-  static constexpr int kPOff = 0, kUOff = kP * kPStage, kScOff = kUOff + kU * kUStage;
+  static constexpr int kPStageBytes = kG * kPStage;  // kG groups of A, then kG groups of B (or the outlier A)
+  static constexpr int kPOff = 0, kUOff = kP * kPStageBytes, kScOff = kUOff + kU * kUStage;
   static constexpr int kBarOff = kScOff + kU * kScBytes;
   static constexpr int kBytes = kBarOff + 2 * (kP + kU) * 8 + 1024;  // + slack to align the base to 1024
   static_assert(kBytes <= 227 * 1024, "shared memory");
-  static_assert(kPOff % 1024 == 0 && kUOff % 1024 == 0 && kPStage % 1024 == 0 && kUStage % 1024 == 0);
+  static_assert(kPOff % 1024 == 0 && kUOff % 1024 == 0 && kPStageBytes % 1024 == 0 && kUStage % 1024 == 0);
 };
 
 // MODE (diagnostics only, wrong results): bit 0 = no promotion, bit 1 = no B unpacking, bit 2 = no wgmma.
 // kAInSmem: the producer unpacks A as well (into U, after B), and both wgmma operands come from shared memory:
 // the consumers lose A's 16 fragment registers and its unpacking, and (kScalesFirst) load the first half's
 // scales before the wgmma instead of behind its operand reads (the 2026-12-03 profile's largest stall).
-template <int kP, int kU, bool kPsums, bool kAInSmem, bool kScalesFirst, int MODE = 0>
+// kG = 2: a packed stage holds two groups (a "pair"; 128-byte rows, 128B swizzle) and the consumers and the
+// unpacking still go one group at a time; group i lives in pair i / 2 at 64 * (i % 2) bytes of each row.
+// kF2: the column scales as float2 pairs (atom_gemm_wg_consumer.cuh), half the consumers' scale bytes.
+template <int kP, int kU, bool kPsums, bool kAInSmem, bool kScalesFirst, int MODE = 0, int kG = 1, bool kF2 = false>
 __global__ void __launch_bounds__(kThreads, 1) atom_gemm_tma_kernel(const __grid_constant__ TmaParams tp) {
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
   static_assert(kP >= 3 && kU >= 2, "rings too shallow");
   static_assert(kAInSmem || !kScalesFirst, "no registers for the early scales with A in registers");
-  using L = TmaSmem<kP, kU, kAInSmem>;
+  static_assert(kG == 1 || (kG == 2 && !kAInSmem), "two-group stages: A in registers only");
+  using L = TmaSmem<kP, kU, kAInSmem, kG>;
   constexpr int kUStage = L::kUStage;
-  constexpr int kAhead = kP - 2;  // steps whose copies are in flight ahead of the producer
+  constexpr int kAhead = kP - 2;  // packed stages whose copies are in flight ahead of the producer
   const Params& p = tp.p;
   extern __shared__ uint8_t smem_raw[];
   // the swizzle patterns are those of absolute addresses: align the base to 1024
@@ -71,7 +78,7 @@ __global__ void __launch_bounds__(kThreads, 1) atom_gemm_tma_kernel(const __grid
   uint64_t* p_empty = p_full + kP;
   uint64_t* u_full = p_empty + kP;
   uint64_t* u_empty = u_full + kU;
-  auto P = [&](int i) { return smem + L::kPOff + (i % kP) * kPStage; };
+  auto P = [&](int q) { return smem + L::kPOff + (q % kP) * L::kPStageBytes; };
   auto U = [&](int i) { return smem + L::kUOff + (i % kU) * kUStage; };
   auto Sc = [&](int i) { return reinterpret_cast<float*>(smem + L::kScOff + (i % kU) * kScBytes); };
 
@@ -80,6 +87,14 @@ __global__ void __launch_bounds__(kThreads, 1) atom_gemm_tma_kernel(const __grid
   const int g_begin = blockIdx.z * p.groups_per_split;
   const int n_groups = max(0, min(p.G, g_begin + p.groups_per_split) - g_begin);
   const int n_steps = n_groups + ((blockIdx.z == 0 && p.O > 0) ? 1 : 0);
+  // packed stages: ceil(n_groups / kG) of groups, then the outlier step's own. Group step i -> its stage q(i),
+  // its place in it (sub), and whether it is the stage's last (the one that releases it).
+  const int n_gstages = (n_groups + kG - 1) / kG, n_pstages = n_gstages + (n_steps > n_groups ? 1 : 0);
+  auto q_of = [&](int i) { return i < n_groups ? i / kG : n_gstages; };
+  auto sub_of = [&](int i) { return i < n_groups ? i % kG : 0; };
+  auto last_of = [&](int i) { return i >= n_groups || i % kG == kG - 1 || i == n_groups - 1; };
+  // 16-byte chunk c (0..3) of group sub's 64 bytes in packed row r
+  auto packed_off = [&](int r, int sub, int c) { return kG == 1 ? ptx::sw64_off(r, c) : ptx::sw128_off(r, 4 * sub + c); };
 
   if (tid == 0) {
     ptx::tma_prefetch_map(&tp.a4);
@@ -101,20 +116,23 @@ __global__ void __launch_bounds__(kThreads, 1) atom_gemm_tma_kernel(const __grid
     // ================================ producer ================================
     ptx::setmaxnreg_dec<kProducerRegs>();
     const int pt = tid;
-    // step i's copies into P stage i (thread 0 only): A and B tiles of group g_begin + i, or the outlier A
-    auto issue = [&](int i) {
-      ptx::mbar_wait(p_empty + i % kP, ((i / kP) & 1) ^ 1);
-      uint8_t* st = P(i);
-      ptx::mbar_arrive_expect_tx(p_full + i % kP, kPStage);
-      if (i < n_groups) {
-        ptx::tma_load_2d(st, &tp.a4, (g_begin + i) * 64, m0, p_full + i % kP);
-        ptx::tma_load_2d(st + kTile4, &tp.w4, (g_begin + i) * 64, n0, p_full + i % kP);
+    // packed stage q's copies (thread 0 only): A and B tiles of groups g_begin + kG q .., or the outlier A. A
+    // group past the tensor is zero-filled; one past this split's groups is loaded and never used.
+    auto issue = [&](int q) {
+      ptx::mbar_wait(p_empty + q % kP, ((q / kP) & 1) ^ 1);
+      uint8_t* st = P(q);
+      uint64_t* bar = p_full + q % kP;
+      if (q < n_gstages) {
+        ptx::mbar_arrive_expect_tx(bar, L::kPStageBytes);
+        ptx::tma_load_2d(st, &tp.a4, (g_begin + kG * q) * 64, m0, bar);
+        ptx::tma_load_2d(st + kG * kTile4, &tp.w4, (g_begin + kG * q) * 64, n0, bar);
       } else {
-        ptx::tma_load_2d(st, &tp.a8, 0, m0, p_full + i % kP);
+        ptx::mbar_arrive_expect_tx(bar, kPStage);
+        ptx::tma_load_2d(st, &tp.a8, 0, m0, bar);
       }
     };
     if (pt == 0)
-      for (int i = 0; i < min(kAhead, n_steps); ++i) issue(i);
+      for (int q = 0; q < min(kAhead, n_pstages); ++q) issue(q);
 
     // this thread's scale rows (rows past M / N read row 0, a valid address, and use 0)
     const bool sa_ok = m0 + pt < p.M, sw_ok = n0 + pt < p.N;
@@ -130,11 +148,11 @@ __global__ void __launch_bounds__(kThreads, 1) atom_gemm_tma_kernel(const __grid
         sw = sw_ok ? p.swo[n0 + pt] : zero;
       }
     };
-    // packed row pt (64 bytes, 64B swizzle) -> INT8 row pt (128 bytes, 128B swizzle)
-    auto unpack_row = [&](const uint8_t* src, uint8_t* dst) {
+    // group sub of packed row pt (64 bytes; 64B or 128B swizzle) -> INT8 row pt (128 bytes, 128B swizzle)
+    auto unpack_row = [&](const uint8_t* src, int sub, uint8_t* dst) {
       uint4 wq[4];  // all four loads first: one shared-memory latency, not four
 #pragma unroll
-      for (int c = 0; c < 4; ++c) wq[c] = *reinterpret_cast<const uint4*>(src + ptx::sw64_off(pt, c));
+      for (int c = 0; c < 4; ++c) wq[c] = *reinterpret_cast<const uint4*>(src + packed_off(pt, sub, c));
 #pragma unroll
       for (int c = 0; c < 4; ++c) {
         uint4 lo, hi;
@@ -148,13 +166,14 @@ __global__ void __launch_bounds__(kThreads, 1) atom_gemm_tma_kernel(const __grid
     };
     // step j: unpack B (or copy the INT8 outlier B), write the scales, publish U; issue step j + kAhead
     auto step = [&](int j, __half sa_h, __half sw_h) {
-      ptx::mbar_wait(p_full + j % kP, (j / kP) & 1);
+      const int q = q_of(j);
+      ptx::mbar_wait(p_full + q % kP, (q / kP) & 1);
       ptx::mbar_wait(u_empty + j % kU, ((j / kU) & 1) ^ 1);
       uint8_t* ub = U(j);
       const bool normal = j < n_groups;
       if (normal && !(MODE & 2)) {  // row pt of B (and of A), 16 * q in each byte, k permuted alike (unpack_int4x8_x16_split)
-        unpack_row(P(j) + kTile4, ub);
-        if constexpr (kAInSmem) unpack_row(P(j), ub + kUStageB);
+        unpack_row(P(q) + kG * kTile4, sub_of(j), ub);
+        if constexpr (kAInSmem) unpack_row(P(q), 0, ub + kUStageB);
       } else if (!normal) {  // the outlier tail: INT8 B row pt as it is (channels past O zero-filled)
 #pragma unroll
         for (int c = 0; c < 8; ++c) {
@@ -168,12 +187,13 @@ __global__ void __launch_bounds__(kThreads, 1) atom_gemm_tma_kernel(const __grid
       const float sw = __half2float(sw_h) * (normal ? 1.0f / 256.0f : 1.0f);  // normal: sums are 256x (exact)
       float* sc = Sc(j);
       sc[pt] = sa;
-      sc[BM + (pt >> 1) * 4 + (pt & 1)] = sw;
-      sc[BM + (pt >> 1) * 4 + 2 + (pt & 1)] = -kMagic * sw;  // exact: 3 * 2^22 times an fp16 value
+      store_col_scale<kF2>(sc, pt, sw);
       ptx::fence_proxy_async_shared();  // the INT8 B (generic writes, cp.async) is read by wgmma (async proxy)
       ptx::mbar_arrive(u_full + j % kU);
-      ptx::mbar_arrive(p_empty + j % kP);
-      if (pt == 0 && j + kAhead < n_steps) issue(j + kAhead);
+      if (last_of(j)) {
+        ptx::mbar_arrive(p_empty + q % kP);
+        if (pt == 0 && q + kAhead < n_pstages) issue(q + kAhead);
+      }
     };
     // The scales of the kScalesAhead steps in flight live in a register ring indexed by compile-time
     // constants (unrolled loop): step j loads step j + R - 1's into the slot step j - 1 used.
@@ -208,12 +228,12 @@ __global__ void __launch_bounds__(kThreads, 1) atom_gemm_tma_kernel(const __grid
 
     // A's registers for wgmma: logical k 4t..4t+3 / 16+4t.. of k-step kk hold the even / odd elements of
     // packed word 4kk + t, the permutation the producer applies to B. Rows arow and arow + 8 share a swizzle.
-    auto load_a = [&](const uint8_t* pa, auto exact, uint32_t (&a)[4][4]) {
+    auto load_a = [&](const uint8_t* pa, int sub, auto exact, uint32_t (&a)[4][4]) {
       if constexpr (!decltype(exact)::value) {
 #pragma unroll
         for (int kk = 0; kk < 4; ++kk) {
-          const uint32_t w0 = *reinterpret_cast<const uint32_t*>(pa + ptx::sw64_off(arow, kk) + t * 4);
-          const uint32_t w1 = *reinterpret_cast<const uint32_t*>(pa + ptx::sw64_off(arow + 8, kk) + t * 4);
+          const uint32_t w0 = *reinterpret_cast<const uint32_t*>(pa + packed_off(arow, sub, kk) + t * 4);
+          const uint32_t w1 = *reinterpret_cast<const uint32_t*>(pa + packed_off(arow + 8, sub, kk) + t * 4);
           ptx::unpack_int4x8_x16_split(w0, a[kk][0], a[kk][2]);
           ptx::unpack_int4x8_x16_split(w1, a[kk][1], a[kk][3]);
         }
@@ -245,39 +265,48 @@ __global__ void __launch_bounds__(kThreads, 1) atom_gemm_tma_kernel(const __grid
       ptx::wgmma_commit();
     };
     uint32_t a[4][4];
-    auto consume = [&](int i, auto exact) {
+    // sub: group i's place in its packed stage, a compile-time constant (a run-time one made ptxas inject
+    // warpgroup.arrive before the wgmma reading A's registers, C7519)
+    auto consume = [&](int i, auto exact, auto sub) {
       constexpr bool kExact = decltype(exact)::value;
       const int gidx = kExact ? p.G : g_begin + i;
+      const int q = kExact ? n_gstages : i / kG;
+      // the consumer that loads a stage's last group releases it (after its wgmma are issued: no branch between
+      // the A registers' loads and the wgmma that read them)
+      const bool release = kExact || kG == 1 || decltype(sub)::value == kG - 1 || i == n_groups - 1;
       ptx::mbar_wait(u_full + i % kU, (i / kU) & 1);
       const uint8_t* ub = U(i);
       const uint8_t* at = nullptr;
-      if constexpr (kAInSmem) {
+      if constexpr (kAInSmem) {  // (kG = 1: stage q is step i)
         // normal steps read nothing of P: release it at once; the outlier step's wgmma reads its INT8 A there
-        if (!kExact) ptx::mbar_arrive(p_empty + i % kP);
-        else ptx::mbar_wait(p_full + i % kP, (i / kP) & 1);
-        at = kExact ? P(i) : ub + kUStageB;
+        if (!kExact) ptx::mbar_arrive(p_empty + q % kP);
+        else ptx::mbar_wait(p_full + q % kP, (q / kP) & 1);
+        at = kExact ? P(q) : ub + kUStageB;
       } else {
-        ptx::mbar_wait(p_full + i % kP, (i / kP) & 1);  // (A's bytes: seen directly, not only via the producer)
-        load_a(P(i), exact, a);
-        ptx::mbar_arrive(p_empty + i % kP);
+        ptx::mbar_wait(p_full + q % kP, (q / kP) & 1);  // (A's bytes: seen directly, not only via the producer)
+        load_a(P(q), decltype(sub)::value, exact, a);
       }
-      HalfScales hs;
-      if (kScalesFirst) load_half_scales(Sc(i), arow, t, 0, hs);
+      HalfScales<kF2> hs;
+      if (kScalesFirst) load_half_scales<kF2>(Sc(i), arow, t, 0, hs);
       mma_half(acc0, a, at, ub, 0);
       mma_half(acc1, a, at, ub, 1);
-      if (!kScalesFirst) load_half_scales(Sc(i), arow, t, 0, hs);
+      if (!kAInSmem && release) ptx::mbar_arrive(p_empty + q % kP);
+      if (!kScalesFirst) load_half_scales<kF2>(Sc(i), arow, t, 0, hs);
       if (!(MODE & 4)) ptx::wgmma_wait<1>();
       ptx::wgmma_fence_operands(acc0);
-      if (!(MODE & 1)) promote_half<kExact, kPsums>(facc, acc0, 0, hs, p, m0, n0, arow, t, gidx, Gt);
-      load_half_scales(Sc(i), arow, t, 1, hs);
+      if (!(MODE & 1)) promote_half<kExact, kPsums, kF2>(facc, acc0, 0, hs, p, m0, n0, arow, t, gidx, Gt);
+      load_half_scales<kF2>(Sc(i), arow, t, 1, hs);
       if (!(MODE & 4)) ptx::wgmma_wait<0>();
       ptx::wgmma_fence_operands(acc1);
-      if (!(MODE & 1)) promote_half<kExact, kPsums>(facc, acc1, 1, hs, p, m0, n0, arow, t, gidx, Gt);
-      if (kAInSmem && kExact) ptx::mbar_arrive(p_empty + i % kP);
+      if (!(MODE & 1)) promote_half<kExact, kPsums, kF2>(facc, acc1, 1, hs, p, m0, n0, arow, t, gidx, Gt);
+      if (kAInSmem && kExact) ptx::mbar_arrive(p_empty + q % kP);
       ptx::mbar_arrive(u_empty + i % kU);
     };
-    for (int i = 0; i < n_groups; ++i) consume(i, std::false_type{});
-    if (n_steps > n_groups) consume(n_groups, std::true_type{});
+    for (int i = 0; i < n_groups; i += kG) {
+      consume(i, std::false_type{}, std::integral_constant<int, 0>{});
+      if (kG == 2 && i + 1 < n_groups) consume(i + 1, std::false_type{}, std::integral_constant<int, 1>{});
+    }
+    if (n_steps > n_groups) consume(n_groups, std::true_type{}, std::integral_constant<int, 0>{});
     for_each_out_pair(p, facc, m0, n0, arow, t, [&](int64_t o, int c, float v0, float v1) { store_out_pair(p, o, c, v0, v1); });
   }
 #else
@@ -285,10 +314,12 @@ __global__ void __launch_bounds__(kThreads, 1) atom_gemm_tma_kernel(const __grid
 #endif
 }
 
-template <int kP, int kU, bool kPsums, bool kAInSmem = false, bool kScalesFirst = false, int MODE = 0>
+template <int kP, int kU, bool kPsums, bool kAInSmem = false, bool kScalesFirst = false, int MODE = 0, int kG = 1,
+          bool kF2 = false>
 KernelLaunch tma_launch() {
-  KernelLaunch k{nullptr, BM, BN, kThreads, TmaSmem<kP, kU, kAInSmem>::kBytes, 1};
-  k.tma_fn = atom_gemm_tma_kernel<kP, kU, kPsums, kAInSmem, kScalesFirst, MODE>;
+  KernelLaunch k{nullptr, BM, BN, kThreads, TmaSmem<kP, kU, kAInSmem, kG>::kBytes, 1};
+  k.tma_fn = atom_gemm_tma_kernel<kP, kU, kPsums, kAInSmem, kScalesFirst, MODE, kG, kF2>;
+  k.tma_groups = kG;
   return k;
 }
 
@@ -300,12 +331,14 @@ bool tma_supports(const Params& p) {
   return p.O <= kMaxOutliers && aligned16(p.a4) && aligned16(p.w4) && (p.O == 0 || aligned16(p.a8));
 }
 
-TmaParams make_tma_params(const Params& p) {
+TmaParams make_tma_params(const Params& p, int groups_per_stage) {
   TmaParams tp{};
   tp.p = p;
   const uint64_t rb = uint64_t(p.G) * 64;  // q4 row bytes
-  tma_map_2d_u8(&tp.a4, p.a4, rb, uint64_t(p.M), rb, 64, BM, TmaSwizzle::k64B);
-  tma_map_2d_u8(&tp.w4, p.w4, rb, uint64_t(p.N), rb, 64, BN, TmaSwizzle::k64B);
+  const uint32_t box = 64u * uint32_t(groups_per_stage);
+  const TmaSwizzle sw = groups_per_stage == 2 ? TmaSwizzle::k128B : TmaSwizzle::k64B;
+  tma_map_2d_u8(&tp.a4, p.a4, rb, uint64_t(p.M), rb, box, BM, sw);
+  tma_map_2d_u8(&tp.w4, p.w4, rb, uint64_t(p.N), rb, box, BN, sw);
   if (p.O > 0) tma_map_2d_u8(&tp.a8, p.a8, uint64_t(p.O), uint64_t(p.M), uint64_t(p.O), 128, BM, TmaSwizzle::k128B);
   return tp;
 }
@@ -315,6 +348,22 @@ TmaParams make_tma_params(const Params& p) {
 // loaded before the wgmma. (A 10 + 3 ring was slower than 6 + 3 on every row; an 8 + 4 one's psums instance
 // failed on K >= 4096: results.md §12a.) Diagnostic modes (`mode` != 0, timing only) run on variant 0.
 KernelLaunch tma_kernel(bool psums, int variant, int mode) {
+  if (variant == 3) {  // two groups per packed stage (128-byte box rows), 4 packed + 3 unpacked stages
+    switch (mode) {
+      case 1: return tma_launch<4, 3, false, false, false, 1, 2>();
+      case 5: return tma_launch<4, 3, false, false, false, 5, 2>();
+      default: return psums ? tma_launch<4, 3, true, false, false, 0, 2>() : tma_launch<4, 3, false, false, false, 0, 2>();
+    }
+  }
+  if (variant == 4) {  // variant 3 with float2 column scales (config 23, dispatched)
+    switch (mode) {
+      case 1: return tma_launch<4, 3, false, false, false, 1, 2, true>();
+      case 2: return tma_launch<4, 3, false, false, false, 2, 2, true>();
+      case 4: return tma_launch<4, 3, false, false, false, 4, 2, true>();
+      case 5: return tma_launch<4, 3, false, false, false, 5, 2, true>();
+      default: return psums ? tma_launch<4, 3, true, false, false, 0, 2, true>() : tma_launch<4, 3, false, false, false, 0, 2, true>();
+    }
+  }
   switch (mode) {
     case 1: return tma_launch<6, 3, false, false, false, 1>();
     case 2: return tma_launch<6, 3, false, false, false, 2>();

@@ -149,8 +149,7 @@ __global__ void __launch_bounds__(kThreads, 1) atom_gemm_ws_kernel(const Params 
       // s_a[BM], then per column pair c, c+1: {s_w[c], s_w[c+1], -magic*s_w[c], -magic*s_w[c+1]} (one float4)
       float* sc = reinterpret_cast<float*>(st + kScOff);
       sc[pt] = sa;
-      sc[BM + (pt >> 1) * 4 + (pt & 1)] = sw;
-      sc[BM + (pt >> 1) * 4 + 2 + (pt & 1)] = -kMagic * sw;  // exact: 3 * 2^22 times an fp16 value
+      store_col_scale(sc, pt, sw);
       ptx::fence_proxy_async_shared();  // the INT8 B (generic writes, cp.async) is read by wgmma (async proxy)
       ptx::mbar_arrive(full + j % kS);
     };
@@ -194,15 +193,15 @@ __global__ void __launch_bounds__(kThreads, 1) atom_gemm_ws_kernel(const Params 
     // facc(half h) += fp32(acc * s_w) * s_a with the scales of stage `st` (atom_gemm_wg_consumer.cuh). `exact`
     // (a compile-time bool: a runtime one made ptxas issue both conversions, predicated, for every element) is
     // the outlier step.
-    auto load_scales = [&](const uint8_t* st, int h, HalfScales& hs) {
+    auto load_scales = [&](const uint8_t* st, int h, HalfScales<>& hs) {
       load_half_scales(reinterpret_cast<const float*>(st + kScOff), arow, t, h, hs);
     };
-    auto promote_with = [&](auto exact, int32_t (&acc)[32], int h, const HalfScales& hs, int gidx) {
+    auto promote_with = [&](auto exact, int32_t (&acc)[32], int h, const HalfScales<>& hs, int gidx) {
       if (MODE & 1) return;
       promote_half<decltype(exact)::value, kPsums>(facc, acc, h, hs, p, m0, n0, arow, t, gidx, Gt);
     };
     auto promote = [&](auto exact, int32_t (&acc)[32], int h, const uint8_t* st, int gidx) {
-      HalfScales hs;
+      HalfScales<> hs;
       load_scales(st, h, hs);
       promote_with(exact, acc, h, hs, gidx);
     };
@@ -299,7 +298,7 @@ __global__ void __launch_bounds__(kThreads, 1) atom_gemm_ws_kernel(const Params 
       if constexpr (kLoop == 3) {
         if (cw == 0 || i + 1 < n_steps) ptx::named_bar_arrive(2 - cw, 256);  // (no turn after the last step)
       }
-      HalfScales hs;
+      HalfScales<> hs;
       load_scales(st, 0, hs);
       wait_but_newest(acc0);
       promote_with(exact, acc0, 0, hs, gidx);
