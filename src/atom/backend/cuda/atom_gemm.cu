@@ -339,8 +339,8 @@ __global__ void f32_to_f16_kernel(const float* __restrict__ x, __half* __restric
 // Thirteenth session (bench/results-h200-2026-12-03-session13-gemm-tma.log): the TMA-fed kernel (config 19, 6 + 3
 // stages) beats config 11 on 33 of 35 rows at M = 64..4096 (by 0.5-6%) and loses on 28672 -> 8192 at M = 64 (1.7%)
 // and 128 (0.4%); it takes every M >= kWsMinM that it supports (config 11 the rest).
-// Sixteenth session (results.md §14): config 23 (two groups per TMA copy, float2 column scales) beats 19 by 1-2.5%
-// on the 14 rows of M = 256..4096 measured side by side, and replaces it.
+// Sixteenth session (results.md §14c): config 23 (two groups per TMA copy, float2 column scales) beats 19 on 27 of
+// 28 rows of M = 64..4096 (by up to 2.8%; one tie at M = 64), and replaces it.
 constexpr int64_t kWgmmaMinM = 128;
 constexpr int64_t kStream8MaxM = 8;
 constexpr int64_t kStream16MaxM = 16;

@@ -1,5 +1,7 @@
-// W4A4 + INT8-outlier GEMM, warp-specialized, fed by TMA (sm_90a): configs 19-21. Layouts: atom_gemm.h;
-// shared parts: atom_gemm_common.cuh, atom_gemm_wg_consumer.cuh; measurements: docs/results.md §12.
+// W4A4 + INT8-outlier GEMM, warp-specialized, fed by TMA (sm_90a): configs 19-23 (23 dispatched). Layouts:
+// atom_gemm.h; shared parts: atom_gemm_common.cuh, atom_gemm_wg_consumer.cuh; measurements: docs/results.md
+// §12-14. Configs 22/23 (kG = 2) put two groups in each packed stage (128-byte box rows: one issuing thread fills
+// ~32 B/clk/SM that way, ~18 with 64-byte rows, results §14a); the description below is kG = 1's.
 // Why a second warp-specialized kernel: the cp.async one (atom_gemm_ws.cu) spends 65-85% of its time at
 // M = 256 on its data path alone (results §11b): 128 threads issue per-row 16-byte copies, two steps in
 // flight. Here one thread issues two 2D tensor copies per step (the packed A and B tiles of one group,
@@ -343,6 +345,8 @@ TmaParams make_tma_params(const Params& p, int groups_per_stage) {
   return tp;
 }
 
+// variant 3: two groups per packed stage, kP = 4 (2 stages = 64 KB in flight), kU = 3 (config 22); variant 4:
+// variant 3 with float2 column scales (config 23, dispatched).
 // variant 0: kP = 6, kU = 3 (4 steps = 64 KB of copies in flight); variant 1: the same with A unpacked by the
 // producer into shared memory (both wgmma operands there); variant 2: variant 1 with the first half's scales
 // loaded before the wgmma. (A 10 + 3 ring was slower than 6 + 3 on every row; an 8 + 4 one's psums instance
