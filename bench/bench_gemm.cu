@@ -5,6 +5,8 @@
 //   bench_gemm [--json FILE] [--quick] [--ms 1,16,...] [--shapes N] [--diag (wgmma timing breakdown)]
 //              [--only CFG,CFG,... (time only these forced configs, e.g. for ncu)] [--splits N (with --only)]
 //              [--splits-sweep (config 23 at split-K 1, 2, 3, 4, 6, 8 beside auto)]
+//              [--all-configs (also every superseded forced config: 2, 3, 7-10, 14, 17, 20, 21 and the decode-path
+//               variants at M <= 64; without it the forced columns are 11, 19, 22, 23)]
 #include <cuda_fp16.h>
 
 #include <algorithm>
@@ -80,13 +82,14 @@ int main(int argc, char** argv) {
   int nshapes = 0;  // --shapes N: only the first N shapes
   std::vector<int> only;  // --only: forced configs timed alone (no baselines)
   int only_splits = 0;
-  bool splits_sweep = false;
+  bool splits_sweep = false, all_configs = false;
   std::vector<int64_t> mlist = {1, 16, 64, 256, 1024, 4096, 16384};
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--json") && i + 1 < argc) json = argv[++i];
     else if (!std::strcmp(argv[i], "--quick")) quick = true;
     else if (!std::strcmp(argv[i], "--diag")) diag = true;
     else if (!std::strcmp(argv[i], "--splits-sweep")) splits_sweep = true;
+    else if (!std::strcmp(argv[i], "--all-configs")) all_configs = true;
     else if (!std::strcmp(argv[i], "--splits") && i + 1 < argc) only_splits = std::atoi(argv[++i]);
     else if (!std::strcmp(argv[i], "--only") && i + 1 < argc) {
       for (char* t = std::strtok(argv[++i], ","); t; t = std::strtok(nullptr, ",")) only.push_back(std::atoi(t));
@@ -211,33 +214,41 @@ int main(int argc, char** argv) {
         }
         const double t_atom = guarded("atom-w4a4", double(w4_bytes + a4_bytes + M * N * 2), run_auto);
         // the two large-M kernels forced, whatever auto dispatch picks: mma.sync 128x128 and wgmma
-        const double t_mma = (M >= 256) ? guarded("atom-w4a4-mma", double(w4_bytes + a4_bytes + M * N * 2), [&](int i) {
+        const double t_mma = (M >= 256 && all_configs) ? guarded("atom-w4a4-mma", double(w4_bytes + a4_bytes + M * N * 2), [&](int i) {
           atom_gemm(aa[i % ac], aw[i % wc], y.data(), nullptr, nullptr, st, 2);
         }) : -1;
         // one forced wgmma configuration (M >= 64 on an sm_90 device; -1 otherwise)
-        auto forced = [&](const char* name, int config) {
-          if (M < 64 || !atom_gemm_wgmma_available()) return -1.0;
+        // (legacy = superseded, timed with --all-configs only)
+        auto forced = [&](const char* name, int config, bool legacy = false) {
+          if (M < 64 || !atom_gemm_wgmma_available() || (legacy && !all_configs)) return -1.0;
           return guarded(name, double(w4_bytes + a4_bytes + M * N * 2), [&](int i) {
             atom_gemm(aa[i % ac], aw[i % wc], y.data(), nullptr, nullptr, st, config);
           });
         };
-        const double t_wg = forced("atom-w4a4-wgmma", atom_gemm_wgmma_config());
-        // the warp-specialized wgmma kernel (config 7) and its variants 8..11 (atom_gemm_ws.cu)
+        const double t_wg = forced("atom-w4a4-wgmma", atom_gemm_wgmma_config(), true);
+        // the warp-specialized wgmma kernel (config 7) and its variants 8..11 (atom_gemm_ws.cu; 11 is the fallback
+        // of the TMA kernel)
         const int ws = atom_gemm_ws_config();
-        const double t_ws = forced("atom-w4a4-ws", ws);
-        const double t_ws5 = forced("atom-w4a4-ws-5stage", ws + 1);
-        const double t_wso = forced("atom-w4a4-ws-overlap", ws + 2);
-        const double t_wsp = forced("atom-w4a4-ws-pipe", ws + 3);
+        const double t_ws = forced("atom-w4a4-ws", ws, true);
+        const double t_ws5 = forced("atom-w4a4-ws-5stage", ws + 1, true);
+        const double t_wso = forced("atom-w4a4-ws-overlap", ws + 2, true);
+        const double t_wsp = forced("atom-w4a4-ws-pipe", ws + 3, true);
         const double t_ws5o = forced("atom-w4a4-ws-5stage-overlap", ws + 4);
-        const double t_wspp = forced("atom-w4a4-ws-pingpong", 14);
-        const double t_wsss = forced("atom-w4a4-ws-sumsplits", 17);
-        // the TMA-fed warp-specialized kernel (atom_gemm_tma.cu): A in registers (19) or in shared memory (20, 21)
+        const double t_wspp = forced("atom-w4a4-ws-pingpong", 14, true);
+        const double t_wsss = forced("atom-w4a4-ws-sumsplits", 17, true);
+        // the TMA-fed warp-specialized kernel (atom_gemm_tma.cu): A in registers (19, 22, 23) or in shared memory
+        // (20, 21); 22 and 23 copy two groups per TMA box row, 23 (dispatched) with float2 column scales
         const double t_tma = forced("atom-w4a4-tma", 19);
-        const double t_tmass = forced("atom-w4a4-tma-ss", 20);
-        const double t_tmass2 = forced("atom-w4a4-tma-ss-scfirst", 21);
+        const double t_tmass = forced("atom-w4a4-tma-ss", 20, true);
+        const double t_tmass2 = forced("atom-w4a4-tma-ss-scfirst", 21, true);
+        const double t_tma22 = forced("atom-w4a4-tma-k2", 22);
+        const double t_tma23 = forced("atom-w4a4-tma-k2-f2", 23);
+        if (M >= 64 && atom_gemm_wgmma_available())
+          std::printf("%-26s %6lld | forced us: ws-5s-ovl (11) %.1f | tma (19) %.1f | tma-k2 (22) %.1f | tma-k2-f2 (23) %.1f\n",
+                      sd.name, (long long)M, t_ws5o * 1e3, t_tma * 1e3, t_tma22 * 1e3, t_tma23 * 1e3);
         // the decode path: the mma.sync kernels (configs 0: 16x64, 1: 64x64) and the overlapped warp-specialized
         // kernel forced at M <= 64, where auto dispatch switches from one to the other
-        if (M <= 64) {
+        if (M <= 64 && all_configs) {
           const char* names[12] = {"atom-w4a4-mma16", "atom-w4a4-mma64", "atom-w4a4-ws-overlap", "diag-mma16-tiled",
                                    "diag-mma16-tiled-s1", "atom-w4a4-mma-swap64", "atom-w4a4-mma-swap128",
                                    "diag-mma16-5x2stages", "diag-mma16-4x4stages", "atom-w4a4-stream8", "atom-w4a4-stream16",
@@ -314,7 +325,7 @@ int main(int argc, char** argv) {
                     t_q > 0 ? double(M * K * 2 + a4_bytes) / t_q * 1e-6 : 0.0,
                     t_q > 0 ? 100.0 * double(M * K * 2 + a4_bytes) / t_q * 1e-6 / d2d_gbs : 0.0);
         auto r2 = [&](double base) { return (t_wg > 0 && base > 0) ? base / t_wg : 0.0; };
-        if (t_wg > 0)
+        if (t_wg > 0)  // (--all-configs)
           std::printf("%-26s %6lld | wgmma %8.1f us %5.0f TOPS | ws %8.1f us %5.0f TOPS | ws-5stage %8.1f | ws-overlap %8.1f | ws-pipe %8.1f | ws-5s-ovl %8.1f | ws-pingpong %8.1f | ws-sumsplits %8.1f | tma %8.1f | tma-ss %8.1f | tma-ss-scfirst %8.1f | mma.sync-128 %8.1f | "
                       "wgmma xFP16 %5.2f | ws xFP16 %5.2f xINT8 %5.2f xFP8 %5.2f | diag no-promote %.1f no-unpack %.1f mma-only %.1f us\n",
                       sd.name, (long long)M, t_wg * 1e3, flops / t_wg * 1e-9, t_ws * 1e3, t_ws > 0 ? flops / t_ws * 1e-9 : 0.0,
