@@ -272,10 +272,7 @@ __global__ void __launch_bounds__(kThreads, 1) atom_gemm_tma_kernel(const __grid
     auto consume = [&](int i, auto exact, auto sub) {
       constexpr bool kExact = decltype(exact)::value;
       const int gidx = kExact ? p.G : g_begin + i;
-      const int q = kExact ? n_gstages : i / kG;
-      // the consumer that loads a stage's last group releases it (after its wgmma are issued: no branch between
-      // the A registers' loads and the wgmma that read them)
-      const bool release = kExact || kG == 1 || decltype(sub)::value == kG - 1 || i == n_groups - 1;
+      const int q = q_of(i);
       ptx::mbar_wait(u_full + i % kU, (i / kU) & 1);
       const uint8_t* ub = U(i);
       const uint8_t* at = nullptr;
@@ -292,7 +289,9 @@ __global__ void __launch_bounds__(kThreads, 1) atom_gemm_tma_kernel(const __grid
       if (kScalesFirst) load_half_scales<kF2>(Sc(i), arow, t, 0, hs);
       mma_half(acc0, a, at, ub, 0);
       mma_half(acc1, a, at, ub, 1);
-      if (!kAInSmem && release) ptx::mbar_arrive(p_empty + q % kP);
+      // the stage's last group releases it, after its wgmma are issued (no branch between the A registers'
+      // loads and the wgmma that read them)
+      if (!kAInSmem && last_of(i)) ptx::mbar_arrive(p_empty + q % kP);
       if (!kScalesFirst) load_half_scales<kF2>(Sc(i), arow, t, 0, hs);
       if (!(MODE & 4)) ptx::wgmma_wait<1>();
       ptx::wgmma_fence_operands(acc0);
@@ -325,6 +324,19 @@ KernelLaunch tma_launch() {
   return k;
 }
 
+// An A-in-registers variant with kP packed stages, kG groups per stage, kF2 scales: its diagnostic `mode` (1, 2, 4, 5;
+// timing only) or its psums / plain instance.
+template <int kP, int kG, bool kF2>
+KernelLaunch tma_modes(bool psums, int mode) {
+  switch (mode) {
+    case 1: return tma_launch<kP, 3, false, false, false, 1, kG, kF2>();
+    case 2: return tma_launch<kP, 3, false, false, false, 2, kG, kF2>();
+    case 4: return tma_launch<kP, 3, false, false, false, 4, kG, kF2>();
+    case 5: return tma_launch<kP, 3, false, false, false, 5, kG, kF2>();
+    default: return psums ? tma_launch<kP, 3, true, false, false, 0, kG, kF2>() : tma_launch<kP, 3, false, false, false, 0, kG, kF2>();
+  }
+}
+
 bool aligned16(const void* ptr) { return (reinterpret_cast<uintptr_t>(ptr) & 15) == 0; }
 
 }  // namespace
@@ -350,34 +362,13 @@ TmaParams make_tma_params(const Params& p, int groups_per_stage) {
 // variant 0: kP = 6, kU = 3 (4 steps = 64 KB of copies in flight); variant 1: the same with A unpacked by the
 // producer into shared memory (both wgmma operands there); variant 2: variant 1 with the first half's scales
 // loaded before the wgmma. (A 10 + 3 ring was slower than 6 + 3 on every row; an 8 + 4 one's psums instance
-// failed on K >= 4096: results.md §12a.) Diagnostic modes (`mode` != 0, timing only) run on variant 0.
+// failed on K >= 4096: results.md §12a.) Diagnostic modes (`mode` != 0, timing only) run on variants 0, 3, 4.
 KernelLaunch tma_kernel(bool psums, int variant, int mode) {
-  if (variant == 3) {  // two groups per packed stage (128-byte box rows), 4 packed + 3 unpacked stages
-    switch (mode) {
-      case 1: return tma_launch<4, 3, false, false, false, 1, 2>();
-      case 5: return tma_launch<4, 3, false, false, false, 5, 2>();
-      default: return psums ? tma_launch<4, 3, true, false, false, 0, 2>() : tma_launch<4, 3, false, false, false, 0, 2>();
-    }
-  }
-  if (variant == 4) {  // variant 3 with float2 column scales (config 23, dispatched)
-    switch (mode) {
-      case 1: return tma_launch<4, 3, false, false, false, 1, 2, true>();
-      case 2: return tma_launch<4, 3, false, false, false, 2, 2, true>();
-      case 4: return tma_launch<4, 3, false, false, false, 4, 2, true>();
-      case 5: return tma_launch<4, 3, false, false, false, 5, 2, true>();
-      default: return psums ? tma_launch<4, 3, true, false, false, 0, 2, true>() : tma_launch<4, 3, false, false, false, 0, 2, true>();
-    }
-  }
-  switch (mode) {
-    case 1: return tma_launch<6, 3, false, false, false, 1>();
-    case 2: return tma_launch<6, 3, false, false, false, 2>();
-    case 4: return tma_launch<6, 3, false, false, false, 4>();
-    case 5: return tma_launch<6, 3, false, false, false, 5>();
-    default: break;
-  }
-  if (variant == 1) return psums ? tma_launch<6, 3, true, true>() : tma_launch<6, 3, false, true>();
-  if (variant == 2) return psums ? tma_launch<6, 3, true, true, true>() : tma_launch<6, 3, false, true, true>();
-  return psums ? tma_launch<6, 3, true>() : tma_launch<6, 3, false>();
+  if (variant == 3) return tma_modes<4, 2, false>(psums, mode);
+  if (variant == 4) return tma_modes<4, 2, true>(psums, mode);
+  if (mode == 0 && variant == 1) return psums ? tma_launch<6, 3, true, true>() : tma_launch<6, 3, false, true>();
+  if (mode == 0 && variant == 2) return psums ? tma_launch<6, 3, true, true, true>() : tma_launch<6, 3, false, true, true>();
+  return tma_modes<6, 1, false>(psums, mode);
 }
 
 }  // namespace atom::cuda::gemm_detail
