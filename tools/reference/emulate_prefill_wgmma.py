@@ -5,13 +5,17 @@ attention_prefill_wgmma.cu) on the CPU, for checking its layouts where no GPU is
 One CTA (2 warpgroups, 128 query rows, 64-key tiles), fp16 values (the dequantization itself is the
 mma.sync kernel's, tested on the GPU). Emulated as the kernel does it:
   - K: int8/int4 chunks -> canonical K-major core matrices (canon, convert_k); fp16 K rows cp.async'd
-    straight into a 128-byte-swizzled K tile (k_swz); V key pairs -> V^T via __byte_perm into the V^T tile
-    whose key blocks are 144 bytes apart (vt_off, convert_v); raw stages row-major with XOR-permuted
-    16-byte slots (raw_swz);
+    straight into a 128-byte-swizzled K tile (k_swz); int V key pairs -> V^T via __byte_perm into the V^T
+    tile whose key blocks are 144 bytes apart (vt_off, convert_v), fp16 V rows straight into a V tile laid
+    out as the K tile (k_swz); raw stages row-major with XOR-permuted 16-byte slots (raw_swz);
   - wgmma B reads through the descriptors: no swizzle (start, LBO, SBO, +2 LBO per k16 step), element
     (n, k) at start + (n/8) SBO + (k/8) LBO + (n%8) 16 + (k%8) 2 (PTX ISA canonical layout): K tile
     LBO = 128, SBO = D/8 * 128; V^T tile LBO = 144, SBO = 8 * 144; 128-byte swizzle (fp16 K): start +
     (n/8) 1024 + (n%8) 128 + 2k with address bits 4..6 XORed by bits 7..9, start = atom column + 32 per k16;
+    the fp16 V tile as an N-major (transposed) swizzled B: element (n = d, k = key) at start + (n/64) LBO +
+    (k/8) SBO + (k%8) 128 + 2 (n%64), XORed the same way, LBO = one atom column (64 keys x 128 bytes),
+    SBO = 1024, start + 2048 per k16 (CUTLASS's canonical MN-major SW128 layout, ((8,n),(8,k)):((1,LBO),(8,SBO))
+    in 16-byte units);
   - the shared-memory bank behaviour of every warp-wide access of the tile movement (the fill, both
     conversions' reads and stores), counted as wavefronts against the minimum (bank_report);
   - A fragments per lane (Q from global memory, P from the S accumulator layout), accumulator layout
@@ -19,7 +23,7 @@ mma.sync kernel's, tested on the GPU). Emulated as the kernel does it:
   - causal mask and the online softmax in the kernel's order;
   - the kOverlap schedule's buffer use (overlap_schedule_check): which tile each K / raw / V^T buffer holds
     when S, P.V and the conversions read it, and that no write overlaps another access of its buffer
-    (three K tiles for fp16 K; int K would need only two).
+    (three K tiles for fp16 K, int K would need only two; four fp16 V tiles).
 The output is compared with softmax(Q K^T) V computed directly (fp64; the kernel's fp16 roundings of P
 are reproduced, so the bound is 1e-5 relative). numpy only; runs in a few seconds.
 It mirrors the kernel: change one, change the other (GPU tests remain the authority).
@@ -67,6 +71,19 @@ def swz128_read(smem, start, n_rows, k16):
     return out
 
 
+def swz128_read_mn(smem, start, n_cols, k16):
+    """The k16 slice (16 keys) of an N-major 128-byte-swizzled B operand (fp16 V tile), as [n = d][k = key]."""
+    out = np.zeros((n_cols, 16), np.float16)
+    h = smem.view(np.uint16)
+    base = start + 2048 * k16
+    for n in range(n_cols):
+        for k in range(16):
+            addr = base + (n // 64) * K_ATOM + (k // 8) * 1024 + (k % 8) * 128 + 2 * (n % 64)
+            addr ^= ((addr >> 7) & 7) << 4
+            out[n, k] = h[addr // 2:addr // 2 + 1].view(np.float16)[0]
+    return out
+
+
 def sweep_item(i, chunks):
     return (i & 7) + 8 * (i // (8 * chunks)), (i >> 3) % chunks
 
@@ -99,15 +116,16 @@ def bank_report(D, bits):
     n_items = BN * chunks
     for w0 in range(0, n_items, 32):
         fill = [divmod(i, chunks) for i in range(w0, w0 + 32)]  # (key, chunk) as the page stores them
-        note("fill raw (cp.async)", [raw_swz(r, ch, chunks) for r, ch in fill], 16)
         if bits == 16:
-            note("fp16 K fill (swizzled)", [k_swz(r, ch) for r, ch in fill], 16)
+            note("fp16 K / V fill (swizzled)", [k_swz(r, ch) for r, ch in fill], 16)
+        else:
+            note("fill raw (cp.async)", [raw_swz(r, ch, chunks) for r, ch in fill], 16)
         items = [sweep_item(i, chunks) for i in range(w0, w0 + 32)]
         if bits != 16:
             note("convert_k read", [raw_swz(r, ch, chunks) for r, ch in items], 16)
             for p in range(pieces):
                 note("K tile store", [canon(r, ch * elems + 8 * p, D) for r, ch in items], 16)
-    for w0 in range(0, (BN // 2) * chunks, 32):
+    for w0 in range(0, (BN // 2) * chunks if bits != 16 else 0, 32):  # fp16 V: no conversion
         lanes = [(2 * (i & 3) + 8 * ((i >> 2) % (BN // 8)), i // (BN // 2)) for i in range(w0, w0 + 32)]
         note("convert_v read", [raw_swz(r0, ch, chunks) for r0, ch in lanes], 16)
         for p in range(pieces):
@@ -121,17 +139,19 @@ def byte_perm_halves(w0, w1, odd):  # __byte_perm(w0, w1, odd ? 0x7632 : 0x5410)
 
 
 def convert_tile(Kt, Vt, D, direct_k):
-    """Kt, Vt [64][D] float16 (zeros past the end) -> (sK, sVt) byte arrays as the kernel writes them (K by
-    the fp16 fill when direct_k, else by convert_k; V^T by convert_v)."""
+    """Kt, Vt [64][D] float16 (zeros past the end) -> (sK, sV) byte arrays as the kernel writes them (K and V
+    by the fp16 fill when direct_k, else K by convert_k and V^T by convert_v)."""
     sK = np.zeros(BN * D * 2, np.uint8)
-    sV = np.zeros((D // 8) * VT_SBO, np.uint8)
+    sV = np.zeros(BN * D * 2 if direct_k else (D // 8) * VT_SBO, np.uint8)
     kb = Kt.view(np.uint16)
     vb = Vt.view(np.uint16)
     for r in range(BN):
         for d0 in range(0, D, 8):  # one 16-byte piece: 8 consecutive elements
             off = k_swz(r, d0 // 8) if direct_k else canon(r, d0, D)
             sK[off:off + 16] = kb[r, d0:d0 + 8].view(np.uint8)
-    for r0 in range(0, BN, 2):
+            if direct_k:
+                sV[k_swz(r, d0 // 8):k_swz(r, d0 // 8) + 16] = vb[r, d0:d0 + 8].view(np.uint8)
+    for r0 in range(0, BN if not direct_k else 0, 2):
         for d0 in range(0, D, 8):
             w0 = [(vb[r0, d0 + 2 * i], vb[r0, d0 + 2 * i + 1]) for i in range(4)]  # 4 words of 2 halves
             w1 = [(vb[r0 + 1, d0 + 2 * i], vb[r0 + 1, d0 + 2 * i + 1]) for i in range(4)]
@@ -243,7 +263,8 @@ def run(D, nq, ln, seed, direct_k):
                                        np.array([d[(j1, 0)], d[(j1, 1)]]), np.array([d[(j1, 2)], d[(j1, 3)]])])
                         frags.append(fl)
                     A = a_frag_matrix(frags).astype(np.float64)
-                    B = desc_read(sV, 0, VT_LBO, VT_SBO, D, kk).astype(np.float64)  # [n = d][k = key]
+                    B = (swz128_read_mn(sV, 0, D, kk) if direct_k else
+                         desc_read(sV, 0, VT_LBO, VT_SBO, D, kk)).astype(np.float64)  # [n = d][k = key]
                     o += A @ B.T
             for r in range(64):
                 rr = 64 * wg + r
@@ -276,18 +297,20 @@ def overlap_schedule_check(n_tiles, direct_k):
     def raw(t):
         return ("raw", t % 3)
 
-    def vt(t):
-        return ("Vt", t % 2)
+    def vt(t):  # the V^T tiles (int), or fp16's filled V tiles: one per tile in flight plus P.V's
+        return ("V", t % 4) if direct_k else ("Vt", t % 2)
 
-    def load(t, start, end):  # cp.async of tile t (the raw stage; fp16 K straight into its K tile)
-        acc.append((raw(t), t, True, start, end))
+    def load(t, start, end):  # cp.async of tile t (the raw stage; fp16 K and V straight into their tiles)
         if direct_k:
             acc.append((kslot(t), t, True, start, end))
+            acc.append((vt(t), t, True, start, end))
+        else:
+            acc.append((raw(t), t, True, start, end))
     # prologue (before iteration 0, times < 0): tiles 0..2 issued; K(0), V(0), K(1) converted; S(0) read tile 0
     for t in range(min(3, n_tiles)):
         load(t, -3, -2 if t < 2 else 1)  # tiles 0 and 1 waited in the prologue, tile 2 at iteration 0's mid barrier
     for t, conv_v in ((0, True), (1, False)):
-        if t < n_tiles:
+        if t < n_tiles and not direct_k:  # fp16: nothing to convert
             acc.append((raw(t), t, False, -2, -1))
             if not direct_k:
                 acc.append((kslot(t), t, True, -2, -1))
@@ -302,11 +325,10 @@ def overlap_schedule_check(n_tiles, direct_k):
         if kt + 1 < n_tiles:  # S(kt+1) (on the last tile it reads a stale, fully masked K tile: no expectation)
             acc.append((kslot(kt + 1), kt + 1, False, b, b + 1))
         acc.append((vt(kt), kt, False, b, b + 2))  # P.V(kt), waited before the last barrier
-        if kt + 2 < n_tiles:
+        if kt + 2 < n_tiles and not direct_k:
             acc.append((raw(kt + 2), kt + 2, False, b + 1, b + 2))
-            if not direct_k:
-                acc.append((kslot(kt + 2), kt + 2, True, b + 1, b + 2))
-        if kt + 1 < n_tiles:
+            acc.append((kslot(kt + 2), kt + 2, True, b + 1, b + 2))
+        if kt + 1 < n_tiles and not direct_k:
             acc.append((raw(kt + 1), kt + 1, False, b + 1, b + 2))
             acc.append((vt(kt + 1), kt + 1, True, b + 1, b + 2))
     problems = []

@@ -7,13 +7,15 @@
 //   K tile   shared memory, wgmma's canonical K-major layout without swizzle (8-row x 16-byte core
 //            matrices, core (key/8, d/8) at byte ((key/8) * D/8 + d/8) * 128): S = Q.K^T is
 //            D/16 wgmma m64n64k16 with K as the B operand, exactly the int8 GEMM's descriptor geometry.
-//   V tile   stored transposed, V^T[d][key] in the same layout (core (d/8, key/8)) except that the key
-//            blocks are 144 bytes apart (LBO), so O += P.V is 64/16 wgmma m64n{D}k16 with B = V^T K-major:
-//            no transposed descriptor, and the transpose's 4-byte stores meet no bank conflicts.
+//   V tile   int8 / int4: dequantized and stored transposed, V^T[d][key] in the same layout (core (d/8,
+//            key/8)) except that the key blocks are 144 bytes apart (LBO), so O += P.V is 64/16 wgmma
+//            m64n{D}k16 with B = V^T K-major, and the transpose's 4-byte stores meet no bank conflicts.
+//            fp16: cp.async'd as stored (key rows) into the fp16 K tile's 128-byte-swizzled layout and read
+//            by wgmma as an N-major (transposed) B operand: no conversion at all.
 //   P        the S accumulator layout is the A fragment layout of the next product (as in FA2).
-// Pipeline: one cp.async group per 64-key tile, two tiles ahead: V (and int8/int4 K) into a raw stage whose
-// skewed chunk-major layout keeps the fill and both conversions conflict-free; fp16 K straight into its
-// K tile (three of them). Tile kt+1's K is dequantized under S(kt)'s wgmma, its V under P.V(kt)'s.
+// Pipeline: one cp.async group per 64-key tile, two tiles ahead: int8/int4 K and V into a raw stage whose
+// skewed chunk-major layout keeps the fill and both conversions conflict-free; fp16 K and V straight into
+// their tiles (three of each). Tile kt+1's K is dequantized under S(kt)'s wgmma, its V under P.V(kt)'s.
 // tools/reference/emulate_prefill_wgmma.py replays the layouts, the fragment maps and the bank behaviour.
 #include <cuda_fp16.h>
 
@@ -41,19 +43,23 @@ struct WgSmem {
   // out with the 128-byte swizzle so that a row's contiguous bytes fill conflict-free (three K tiles, so
   // tile kt+2 streams in while S(kt) reads tile kt and tile kt+1 waits).
   static constexpr bool kDirectK = DT == KvDtype::F16;
+  // fp16 V rows land the same way, in the K tile's layout: a key row is a row of an N-major B operand.
+  static constexpr bool kDirectV = kDirectK;
   // A raw plane (the K or the V values of a tile) is row-major in 16-byte slots, each 8-slot line XOR-permuted
   // by raw_swz: the fill (contiguous runs), the 8-key reads of convert_k and the key-pair reads of convert_v
   // all meet 8 different bank quads per 8 lanes.
   static constexpr size_t kRawPlane = size_t(kBN) * kRowBytes;
   static constexpr size_t kRawK = kDirectK ? 0 : kRawPlane;
+  static constexpr size_t kRawV = kDirectV ? 0 : kRawPlane;
   static constexpr size_t kMeta = DT == KvDtype::F16 ? 0 : size_t(kTileMetaBytes);  // issue_tile_meta's layout
-  static constexpr size_t kRaw = kRawK + kRawPlane + kMeta;  // one raw stage: K plane, V plane, metadata
+  static constexpr size_t kRaw = kRawK + kRawV + kMeta;  // one raw stage: K plane, V plane, metadata (none: fp16)
   static constexpr size_t kTileK = size_t(kBN) * D * 2;     // fp16 K tile
   static constexpr size_t kKAtom = size_t(kBN) * 128;       // fp16 direct K: one 64-element swizzle atom column
   // V^T tile: canonical K-major with the key blocks 144 bytes apart (LBO) instead of 128, so the 4-byte
   // (key, key + 1) stores of the transpose, 8 key blocks per warp, land in 8 different bank quads.
   static constexpr uint32_t kVtLbo = 144, kVtSbo = (kBN / 8) * kVtLbo;
   static constexpr size_t kTileVt = size_t(D / 8) * kVtSbo;
+  static constexpr size_t kTileV = kDirectV ? kTileK : kTileVt;  // one V tile (fp16: key rows as K's)
   __device__ static uint32_t raw_swz(int r, int ch) {
     const int lin = r * kChunks + ch;
     const int h = kChunks >= 8 ? (r + (r >> 3)) & 7 : (lin >> 3) & 7;
@@ -70,14 +76,17 @@ struct WgSmem {
 };
 
 // The pipeline's buffer counts. OV: the overlapped schedule (prefill_wgmma_kernel's kOverlap), three tiles
-// ahead: three raw stages and three K tiles.
+// ahead: three raw stages and three K tiles. V tiles: two converted ones (one read by P.V, one written), or
+// fp16's filled ones, which must also hold the tiles in flight (3, or 4 when P.V(kt) runs beside three
+// tiles ahead).
 template <KvDtype DT, int D, bool OV>
 struct WgPipe : WgSmem<DT, D> {
   using B = WgSmem<DT, D>;
   static constexpr int kKTiles = B::kDirectK || OV ? 3 : 2;
-  static constexpr int kRawStages = OV ? 3 : 2;
-  // + 1 KiB: the K tiles start on a 1 KiB boundary (the swizzle pattern follows address bits 7..9).
-  static constexpr size_t kBytes = 1024 + kKTiles * B::kTileK + kRawStages * B::kRaw + 2 * B::kTileVt;
+  static constexpr int kVTiles = !B::kDirectV ? 2 : OV ? 4 : 3;
+  static constexpr int kRawStages = B::kRaw == 0 ? 0 : OV ? 3 : 2;
+  // + 1 KiB: the K (and fp16 V) tiles start on a 1 KiB boundary (the swizzle pattern follows address bits 7..9).
+  static constexpr size_t kBytes = 1024 + kKTiles * B::kTileK + kVTiles * B::kTileV + kRawStages * B::kRaw;
 };
 
 // Byte offset of element (row, col) in a canonical K-major tile whose rows have `cols` elements.
@@ -113,11 +122,11 @@ struct TileBlocks {
   }
 };
 
-// cp.async of the raw bytes of key tile kt: V (and int K) into a raw stage, fp16 K straight into its K tile;
-// tokens >= kend are zero-filled (never read unmasked).
+// cp.async of the raw bytes of key tile kt: int K and V into a raw stage, fp16 K and V straight into their
+// tiles; tokens >= kend are zero-filled (never read unmasked: P is 0 there and V is 0, not stale NaN).
 template <KvDtype DT, int D>
-__device__ __forceinline__ void issue_tile(uint8_t* raw, uint8_t* tile_k, const TileBlocks<DT, D>& tb, const PrefillArgs& a,
-                                           const HeadPages& hp, int kt, int tid) {
+__device__ __forceinline__ void issue_tile(uint8_t* raw, uint8_t* tile_k, uint8_t* tile_v, const TileBlocks<DT, D>& tb,
+                                           const PrefillArgs& a, const HeadPages& hp, int kt, int tid) {
   using SM = WgSmem<DT, D>;
   using TB = TileBlocks<DT, D>;
   const int32_t k_off = int32_t(a.L.k_values()), v_off = int32_t(a.L.v_values());
@@ -129,10 +138,11 @@ __device__ __forceinline__ void issue_tile(uint8_t* raw, uint8_t* tile_k, const 
     const uint8_t* blk = tb.blk[j];
     const int32_t row = ((kt * kBN + r) & hp.mask) * SM::kRowBytes + 16 * ch;
     uint8_t* k_dst = SM::kDirectK ? tile_k + SM::k_swz(r, ch) : raw + SM::raw_swz(r, ch);
+    uint8_t* v_dst = SM::kDirectV ? tile_v + SM::k_swz(r, ch) : raw + SM::kRawK + SM::raw_swz(r, ch);
     ptx::cp_async_16(k_dst, blk ? blk + k_off + row : a.pool, blk != nullptr);
-    ptx::cp_async_16(raw + SM::kRawK + SM::raw_swz(r, ch), blk ? blk + v_off + row : a.pool, blk != nullptr);
+    ptx::cp_async_16(v_dst, blk ? blk + v_off + row : a.pool, blk != nullptr);
   }
-  if constexpr (DT != KvDtype::F16) issue_tile_meta(raw + SM::kRawK + SM::kRawPlane, tb.meta, a, hp, kt, tid);
+  if constexpr (DT != KvDtype::F16) issue_tile_meta(raw + SM::kRawK + SM::kRawV, tb.meta, a, hp, kt, tid);
 }
 
 // The raw chunk ch of key r's K (which = 0) or V (1) row as fp16 pieces; zeros past the end (stored garbage
@@ -148,7 +158,7 @@ __device__ __forceinline__ void chunk_pieces(const uint8_t* raw, int which, int 
   }
   const uint4 x = *reinterpret_cast<const uint4*>(raw + which * SM::kRawK + SM::raw_swz(r, ch));
   uint32_t zz = 0, s2 = 0;
-  if constexpr (DT != KvDtype::F16) tile_meta_operands(raw + SM::kRawK + SM::kRawPlane, which, r, zz, s2);
+  if constexpr (DT != KvDtype::F16) tile_meta_operands(raw + SM::kRawK + SM::kRawV, which, r, zz, s2);
   dequant_pieces<DT>(x, zz, s2, out);
 }
 
@@ -202,11 +212,11 @@ __global__ void __launch_bounds__(kThreads, 1) prefill_wgmma_kernel(const Prefil
   constexpr int kNT = D / 8;    // n8 column tiles of O
   extern __shared__ __align__(128) uint8_t smem[];
   uint8_t* const tiles_k = smem + ((1024u - ptx::smem_addr(smem)) & 1023u);  // kKTiles K tiles, 1 KiB aligned
-  uint8_t* const raw0 = tiles_k + SM::kKTiles * SM::kTileK;                 // kRawStages raw stages
-  uint8_t* const tiles_vt = raw0 + SM::kRawStages * SM::kRaw;                 // 2 V^T tiles
-  auto raw = [&](int i) { return raw0 + (i % SM::kRawStages) * SM::kRaw; };
+  uint8_t* const tiles_v = tiles_k + SM::kKTiles * SM::kTileK;               // kVTiles V (or V^T) tiles
+  uint8_t* const raw0 = tiles_v + SM::kVTiles * SM::kTileV;                  // kRawStages raw stages
+  auto raw = [&](int i) { return raw0 + (SM::kRawStages ? i % SM::kRawStages : 0) * SM::kRaw; };
   auto tileK = [&](int i) { return tiles_k + (i % SM::kKTiles) * SM::kTileK; };
-  auto tileVt = [&](int i) { return tiles_vt + (i & 1) * SM::kTileVt; };
+  auto tileV = [&](int i) { return tiles_v + (i % SM::kVTiles) * SM::kTileV; };
 
   // Heaviest (latest) query tiles first: causal work grows with the tile index.
   const int qt = gridDim.x - 1 - blockIdx.x, b = blockIdx.y, h = blockIdx.z, hk = h / a.group;
@@ -230,7 +240,7 @@ __global__ void __launch_bounds__(kThreads, 1) prefill_wgmma_kernel(const Prefil
 #pragma unroll
   for (int t = 0; t < kAhead; ++t) {
     tb.lookup(hp, bt, t, kend, tid);
-    if (n_tiles > t) issue_tile<DT, D>(raw(t), tileK(t), tb, a, hp, t, tid);
+    if (n_tiles > t) issue_tile<DT, D>(raw(t), tileK(t), tileV(t), tb, a, hp, t, tid);
     ptx::cp_async_commit();
   }
   tb.lookup(hp, bt, kAhead, kend, tid);
@@ -283,14 +293,20 @@ __global__ void __launch_bounds__(kThreads, 1) prefill_wgmma_kernel(const Prefil
       pf[kk][3] = attn::pack_half2(s[8 * kk + 6], s[8 * kk + 7]);
     }
   };
-  auto issue_pv = [&](int kt, const uint32_t (&pf)[kBN / 16][4]) {  // O += P V^T-tile (the caller fences, commits)
-    const uint64_t dv = ptx::wgmma_desc(ptx::smem_addr(tileVt(kt)), SM::kVtLbo, SM::kVtSbo);
+  // O += P V (the caller fences and commits). V^T tile: K-major B, a k16 step is two key blocks (2 LBO).
+  // fp16 V tile: N-major B with the 128-byte swizzle, d fastest within a 64-element atom column (LBO = the
+  // next atom column, D = 128 spans two), SBO 1024 per 8 keys, a k16 step is 2 KiB.
+  auto issue_pv = [&](int kt, const uint32_t (&pf)[kBN / 16][4]) {
+    constexpr int kTrans = SM::kDirectV ? 1 : 0;
+    const uint64_t dv = SM::kDirectV ? ptx::wgmma_desc(ptx::smem_addr(tileV(kt)), uint32_t(SM::kKAtom), 1024u, ptx::WgmmaSwizzle::k128B)
+                                     : ptx::wgmma_desc(ptx::smem_addr(tileV(kt)), SM::kVtLbo, SM::kVtSbo);
+    constexpr uint32_t kStep = SM::kDirectV ? 2048u : 2 * SM::kVtLbo;
 #pragma unroll
     for (int kk = 0; kk < kBN / 16; ++kk) {
       if constexpr (D == 128) {
-        ptx::wgmma_m64n128k16_f16_rs(o, pf[kk], ptx::wgmma_desc_add(dv, 2 * SM::kVtLbo * kk), 1);
+        ptx::wgmma_m64n128k16_f16_rs<kTrans>(o, pf[kk], ptx::wgmma_desc_add(dv, kStep * kk), 1);
       } else {
-        ptx::wgmma_m64n64k16_f16_rs(o, pf[kk], ptx::wgmma_desc_add(dv, 2 * SM::kVtLbo * kk), 1);
+        ptx::wgmma_m64n64k16_f16_rs<kTrans>(o, pf[kk], ptx::wgmma_desc_add(dv, kStep * kk), 1);
       }
     }
   };
@@ -308,7 +324,7 @@ __global__ void __launch_bounds__(kThreads, 1) prefill_wgmma_kernel(const Prefil
       ptx::cp_async_wait<2>();  // tile 0
       __syncthreads();
       if constexpr (!SM::kDirectK) convert_k<DT, D>(raw(0), tileK(0), 0, kend, tid);
-      convert_v<DT, D>(raw(0), tileVt(0), 0, kend, tid);
+      if constexpr (!SM::kDirectV) convert_v<DT, D>(raw(0), tileV(0), 0, kend, tid);
       if (n_tiles > 1) {
         ptx::cp_async_wait<1>();  // tile 1: its K is S(1)'s operand in iteration 0
         __syncthreads();
@@ -331,7 +347,7 @@ __global__ void __launch_bounds__(kThreads, 1) prefill_wgmma_kernel(const Prefil
     // Iteration kt: P(kt) is in pc; K(kt+1) and V(kt) are in their tiles.
     auto step = [&](int kt, uint32_t (&pc)[kBN / 16][4], uint32_t (&pn)[kBN / 16][4]) {
       if (kt + 3 < n_tiles) {
-        issue_tile<DT, D>(raw(kt + 3), tileK(kt + 3), tb, a, hp, kt + 3, tid);
+        issue_tile<DT, D>(raw(kt + 3), tileK(kt + 3), tileV(kt + 3), tb, a, hp, kt + 3, tid);
         tb.lookup(hp, bt, kt + 4, kend, tid);
       }
       ptx::cp_async_commit();
@@ -354,7 +370,8 @@ __global__ void __launch_bounds__(kThreads, 1) prefill_wgmma_kernel(const Prefil
       __syncthreads();          // every thread's part of tile kt+2 has landed
       if constexpr (!SM::kDirectK)
         if (kt + 2 < n_tiles) convert_k<DT, D>(raw(kt + 2), tileK(kt + 2), kt + 2, kend, tid);
-      if (next) convert_v<DT, D>(raw(kt + 1), tileVt(kt + 1), kt + 1, kend, tid);
+      if constexpr (!SM::kDirectV)
+        if (next) convert_v<DT, D>(raw(kt + 1), tileV(kt + 1), kt + 1, kend, tid);
       ptx::fence_proxy_async_shared();
       ptx::wgmma_wait<0>();
       ptx::wgmma_fence_operands(o);
@@ -370,7 +387,7 @@ __global__ void __launch_bounds__(kThreads, 1) prefill_wgmma_kernel(const Prefil
       ptx::cp_async_wait<1>();  // tile 0
       __syncthreads();
       if constexpr (!SM::kDirectK) convert_k<DT, D>(raw(0), tileK(0), 0, kend, tid);
-      convert_v<DT, D>(raw(0), tileVt(0), 0, kend, tid);
+      if constexpr (!SM::kDirectV) convert_v<DT, D>(raw(0), tileV(0), 0, kend, tid);
       ptx::fence_proxy_async_shared();
       __syncthreads();
     }
@@ -379,7 +396,7 @@ __global__ void __launch_bounds__(kThreads, 1) prefill_wgmma_kernel(const Prefil
     // conversion ended before the previous iteration's last barrier).
     for (int kt = 0; kt < n_tiles; ++kt) {
       if (kt + 2 < n_tiles) {
-        issue_tile<DT, D>(raw(kt + 2), tileK(kt + 2), tb, a, hp, kt + 2, tid);
+        issue_tile<DT, D>(raw(kt + 2), tileK(kt + 2), tileV(kt + 2), tb, a, hp, kt + 2, tid);
         tb.lookup(hp, bt, kt + 3, kend, tid);  // in flight until the next iteration's fill
       }
       ptx::cp_async_commit();
@@ -407,7 +424,8 @@ __global__ void __launch_bounds__(kThreads, 1) prefill_wgmma_kernel(const Prefil
       ptx::wgmma_fence();
       issue_pv(kt, pf);
       ptx::wgmma_commit();
-      if (next) convert_v<DT, D>(raw(kt + 1), tileVt(kt + 1), kt + 1, kend, tid);  // its tile's last reader, P.V(kt-1), is done
+      if constexpr (!SM::kDirectV)  // its tile's last reader, P.V(kt-1), is done
+        if (next) convert_v<DT, D>(raw(kt + 1), tileV(kt + 1), kt + 1, kend, tid);
       ptx::fence_proxy_async_shared();  // this thread's tile kt+1 writes (stores, cp.async) before the wgmma reads
       ptx::wgmma_wait<0>();
       ptx::wgmma_fence_operands(o);

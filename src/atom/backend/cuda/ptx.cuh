@@ -233,32 +233,37 @@ __device__ __forceinline__ void wgmma_fence_operands(float (&d)[R]) {
       "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]),    \
       "+f"(d[62]), "+f"(d[63])
 
-// D(64x64, f32) (+)= A(64x16, f16, registers) * B(16x64, f16, K-major smem).
+// D(64x64, f32) (+)= A(64x16, f16, registers) * B(16x64, f16, smem). kTransB = 0: B K-major; 1: B N-major
+// (transposed: the 16-bit types' imm-trans-b, an N-fastest tile read as is).
+template <int kTransB = 0>
 __device__ __forceinline__ void wgmma_m64n64k16_f16_rs(float (&d)[32], const uint32_t (&a)[4], uint64_t desc_b,
                                                        int scale_d) {
+  static_assert(kTransB == 0 || kTransB == 1);
   asm volatile(
       "{\n"
       ".reg .pred p;\n"
       "setp.ne.b32 p, %37, 0;\n"
       "wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 "
-      ATOM_WGMMA_D32_REGS ", {%32, %33, %34, %35}, %36, p, 1, 1, 0;\n"
+      ATOM_WGMMA_D32_REGS ", {%32, %33, %34, %35}, %36, p, 1, 1, %38;\n"
       "}\n"
       : ATOM_WGMMA_F32_OUT32(d)
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b), "r"(scale_d));
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b), "r"(scale_d), "n"(kTransB));
 }
 
-// D(64x128, f32) (+)= A(64x16, f16, registers) * B(16x128, f16, K-major smem).
+// D(64x128, f32) (+)= A(64x16, f16, registers) * B(16x128, f16, smem); kTransB as above.
+template <int kTransB = 0>
 __device__ __forceinline__ void wgmma_m64n128k16_f16_rs(float (&d)[64], const uint32_t (&a)[4], uint64_t desc_b,
                                                         int scale_d) {
+  static_assert(kTransB == 0 || kTransB == 1);
   asm volatile(
       "{\n"
       ".reg .pred p;\n"
       "setp.ne.b32 p, %69, 0;\n"
       "wgmma.mma_async.sync.aligned.m64n128k16.f32.f16.f16 "
-      ATOM_WGMMA_D64_REGS ", {%64, %65, %66, %67}, %68, p, 1, 1, 0;\n"
+      ATOM_WGMMA_D64_REGS ", {%64, %65, %66, %67}, %68, p, 1, 1, %70;\n"
       "}\n"
       : ATOM_WGMMA_F32_OUT64(d)
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b), "r"(scale_d));
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b), "r"(scale_d), "n"(kTransB));
 }
 
 // ---------------------------------------------------------------------------------------------------
