@@ -2,7 +2,7 @@
 """Emulation of the wgmma prefill attention kernel's data movement (src/atom/backend/cuda/
 attention_prefill_wgmma.cu) on the CPU, for checking its layouts where no GPU is at hand.
 
-One CTA (2 warpgroups, 128 query rows, 64-key tiles), fp16 values (the dequantization itself is the
+One CTA (2 warpgroups, 128 query rows, 64-key tiles, 128 for the fp16 cache), fp16 values (the dequantization itself is the
 mma.sync kernel's, tested on the GPU). Emulated as the kernel does it:
   - K: int8/int4 chunks -> canonical K-major core matrices (canon, convert_k); fp16 K rows cp.async'd
     straight into a 128-byte-swizzled K tile (k_swz); int V key pairs -> V^T via __byte_perm into the V^T
@@ -54,15 +54,15 @@ def raw_swz(r, ch, chunks):
     return ((lin & ~7) | ((lin ^ h) & 7)) * 16
 
 
-def k_swz(r, ch):
-    return (ch >> 3) * K_ATOM + (r >> 3) * 1024 + (r & 7) * 128 + (((ch & 7) ^ (r & 7)) << 4)
+def k_swz(r, ch, bn=BN):  # bn: keys per tile (128 for fp16 in the plain schedule)
+    return (ch >> 3) * bn * 128 + (r >> 3) * 1024 + (r & 7) * 128 + (((ch & 7) ^ (r & 7)) << 4)
 
 
 def swz128_read(smem, start, n_rows, k16):
-    """The 16-element K slice k16 of a 128-byte-swizzled K-major B operand (fp16), as wgmma reads it."""
+    """The 16-element K slice k16 of a 128-byte-swizzled K-major B operand (fp16, n_rows keys), as wgmma reads it."""
     out = np.zeros((n_rows, 16), np.float16)
     h = smem.view(np.uint16)
-    base = start + (k16 // 4) * K_ATOM + (k16 % 4) * 32
+    base = start + (k16 // 4) * n_rows * 128 + (k16 % 4) * 32
     for n in range(n_rows):
         for k in range(16):
             addr = base + (n // 8) * 1024 + (n % 8) * 128 + 2 * k
@@ -71,14 +71,14 @@ def swz128_read(smem, start, n_rows, k16):
     return out
 
 
-def swz128_read_mn(smem, start, n_cols, k16):
-    """The k16 slice (16 keys) of an N-major 128-byte-swizzled B operand (fp16 V tile), as [n = d][k = key]."""
+def swz128_read_mn(smem, start, n_cols, k16, bn):
+    """The k16 slice (16 keys) of an N-major 128-byte-swizzled B operand (fp16 V tile of bn keys), as [n = d][k = key]."""
     out = np.zeros((n_cols, 16), np.float16)
     h = smem.view(np.uint16)
     base = start + 2048 * k16
     for n in range(n_cols):
         for k in range(16):
-            addr = base + (n // 64) * K_ATOM + (k // 8) * 1024 + (k % 8) * 128 + 2 * (n % 64)
+            addr = base + (n // 64) * bn * 128 + (k // 8) * 1024 + (k % 8) * 128 + 2 * (n % 64)
             addr ^= ((addr >> 7) & 7) << 4
             out[n, k] = h[addr // 2:addr // 2 + 1].view(np.float16)[0]
     return out
@@ -141,16 +141,17 @@ def byte_perm_halves(w0, w1, odd):  # __byte_perm(w0, w1, odd ? 0x7632 : 0x5410)
 def convert_tile(Kt, Vt, D, direct_k):
     """Kt, Vt [64][D] float16 (zeros past the end) -> (sK, sV) byte arrays as the kernel writes them (K and V
     by the fp16 fill when direct_k, else K by convert_k and V^T by convert_v)."""
-    sK = np.zeros(BN * D * 2, np.uint8)
-    sV = np.zeros(BN * D * 2 if direct_k else (D // 8) * VT_SBO, np.uint8)
+    bn = Kt.shape[0]
+    sK = np.zeros(bn * D * 2, np.uint8)
+    sV = np.zeros(bn * D * 2 if direct_k else (D // 8) * VT_SBO, np.uint8)
     kb = Kt.view(np.uint16)
     vb = Vt.view(np.uint16)
-    for r in range(BN):
+    for r in range(bn):
         for d0 in range(0, D, 8):  # one 16-byte piece: 8 consecutive elements
-            off = k_swz(r, d0 // 8) if direct_k else canon(r, d0, D)
+            off = k_swz(r, d0 // 8, bn) if direct_k else canon(r, d0, D)
             sK[off:off + 16] = kb[r, d0:d0 + 8].view(np.uint8)
             if direct_k:
-                sV[k_swz(r, d0 // 8):k_swz(r, d0 // 8) + 16] = vb[r, d0:d0 + 8].view(np.uint8)
+                sV[off:off + 16] = vb[r, d0:d0 + 8].view(np.uint8)
     for r0 in range(0, BN if not direct_k else 0, 2):
         for d0 in range(0, D, 8):
             w0 = [(vb[r0, d0 + 2 * i], vb[r0, d0 + 2 * i + 1]) for i in range(4)]  # 4 words of 2 halves
@@ -189,6 +190,7 @@ def a_frag_matrix(frags):
 
 
 def run(D, nq, ln, seed, direct_k):
+    bn = 128 if direct_k else BN  # kTileKeys: fp16 tiles hold 128 keys in the plain schedule
     rng = np.random.default_rng(seed)
     q = rng.uniform(-1, 1, (nq, D)).astype(np.float16)
     k = rng.uniform(-1, 1, (ln, D)).astype(np.float16)
@@ -200,7 +202,7 @@ def run(D, nq, ln, seed, direct_k):
         nrows = min(BM, nq - row0)
         qpos0 = ln - nq + row0
         kend = min(ln, qpos0 + nrows)
-        n_tiles = (kend + BN - 1) // BN
+        n_tiles = (kend + bn - 1) // bn
         for wg in range(WG):
             # Q fragments per (warp, lane, kb): rows 64wg + 16w + g (+8), as the kernel loads them
             qfr = {}
@@ -221,22 +223,22 @@ def run(D, nq, ln, seed, direct_k):
             l = np.zeros(64)
             o = np.zeros((64, D))
             for kt in range(n_tiles):
-                Kt = np.zeros((BN, D), np.float16)
-                Vt = np.zeros((BN, D), np.float16)
-                n_valid = min(BN, kend - kt * BN)
-                Kt[:n_valid] = k[kt * BN:kt * BN + n_valid]
-                Vt[:n_valid] = v[kt * BN:kt * BN + n_valid]
+                Kt = np.zeros((bn, D), np.float16)
+                Vt = np.zeros((bn, D), np.float16)
+                n_valid = min(bn, kend - kt * bn)
+                Kt[:n_valid] = k[kt * bn:kt * bn + n_valid]
+                Vt[:n_valid] = v[kt * bn:kt * bn + n_valid]
                 sK, sV = convert_tile(Kt, Vt, D, direct_k)
-                S = np.zeros((64, BN))
+                S = np.zeros((64, bn))
                 for kb in range(D // 16):
                     A = a_frag_matrix([[qfr[(w, lane, kb)] for lane in range(32)] for w in range(4)]).astype(np.float64)
-                    B = (swz128_read(sK, 0, BN, kb) if direct_k else
-                         desc_read(sK, 0, 128, (D // 8) * 128, BN, kb)).astype(np.float64)  # [n = key][k]
+                    B = (swz128_read(sK, 0, bn, kb) if direct_k else
+                         desc_read(sK, 0, 128, (D // 8) * 128, bn, kb)).astype(np.float64)  # [n = key][k]
                     S += A @ B.T
                 # mask + online softmax per row (the accumulator holds row-major S here)
                 rows = 64 * wg + np.arange(64)
                 qpos = np.where(rows < nrows, qpos0 + rows, -1)
-                keys = kt * BN + np.arange(BN)
+                keys = kt * bn + np.arange(bn)
                 S = S * scale_log2
                 S = np.where(keys[None, :] <= qpos[:, None], S, -np.inf)
                 mnew = np.maximum(m, S.max(axis=1))
@@ -248,7 +250,7 @@ def run(D, nq, ln, seed, direct_k):
                 o *= corr[:, None]
                 P16 = P.astype(np.float16)  # pack_half2
                 # P fragments from the accumulator layout d[4j+e] -> A registers of k16 step kk
-                for kk in range(BN // 16):
+                for kk in range(bn // 16):
                     frags = []
                     for w in range(4):
                         fl = []
@@ -263,7 +265,7 @@ def run(D, nq, ln, seed, direct_k):
                                        np.array([d[(j1, 0)], d[(j1, 1)]]), np.array([d[(j1, 2)], d[(j1, 3)]])])
                         frags.append(fl)
                     A = a_frag_matrix(frags).astype(np.float64)
-                    B = (swz128_read_mn(sV, 0, D, kk) if direct_k else
+                    B = (swz128_read_mn(sV, 0, D, kk, bn) if direct_k else
                          desc_read(sV, 0, VT_LBO, VT_SBO, D, kk)).astype(np.float64)  # [n = d][k = key]
                     o += A @ B.T
             for r in range(64):

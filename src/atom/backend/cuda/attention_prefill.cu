@@ -171,7 +171,8 @@ __global__ void __launch_bounds__(kThreads, 3) prefill_kernel(const PrefillArgs 
     // ---- causal mask + online softmax (rows g and g+8) ----
     float corr[2];
     // (every tile masked: skipping the mask on the tiles below the diagonal made this kernel spill)
-    tile_softmax_step<true>([&](int j, int e) -> float& { return sacc[j][e]; }, kt, c, qpos, a.scale_log2, m, l, corr);
+    tile_softmax_step<true, kBN>([&](int j, int e) -> float& { return sacc[j][e]; }, kt, c, qpos, a.scale_log2, m, l,
+                                 corr);
 #pragma unroll
     for (int j = 0; j < kNT; ++j) {
       o[j][0] *= corr[0]; o[j][1] *= corr[0];

@@ -76,23 +76,23 @@ __device__ __forceinline__ void tile_meta_operands(const uint8_t* meta, int whic
   s2 = sh | (sh << 16);
 }
 
-// Causal mask and one online-softmax step over a 64-key tile held in the m16n8 accumulator layout (both prefill
-// kernels): at(j, e) is element e of n8-tile j, row g + 8 (e / 2), key 8j + 2c + (e & 1) of tile kt. The
+// Causal mask and one online-softmax step over a kKeys-key tile held in the m16n8 accumulator layout (both
+// prefill kernels): at(j, e) is element e of n8-tile j, row g + 8 (e / 2), key 8j + 2c + (e & 1) of tile kt. The
 // scores become the weights exp2(s * scale - max) in place; m, l are rows g, g+8's running max and sum (l
 // already rescaled), corr the factor the caller applies to its O rows. MASK: apply the causal mask (keys past a
 // row's query position get -inf). The scale is folded into the exponent's FMA (the max is taken on the raw
 // scores; scale_log2 > 0).
-template <bool MASK, class At>
+template <bool MASK, int kKeys, class At>
 __device__ __forceinline__ void tile_softmax_step(At&& at, int kt, int c, const int (&qpos)[2], float scale_log2,
                                                   float (&m)[2], float (&l)[2], float (&corr)[2]) {
   float mloc[2] = {-INFINITY, -INFINITY};
 #pragma unroll
-  for (int j = 0; j < kTileMetaKeys / 8; ++j)
+  for (int j = 0; j < kKeys / 8; ++j)
 #pragma unroll
     for (int e = 0; e < 4; ++e) {
       float v = at(j, e);
       if constexpr (MASK) {
-        const int key = kt * kTileMetaKeys + 8 * j + 2 * c + (e & 1);
+        const int key = kt * kKeys + 8 * j + 2 * c + (e & 1);
         v = key <= qpos[e / 2] ? v : -INFINITY;
         at(j, e) = v;
       }
@@ -108,7 +108,7 @@ __device__ __forceinline__ void tile_softmax_step(At&& at, int kt, int c, const 
     l[i] *= corr[i];
   }
 #pragma unroll
-  for (int j = 0; j < kTileMetaKeys / 8; ++j)
+  for (int j = 0; j < kKeys / 8; ++j)
 #pragma unroll
     for (int e = 0; e < 4; ++e) {
       at(j, e) = attn::exp2_ftz(fmaf(at(j, e), scale_log2, -muse[e / 2]));
@@ -118,11 +118,11 @@ __device__ __forceinline__ void tile_softmax_step(At&& at, int kt, int c, const 
 // The same, masking only where needed. qmin_warp: the smallest query position of the warp's rows (warp-uniform):
 // a tile wholly at or below it needs no mask, which is all but the last one or two tiles of a causal row (the
 // mask's compare and select were ~10% of the kernels' instructions, results §9a).
-template <class At>
+template <int kKeys = kTileMetaKeys, class At>
 __device__ __forceinline__ void tile_online_softmax(At&& at, int kt, int c, const int (&qpos)[2], int qmin_warp,
                                                     float scale_log2, float (&m)[2], float (&l)[2], float (&corr)[2]) {
-  if ((kt + 1) * kTileMetaKeys - 1 <= qmin_warp) tile_softmax_step<false>(at, kt, c, qpos, scale_log2, m, l, corr);
-  else tile_softmax_step<true>(at, kt, c, qpos, scale_log2, m, l, corr);
+  if ((kt + 1) * kKeys - 1 <= qmin_warp) tile_softmax_step<false, kKeys>(at, kt, c, qpos, scale_log2, m, l, corr);
+  else tile_softmax_step<true, kKeys>(at, kt, c, qpos, scale_log2, m, l, corr);
 }
 // The warp's smallest query position (-1 when it holds padding rows: then every tile is masked).
 __device__ __forceinline__ int warp_min_qpos(const int (&qpos)[2]) {

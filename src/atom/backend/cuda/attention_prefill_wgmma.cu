@@ -2,7 +2,8 @@
 // attention_prefill.cu (PrefillKernel::kWgmma selects it), written to lift the FA2-style kernel's ceiling
 // (ldmatrix traffic at 16 query rows per warp, mma.sync's half rate; docs/results.md §6d).
 //
-// CTA = 2 warpgroups, 128 query rows of one head (64 per warpgroup), 64-key tiles shared by both.
+// CTA = 2 warpgroups, 128 query rows of one head (64 per warpgroup), key tiles shared by both (128 keys for
+// fp16, 64 for int8 / int4: kTileKeys).
 //   Q        fp16 A fragments in registers for the whole kernel (loaded once from global memory).
 //   K tile   shared memory, wgmma's canonical K-major layout without swizzle (8-row x 16-byte core
 //            matrices, core (key/8, d/8) at byte ((key/8) * D/8 + d/8) * 128): S = Q.K^T is
@@ -30,11 +31,19 @@ namespace {
 
 constexpr int kWG = 2;                // warpgroups per CTA
 constexpr int kBM = 64 * kWG;         // query rows per CTA
-constexpr int kBN = kTileMetaKeys;    // keys per tile
 constexpr int kThreads = 128 * kWG;
 
-template <KvDtype DT, int D>
+// Keys per tile: 128 for fp16 in the plain schedule, which halves the per-key share of each tile's fixed
+// work (the softmax's row reductions and O rescale, two CTA barriers, the wgmma waits); 64 where the tile's
+// metadata layout is the 64-key one of int8 / int4 (kTileMetaKeys) or the overlapped schedule's double-buffered
+// P would not fit in registers.
+template <KvDtype DT, bool OV>
+constexpr int kTileKeys = DT == KvDtype::F16 && !OV ? 128 : kTileMetaKeys;
+
+template <KvDtype DT, int D, int BN>
 struct WgSmem {
+  static_assert(BN == kTileMetaKeys || (BN == 128 && DT == KvDtype::F16), "int8 / int4 tiles hold 64 keys (metadata)");
+  static constexpr int kBN = BN;
   static constexpr int kBits = DT == KvDtype::F16 ? 16 : DT == KvDtype::I8 ? 8 : 4;
   static constexpr int kRowBytes = D * kBits / 8;
   static constexpr int kChunks = kRowBytes / 16;           // 16-byte chunks per stored row
@@ -48,16 +57,16 @@ struct WgSmem {
   // A raw plane (the K or the V values of a tile) is row-major in 16-byte slots, each 8-slot line XOR-permuted
   // by raw_swz: the fill (contiguous runs), the 8-key reads of convert_k and the key-pair reads of convert_v
   // all meet 8 different bank quads per 8 lanes.
-  static constexpr size_t kRawPlane = size_t(kBN) * kRowBytes;
+  static constexpr size_t kRawPlane = size_t(BN) * kRowBytes;
   static constexpr size_t kRawK = kDirectK ? 0 : kRawPlane;
   static constexpr size_t kRawV = kDirectV ? 0 : kRawPlane;
   static constexpr size_t kMeta = DT == KvDtype::F16 ? 0 : size_t(kTileMetaBytes);  // issue_tile_meta's layout
   static constexpr size_t kRaw = kRawK + kRawV + kMeta;  // one raw stage: K plane, V plane, metadata (none: fp16)
-  static constexpr size_t kTileK = size_t(kBN) * D * 2;     // fp16 K tile
-  static constexpr size_t kKAtom = size_t(kBN) * 128;       // fp16 direct K: one 64-element swizzle atom column
+  static constexpr size_t kTileK = size_t(BN) * D * 2;     // fp16 K tile
+  static constexpr size_t kKAtom = size_t(BN) * 128;       // fp16 direct K: one 64-element swizzle atom column
   // V^T tile: canonical K-major with the key blocks 144 bytes apart (LBO) instead of 128, so the 4-byte
   // (key, key + 1) stores of the transpose, 8 key blocks per warp, land in 8 different bank quads.
-  static constexpr uint32_t kVtLbo = 144, kVtSbo = (kBN / 8) * kVtLbo;
+  static constexpr uint32_t kVtLbo = 144, kVtSbo = (BN / 8) * kVtLbo;
   static constexpr size_t kTileVt = size_t(D / 8) * kVtSbo;
   static constexpr size_t kTileV = kDirectV ? kTileK : kTileVt;  // one V tile (fp16: key rows as K's)
   __device__ static uint32_t raw_swz(int r, int ch) {
@@ -80,8 +89,8 @@ struct WgSmem {
 // fp16's filled ones, which must also hold the tiles in flight (3, or 4 when P.V(kt) runs beside three
 // tiles ahead).
 template <KvDtype DT, int D, bool OV>
-struct WgPipe : WgSmem<DT, D> {
-  using B = WgSmem<DT, D>;
+struct WgPipe : WgSmem<DT, D, kTileKeys<DT, OV>> {
+  using B = WgSmem<DT, D, kTileKeys<DT, OV>>;
   static constexpr int kKTiles = B::kDirectK || OV ? 3 : 2;
   static constexpr int kVTiles = !B::kDirectV ? 2 : OV ? 4 : 3;
   static constexpr int kRawStages = B::kRaw == 0 ? 0 : OV ? 3 : 2;
@@ -105,16 +114,16 @@ __device__ __forceinline__ void sweep_item(int i, int& r, int& ch) {
 // The blocks of one tile's fill items of this thread (item j: i = tid + j * kThreads, key i / kChunks, chunk
 // i % kChunks, as the page stores them) and of its metadata chunk, looked up one tile before the fill:
 // the block-table read is a dependent global load that the fill would otherwise wait for.
-template <KvDtype DT, int D>
+template <KvDtype DT, int D, int BN>
 struct TileBlocks {
-  using SM = WgSmem<DT, D>;
-  static constexpr int kItems = kBN * SM::kChunks, kPerThread = (kItems + kThreads - 1) / kThreads;
+  using SM = WgSmem<DT, D, BN>;
+  static constexpr int kItems = BN * SM::kChunks, kPerThread = (kItems + kThreads - 1) / kThreads;
   const uint8_t* blk[kPerThread];
   const uint8_t* meta;
   __device__ void lookup(const HeadPages& hp, const int32_t* bt, int kt, int kend, int tid) {
 #pragma unroll
     for (int j = 0; j < kPerThread; ++j) {
-      const int i = tid + j * kThreads, t = kt * kBN + i / SM::kChunks;
+      const int i = tid + j * kThreads, t = kt * BN + i / SM::kChunks;
       blk[j] = i < kItems && t < kend ? hp.block(bt[t >> hp.shift]) : nullptr;
     }
     meta = nullptr;
@@ -124,11 +133,11 @@ struct TileBlocks {
 
 // cp.async of the raw bytes of key tile kt: int K and V into a raw stage, fp16 K and V straight into their
 // tiles; tokens >= kend are zero-filled (never read unmasked: P is 0 there and V is 0, not stale NaN).
-template <KvDtype DT, int D>
-__device__ __forceinline__ void issue_tile(uint8_t* raw, uint8_t* tile_k, uint8_t* tile_v, const TileBlocks<DT, D>& tb,
+template <KvDtype DT, int D, int BN>
+__device__ __forceinline__ void issue_tile(uint8_t* raw, uint8_t* tile_k, uint8_t* tile_v, const TileBlocks<DT, D, BN>& tb,
                                            const PrefillArgs& a, const HeadPages& hp, int kt, int tid) {
-  using SM = WgSmem<DT, D>;
-  using TB = TileBlocks<DT, D>;
+  using SM = WgSmem<DT, D, BN>;
+  using TB = TileBlocks<DT, D, BN>;
   const int32_t k_off = int32_t(a.L.k_values()), v_off = int32_t(a.L.v_values());
 #pragma unroll
   for (int j = 0; j < TB::kPerThread; ++j) {
@@ -136,7 +145,7 @@ __device__ __forceinline__ void issue_tile(uint8_t* raw, uint8_t* tile_k, uint8_
     if (TB::kItems % kThreads != 0 && i >= TB::kItems) break;
     const int r = i / SM::kChunks, ch = i % SM::kChunks;
     const uint8_t* blk = tb.blk[j];
-    const int32_t row = ((kt * kBN + r) & hp.mask) * SM::kRowBytes + 16 * ch;
+    const int32_t row = ((kt * BN + r) & hp.mask) * SM::kRowBytes + 16 * ch;
     uint8_t* k_dst = SM::kDirectK ? tile_k + SM::k_swz(r, ch) : raw + SM::raw_swz(r, ch);
     uint8_t* v_dst = SM::kDirectV ? tile_v + SM::k_swz(r, ch) : raw + SM::kRawK + SM::raw_swz(r, ch);
     ptx::cp_async_16(k_dst, blk ? blk + k_off + row : a.pool, blk != nullptr);
@@ -147,10 +156,10 @@ __device__ __forceinline__ void issue_tile(uint8_t* raw, uint8_t* tile_k, uint8_
 
 // The raw chunk ch of key r's K (which = 0) or V (1) row as fp16 pieces; zeros past the end (stored garbage
 // may be NaN, and 0 * NaN = NaN even where P is 0).
-template <KvDtype DT, int D>
+template <KvDtype DT, int D, int BN>
 __device__ __forceinline__ void chunk_pieces(const uint8_t* raw, int which, int r, int ch, bool valid,
                                              uint4 (&out)[kChunkPieces<DT>]) {
-  using SM = WgSmem<DT, D>;
+  using SM = WgSmem<DT, D, BN>;
   if (!valid) {
 #pragma unroll
     for (int p = 0; p < kChunkPieces<DT>; ++p) out[p] = make_uint4(0, 0, 0, 0);
@@ -163,15 +172,15 @@ __device__ __forceinline__ void chunk_pieces(const uint8_t* raw, int which, int 
 }
 
 // Raw K -> the canonical K tile (int8 / int4 only): one 16-byte store per 8 elements.
-template <KvDtype DT, int D>
+template <KvDtype DT, int D, int BN>
 __device__ __forceinline__ void convert_k(const uint8_t* raw, uint8_t* sK, int kt, int kend, int tid) {
-  using SM = WgSmem<DT, D>;
+  using SM = WgSmem<DT, D, BN>;
   constexpr int P = kChunkPieces<DT>;
-  for (int i = tid; i < kBN * SM::kChunks; i += kThreads) {
+  for (int i = tid; i < BN * SM::kChunks; i += kThreads) {
     int r, ch;
     sweep_item<SM::kChunks>(i, r, ch);
     uint4 pc[P];
-    chunk_pieces<DT, D>(raw, 0, r, ch, kt * kBN + r < kend, pc);
+    chunk_pieces<DT, D, BN>(raw, 0, r, ch, kt * BN + r < kend, pc);
 #pragma unroll
     for (int p = 0; p < P; ++p) *reinterpret_cast<uint4*>(sK + canon(r, ch * SM::kChunkElems + 8 * p, D)) = pc[p];
   }
@@ -179,15 +188,15 @@ __device__ __forceinline__ void convert_k(const uint8_t* raw, uint8_t* sK, int k
 
 // Raw V -> the V^T tile. A thread takes keys (2a, 2a + 1) of key block kb for one chunk column, so each store
 // is one 4-byte (key, key + 1) pair; a warp's 32 lanes are 4 pairs x 8 key blocks of one chunk column.
-template <KvDtype DT, int D>
+template <KvDtype DT, int D, int BN>
 __device__ __forceinline__ void convert_v(const uint8_t* raw, uint8_t* sVt, int kt, int kend, int tid) {
-  using SM = WgSmem<DT, D>;
+  using SM = WgSmem<DT, D, BN>;
   constexpr int P = kChunkPieces<DT>;
-  for (int i = tid; i < (kBN / 2) * SM::kChunks; i += kThreads) {
-    const int r0 = 2 * (i & 3) + 8 * ((i >> 2) % (kBN / 8)), ch = i / (kBN / 2);
+  for (int i = tid; i < (BN / 2) * SM::kChunks; i += kThreads) {
+    const int r0 = 2 * (i & 3) + 8 * ((i >> 2) % (BN / 8)), ch = i / (BN / 2);
     uint4 p0[P], p1[P];
-    chunk_pieces<DT, D>(raw, 1, r0, ch, kt * kBN + r0 < kend, p0);
-    chunk_pieces<DT, D>(raw, 1, r0 + 1, ch, kt * kBN + r0 + 1 < kend, p1);
+    chunk_pieces<DT, D, BN>(raw, 1, r0, ch, kt * BN + r0 < kend, p0);
+    chunk_pieces<DT, D, BN>(raw, 1, r0 + 1, ch, kt * BN + r0 + 1 < kend, p1);
 #pragma unroll
     for (int p = 0; p < P; ++p) {
       const int d0 = ch * SM::kChunkElems + 8 * p;
@@ -208,6 +217,7 @@ template <KvDtype DT, int D, bool kOverlap>
 __global__ void __launch_bounds__(kThreads, 1) prefill_wgmma_kernel(const PrefillArgs a) {
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
   using SM = WgPipe<DT, D, kOverlap>;
+  constexpr int kBN = SM::kBN;  // keys per tile
   constexpr int kNKB = D / 16;  // k16 steps of S = Q.K^T
   constexpr int kNT = D / 8;    // n8 column tiles of O
   extern __shared__ __align__(128) uint8_t smem[];
@@ -236,11 +246,11 @@ __global__ void __launch_bounds__(kThreads, 1) prefill_wgmma_kernel(const Prefil
   // Tiles 0 and 1 in flight while Q is loaded (one cp.async group per tile); tile 2's blocks looked up.
   // (kOverlap: tiles 0..2, tile 3's blocks.)
   constexpr int kAhead = kOverlap ? 3 : 2;
-  TileBlocks<DT, D> tb;
+  TileBlocks<DT, D, kBN> tb;
 #pragma unroll
   for (int t = 0; t < kAhead; ++t) {
     tb.lookup(hp, bt, t, kend, tid);
-    if (n_tiles > t) issue_tile<DT, D>(raw(t), tileK(t), tileV(t), tb, a, hp, t, tid);
+    if (n_tiles > t) issue_tile<DT, D, kBN>(raw(t), tileK(t), tileV(t), tb, a, hp, t, tid);
     ptx::cp_async_commit();
   }
   tb.lookup(hp, bt, kAhead, kend, tid);
@@ -265,10 +275,10 @@ __global__ void __launch_bounds__(kThreads, 1) prefill_wgmma_kernel(const Prefil
 #pragma unroll
   for (int i = 0; i < 4 * kNT; ++i) o[i] = 0.0f;
 
-  float s[32];
+  float s[kBN / 2];
 #pragma unroll
-  for (int i = 0; i < 32; ++i) s[i] = 0.0f;  // defined once for the asm's "+f"; scale-d = 0 ignores the old values
-  // S = Q K(kt)^T into s, 64 rows x 64 keys per warpgroup (the caller fences and commits). fp16 direct K:
+  for (int i = 0; i < kBN / 2; ++i) s[i] = 0.0f;  // defined once for the asm's "+f"; scale-d = 0 ignores the old values
+  // S = Q K(kt)^T into s, 64 rows x kBN keys per warpgroup (the caller fences and commits). fp16 direct K:
   // 128-byte swizzle, SBO 1024, a k16 step is 32 bytes into its 64-element atom column.
   auto issue_s = [&](int kt) {
     const uint64_t dk = SM::kDirectK ? ptx::wgmma_desc(ptx::smem_addr(tileK(kt)), 16u, 1024u, ptx::WgmmaSwizzle::k128B)
@@ -276,13 +286,17 @@ __global__ void __launch_bounds__(kThreads, 1) prefill_wgmma_kernel(const Prefil
 #pragma unroll
     for (int kb = 0; kb < kNKB; ++kb) {
       const uint32_t step = SM::kDirectK ? uint32_t((kb / 4) * SM::kKAtom + (kb % 4) * 32) : 256u * kb;
-      ptx::wgmma_m64n64k16_f16_rs(s, qf[kb], ptx::wgmma_desc_add(dk, step), kb > 0);
+      if constexpr (kBN == 128) {
+        ptx::wgmma_m64n128k16_f16_rs(s, qf[kb], ptx::wgmma_desc_add(dk, step), kb > 0);
+      } else {
+        ptx::wgmma_m64n64k16_f16_rs(s, qf[kb], ptx::wgmma_desc_add(dk, step), kb > 0);
+      }
     }
   };
   // Mask + online softmax of tile kt (rows g and g+8) in s; P's A fragments straight from the S layout.
   auto softmax = [&](int kt, float (&corr)[2]) {
-    tile_online_softmax([&](int j, int e) -> float& { return s[4 * j + e]; }, kt, c, qpos, qmin_warp, a.scale_log2, m,
-                        l, corr);
+    tile_online_softmax<kBN>([&](int j, int e) -> float& { return s[4 * j + e]; }, kt, c, qpos, qmin_warp, a.scale_log2,
+                             m, l, corr);
   };
   auto pack_p = [&](uint32_t (&pf)[kBN / 16][4]) {
 #pragma unroll
@@ -323,12 +337,12 @@ __global__ void __launch_bounds__(kThreads, 1) prefill_wgmma_kernel(const Prefil
     if (n_tiles > 0) {
       ptx::cp_async_wait<2>();  // tile 0
       __syncthreads();
-      if constexpr (!SM::kDirectK) convert_k<DT, D>(raw(0), tileK(0), 0, kend, tid);
-      if constexpr (!SM::kDirectV) convert_v<DT, D>(raw(0), tileV(0), 0, kend, tid);
+      if constexpr (!SM::kDirectK) convert_k<DT, D, kBN>(raw(0), tileK(0), 0, kend, tid);
+      if constexpr (!SM::kDirectV) convert_v<DT, D, kBN>(raw(0), tileV(0), 0, kend, tid);
       if (n_tiles > 1) {
         ptx::cp_async_wait<1>();  // tile 1: its K is S(1)'s operand in iteration 0
         __syncthreads();
-        if constexpr (!SM::kDirectK) convert_k<DT, D>(raw(1), tileK(1), 1, kend, tid);
+        if constexpr (!SM::kDirectK) convert_k<DT, D, kBN>(raw(1), tileK(1), 1, kend, tid);
       }
       ptx::fence_proxy_async_shared();
       __syncthreads();
@@ -347,7 +361,7 @@ __global__ void __launch_bounds__(kThreads, 1) prefill_wgmma_kernel(const Prefil
     // Iteration kt: P(kt) is in pc; K(kt+1) and V(kt) are in their tiles.
     auto step = [&](int kt, uint32_t (&pc)[kBN / 16][4], uint32_t (&pn)[kBN / 16][4]) {
       if (kt + 3 < n_tiles) {
-        issue_tile<DT, D>(raw(kt + 3), tileK(kt + 3), tileV(kt + 3), tb, a, hp, kt + 3, tid);
+        issue_tile<DT, D, kBN>(raw(kt + 3), tileK(kt + 3), tileV(kt + 3), tb, a, hp, kt + 3, tid);
         tb.lookup(hp, bt, kt + 4, kend, tid);
       }
       ptx::cp_async_commit();
@@ -369,9 +383,9 @@ __global__ void __launch_bounds__(kThreads, 1) prefill_wgmma_kernel(const Prefil
       ptx::cp_async_wait<1>();  // tile kt+2 (tile kt+3 may still be in flight)
       __syncthreads();          // every thread's part of tile kt+2 has landed
       if constexpr (!SM::kDirectK)
-        if (kt + 2 < n_tiles) convert_k<DT, D>(raw(kt + 2), tileK(kt + 2), kt + 2, kend, tid);
+        if (kt + 2 < n_tiles) convert_k<DT, D, kBN>(raw(kt + 2), tileK(kt + 2), kt + 2, kend, tid);
       if constexpr (!SM::kDirectV)
-        if (next) convert_v<DT, D>(raw(kt + 1), tileV(kt + 1), kt + 1, kend, tid);
+        if (next) convert_v<DT, D, kBN>(raw(kt + 1), tileV(kt + 1), kt + 1, kend, tid);
       ptx::fence_proxy_async_shared();
       ptx::wgmma_wait<0>();
       ptx::wgmma_fence_operands(o);
@@ -386,8 +400,8 @@ __global__ void __launch_bounds__(kThreads, 1) prefill_wgmma_kernel(const Prefil
     if (n_tiles > 0) {
       ptx::cp_async_wait<1>();  // tile 0
       __syncthreads();
-      if constexpr (!SM::kDirectK) convert_k<DT, D>(raw(0), tileK(0), 0, kend, tid);
-      if constexpr (!SM::kDirectV) convert_v<DT, D>(raw(0), tileV(0), 0, kend, tid);
+      if constexpr (!SM::kDirectK) convert_k<DT, D, kBN>(raw(0), tileK(0), 0, kend, tid);
+      if constexpr (!SM::kDirectV) convert_v<DT, D, kBN>(raw(0), tileV(0), 0, kend, tid);
       ptx::fence_proxy_async_shared();
       __syncthreads();
     }
@@ -396,7 +410,7 @@ __global__ void __launch_bounds__(kThreads, 1) prefill_wgmma_kernel(const Prefil
     // conversion ended before the previous iteration's last barrier).
     for (int kt = 0; kt < n_tiles; ++kt) {
       if (kt + 2 < n_tiles) {
-        issue_tile<DT, D>(raw(kt + 2), tileK(kt + 2), tileV(kt + 2), tb, a, hp, kt + 2, tid);
+        issue_tile<DT, D, kBN>(raw(kt + 2), tileK(kt + 2), tileV(kt + 2), tb, a, hp, kt + 2, tid);
         tb.lookup(hp, bt, kt + 3, kend, tid);  // in flight until the next iteration's fill
       }
       ptx::cp_async_commit();
@@ -404,7 +418,7 @@ __global__ void __launch_bounds__(kThreads, 1) prefill_wgmma_kernel(const Prefil
       // (s re-zeroed each tile, though scale-d = 0 ignores it: that ends its live range at the loop edge, and
       // without it ptxas gave the int8 kernels 2-4 more registers)
 #pragma unroll
-      for (int i = 0; i < 32; ++i) s[i] = 0.0f;
+      for (int i = 0; i < kBN / 2; ++i) s[i] = 0.0f;
       ptx::wgmma_fence();
       issue_s(kt);
       ptx::wgmma_commit();
@@ -412,7 +426,7 @@ __global__ void __launch_bounds__(kThreads, 1) prefill_wgmma_kernel(const Prefil
       if (next) {
         ptx::cp_async_wait<1>();  // tile kt+1 (tile kt+2 may still be in flight)
         __syncthreads();
-        if constexpr (!SM::kDirectK) convert_k<DT, D>(raw(kt + 1), tileK(kt + 1), kt + 1, kend, tid);
+        if constexpr (!SM::kDirectK) convert_k<DT, D, kBN>(raw(kt + 1), tileK(kt + 1), kt + 1, kend, tid);
       }
       ptx::wgmma_wait<0>();
       ptx::wgmma_fence_operands(s);
@@ -425,7 +439,7 @@ __global__ void __launch_bounds__(kThreads, 1) prefill_wgmma_kernel(const Prefil
       issue_pv(kt, pf);
       ptx::wgmma_commit();
       if constexpr (!SM::kDirectV)  // its tile's last reader, P.V(kt-1), is done
-        if (next) convert_v<DT, D>(raw(kt + 1), tileV(kt + 1), kt + 1, kend, tid);
+        if (next) convert_v<DT, D, kBN>(raw(kt + 1), tileV(kt + 1), kt + 1, kend, tid);
       ptx::fence_proxy_async_shared();  // this thread's tile kt+1 writes (stores, cp.async) before the wgmma reads
       ptx::wgmma_wait<0>();
       ptx::wgmma_fence_operands(o);
