@@ -38,6 +38,7 @@ BM = 64 * WG
 VT_LBO = 144
 VT_SBO = (BN // 8) * VT_LBO
 K_ATOM = BN * 128
+S0_BARRIER = True  # the kOverlap prologue's barrier after S(0) (False reproduces the race it fixed)
 
 
 def canon(row, col, cols):
@@ -318,8 +319,9 @@ def overlap_schedule_check(n_tiles, direct_k):
                 acc.append((kslot(t), t, True, -2, -1))
             if conv_v:
                 acc.append((vt(t), t, True, -2, -1))
-    if n_tiles > 0:
-        acc.append((kslot(0), 0, False, -1, -0.5))  # S(0)
+    if n_tiles > 0:  # S(0): its read lasts, for the slower warpgroup, until the next CTA barrier: the one after
+        # it for fp16 K (iteration 0's fill of tile 3 overwrites K slot 0), else iteration 0's mid barrier
+        acc.append((kslot(0), 0, False, -1, 0 if (direct_k and S0_BARRIER) else 1))
     for kt in range(n_tiles):
         b = 3 * kt
         if kt + 3 < n_tiles:

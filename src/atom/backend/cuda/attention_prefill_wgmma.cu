@@ -357,6 +357,9 @@ __global__ void __launch_bounds__(kThreads, 1) prefill_wgmma_kernel(const Prefil
       float corr0[2];
       softmax(0, corr0);
       pack_p(pa);
+      // fp16 K: iteration 0's fill of tile 3 lands in K slot 0, which the other warpgroup's S(0) may still be
+      // reading (found by racecheck's slowed schedule, which reports no hazard: it does not see wgmma's reads).
+      if constexpr (SM::kDirectK) __syncthreads();
     }
     // Iteration kt: P(kt) is in pc; K(kt+1) and V(kt) are in their tiles.
     auto step = [&](int kt, uint32_t (&pc)[kBN / 16][4], uint32_t (&pn)[kBN / 16][4]) {
