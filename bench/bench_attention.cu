@@ -10,7 +10,8 @@
 //   bench_attention [--json FILE] [--quick] [--decode-only] [--prefill-only] [--split-sweep] [--page 16|32]
 //                   [--groups-per-step 1|2] (the decode table's int8 / int4 kernel step width)
 //                   [--rounds R] (the decode table R times over, caches in turn: median and spread per cell)
-//                   [--prefill-kernel auto|mma|wgmma|wgmma-overlap] (the prefill table's kernel; auto: the library's choice)
+//                   [--prefill-kernel auto|mma|wgmma|wgmma-overlap|wgmma-ws] (the prefill table's kernel; auto: the
+//                   library's choice; wgmma-ws: fp16 cells only, the others are left out)
 //                   [--prefill-kv int4|int8|fp16] (the prefill table's cells of that cache only: one kernel to profile)
 // --split-sweep: decode int4 / int8 at the shapes where the split heuristic matters most (short contexts, small
 // batches), timed at every split count from 1 to 64 next to the automatic choice, for tuning it.
@@ -86,7 +87,10 @@ const char* dt_name(KvDtype d) { return d == KvDtype::F16 ? "fp16" : d == KvDtyp
 // The kernel a prefill table ran on (kAuto resolved as paged_attention_prefill resolves it).
 const char* prefill_kernel_name(PrefillKernel k) {
   if (k == PrefillKernel::kAuto) k = device_runs_sm90a() ? PrefillKernel::kWgmma : PrefillKernel::kMmaSync;
-  return k == PrefillKernel::kWgmma ? "wgmma" : k == PrefillKernel::kWgmmaOverlap ? "wgmma-overlap" : "mma.sync";
+  return k == PrefillKernel::kWgmma          ? "wgmma"
+         : k == PrefillKernel::kWgmmaOverlap ? "wgmma-overlap"
+         : k == PrefillKernel::kWgmmaWs      ? "wgmma-ws"
+                                             : "mma.sync";
 }
 
 struct Rec {
@@ -146,8 +150,9 @@ int main(int argc, char** argv) {
       else if (v == "mma") prefill_kernel = PrefillKernel::kMmaSync;
       else if (v == "wgmma") prefill_kernel = PrefillKernel::kWgmma;
       else if (v == "wgmma-overlap") prefill_kernel = PrefillKernel::kWgmmaOverlap;
+      else if (v == "wgmma-ws") prefill_kernel = PrefillKernel::kWgmmaWs;
       else {
-        std::fprintf(stderr, "bench_attention: --prefill-kernel must be auto, mma, wgmma or wgmma-overlap\n");
+        std::fprintf(stderr, "bench_attention: --prefill-kernel must be auto, mma, wgmma, wgmma-overlap or wgmma-ws\n");
         return 2;
       }
     }
@@ -325,6 +330,7 @@ int main(int argc, char** argv) {
           for (int di = 0; di < 3; ++di) {
             if (prefill_kv >= 0 && di != prefill_kv) continue;
             const KvDtype dt = dts[di];
+            if (prefill_kernel == PrefillKernel::kWgmmaWs && dt != KvDtype::F16) continue;  // fp16 only
             Setup su(m, dt, p.B, p.ctx, p.nq, 1, page);
             const float scale = 1.0f / std::sqrt(float(m.head_dim));
             const double ms = time_ms(st, [&](int) {

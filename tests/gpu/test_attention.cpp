@@ -63,7 +63,7 @@ struct Case {
   PrefillKernel prefill_kernel = PrefillKernel::kAuto;  // Path::Prefill only
 };
 
-constexpr const char* kPrefillKernelNames[] = {"auto", "mma", "wgmma", "wgmma-overlap"};  // PrefillKernel order
+constexpr const char* kPrefillKernelNames[] = {"auto", "mma", "wgmma", "wgmma-overlap", "wgmma-ws"};  // PrefillKernel order
 
 // Builds the batch, appends on the GPU (checked byte-exact), runs attention, compares with the reference.
 void run_case(const Case& c) {
@@ -238,12 +238,14 @@ TEST(GpuAttention, PrefillLongChunk) {
 TEST(GpuAttention, PrefillEachKernelMatchesReference) {
   REQUIRE_GPU();
   std::vector<PrefillKernel> kernels = {PrefillKernel::kMmaSync};
-  if (device_runs_sm90a()) kernels.insert(kernels.end(), {PrefillKernel::kWgmma, PrefillKernel::kWgmmaOverlap});
+  if (device_runs_sm90a())
+    kernels.insert(kernels.end(), {PrefillKernel::kWgmma, PrefillKernel::kWgmmaOverlap, PrefillKernel::kWgmmaWs});
   else std::printf("note: no sm_90 device, the wgmma prefill kernels are not run\n");
   // The cases of PrefillMatchesReference and PrefillLongChunk, plus the 128-row query tile +- 1 and a
   // prefix long enough for the tile pipelines.
   for (PrefillKernel k : kernels) {
-    for (KvDtype dt : kAll)
+    for (KvDtype dt : kAll) {
+      if (k == PrefillKernel::kWgmmaWs && dt != KvDtype::F16) continue;  // fp16 caches only (RejectsBadShapes)
       for (int D : {64, 128})
         for (int P : {16, 32})
           for (auto [nh, nkv] : {std::pair{4, 4}, std::pair{12, 4}}) {
@@ -255,8 +257,15 @@ TEST(GpuAttention, PrefillEachKernelMatchesReference) {
             run_case(c);
             if (small_only()) break;
           }
+    }
+    if (k == PrefillKernel::kWgmmaWs) {  // another cache dtype is refused, not run on the fp16 layout
+      Case c{KvDtype::I8, 64, 16, 4, 4, {65}, {65}, Path::Prefill};
+      c.prefill_kernel = k;
+      EXPECT_THROW(run_case(c), atom::Error);
+    }
     if (small_only()) continue;
     for (KvDtype dt : kAll) {
+      if (k == PrefillKernel::kWgmmaWs && dt != KvDtype::F16) continue;
       Case c{dt, 128, 16, 8, 2, {4100, 777}, {1000, 777}, Path::Prefill};
       c.prefill_kernel = k;
       run_case(c);

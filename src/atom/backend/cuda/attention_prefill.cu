@@ -245,9 +245,10 @@ void paged_attention_prefill(const PagedKvCache& kv, int layer, const uint16_t* 
   // kAuto: the wgmma kernel wherever it runs (faster on 22 of the 24 benchmark cells, within 3% on the other
   // two; results.md §7b), the mma.sync kernel elsewhere.
   if (kernel == PrefillKernel::kAuto) kernel = device_runs_sm90a() ? PrefillKernel::kWgmma : PrefillKernel::kMmaSync;
-  if (kernel == PrefillKernel::kWgmma || kernel == PrefillKernel::kWgmmaOverlap) {
+  if (kernel == PrefillKernel::kWgmma || kernel == PrefillKernel::kWgmmaOverlap || kernel == PrefillKernel::kWgmmaWs) {
     ATOM_CUDA_REQUIRE(device_runs_sm90a(), "paged_attention_prefill: the wgmma kernel needs an sm_90 device");
-    launch_prefill_wgmma(a, B, max_q_per_seq, s, kernel == PrefillKernel::kWgmmaOverlap);
+    if (kernel == PrefillKernel::kWgmmaWs) launch_prefill_ws(a, B, max_q_per_seq, s);
+    else launch_prefill_wgmma(a, B, max_q_per_seq, s, kernel == PrefillKernel::kWgmmaOverlap);
     return;
   }
   switch (L.dtype) {

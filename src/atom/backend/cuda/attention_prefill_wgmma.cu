@@ -22,67 +22,12 @@
 
 #include <algorithm>
 
-#include "atom/backend/cuda/attention_common.cuh"
-#include "atom/backend/cuda/attention_prefill.cuh"
+#include "atom/backend/cuda/attention_prefill_wgmma.cuh"
 #include "atom/backend/cuda/paged_kv.h"
 
 namespace atom::cuda {
 namespace {
-
-constexpr int kWG = 2;                // warpgroups per CTA
-constexpr int kBM = 64 * kWG;         // query rows per CTA
-constexpr int kThreads = 128 * kWG;
-
-// Keys per tile: 128 for fp16 in the plain schedule, which halves the per-key share of each tile's fixed
-// work (the softmax's row reductions and O rescale, two CTA barriers, the wgmma waits); 64 where the tile's
-// metadata layout is the 64-key one of int8 / int4 (kTileMetaKeys) or the overlapped schedule's double-buffered
-// P would not fit in registers.
-template <KvDtype DT, bool OV>
-constexpr int kTileKeys = DT == KvDtype::F16 && !OV ? 128 : kTileMetaKeys;
-
-template <KvDtype DT, int D, int BN>
-struct WgSmem {
-  static_assert(BN == kTileMetaKeys || (BN == 128 && DT == KvDtype::F16), "int8 / int4 tiles hold 64 keys (metadata)");
-  static constexpr int kBN = BN;
-  static constexpr int kBits = DT == KvDtype::F16 ? 16 : DT == KvDtype::I8 ? 8 : 4;
-  static constexpr int kRowBytes = D * kBits / 8;
-  static constexpr int kChunks = kRowBytes / 16;           // 16-byte chunks per stored row
-  static constexpr int kChunkElems = 128 / kBits;           // elements per chunk
-  // fp16 K rows are already the wgmma operand's elements: cp.async lands them in the K tile itself, laid
-  // out with the 128-byte swizzle so that a row's contiguous bytes fill conflict-free (three K tiles, so
-  // tile kt+2 streams in while S(kt) reads tile kt and tile kt+1 waits).
-  static constexpr bool kDirectK = DT == KvDtype::F16;
-  // fp16 V rows land the same way, in the K tile's layout: a key row is a row of an N-major B operand.
-  static constexpr bool kDirectV = kDirectK;
-  // A raw plane (the K or the V values of a tile) is row-major in 16-byte slots, each 8-slot line XOR-permuted
-  // by raw_swz: the fill (contiguous runs), the 8-key reads of convert_k and the key-pair reads of convert_v
-  // all meet 8 different bank quads per 8 lanes.
-  static constexpr size_t kRawPlane = size_t(BN) * kRowBytes;
-  static constexpr size_t kRawK = kDirectK ? 0 : kRawPlane;
-  static constexpr size_t kRawV = kDirectV ? 0 : kRawPlane;
-  static constexpr size_t kMeta = DT == KvDtype::F16 ? 0 : size_t(kTileMetaBytes);  // issue_tile_meta's layout
-  static constexpr size_t kRaw = kRawK + kRawV + kMeta;  // one raw stage: K plane, V plane, metadata (none: fp16)
-  static constexpr size_t kTileK = size_t(BN) * D * 2;     // fp16 K tile
-  static constexpr size_t kKAtom = size_t(BN) * 128;       // fp16 direct K: one 64-element swizzle atom column
-  // V^T tile: canonical K-major with the key blocks 144 bytes apart (LBO) instead of 128, so the 4-byte
-  // (key, key + 1) stores of the transpose, 8 key blocks per warp, land in 8 different bank quads.
-  static constexpr uint32_t kVtLbo = 144, kVtSbo = (BN / 8) * kVtLbo;
-  static constexpr size_t kTileVt = size_t(D / 8) * kVtSbo;
-  static constexpr size_t kTileV = kDirectV ? kTileK : kTileVt;  // one V tile (fp16: key rows as K's)
-  __device__ static uint32_t raw_swz(int r, int ch) {
-    const int lin = r * kChunks + ch;
-    const int h = kChunks >= 8 ? (r + (r >> 3)) & 7 : (lin >> 3) & 7;
-    return uint32_t((lin & ~7) | ((lin ^ h) & 7)) * 16;
-  }
-  // fp16 direct K: key r's chunk ch (elements 8ch..8ch+7), 128-byte swizzle as wgmma reads it (SBO 1024).
-  __device__ static uint32_t k_swz(int r, int ch) {
-    return uint32_t((ch >> 3) * kKAtom + (r >> 3) * 1024 + (r & 7) * 128 + (((ch & 7) ^ (r & 7)) << 4));
-  }
-  // Element (d, key) of the V^T tile.
-  __device__ static uint32_t vt_off(int d, int key) {
-    return uint32_t((d >> 3) * kVtSbo + (key >> 3) * kVtLbo + (d & 7) * 16 + (key & 7) * 2);
-  }
-};
+using namespace wgprefill;
 
 // The pipeline's buffer counts. OV: the overlapped schedule (prefill_wgmma_kernel's kOverlap), three tiles
 // ahead: three raw stages and three K tiles. V tiles: two converted ones (one read by P.V, one written), or
@@ -109,49 +54,6 @@ template <int kChunks>
 __device__ __forceinline__ void sweep_item(int i, int& r, int& ch) {
   r = (i & 7) + 8 * (i / (8 * kChunks));
   ch = (i >> 3) % kChunks;
-}
-
-// The blocks of one tile's fill items of this thread (item j: i = tid + j * kThreads, key i / kChunks, chunk
-// i % kChunks, as the page stores them) and of its metadata chunk, looked up one tile before the fill:
-// the block-table read is a dependent global load that the fill would otherwise wait for.
-template <KvDtype DT, int D, int BN>
-struct TileBlocks {
-  using SM = WgSmem<DT, D, BN>;
-  static constexpr int kItems = BN * SM::kChunks, kPerThread = (kItems + kThreads - 1) / kThreads;
-  const uint8_t* blk[kPerThread];
-  const uint8_t* meta;
-  __device__ void lookup(const HeadPages& hp, const int32_t* bt, int kt, int kend, int tid) {
-#pragma unroll
-    for (int j = 0; j < kPerThread; ++j) {
-      const int i = tid + j * kThreads, t = kt * BN + i / SM::kChunks;
-      blk[j] = i < kItems && t < kend ? hp.block(bt[t >> hp.shift]) : nullptr;
-    }
-    meta = nullptr;
-    if constexpr (DT != KvDtype::F16) meta = tile_meta_block(hp, bt, kt, kend, tid);
-  }
-};
-
-// cp.async of the raw bytes of key tile kt: int K and V into a raw stage, fp16 K and V straight into their
-// tiles; tokens >= kend are zero-filled (never read unmasked: P is 0 there and V is 0, not stale NaN).
-template <KvDtype DT, int D, int BN>
-__device__ __forceinline__ void issue_tile(uint8_t* raw, uint8_t* tile_k, uint8_t* tile_v, const TileBlocks<DT, D, BN>& tb,
-                                           const PrefillArgs& a, const HeadPages& hp, int kt, int tid) {
-  using SM = WgSmem<DT, D, BN>;
-  using TB = TileBlocks<DT, D, BN>;
-  const int32_t k_off = int32_t(a.L.k_values()), v_off = int32_t(a.L.v_values());
-#pragma unroll
-  for (int j = 0; j < TB::kPerThread; ++j) {
-    const int i = tid + j * kThreads;
-    if (TB::kItems % kThreads != 0 && i >= TB::kItems) break;
-    const int r = i / SM::kChunks, ch = i % SM::kChunks;
-    const uint8_t* blk = tb.blk[j];
-    const int32_t row = ((kt * BN + r) & hp.mask) * SM::kRowBytes + 16 * ch;
-    uint8_t* k_dst = SM::kDirectK ? tile_k + SM::k_swz(r, ch) : raw + SM::raw_swz(r, ch);
-    uint8_t* v_dst = SM::kDirectV ? tile_v + SM::k_swz(r, ch) : raw + SM::kRawK + SM::raw_swz(r, ch);
-    ptx::cp_async_16(k_dst, blk ? blk + k_off + row : a.pool, blk != nullptr);
-    ptx::cp_async_16(v_dst, blk ? blk + v_off + row : a.pool, blk != nullptr);
-  }
-  if constexpr (DT != KvDtype::F16) issue_tile_meta(raw + SM::kRawK + SM::kRawV, tb.meta, a, hp, kt, tid);
 }
 
 // The raw chunk ch of key r's K (which = 0) or V (1) row as fp16 pieces; zeros past the end (stored garbage
@@ -212,14 +114,14 @@ __device__ __forceinline__ void convert_v(const uint8_t* raw, uint8_t* sVt, int 
 // tile kt+1 runs while P.V(kt) is on the tensor cores (FA3's intra-warpgroup overlap). P is double-buffered
 // in registers (the loop is unrolled by 2 so that each buffer is a fixed register set: P.V(kt) reads one
 // while the softmax writes the other), tiles are loaded three ahead, and iteration kt converts K(kt+2) and
-// V(kt+1). Written after the device time ran out (results.md §8d): ptxas-clean, NOT YET RUN on a GPU.
+// V(kt+1). Correct, and no faster than the plain schedule (results.md §9a, §15).
 template <KvDtype DT, int D, bool kOverlap>
 __global__ void __launch_bounds__(kThreads, 1) prefill_wgmma_kernel(const PrefillArgs a) {
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
   using SM = WgPipe<DT, D, kOverlap>;
   constexpr int kBN = SM::kBN;  // keys per tile
-  constexpr int kNKB = D / 16;  // k16 steps of S = Q.K^T
-  constexpr int kNT = D / 8;    // n8 column tiles of O
+  using Rows = WgRows<DT, D, kBN>;
+  using PFrag = typename Rows::PFrag;
   extern __shared__ __align__(128) uint8_t smem[];
   uint8_t* const tiles_k = smem + ((1024u - ptx::smem_addr(smem)) & 1023u);  // kKTiles K tiles, 1 KiB aligned
   uint8_t* const tiles_v = tiles_k + SM::kKTiles * SM::kTileK;               // kVTiles V (or V^T) tiles
@@ -237,8 +139,8 @@ __global__ void __launch_bounds__(kThreads, 1) prefill_wgmma_kernel(const Prefil
   const int nrows = min(kBM, nq - row0);
   const int qpos0 = len - nq + row0;
   const int kend = min(len, qpos0 + nrows);
-  const int tid = threadIdx.x, wg = tid / 128, warp = (tid / 32) % 4, lane = tid % 32, g = lane / 4, c = lane % 4;
-  const int64_t qstride = int64_t(a.n_heads) * D;
+  const int tid = threadIdx.x, wg = tid / 128, warp = (tid / 32) % 4, lane = tid % 32;
+  const int r0 = 64 * wg + 16 * warp + lane / 4;  // this lane's first query row in the CTA's tile
   const int32_t* bt = a.block_tables + int64_t(b) * a.max_blocks;
   const HeadPages hp(a.L, a.pool, a.layer, hk);
   const int n_tiles = (kend + kBN - 1) / kBN;
@@ -250,87 +152,13 @@ __global__ void __launch_bounds__(kThreads, 1) prefill_wgmma_kernel(const Prefil
 #pragma unroll
   for (int t = 0; t < kAhead; ++t) {
     tb.lookup(hp, bt, t, kend, tid);
-    if (n_tiles > t) issue_tile<DT, D, kBN>(raw(t), tileK(t), tileV(t), tb, a, hp, t, tid);
+    if (n_tiles > t) issue_tile(raw(t), tileK(t), tileV(t), tb, a, hp, t, tid);
     ptx::cp_async_commit();
   }
   tb.lookup(hp, bt, kAhead, kend, tid);
 
-  // This lane's two query rows (g, g+8 of its warp) and their A fragments; -1 masks every key for padding.
-  int qpos[2];
-  uint32_t qf[kNKB][4];
-#pragma unroll
-  for (int i = 0; i < 2; ++i) {
-    const int r = 64 * wg + 16 * warp + g + 8 * i;
-    qpos[i] = r < nrows ? qpos0 + r : -1;
-    const __half* qr = a.q + (q_begin + row0 + min(r, nrows - 1)) * qstride + int64_t(h) * D + 2 * c;
-#pragma unroll
-    for (int kb = 0; kb < kNKB; ++kb) {
-      qf[kb][i] = r < nrows ? *reinterpret_cast<const uint32_t*>(qr + 16 * kb) : 0u;
-      qf[kb][2 + i] = r < nrows ? *reinterpret_cast<const uint32_t*>(qr + 16 * kb + 8) : 0u;
-    }
-  }
-  const int qmin_warp = warp_min_qpos(qpos);
-  float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
-  float o[4 * kNT];
-#pragma unroll
-  for (int i = 0; i < 4 * kNT; ++i) o[i] = 0.0f;
-
-  float s[kBN / 2];
-#pragma unroll
-  for (int i = 0; i < kBN / 2; ++i) s[i] = 0.0f;  // defined once for the asm's "+f"; scale-d = 0 ignores the old values
-  // S = Q K(kt)^T into s, 64 rows x kBN keys per warpgroup (the caller fences and commits). fp16 direct K:
-  // 128-byte swizzle, SBO 1024, a k16 step is 32 bytes into its 64-element atom column.
-  auto issue_s = [&](int kt) {
-    const uint64_t dk = SM::kDirectK ? ptx::wgmma_desc(ptx::smem_addr(tileK(kt)), 16u, 1024u, ptx::WgmmaSwizzle::k128B)
-                                     : ptx::wgmma_desc_kmajor_noswizzle(tileK(kt), D / 8);
-#pragma unroll
-    for (int kb = 0; kb < kNKB; ++kb) {
-      const uint32_t step = SM::kDirectK ? uint32_t((kb / 4) * SM::kKAtom + (kb % 4) * 32) : 256u * kb;
-      if constexpr (kBN == 128) {
-        ptx::wgmma_m64n128k16_f16_rs(s, qf[kb], ptx::wgmma_desc_add(dk, step), kb > 0);
-      } else {
-        ptx::wgmma_m64n64k16_f16_rs(s, qf[kb], ptx::wgmma_desc_add(dk, step), kb > 0);
-      }
-    }
-  };
-  // Mask + online softmax of tile kt (rows g and g+8) in s; P's A fragments straight from the S layout.
-  auto softmax = [&](int kt, float (&corr)[2]) {
-    tile_online_softmax<kBN>([&](int j, int e) -> float& { return s[4 * j + e]; }, kt, c, qpos, qmin_warp, a.scale_log2,
-                             m, l, corr);
-  };
-  auto pack_p = [&](uint32_t (&pf)[kBN / 16][4]) {
-#pragma unroll
-    for (int kk = 0; kk < kBN / 16; ++kk) {
-      pf[kk][0] = attn::pack_half2(s[8 * kk + 0], s[8 * kk + 1]);
-      pf[kk][1] = attn::pack_half2(s[8 * kk + 2], s[8 * kk + 3]);
-      pf[kk][2] = attn::pack_half2(s[8 * kk + 4], s[8 * kk + 5]);
-      pf[kk][3] = attn::pack_half2(s[8 * kk + 6], s[8 * kk + 7]);
-    }
-  };
-  // O += P V (the caller fences and commits). V^T tile: K-major B, a k16 step is two key blocks (2 LBO).
-  // fp16 V tile: N-major B with the 128-byte swizzle, d fastest within a 64-element atom column (LBO = the
-  // next atom column, D = 128 spans two), SBO 1024 per 8 keys, a k16 step is 2 KiB.
-  auto issue_pv = [&](int kt, const uint32_t (&pf)[kBN / 16][4]) {
-    constexpr int kTrans = SM::kDirectV ? 1 : 0;
-    const uint64_t dv = SM::kDirectV ? ptx::wgmma_desc(ptx::smem_addr(tileV(kt)), uint32_t(SM::kKAtom), 1024u, ptx::WgmmaSwizzle::k128B)
-                                     : ptx::wgmma_desc(ptx::smem_addr(tileV(kt)), SM::kVtLbo, SM::kVtSbo);
-    constexpr uint32_t kStep = SM::kDirectV ? 2048u : 2 * SM::kVtLbo;
-#pragma unroll
-    for (int kk = 0; kk < kBN / 16; ++kk) {
-      if constexpr (D == 128) {
-        ptx::wgmma_m64n128k16_f16_rs<kTrans>(o, pf[kk], ptx::wgmma_desc_add(dv, kStep * kk), 1);
-      } else {
-        ptx::wgmma_m64n64k16_f16_rs<kTrans>(o, pf[kk], ptx::wgmma_desc_add(dv, kStep * kk), 1);
-      }
-    }
-  };
-  auto rescale_o = [&](const float (&corr)[2]) {
-#pragma unroll
-    for (int j = 0; j < kNT; ++j) {
-      o[4 * j] *= corr[0]; o[4 * j + 1] *= corr[0];
-      o[4 * j + 2] *= corr[1]; o[4 * j + 3] *= corr[1];
-    }
-  };
+  Rows w;
+  w.init(a, q_begin, row0, nrows, qpos0, h, r0, lane % 4);
 
   if constexpr (kOverlap) {
     // ---- overlapped schedule ----
@@ -347,24 +175,24 @@ __global__ void __launch_bounds__(kThreads, 1) prefill_wgmma_kernel(const Prefil
       ptx::fence_proxy_async_shared();
       __syncthreads();
     }
-    uint32_t pa[kBN / 16][4], pb[kBN / 16][4];
+    PFrag pa, pb;
     if (n_tiles > 0) {  // S(0) and its softmax (O is still 0: its rescale can be skipped)
       ptx::wgmma_fence();
-      issue_s(0);
+      w.issue_s(tileK(0));
       ptx::wgmma_commit();
       ptx::wgmma_wait<0>();
-      ptx::wgmma_fence_operands(s);
+      ptx::wgmma_fence_operands(w.s);
       float corr0[2];
-      softmax(0, corr0);
-      pack_p(pa);
+      w.softmax(0, a.scale_log2, corr0);
+      w.pack_p(pa);
       // fp16 K: iteration 0's fill of tile 3 lands in K slot 0, which the other warpgroup's S(0) may still be
       // reading (found by racecheck's slowed schedule, which reports no hazard: it does not see wgmma's reads).
       if constexpr (SM::kDirectK) __syncthreads();
     }
     // Iteration kt: P(kt) is in pc; K(kt+1) and V(kt) are in their tiles.
-    auto step = [&](int kt, uint32_t (&pc)[kBN / 16][4], uint32_t (&pn)[kBN / 16][4]) {
+    auto step = [&](int kt, PFrag& pc, PFrag& pn) {
       if (kt + 3 < n_tiles) {
-        issue_tile<DT, D, kBN>(raw(kt + 3), tileK(kt + 3), tileV(kt + 3), tb, a, hp, kt + 3, tid);
+        issue_tile(raw(kt + 3), tileK(kt + 3), tileV(kt + 3), tb, a, hp, kt + 3, tid);
         tb.lookup(hp, bt, kt + 4, kend, tid);
       }
       ptx::cp_async_commit();
@@ -373,16 +201,16 @@ __global__ void __launch_bounds__(kThreads, 1) prefill_wgmma_kernel(const Prefil
       // masked: m, l and O are unchanged): with no branch around them ptxas sees that the softmax reads only
       // the finished group; behind `if (next)` it serialised the wgmmas (C7514).
       ptx::wgmma_fence();
-      issue_s(kt + 1);
+      w.issue_s(tileK(kt + 1));
       ptx::wgmma_commit();  // group: S(kt+1)
       ptx::wgmma_fence();
-      issue_pv(kt, pc);
+      w.issue_pv(tileV(kt), pc);
       ptx::wgmma_commit();  // group: P.V(kt)
       float corr[2];  // the softmax of tile kt+1 under P.V(kt)
       ptx::wgmma_wait<1>();
-      ptx::wgmma_fence_operands(s);
-      softmax(kt + 1, corr);
-      pack_p(pn);
+      ptx::wgmma_fence_operands(w.s);
+      w.softmax(kt + 1, a.scale_log2, corr);
+      w.pack_p(pn);
       ptx::cp_async_wait<1>();  // tile kt+2 (tile kt+3 may still be in flight)
       __syncthreads();          // every thread's part of tile kt+2 has landed
       if constexpr (!SM::kDirectK)
@@ -391,8 +219,8 @@ __global__ void __launch_bounds__(kThreads, 1) prefill_wgmma_kernel(const Prefil
         if (next) convert_v<DT, D, kBN>(raw(kt + 1), tileV(kt + 1), kt + 1, kend, tid);
       ptx::fence_proxy_async_shared();
       ptx::wgmma_wait<0>();
-      ptx::wgmma_fence_operands(o);
-      rescale_o(corr);
+      ptx::wgmma_fence_operands(w.o);
+      w.rescale_o(corr);
       __syncthreads();  // K(kt+2), V(kt+1) converted; tiles kt and raw stage kt+1 are free
     };
     for (int kt = 0; kt < n_tiles; kt += 2) {
@@ -413,17 +241,14 @@ __global__ void __launch_bounds__(kThreads, 1) prefill_wgmma_kernel(const Prefil
     // conversion ended before the previous iteration's last barrier).
     for (int kt = 0; kt < n_tiles; ++kt) {
       if (kt + 2 < n_tiles) {
-        issue_tile<DT, D, kBN>(raw(kt + 2), tileK(kt + 2), tileV(kt + 2), tb, a, hp, kt + 2, tid);
+        issue_tile(raw(kt + 2), tileK(kt + 2), tileV(kt + 2), tb, a, hp, kt + 2, tid);
         tb.lookup(hp, bt, kt + 3, kend, tid);  // in flight until the next iteration's fill
       }
       ptx::cp_async_commit();
-      // ---- S = Q K^T (64 rows x 64 keys per warpgroup), issued asynchronously ----
-      // (s re-zeroed each tile, though scale-d = 0 ignores it: that ends its live range at the loop edge, and
-      // without it ptxas gave the int8 kernels 2-4 more registers)
-#pragma unroll
-      for (int i = 0; i < kBN / 2; ++i) s[i] = 0.0f;
+      // ---- S = Q K^T (64 rows x kBN keys per warpgroup), issued asynchronously ----
+      w.clear_s();
       ptx::wgmma_fence();
-      issue_s(kt);
+      w.issue_s(tileK(kt));
       ptx::wgmma_commit();
       const bool next = kt + 1 < n_tiles;
       if (next) {
@@ -432,36 +257,24 @@ __global__ void __launch_bounds__(kThreads, 1) prefill_wgmma_kernel(const Prefil
         if constexpr (!SM::kDirectK) convert_k<DT, D, kBN>(raw(kt + 1), tileK(kt + 1), kt + 1, kend, tid);
       }
       ptx::wgmma_wait<0>();
-      ptx::wgmma_fence_operands(s);
+      ptx::wgmma_fence_operands(w.s);
       float corr[2];
-      softmax(kt, corr);
-      rescale_o(corr);
-      uint32_t pf[kBN / 16][4];
-      pack_p(pf);
+      w.softmax(kt, a.scale_log2, corr);
+      w.rescale_o(corr);
+      PFrag pf;
+      w.pack_p(pf);
       ptx::wgmma_fence();
-      issue_pv(kt, pf);
+      w.issue_pv(tileV(kt), pf);
       ptx::wgmma_commit();
       if constexpr (!SM::kDirectV)  // its tile's last reader, P.V(kt-1), is done
         if (next) convert_v<DT, D, kBN>(raw(kt + 1), tileV(kt + 1), kt + 1, kend, tid);
       ptx::fence_proxy_async_shared();  // this thread's tile kt+1 writes (stores, cp.async) before the wgmma reads
       ptx::wgmma_wait<0>();
-      ptx::wgmma_fence_operands(o);
+      ptx::wgmma_fence_operands(w.o);
       __syncthreads();  // tiles kt+1 complete; both warpgroups are done with tiles kt and raw stage kt+1
     }
   }
-
-  // ---- normalise and store ----
-#pragma unroll
-  for (int i = 0; i < 2; ++i) {
-    const float L = attn::warp_sum_quad(l[i]);
-    const int r = 64 * wg + 16 * warp + g + 8 * i;
-    if (r >= nrows) continue;
-    const float inv = L > 0.0f ? 1.0f / L : 0.0f;
-    __half* dst = a.out + (q_begin + row0 + r) * qstride + int64_t(h) * D + 2 * c;
-#pragma unroll
-    for (int j = 0; j < kNT; ++j)
-      *reinterpret_cast<__half2*>(dst + 8 * j) = __floats2half2_rn(o[4 * j + 2 * i] * inv, o[4 * j + 2 * i + 1] * inv);
-  }
+  w.store(a, q_begin, row0, nrows, h, r0);
 #else
   __trap();  // built without sm_90a: the host never dispatches here (device_runs_sm90a())
 #endif

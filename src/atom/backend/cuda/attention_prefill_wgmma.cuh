@@ -1,0 +1,231 @@
+// The tile pieces shared by the two wgmma prefill kernels (sm_90a): attention_prefill_wgmma.cu (all threads
+// fill, then compute; plain and overlapped schedules) and attention_prefill_ws.cu (fp16: a producer warpgroup
+// fills, two consumer warpgroups take turns at the tensor cores). The layouts are described in the first file.
+#pragma once
+#include <cuda_fp16.h>
+
+#include <cstdint>
+
+#include "atom/backend/cuda/attention_common.cuh"
+#include "atom/backend/cuda/attention_prefill.cuh"
+
+namespace atom::cuda::wgprefill {
+
+constexpr int kWG = 2;                // warpgroups per CTA
+constexpr int kBM = 64 * kWG;         // query rows per CTA
+constexpr int kThreads = 128 * kWG;
+
+// Keys per tile: 128 for fp16 in the plain schedule, which halves the per-key share of each tile's fixed
+// work (the softmax's row reductions and O rescale, two CTA barriers, the wgmma waits); 64 where the tile's
+// metadata layout is the 64-key one of int8 / int4 (kTileMetaKeys) or the overlapped schedule's double-buffered
+// P would not fit in registers.
+template <KvDtype DT, bool OV>
+constexpr int kTileKeys = DT == KvDtype::F16 && !OV ? 128 : kTileMetaKeys;
+
+template <KvDtype DT, int D, int BN>
+struct WgSmem {
+  static_assert(BN == kTileMetaKeys || (BN == 128 && DT == KvDtype::F16), "int8 / int4 tiles hold 64 keys (metadata)");
+  static constexpr int kBN = BN;
+  static constexpr KvDtype kDT = DT;
+  static constexpr int kBits = DT == KvDtype::F16 ? 16 : DT == KvDtype::I8 ? 8 : 4;
+  static constexpr int kRowBytes = D * kBits / 8;
+  static constexpr int kChunks = kRowBytes / 16;           // 16-byte chunks per stored row
+  static constexpr int kChunkElems = 128 / kBits;           // elements per chunk
+  // fp16 K rows are already the wgmma operand's elements: cp.async lands them in the K tile itself, laid
+  // out with the 128-byte swizzle so that a row's contiguous bytes fill conflict-free (three K tiles, so
+  // tile kt+2 streams in while S(kt) reads tile kt and tile kt+1 waits).
+  static constexpr bool kDirectK = DT == KvDtype::F16;
+  // fp16 V rows land the same way, in the K tile's layout: a key row is a row of an N-major B operand.
+  static constexpr bool kDirectV = kDirectK;
+  // A raw plane (the K or the V values of a tile) is row-major in 16-byte slots, each 8-slot line XOR-permuted
+  // by raw_swz: the fill (contiguous runs), the 8-key reads of convert_k and the key-pair reads of convert_v
+  // all meet 8 different bank quads per 8 lanes.
+  static constexpr size_t kRawPlane = size_t(BN) * kRowBytes;
+  static constexpr size_t kRawK = kDirectK ? 0 : kRawPlane;
+  static constexpr size_t kRawV = kDirectV ? 0 : kRawPlane;
+  static constexpr size_t kMeta = DT == KvDtype::F16 ? 0 : size_t(kTileMetaBytes);  // issue_tile_meta's layout
+  static constexpr size_t kRaw = kRawK + kRawV + kMeta;  // one raw stage: K plane, V plane, metadata (none: fp16)
+  static constexpr size_t kTileK = size_t(BN) * D * 2;     // fp16 K tile
+  static constexpr size_t kKAtom = size_t(BN) * 128;       // fp16 direct K: one 64-element swizzle atom column
+  // V^T tile: canonical K-major with the key blocks 144 bytes apart (LBO) instead of 128, so the 4-byte
+  // (key, key + 1) stores of the transpose, 8 key blocks per warp, land in 8 different bank quads.
+  static constexpr uint32_t kVtLbo = 144, kVtSbo = (BN / 8) * kVtLbo;
+  static constexpr size_t kTileVt = size_t(D / 8) * kVtSbo;
+  static constexpr size_t kTileV = kDirectV ? kTileK : kTileVt;  // one V tile (fp16: key rows as K's)
+  __device__ static uint32_t raw_swz(int r, int ch) {
+    const int lin = r * kChunks + ch;
+    const int h = kChunks >= 8 ? (r + (r >> 3)) & 7 : (lin >> 3) & 7;
+    return uint32_t((lin & ~7) | ((lin ^ h) & 7)) * 16;
+  }
+  // fp16 direct K: key r's chunk ch (elements 8ch..8ch+7), 128-byte swizzle as wgmma reads it (SBO 1024).
+  __device__ static uint32_t k_swz(int r, int ch) {
+    return uint32_t((ch >> 3) * kKAtom + (r >> 3) * 1024 + (r & 7) * 128 + (((ch & 7) ^ (r & 7)) << 4));
+  }
+  // Element (d, key) of the V^T tile.
+  __device__ static uint32_t vt_off(int d, int key) {
+    return uint32_t((d >> 3) * kVtSbo + (key >> 3) * kVtLbo + (d & 7) * 16 + (key & 7) * 2);
+  }
+};
+
+// The blocks of one tile's fill items of this thread (item j: i = tid + j * NT, key i / kChunks, chunk
+// i % kChunks, as the page stores them) and of its metadata chunk, looked up one tile before the fill:
+// the block-table read is a dependent global load that the fill would otherwise wait for.
+// NT: the threads that fill (the whole CTA, or a producer warpgroup).
+template <KvDtype DT, int D, int BN, int NT = kThreads>
+struct TileBlocks {
+  using SM = WgSmem<DT, D, BN>;
+  static constexpr int kNT = NT;
+  static constexpr int kItems = BN * SM::kChunks, kPerThread = (kItems + NT - 1) / NT;
+  const uint8_t* blk[kPerThread];
+  const uint8_t* meta;
+  __device__ void lookup(const HeadPages& hp, const int32_t* bt, int kt, int kend, int tid) {
+#pragma unroll
+    for (int j = 0; j < kPerThread; ++j) {
+      const int i = tid + j * NT, t = kt * BN + i / SM::kChunks;
+      blk[j] = i < kItems && t < kend ? hp.block(bt[t >> hp.shift]) : nullptr;
+    }
+    meta = nullptr;
+    if constexpr (DT != KvDtype::F16) meta = tile_meta_block(hp, bt, kt, kend, tid);
+  }
+};
+
+// cp.async of the raw bytes of key tile kt: int K and V into a raw stage, fp16 K and V straight into their
+// tiles; tokens >= kend are zero-filled (never read unmasked: P is 0 there and V is 0, not stale NaN).
+template <class TB>
+__device__ __forceinline__ void issue_tile(uint8_t* raw, uint8_t* tile_k, uint8_t* tile_v, const TB& tb,
+                                           const PrefillArgs& a, const HeadPages& hp, int kt, int tid) {
+  using SM = typename TB::SM;
+  constexpr int BN = SM::kBN, NT = TB::kNT;
+  const int32_t k_off = int32_t(a.L.k_values()), v_off = int32_t(a.L.v_values());
+#pragma unroll
+  for (int j = 0; j < TB::kPerThread; ++j) {
+    const int i = tid + j * NT;
+    if (TB::kItems % NT != 0 && i >= TB::kItems) break;
+    const int r = i / SM::kChunks, ch = i % SM::kChunks;
+    const uint8_t* blk = tb.blk[j];
+    const int32_t row = ((kt * BN + r) & hp.mask) * SM::kRowBytes + 16 * ch;
+    uint8_t* k_dst = SM::kDirectK ? tile_k + SM::k_swz(r, ch) : raw + SM::raw_swz(r, ch);
+    uint8_t* v_dst = SM::kDirectV ? tile_v + SM::k_swz(r, ch) : raw + SM::kRawK + SM::raw_swz(r, ch);
+    ptx::cp_async_16(k_dst, blk ? blk + k_off + row : a.pool, blk != nullptr);
+    ptx::cp_async_16(v_dst, blk ? blk + v_off + row : a.pool, blk != nullptr);
+  }
+  if constexpr (SM::kDT != KvDtype::F16) issue_tile_meta(raw + SM::kRawK + SM::kRawV, tb.meta, a, hp, kt, tid);
+}
+
+
+// One consumer warpgroup's 64 query rows (this lane: rows r0 and r0 + 8, r0 = 64 * wg + 16 * warp + g) and
+// their products with a key tile: Q as wgmma A fragments (in registers for the whole kernel), the S
+// accumulators, the online-softmax state and O. The schedules (attention_prefill_wgmma.cu, _ws.cu) decide
+// when each step runs; the caller fences, commits and waits the wgmma groups.
+template <KvDtype DT, int D, int BN>
+struct WgRows {
+  using SM = WgSmem<DT, D, BN>;
+  static constexpr int kNKB = D / 16;  // k16 steps of S = Q.K^T
+  static constexpr int kNT = D / 8;    // n8 column tiles of O
+  using PFrag = uint32_t[BN / 16][4];  // P as the A fragments of O += P.V
+  uint32_t qf[kNKB][4];
+  int qpos[2], qmin_warp, c;
+  float m[2], l[2];
+  float o[4 * kNT];
+  float s[BN / 2];
+
+  // Loads this lane's query rows (-1 positions mask every key for padding rows) and zeroes the state.
+  __device__ void init(const PrefillArgs& a, int q_begin, int row0, int nrows, int qpos0, int h, int r0, int lane_c) {
+    c = lane_c;
+    const int64_t qstride = int64_t(a.n_heads) * D;
+#pragma unroll
+    for (int i = 0; i < 2; ++i) {
+      const int r = r0 + 8 * i;
+      qpos[i] = r < nrows ? qpos0 + r : -1;
+      const __half* qr = a.q + (q_begin + row0 + min(r, nrows - 1)) * qstride + int64_t(h) * D + 2 * c;
+#pragma unroll
+      for (int kb = 0; kb < kNKB; ++kb) {
+        qf[kb][i] = r < nrows ? *reinterpret_cast<const uint32_t*>(qr + 16 * kb) : 0u;
+        qf[kb][2 + i] = r < nrows ? *reinterpret_cast<const uint32_t*>(qr + 16 * kb + 8) : 0u;
+      }
+    }
+    qmin_warp = warp_min_qpos(qpos);
+    m[0] = m[1] = -INFINITY;
+    l[0] = l[1] = 0.0f;
+#pragma unroll
+    for (int i = 0; i < 4 * kNT; ++i) o[i] = 0.0f;
+    clear_s();
+  }
+  // (defined for the asm's "+f"; scale-d = 0 ignores the old values. Re-zeroing per tile also ends s's live
+  // range at the loop edge: without it ptxas gave the int8 kernels 2-4 more registers.)
+  __device__ void clear_s() {
+#pragma unroll
+    for (int i = 0; i < BN / 2; ++i) s[i] = 0.0f;
+  }
+  // S = Q K^T into s, 64 rows x BN keys. fp16 K tile: 128-byte swizzle, SBO 1024, a k16 step is 32 bytes into
+  // its 64-element atom column; int K tile: canonical K-major, no swizzle.
+  __device__ void issue_s(const uint8_t* tile_k) {
+    const uint64_t dk = SM::kDirectK ? ptx::wgmma_desc(ptx::smem_addr(tile_k), 16u, 1024u, ptx::WgmmaSwizzle::k128B)
+                                     : ptx::wgmma_desc_kmajor_noswizzle(tile_k, D / 8);
+#pragma unroll
+    for (int kb = 0; kb < kNKB; ++kb) {
+      const uint32_t step = SM::kDirectK ? uint32_t((kb / 4) * SM::kKAtom + (kb % 4) * 32) : 256u * kb;
+      if constexpr (BN == 128) {
+        ptx::wgmma_m64n128k16_f16_rs(s, qf[kb], ptx::wgmma_desc_add(dk, step), kb > 0);
+      } else {
+        ptx::wgmma_m64n64k16_f16_rs(s, qf[kb], ptx::wgmma_desc_add(dk, step), kb > 0);
+      }
+    }
+  }
+  // Mask + online softmax of tile kt in s (rows g and g+8); corr: the factor for O's rows.
+  __device__ void softmax(int kt, float scale_log2, float (&corr)[2]) {
+    tile_online_softmax<BN>([&](int j, int e) -> float& { return s[4 * j + e]; }, kt, c, qpos, qmin_warp, scale_log2, m, l,
+                            corr);
+  }
+  // P's A fragments straight from the S accumulator layout (as in FA2).
+  __device__ void pack_p(PFrag& pf) const {
+#pragma unroll
+    for (int kk = 0; kk < BN / 16; ++kk) {
+      pf[kk][0] = attn::pack_half2(s[8 * kk + 0], s[8 * kk + 1]);
+      pf[kk][1] = attn::pack_half2(s[8 * kk + 2], s[8 * kk + 3]);
+      pf[kk][2] = attn::pack_half2(s[8 * kk + 4], s[8 * kk + 5]);
+      pf[kk][3] = attn::pack_half2(s[8 * kk + 6], s[8 * kk + 7]);
+    }
+  }
+  // O += P V. V^T tile (int): K-major B, a k16 step is two key blocks (2 LBO). fp16 V tile: N-major B with the
+  // 128-byte swizzle, d fastest within a 64-element atom column (LBO = the next atom column, D = 128 spans
+  // two), SBO 1024 per 8 keys, a k16 step is 2 KiB.
+  __device__ void issue_pv(const uint8_t* tile_v, const PFrag& pf) {
+    constexpr int kTrans = SM::kDirectV ? 1 : 0;
+    const uint64_t dv = SM::kDirectV ? ptx::wgmma_desc(ptx::smem_addr(tile_v), uint32_t(SM::kKAtom), 1024u, ptx::WgmmaSwizzle::k128B)
+                                     : ptx::wgmma_desc(ptx::smem_addr(tile_v), SM::kVtLbo, SM::kVtSbo);
+    constexpr uint32_t kStep = SM::kDirectV ? 2048u : 2 * SM::kVtLbo;
+#pragma unroll
+    for (int kk = 0; kk < BN / 16; ++kk) {
+      if constexpr (D == 128) {
+        ptx::wgmma_m64n128k16_f16_rs<kTrans>(o, pf[kk], ptx::wgmma_desc_add(dv, kStep * kk), 1);
+      } else {
+        ptx::wgmma_m64n64k16_f16_rs<kTrans>(o, pf[kk], ptx::wgmma_desc_add(dv, kStep * kk), 1);
+      }
+    }
+  }
+  __device__ void rescale_o(const float (&corr)[2]) {
+#pragma unroll
+    for (int j = 0; j < kNT; ++j) {
+      o[4 * j] *= corr[0]; o[4 * j + 1] *= corr[0];
+      o[4 * j + 2] *= corr[1]; o[4 * j + 3] *= corr[1];
+    }
+  }
+  // Normalises and stores this lane's rows of O.
+  __device__ void store(const PrefillArgs& a, int q_begin, int row0, int nrows, int h, int r0) const {
+    const int64_t qstride = int64_t(a.n_heads) * D;
+#pragma unroll
+    for (int i = 0; i < 2; ++i) {
+      const float L = attn::warp_sum_quad(l[i]);
+      const int r = r0 + 8 * i;
+      if (r >= nrows) continue;
+      const float inv = L > 0.0f ? 1.0f / L : 0.0f;
+      __half* dst = a.out + (q_begin + row0 + r) * qstride + int64_t(h) * D + 2 * c;
+#pragma unroll
+      for (int j = 0; j < kNT; ++j)
+        *reinterpret_cast<__half2*>(dst + 8 * j) = __floats2half2_rn(o[4 * j + 2 * i] * inv, o[4 * j + 2 * i + 1] * inv);
+    }
+  }
+};
+
+}  // namespace atom::cuda::wgprefill
