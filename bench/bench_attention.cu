@@ -86,7 +86,7 @@ const char* dt_name(KvDtype d) { return d == KvDtype::F16 ? "fp16" : d == KvDtyp
 
 // The kernel a prefill table ran on (kAuto resolved as paged_attention_prefill resolves it).
 const char* prefill_kernel_name(PrefillKernel k) {
-  if (k == PrefillKernel::kAuto) k = device_runs_sm90a() ? PrefillKernel::kWgmma : PrefillKernel::kMmaSync;
+  if (k == PrefillKernel::kAuto) return device_runs_sm90a() ? "auto: fp16 wgmma-ws, int8 / int4 wgmma" : "mma.sync";
   return k == PrefillKernel::kWgmma          ? "wgmma"
          : k == PrefillKernel::kWgmmaOverlap ? "wgmma-overlap"
          : k == PrefillKernel::kWgmmaWs      ? "wgmma-ws"

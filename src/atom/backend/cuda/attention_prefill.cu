@@ -242,9 +242,13 @@ void paged_attention_prefill(const PagedKvCache& kv, int layer, const uint16_t* 
   a.group = n_heads / L.n_kv_heads;
   a.scale_log2 = scale * attn::kLog2e;
   a.out = reinterpret_cast<__half*>(out);
-  // kAuto: the wgmma kernel wherever it runs (faster on 22 of the 24 benchmark cells, within 3% on the other
-  // two; results.md §7b), the mma.sync kernel elsewhere.
-  if (kernel == PrefillKernel::kAuto) kernel = device_runs_sm90a() ? PrefillKernel::kWgmma : PrefillKernel::kMmaSync;
+  // kAuto on sm_90: the warp-specialized kernel for fp16 caches (+11-19% over the wgmma kernel on all 8 benchmark
+  // cells, results.md §15e), the wgmma kernel for int8 / int4 (faster than mma.sync on 22 of 24 cells, §7b);
+  // the mma.sync kernel elsewhere.
+  if (kernel == PrefillKernel::kAuto)
+    kernel = !device_runs_sm90a()       ? PrefillKernel::kMmaSync
+             : L.dtype == KvDtype::F16 ? PrefillKernel::kWgmmaWs
+                                       : PrefillKernel::kWgmma;
   if (kernel == PrefillKernel::kWgmma || kernel == PrefillKernel::kWgmmaOverlap || kernel == PrefillKernel::kWgmmaWs) {
     ATOM_CUDA_REQUIRE(device_runs_sm90a(), "paged_attention_prefill: the wgmma kernel needs an sm_90 device");
     if (kernel == PrefillKernel::kWgmmaWs) launch_prefill_ws(a, B, max_q_per_seq, s);
