@@ -142,6 +142,10 @@ if has bench; then
     if [ -n "${ATTN_BENCH_ARGS2:-}" ]; then  # a second run in the same call (A/B of a variant's flag)
       timeout ${ATTN_TIMEOUT:-300} "$BUILD/bench/bench_attention" --json "$OUT/bench_attention-2.json" $ATTN_BENCH_ARGS2 2>&1 | tee "$OUT/bench-attention-2.log" | tail -40
     fi
+    # prefill TFLOPS of both runs side by side (when either has a prefill table)
+    if command -v gnuplot >/dev/null && grep -qs '"kind": "prefill"' "$OUT"/bench_attention*.json; then
+      bash bench/plot_prefill.sh "$OUT/bench_prefill.png" "$OUT"/bench_attention*.json || echo "plot_prefill failed"
+    fi
   fi
 fi
 
