@@ -11,7 +11,7 @@
 //                   [--groups-per-step 1|2] (the decode table's int8 / int4 kernel step width)
 //                   [--rounds R] (the decode table R times over, caches in turn: median and spread per cell)
 //                   [--prefill-kernel auto|mma|wgmma|wgmma-overlap|wgmma-ws] (the prefill table's kernel; auto: the
-//                   library's choice; wgmma-ws: fp16 cells only, the others are left out)
+//                   library's choice)
 //                   [--prefill-kv int4|int8|fp16] (the prefill table's cells of that cache only: one kernel to profile)
 // --split-sweep: decode int4 / int8 at the shapes where the split heuristic matters most (short contexts, small
 // batches), timed at every split count from 1 to 64 next to the automatic choice, for tuning it.
@@ -330,7 +330,6 @@ int main(int argc, char** argv) {
           for (int di = 0; di < 3; ++di) {
             if (prefill_kv >= 0 && di != prefill_kv) continue;
             const KvDtype dt = dts[di];
-            if (prefill_kernel == PrefillKernel::kWgmmaWs && dt != KvDtype::F16) continue;  // fp16 only
             Setup su(m, dt, p.B, p.ctx, p.nq, 1, page);
             const float scale = 1.0f / std::sqrt(float(m.head_dim));
             const double ms = time_ms(st, [&](int) {

@@ -132,7 +132,7 @@ __device__ __forceinline__ int warp_min_qpos(const int (&qpos)[2]) {
 // The wgmma kernel's launcher (attention_prefill_wgmma.cu); paged_attention_prefill checks the arguments.
 // overlap: the kOverlap schedule (PrefillKernel::kWgmmaOverlap).
 void launch_prefill_wgmma(const PrefillArgs& a, int B, int max_q, cudaStream_t s, bool overlap);
-// The warp-specialized fp16 kernel's launcher (attention_prefill_ws.cu, PrefillKernel::kWgmmaWs).
+// The warp-specialized kernel's launcher (attention_prefill_ws.cu, PrefillKernel::kWgmmaWs).
 void launch_prefill_ws(const PrefillArgs& a, int B, int max_q, cudaStream_t s);
 
 // One 16-byte chunk of stored values (8 fp16, 16 int8 or 32 int4 elements of a row) as fp16, in pieces of 8

@@ -1,6 +1,6 @@
 // The tile pieces shared by the two wgmma prefill kernels (sm_90a): attention_prefill_wgmma.cu (all threads
-// fill, then compute; plain and overlapped schedules) and attention_prefill_ws.cu (fp16: a producer warpgroup
-// fills, two consumer warpgroups take turns at the tensor cores). The layouts are described in the first file.
+// fill, then compute; plain and overlapped schedules) and attention_prefill_ws.cu (a producer warpgroup fills,
+// two consumer warpgroups take turns at the tensor cores). The layouts are described in the first file.
 #pragma once
 #include <cuda_fp16.h>
 
@@ -112,6 +112,73 @@ __device__ __forceinline__ void issue_tile(uint8_t* raw, uint8_t* tile_k, uint8_
   if constexpr (SM::kDT != KvDtype::F16) issue_tile_meta(raw + SM::kRawK + SM::kRawV, tb.meta, a, hp, kt, tid);
 }
 
+
+// Byte offset of element (row, col) in a canonical K-major tile whose rows have `cols` elements.
+__device__ __forceinline__ uint32_t canon(int row, int col, int cols) {
+  return uint32_t(((row >> 3) * (cols >> 3) + (col >> 3)) * 128 + (row & 7) * 16 + (col & 7) * 2);
+}
+
+// Item i of a tile's (key, chunk) sweep with the keys fastest within 8: lanes 8j..8j+7 take 8 keys of one
+// chunk column, so the canonical K stores fill whole 128-byte core matrices.
+template <int kChunks>
+__device__ __forceinline__ void sweep_item(int i, int& r, int& ch) {
+  r = (i & 7) + 8 * (i / (8 * kChunks));
+  ch = (i >> 3) % kChunks;
+}
+
+// The raw chunk ch of key r's K (which = 0) or V (1) row as fp16 pieces; zeros past the end (stored garbage
+// may be NaN, and 0 * NaN = NaN even where P is 0).
+template <KvDtype DT, int D, int BN>
+__device__ __forceinline__ void chunk_pieces(const uint8_t* raw, int which, int r, int ch, bool valid,
+                                             uint4 (&out)[kChunkPieces<DT>]) {
+  using SM = WgSmem<DT, D, BN>;
+  if (!valid) {
+#pragma unroll
+    for (int p = 0; p < kChunkPieces<DT>; ++p) out[p] = make_uint4(0, 0, 0, 0);
+    return;
+  }
+  const uint4 x = *reinterpret_cast<const uint4*>(raw + which * SM::kRawK + SM::raw_swz(r, ch));
+  uint32_t zz = 0, s2 = 0;
+  if constexpr (DT != KvDtype::F16) tile_meta_operands(raw + SM::kRawK + SM::kRawV, which, r, zz, s2);
+  dequant_pieces<DT>(x, zz, s2, out);
+}
+
+// Raw K -> the canonical K tile (int8 / int4 only): one 16-byte store per 8 elements. NT: the converting threads.
+template <KvDtype DT, int D, int BN, int NT = kThreads>
+__device__ __forceinline__ void convert_k(const uint8_t* raw, uint8_t* sK, int kt, int kend, int tid) {
+  using SM = WgSmem<DT, D, BN>;
+  constexpr int P = kChunkPieces<DT>;
+  for (int i = tid; i < BN * SM::kChunks; i += NT) {
+    int r, ch;
+    sweep_item<SM::kChunks>(i, r, ch);
+    uint4 pc[P];
+    chunk_pieces<DT, D, BN>(raw, 0, r, ch, kt * BN + r < kend, pc);
+#pragma unroll
+    for (int p = 0; p < P; ++p) *reinterpret_cast<uint4*>(sK + canon(r, ch * SM::kChunkElems + 8 * p, D)) = pc[p];
+  }
+}
+
+// Raw V -> the V^T tile. A thread takes keys (2a, 2a + 1) of key block kb for one chunk column, so each store
+// is one 4-byte (key, key + 1) pair; a warp's 32 lanes are 4 pairs x 8 key blocks of one chunk column.
+template <KvDtype DT, int D, int BN, int NT = kThreads>
+__device__ __forceinline__ void convert_v(const uint8_t* raw, uint8_t* sVt, int kt, int kend, int tid) {
+  using SM = WgSmem<DT, D, BN>;
+  constexpr int P = kChunkPieces<DT>;
+  for (int i = tid; i < (BN / 2) * SM::kChunks; i += NT) {
+    const int r0 = 2 * (i & 3) + 8 * ((i >> 2) % (BN / 8)), ch = i / (BN / 2);
+    uint4 p0[P], p1[P];
+    chunk_pieces<DT, D, BN>(raw, 1, r0, ch, kt * BN + r0 < kend, p0);
+    chunk_pieces<DT, D, BN>(raw, 1, r0 + 1, ch, kt * BN + r0 + 1 < kend, p1);
+#pragma unroll
+    for (int p = 0; p < P; ++p) {
+      const int d0 = ch * SM::kChunkElems + 8 * p;
+      const uint32_t w0[4] = {p0[p].x, p0[p].y, p0[p].z, p0[p].w}, w1[4] = {p1[p].x, p1[p].y, p1[p].z, p1[p].w};
+#pragma unroll
+      for (int e = 0; e < 8; ++e)
+        *reinterpret_cast<uint32_t*>(sVt + SM::vt_off(d0 + e, r0)) = __byte_perm(w0[e / 2], w1[e / 2], e % 2 ? 0x7632 : 0x5410);
+    }
+  }
+}
 
 // One consumer warpgroup's 64 query rows (this lane: rows r0 and r0 + 8, r0 = 64 * wg + 16 * warp + g) and
 // their products with a key tile: Q as wgmma A fragments (in registers for the whole kernel), the S

@@ -1,11 +1,16 @@
-// Prefill / chunked-prefill attention for fp16 caches, warp-specialized (PrefillKernel::kWgmmaWs, sm_90a):
-// FA3's structure on the paged cache, with the tiles and products of attention_prefill_wgmma.cuh.
+// Prefill / chunked-prefill attention, warp-specialized (PrefillKernel::kWgmmaWs, sm_90a): FA3's structure on
+// the paged cache, with the tiles and products of attention_prefill_wgmma.cuh.
 //
 // CTA = 3 warpgroups over 128 query rows of one head.
-//   Warpgroup 0, the producer (kProducerRegs registers): cp.async's each 64-key K/V tile pair into a ring of
-//     kStages stages (key rows, 128-byte swizzle, as the wgmma kernel lays them out). Once a tile's copies have
-//     landed it fences them for the async proxy and arrives on the stage's "full" mbarrier; before it refills
-//     a stage it waits on the stage's "empty" mbarrier. Block-table entries are looked up a tile ahead.
+//   Warpgroup 0, the producer (WsRegs<DT>::kProducer registers) fills a ring of kStages K/V tile pairs:
+//     fp16: cp.async's each 64-key tile pair straight into its stage (key rows, 128-byte swizzle, as the wgmma
+//       kernel lays them out);
+//     int8 / int4: cp.async's the raw bytes and metadata into one of two raw stages (a tile ahead), then
+//       dequantizes them into the stage's canonical K tile and V^T tile (convert_k / convert_v; two
+//       producer-only named-barrier syncs per tile, since each thread reads chunks others copied).
+//     Once a tile is in its stage the producer fences it for the async proxy and arrives on the stage's
+//     "full" mbarrier; before it refills a stage it waits on the stage's "empty" mbarrier. Block-table entries
+//     are looked up a tile ahead.
 //   Warpgroups 1 and 2, the consumers (kConsumerRegs registers): 64 query rows each (WgRows). Iteration kt
 //     issues S(kt) and P.V(kt-1) as one turn at the tensor cores, then runs the softmax of tile kt while
 //     P.V(kt-1) runs (the overlapped schedule's intra-warpgroup overlap). Turns alternate between the two
@@ -23,33 +28,45 @@ namespace {
 using namespace wgprefill;
 
 constexpr int kWsThreads = 3 * 128;
-constexpr int kWsBN = 64;  // keys per tile (128 would need more registers than kConsumerRegs)
+constexpr int kWsBN = 64;  // keys per tile (128 would need more registers than the consumers have)
 constexpr int kStages = 4;
-constexpr int kProducerRegs = 56, kConsumerRegs = 224;
-static_assert(128 * kProducerRegs + 256 * kConsumerRegs <= 65536);
+// Registers per thread after setmaxnreg: the int producer dequantizes, the fp16 one only copies (40 spilled
+// 48 bytes at D = 128).
+template <KvDtype DT>
+struct WsRegs {
+  static constexpr int kProducer = DT == KvDtype::F16 ? 56 : 96;
+  static constexpr int kConsumer = DT == KvDtype::F16 ? 224 : 200;
+  static_assert(128 * kProducer + 256 * kConsumer <= 65536);
+};
 // Named barriers 1 and 2: consumer warpgroup w waits on 1 + w for its turn; the other arrives there.
-constexpr int kTurnBar = 1;
+// Barrier 3: the producer warpgroup's own (int caches: the raw stage's copies landed / were read).
+constexpr int kTurnBar = 1, kProducerBar = 3;
 
-template <int D>
+template <KvDtype DT, int D>
 struct WsSmem {
-  using SM = WgSmem<KvDtype::F16, D, kWsBN>;
-  static constexpr size_t kStage = 2 * SM::kTileK;  // K tile, then V tile (1 KiB multiples: alignment kept)
+  using SM = WgSmem<DT, D, kWsBN>;
+  static constexpr int kRawStages = SM::kRaw == 0 ? 0 : 2;
+  // K tile, then V (or V^T) tile: 1 KiB multiples, so the fp16 tiles keep the swizzle's alignment
+  static constexpr size_t kStage = SM::kTileK + SM::kTileV;
+  static_assert(SM::kTileK % 1024 == 0 && SM::kTileV % 1024 == 0);
   static constexpr size_t kBars = 2 * kStages * sizeof(uint64_t);
-  static constexpr size_t kBytes = 1024 + kStages * kStage + kBars;
+  static constexpr size_t kBytes = 1024 + kStages * kStage + kRawStages * SM::kRaw + kBars;
 };
 
-template <int D>
+template <KvDtype DT, int D>
 __global__ void __launch_bounds__(kWsThreads, 1) prefill_ws_kernel(const PrefillArgs a) {
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
-  using WS = WsSmem<D>;
+  using WS = WsSmem<DT, D>;
   using SM = typename WS::SM;
-  using Rows = WgRows<KvDtype::F16, D, kWsBN>;
+  using Rows = WgRows<DT, D, kWsBN>;
   extern __shared__ __align__(128) uint8_t smem[];
   uint8_t* const stages = smem + ((1024u - ptx::smem_addr(smem)) & 1023u);  // 1 KiB aligned (the swizzle)
-  uint64_t* const full = reinterpret_cast<uint64_t*>(stages + kStages * WS::kStage);
+  uint8_t* const raw0 = stages + kStages * WS::kStage;                       // int: two raw stages
+  uint64_t* const full = reinterpret_cast<uint64_t*>(raw0 + WS::kRawStages * SM::kRaw);
   uint64_t* const empty = full + kStages;
   auto tileK = [&](int i) { return stages + (i % kStages) * WS::kStage; };
   auto tileV = [&](int i) { return tileK(i) + SM::kTileK; };
+  auto raw = [&](int i) { return raw0 + (i & 1) * SM::kRaw; };
 
   // Heaviest (latest) query tiles first: causal work grows with the tile index.
   const int qt = gridDim.x - 1 - blockIdx.x, b = blockIdx.y, h = blockIdx.z, hk = h / a.group;
@@ -73,30 +90,51 @@ __global__ void __launch_bounds__(kWsThreads, 1) prefill_ws_kernel(const Prefill
 
   if (wg == 0) {
     // ---- producer ----
-    ptx::setmaxnreg_dec<kProducerRegs>();
+    ptx::setmaxnreg_dec<WsRegs<DT>::kProducer>();
     const int32_t* bt = a.block_tables + int64_t(b) * a.max_blocks;
     const HeadPages hp(a.L, a.pool, a.layer, hk);
-    TileBlocks<KvDtype::F16, D, kWsBN, 128> tb;
+    TileBlocks<DT, D, kWsBN, 128> tb;
     tb.lookup(hp, bt, 0, kend, tid);
-    auto publish = [&](int kt) {  // this thread's copies of tile kt have landed (the caller waited)
+    auto wait_free = [&](int kt) { ptx::mbar_wait(&empty[kt % kStages], ((kt / kStages) & 1) ^ 1); };  // lap 0: at once
+    auto publish = [&](int kt) {  // this thread's writes of tile kt's stage are done (copies waited / stores)
       ptx::fence_proxy_async_shared();
       ptx::mbar_arrive(&full[kt % kStages]);
     };
-    for (int kt = 0; kt < n_tiles; ++kt) {
-      ptx::mbar_wait(&empty[kt % kStages], ((kt / kStages) & 1) ^ 1);  // first lap: passes at once
-      issue_tile(nullptr, tileK(kt), tileV(kt), tb, a, hp, kt, tid);
+    if constexpr (SM::kDirectK) {  // fp16: the copies land in the stage itself
+      for (int kt = 0; kt < n_tiles; ++kt) {
+        wait_free(kt);
+        issue_tile(nullptr, tileK(kt), tileV(kt), tb, a, hp, kt, tid);
+        ptx::cp_async_commit();
+        tb.lookup(hp, bt, kt + 1, kend, tid);
+        if (kt > 0) {
+          ptx::cp_async_wait<1>();  // tile kt-1 (tile kt stays in flight)
+          publish(kt - 1);
+        }
+      }
+      ptx::cp_async_wait<0>();
+      publish(n_tiles - 1);
+    } else {  // int8 / int4: raw stage (a tile ahead), then dequantized into the stage
+      issue_tile(raw(0), nullptr, nullptr, tb, a, hp, 0, tid);
       ptx::cp_async_commit();
-      tb.lookup(hp, bt, kt + 1, kend, tid);
-      if (kt > 0) {
-        ptx::cp_async_wait<1>();  // tile kt-1 (tile kt stays in flight)
-        publish(kt - 1);
+      tb.lookup(hp, bt, 1, kend, tid);
+      for (int kt = 0; kt < n_tiles; ++kt) {
+        if (kt + 1 < n_tiles) {  // its raw stage held tile kt-1, converted before the last producer sync
+          issue_tile(raw(kt + 1), nullptr, nullptr, tb, a, hp, kt + 1, tid);
+          tb.lookup(hp, bt, kt + 2, kend, tid);
+        }
+        ptx::cp_async_commit();
+        ptx::cp_async_wait<1>();                  // this thread's copies of raw tile kt
+        ptx::named_bar_sync(kProducerBar, 128);   // ... and every producer thread's
+        wait_free(kt);
+        convert_k<DT, D, kWsBN, 128>(raw(kt), tileK(kt), kt, kend, tid);
+        convert_v<DT, D, kWsBN, 128>(raw(kt), tileV(kt), kt, kend, tid);
+        publish(kt);
+        ptx::named_bar_sync(kProducerBar, 128);   // raw stage kt read by everyone: free for tile kt+2
       }
     }
-    ptx::cp_async_wait<0>();
-    publish(n_tiles - 1);
   } else {
     // ---- consumers ----
-    ptx::setmaxnreg_inc<kConsumerRegs>();
+    ptx::setmaxnreg_inc<WsRegs<DT>::kConsumer>();
     const int cw = wg - 1;
     const int r0 = 64 * cw + 16 * warp + lane / 4;
     Rows w;
@@ -156,21 +194,29 @@ __global__ void __launch_bounds__(kWsThreads, 1) prefill_ws_kernel(const Prefill
 #endif
 }
 
-template <int D>
+template <KvDtype DT, int D>
 void launch(const PrefillArgs& a, int B, int max_q, cudaStream_t s) {
-  constexpr size_t smem = WsSmem<D>::kBytes;
-  allow_dynamic_smem(reinterpret_cast<const void*>(prefill_ws_kernel<D>), smem);
+  constexpr size_t smem = WsSmem<DT, D>::kBytes;
+  allow_dynamic_smem(reinterpret_cast<const void*>(prefill_ws_kernel<DT, D>), smem);
   const dim3 grid(unsigned((max_q + kBM - 1) / kBM), unsigned(B), unsigned(a.n_heads));
-  prefill_ws_kernel<D><<<grid, kWsThreads, smem, s>>>(a);
+  prefill_ws_kernel<DT, D><<<grid, kWsThreads, smem, s>>>(a);
   ATOM_CUDA_CHECK_LAUNCH();
+}
+
+template <KvDtype DT>
+void launch_dtype(const PrefillArgs& a, int B, int max_q, cudaStream_t s) {
+  if (a.L.head_dim == 128) launch<DT, 128>(a, B, max_q, s);
+  else launch<DT, 64>(a, B, max_q, s);
 }
 
 }  // namespace
 
 void launch_prefill_ws(const PrefillArgs& a, int B, int max_q, cudaStream_t s) {
-  ATOM_CUDA_REQUIRE(a.L.dtype == KvDtype::F16, "paged_attention_prefill: the warp-specialized kernel takes fp16 caches");
-  if (a.L.head_dim == 128) launch<128>(a, B, max_q, s);
-  else launch<64>(a, B, max_q, s);
+  switch (a.L.dtype) {
+    case KvDtype::F16: launch_dtype<KvDtype::F16>(a, B, max_q, s); break;
+    case KvDtype::I8: launch_dtype<KvDtype::I8>(a, B, max_q, s); break;
+    case KvDtype::I4: launch_dtype<KvDtype::I4>(a, B, max_q, s); break;
+  }
 }
 
 }  // namespace atom::cuda

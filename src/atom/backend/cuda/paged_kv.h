@@ -77,7 +77,7 @@ void paged_attention_decode(const PagedKvCache& kv, int layer, const uint16_t* q
 // The prefill kernel: kWgmma (attention_prefill_wgmma.cu, sm_90a only: device_runs_sm90a()) or kMmaSync
 // (attention_prefill.cu, FA2 style, any sm_80+ device); kAuto takes kWgmma where it runs (results.md §7b).
 // kWgmmaOverlap: the wgmma kernel with the softmax under P.V (results.md §8d; not yet measured).
-// kWgmmaWs: fp16 caches only (another dtype is an error).
+// kAuto: on sm_90 kWgmmaWs for fp16 caches, kWgmma for int8 / int4; kMmaSync elsewhere.
 enum class PrefillKernel { kAuto, kMmaSync, kWgmma, kWgmmaOverlap, kWgmmaWs };
 void paged_attention_prefill(const PagedKvCache& kv, int layer, const uint16_t* q, const int32_t* cu_q,
                              const int32_t* seq_lens, const int32_t* block_tables, int max_blocks, int B,
