@@ -7,14 +7,15 @@
 //   Q        fp16 A fragments in registers for the whole kernel (loaded once from global memory).
 //   K tile   shared memory, wgmma's canonical K-major layout without swizzle (8-row x 16-byte core
 //            matrices, core (key/8, d/8) at byte ((key/8) * D/8 + d/8) * 128): S = Q.K^T is
-//            D/16 wgmma m64n64k16 with K as the B operand, exactly the int8 GEMM's descriptor geometry.
+//            D/16 wgmma m64n{64,128}k16 with K as the B operand (int K: the int8 GEMM's descriptor geometry;
+//            fp16 K: rows as stored, 128-byte swizzle).
 //   V tile   int8 / int4: dequantized and stored transposed, V^T[d][key] in the same layout (core (d/8,
 //            key/8)) except that the key blocks are 144 bytes apart (LBO), so O += P.V is 64/16 wgmma
 //            m64n{D}k16 with B = V^T K-major, and the transpose's 4-byte stores meet no bank conflicts.
 //            fp16: cp.async'd as stored (key rows) into the fp16 K tile's 128-byte-swizzled layout and read
 //            by wgmma as an N-major (transposed) B operand: no conversion at all.
 //   P        the S accumulator layout is the A fragment layout of the next product (as in FA2).
-// Pipeline: one cp.async group per 64-key tile, two tiles ahead: int8/int4 K and V into a raw stage whose
+// Pipeline: one cp.async group per key tile, two tiles ahead: int8/int4 K and V into a raw stage whose
 // skewed chunk-major layout keeps the fill and both conversions conflict-free; fp16 K and V straight into
 // their tiles (three of each). Tile kt+1's K is dequantized under S(kt)'s wgmma, its V under P.V(kt)'s.
 // tools/reference/emulate_prefill_wgmma.py replays the layouts, the fragment maps and the bank behaviour.
