@@ -1,0 +1,216 @@
+#!/usr/bin/env python3
+"""Randomized check of the warp-specialized prefill kernel's synchronization (src/atom/backend/cuda/
+attention_prefill_ws.cu) on the CPU: the producer warpgroup (two simulated threads, each copying and, for int
+caches, converting half of a tile), the two consumer warpgroups, the full / empty mbarriers of the kStages ring,
+the two turn-taking named barriers and the producer's own named barrier, interleaved in random orders.
+
+Each thread is a generator of steps; a step either runs or blocks on a barrier. Every shared-memory access is an
+interval: a cp.async write lasts from its issue to the cp.async wait that covers it, a wgmma read from its issue
+to the wgmma wait that covers it. The checker reports
+  - a deadlock (no thread can step),
+  - two overlapping accesses of one buffer, at least one a write (a race),
+  - a read of a buffer that does not hold the expected tile when the read begins,
+  - a named barrier left with arrivals nobody waits for at the end.
+It mirrors the kernel: change one, change the other (GPU tests and racecheck remain the authority, but racecheck
+does not see wgmma's reads). Pure Python; runs in under a second (ctest: reference.simulate_prefill_ws).
+"""
+import random
+import sys
+
+STAGES = 4
+
+
+class Sim:
+    def __init__(self):
+        self.full = [0] * STAGES       # arrivals on full[s] (a phase completes every 2 producer arrivals)
+        self.empty = [0] * STAGES      # arrivals on empty[s] (a phase completes every 2 consumer arrivals)
+        self.bar = {}                  # named barrier id -> [syncs, arrivals] per side, as phase counters
+        self.live = {}                 # open accesses: key -> (buffer, tile, is_write)
+        self.content = {}              # buffer -> tile fully written (after its write closed)
+        self.problems = []
+
+    # mbarriers: phase p of full[s] / empty[s] has completed once 2 (p + 1) arrivals are in
+    def full_done(self, s, phase):
+        return self.full[s] >= 2 * (phase + 1)
+
+    def empty_done(self, s, phase):
+        return phase < 0 or self.empty[s] >= 2 * (phase + 1)
+
+    # accesses
+    def open(self, key, buf, tile, write):
+        for k, (b, t, w) in self.live.items():
+            if b == buf and (w or write):
+                self.problems.append(f"{key}: {'write' if write else 'read'} of {buf} (tile {tile}) overlaps "
+                                     f"{k}'s {'write' if w else 'read'} (tile {t})")
+        if not write and self.content.get(buf) != tile:
+            self.problems.append(f"{key}: reads {buf} for tile {tile}, holds {self.content.get(buf)}")
+        self.live[key] = (buf, tile, write)
+
+    def close(self, key):
+        buf, tile, write = self.live.pop(key)
+        if write:
+            self.content[buf] = tile
+
+
+def named_sync(sim, bid, me):
+    """bar.sync by one side of a two-sided named barrier: waits for the other side's matching arrival."""
+    st = sim.bar.setdefault(bid, {"sync": 0, "arrive": 0})
+    n = st["sync"]
+    st["sync"] += 1
+    while st["arrive"] <= n:
+        yield "block"
+
+
+def named_arrive(sim, bid):
+    st = sim.bar.setdefault(bid, {"sync": 0, "arrive": 0})
+    st["arrive"] += 1
+
+
+def producer(sim, half, n_tiles, int_cache, pbar):
+    """One of two producer threads (half = 0, 1): as the kernel's producer branch."""
+    def wait_free(kt):
+        while not sim.empty_done(kt % STAGES, kt // STAGES - 1):
+            yield "block"
+
+    if not int_cache:
+        pending = []  # cp.async groups: (tile, key)
+        for kt in range(n_tiles):
+            yield from wait_free(kt)
+            key = f"p{half}-copy{kt}"
+            sim.open(key, ("K", kt % STAGES, half), kt, True)  # this thread's half of the K and V tiles
+            pending.append((kt, key))
+            yield "step"
+            if kt > 0:  # cp_async_wait<1>: all but the newest group
+                t, k = pending.pop(0)
+                sim.close(k)
+                sim.full[t % STAGES] += 1  # publish
+            yield "step"
+        t, k = pending.pop(0)
+        sim.close(k)
+        sim.full[t % STAGES] += 1
+        return
+    # int: raw stage (a tile ahead), then the conversion into the stage
+    pending = []
+
+    def issue_raw(t):
+        key = f"p{half}-raw{t}"
+        sim.open(key, ("raw", t % 2, half), t, True)
+        pending.append(key)
+
+    issue_raw(0)
+    for kt in range(n_tiles):
+        if kt + 1 < n_tiles:
+            issue_raw(kt + 1)
+        yield "step"
+        sim.close(pending.pop(0))  # cp_async_wait<1>: raw tile kt (this thread's half)
+        yield from pbar("mid", kt)  # every producer thread's half has landed
+        yield from wait_free(kt)
+        for h in (0, 1):  # the conversion reads chunks both threads copied
+            sim.open(f"p{half}-cvt-read{kt}-{h}", ("raw", kt % 2, h), kt, False)
+        sim.open(f"p{half}-cvt-write{kt}", ("K", kt % STAGES, half), kt, True)
+        yield "step"
+        for h in (0, 1):
+            sim.close(f"p{half}-cvt-read{kt}-{h}")
+        sim.close(f"p{half}-cvt-write{kt}")
+        sim.full[kt % STAGES] += 1  # publish
+        yield from pbar("end", kt)  # raw stage kt read by everyone: free for tile kt+2
+        yield "step"
+
+
+def consumer(sim, cw, n_tiles):
+    """Consumer warpgroup cw (0, 1): its turns, acquires and releases, as the kernel's consumer branch."""
+    def acquire(kt):
+        while not sim.full_done(kt % STAGES, kt // STAGES):
+            yield "block"
+
+    def read(kt, what):  # a wgmma group reading both halves of stage kt (S: K tile, P.V: V tile)
+        for h in (0, 1):
+            sim.open(f"c{cw}-{what}{kt}-{h}", ("K", kt % STAGES, h), kt, False)
+
+    def done(kt, what):
+        for h in (0, 1):
+            sim.close(f"c{cw}-{what}{kt}-{h}")
+
+    def turn():
+        yield from named_sync(sim, 1 + cw, cw)
+
+    def turn_end():
+        named_arrive(sim, 1 + (1 - cw))
+
+    if cw == 1:
+        named_arrive(sim, 1)
+    yield from acquire(0)
+    yield from turn()
+    read(0, "S")
+    turn_end()
+    yield "step"
+    done(0, "S")  # wgmma_wait<0>
+    for kt in range(1, n_tiles):
+        yield from acquire(kt)
+        yield from turn()
+        read(kt, "S")
+        read(kt - 1, "PV")
+        turn_end()
+        yield "step"
+        done(kt, "S")  # wait<1>
+        yield "step"
+        done(kt - 1, "PV")  # wait<0>
+        sim.empty[(kt - 1) % STAGES] += 1  # release (two consumer warpgroups: 2 arrivals per phase here)
+        yield "step"
+    yield from turn()
+    read(n_tiles - 1, "PV")
+    if cw == 0:
+        turn_end()
+    yield "step"
+    done(n_tiles - 1, "PV")
+
+
+def run(n_tiles, int_cache, seed):
+    sim = Sim()
+    rng = random.Random(seed)
+    pb = {}
+
+    def pbar(tag, kt):  # the producer warpgroup's named barrier (both producer threads)
+        key = (tag, kt)
+        pb[key] = pb.get(key, 0) + 1
+        while pb[key] < 2:
+            yield "block"
+
+    threads = [producer(sim, 0, n_tiles, int_cache, pbar), producer(sim, 1, n_tiles, int_cache, pbar),
+               consumer(sim, 0, n_tiles), consumer(sim, 1, n_tiles)]
+    alive = list(range(len(threads)))
+    blocked_rounds = 0
+    while alive:
+        i = rng.choice(alive)
+        try:
+            r = next(threads[i])
+        except StopIteration:
+            alive.remove(i)
+            blocked_rounds = 0
+            continue
+        blocked_rounds = blocked_rounds + 1 if r == "block" else 0
+        if blocked_rounds > 200 * len(threads):
+            sim.problems.append(f"deadlock with threads {alive} blocked")
+            break
+    for bid, st in sim.bar.items():
+        if st["arrive"] != st["sync"]:
+            sim.problems.append(f"named barrier {bid}: {st['arrive']} arrivals for {st['sync']} syncs")
+    return sim.problems
+
+
+def main():
+    ok = True
+    for int_cache in (False, True):
+        probs = []
+        for n in (1, 2, 3, 4, 5, 9, 17):
+            for seed in range(60):
+                probs += [f"n={n} seed={seed}: {p}" for p in run(n, int_cache, seed)]
+        print(f"{'int' if int_cache else 'fp16'} cache, 1..17 tiles, 60 random schedules each: "
+              + ("no hazards" if not probs else f"{len(probs)} problems, e.g. {probs[0]}"))
+        ok = ok and not probs
+    print("OK" if ok else "MISMATCH")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
