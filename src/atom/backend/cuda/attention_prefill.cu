@@ -242,7 +242,7 @@ void paged_attention_prefill(const PagedKvCache& kv, int layer, const uint16_t* 
   a.group = n_heads / L.n_kv_heads;
   a.scale_log2 = scale * attn::kLog2e;
   a.out = reinterpret_cast<__half*>(out);
-  // kAuto on sm_90: the warp-specialized kernel for fp16 caches (+11-19% over the wgmma kernel on all 8 benchmark
+  // kAuto on sm_90: the warp-specialized kernel for fp16 caches (+15-22% over the wgmma kernel on all 8 benchmark
   // cells, results.md §15e), the wgmma kernel for int8 / int4 (faster than mma.sync on 22 of 24 cells, §7b);
   // the mma.sync kernel elsewhere.
   if (kernel == PrefillKernel::kAuto)
