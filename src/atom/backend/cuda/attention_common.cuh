@@ -4,6 +4,7 @@
 #include <cuda_fp16.h>
 
 #include <cstdint>
+#include <type_traits>
 
 #include "atom/backend/cuda/paged_kv_layout.h"
 #include "atom/backend/cuda/ptx.cuh"
@@ -15,6 +16,21 @@ constexpr int kDecodeMaxSplits = 64;
 
 // Throws atom::Error on arguments every attention entry point shares (incl. page_size 16 or 32).
 void check_attention_args(const PagedKvLayout& L, int layer, int max_blocks, int B, int n_heads);
+
+// Calls f(dt, d) with the cache dtype and head dim (64 or 128: check_attention_args) as compile-time constants,
+// std::integral_constant values (a kernel instance is decltype(dt)::value, decltype(d)::value); returns its result.
+template <class F>
+decltype(auto) with_kv_shape(KvDtype dtype, int head_dim, F&& f) {
+  auto by_d = [&](auto dt) -> decltype(auto) {
+    if (head_dim == 128) return f(dt, std::integral_constant<int, 128>{});
+    return f(dt, std::integral_constant<int, 64>{});
+  };
+  switch (dtype) {
+    case KvDtype::F16: return by_d(std::integral_constant<KvDtype, KvDtype::F16>{});
+    case KvDtype::I8: return by_d(std::integral_constant<KvDtype, KvDtype::I8>{});
+    default: return by_d(std::integral_constant<KvDtype, KvDtype::I4>{});
+  }
+}
 
 // Where one (layer, kv head)'s blocks live in the pool: the block of page p starts at block(p); token t is in
 // block-table entry t >> shift at slot t & mask (page_size 16 or 32, check_attention_args).

@@ -535,11 +535,7 @@ int decode_ctas_per_sm() {
   return n;
 }
 int decode_ctas_per_sm(KvDtype dt, int head_dim) {
-  switch (dt) {
-    case KvDtype::F16: return head_dim == 128 ? decode_ctas_per_sm<KvDtype::F16, 128>() : decode_ctas_per_sm<KvDtype::F16, 64>();
-    case KvDtype::I8: return head_dim == 128 ? decode_ctas_per_sm<KvDtype::I8, 128>() : decode_ctas_per_sm<KvDtype::I8, 64>();
-    default: return head_dim == 128 ? decode_ctas_per_sm<KvDtype::I4, 128>() : decode_ctas_per_sm<KvDtype::I4, 64>();
-  }
+  return with_kv_shape(dt, head_dim, [](auto t, auto d) { return decode_ctas_per_sm<decltype(t)::value, decltype(d)::value>(); });
 }
 
 template <KvDtype DT, int D>
@@ -608,20 +604,9 @@ void paged_attention_decode(const PagedKvCache& kv, int layer, const uint16_t* q
   a.n_splits = (max_blocks + pps - 1) / pps;
   ATOM_CUDA_REQUIRE(a.n_splits == 1 || int64_t(B) * n_heads * a.n_splits <= ws.max_partials,
                     "paged_attention_decode: workspace too small for this batch");
-  switch (L.dtype) {
-    case KvDtype::F16:
-      L.head_dim == 128 ? launch_decode<KvDtype::F16, 128>(a, B, L.n_kv_heads, groups_per_step, s)
-                         : launch_decode<KvDtype::F16, 64>(a, B, L.n_kv_heads, groups_per_step, s);
-      break;
-    case KvDtype::I8:
-      L.head_dim == 128 ? launch_decode<KvDtype::I8, 128>(a, B, L.n_kv_heads, groups_per_step, s)
-                         : launch_decode<KvDtype::I8, 64>(a, B, L.n_kv_heads, groups_per_step, s);
-      break;
-    case KvDtype::I4:
-      L.head_dim == 128 ? launch_decode<KvDtype::I4, 128>(a, B, L.n_kv_heads, groups_per_step, s)
-                         : launch_decode<KvDtype::I4, 64>(a, B, L.n_kv_heads, groups_per_step, s);
-      break;
-  }
+  with_kv_shape(L.dtype, L.head_dim, [&](auto dt, auto d) {
+    launch_decode<decltype(dt)::value, decltype(d)::value>(a, B, L.n_kv_heads, groups_per_step, s);
+  });
 }
 
 }  // namespace atom::cuda

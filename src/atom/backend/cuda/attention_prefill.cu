@@ -83,15 +83,10 @@ __global__ void __launch_bounds__(kThreads, 3) prefill_kernel(const PrefillArgs 
   __half* dqV = reinterpret_cast<__half*>(smem + 2 * SM::kStage + SM::kTile);
   __half* sQ = DT == KvDtype::F16 ? reinterpret_cast<__half*>(stage(1)) : dqK;
 
-  // Heaviest (latest) query tiles first: causal work grows with the tile index.
-  const int qt = gridDim.x - 1 - blockIdx.x, b = blockIdx.y, h = blockIdx.z, hk = h / a.group;
-  const int q_begin = a.cu_q[b], nq = a.cu_q[b + 1] - q_begin;
-  const int row0 = qt * kBM;
-  if (row0 >= nq) return;
-  const int len = a.seq_lens[b];
-  const int nrows = min(kBM, nq - row0);
-  const int qpos0 = len - nq + row0;
-  const int kend = min(len, qpos0 + nrows);
+  const PrefillTile<kBM> qtile(a);
+  if (!qtile.active) return;
+  const int b = qtile.b, h = qtile.h, hk = qtile.hk, q_begin = qtile.q_begin, row0 = qtile.row0, nrows = qtile.nrows,
+            qpos0 = qtile.qpos0, kend = qtile.kend;
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, g = lane / 4, c = lane % 4;
   const int64_t qstride = int64_t(a.n_heads) * D;
 
@@ -213,8 +208,7 @@ template <KvDtype DT, int D>
 void launch_prefill(const PrefillArgs& a, int B, int max_q, cudaStream_t s) {
   constexpr size_t smem = PrefillSmem<DT, D>::kBytes;
   allow_dynamic_smem(reinterpret_cast<const void*>(prefill_kernel<DT, D>), smem);
-  const dim3 grid(unsigned((max_q + kBM - 1) / kBM), unsigned(B), unsigned(a.n_heads));
-  prefill_kernel<DT, D><<<grid, kThreads, smem, s>>>(a);
+  prefill_kernel<DT, D><<<PrefillTile<kBM>::grid(B, max_q, a.n_heads), kThreads, smem, s>>>(a);
   ATOM_CUDA_CHECK_LAUNCH();
 }
 
@@ -249,23 +243,15 @@ void paged_attention_prefill(const PagedKvCache& kv, int layer, const uint16_t* 
     kernel = !device_runs_sm90a()       ? PrefillKernel::kMmaSync
              : L.dtype == KvDtype::F16 ? PrefillKernel::kWgmmaWs
                                        : PrefillKernel::kWgmma;
-  if (kernel == PrefillKernel::kWgmma || kernel == PrefillKernel::kWgmmaOverlap || kernel == PrefillKernel::kWgmmaWs) {
+  if (kernel != PrefillKernel::kMmaSync) {  // the three wgmma kernels
     ATOM_CUDA_REQUIRE(device_runs_sm90a(), "paged_attention_prefill: the wgmma kernel needs an sm_90 device");
     if (kernel == PrefillKernel::kWgmmaWs) launch_prefill_ws(a, B, max_q_per_seq, s);
     else launch_prefill_wgmma(a, B, max_q_per_seq, s, kernel == PrefillKernel::kWgmmaOverlap);
     return;
   }
-  switch (L.dtype) {
-    case KvDtype::F16:
-      L.head_dim == 128 ? launch_prefill<KvDtype::F16, 128>(a, B, max_q_per_seq, s) : launch_prefill<KvDtype::F16, 64>(a, B, max_q_per_seq, s);
-      break;
-    case KvDtype::I8:
-      L.head_dim == 128 ? launch_prefill<KvDtype::I8, 128>(a, B, max_q_per_seq, s) : launch_prefill<KvDtype::I8, 64>(a, B, max_q_per_seq, s);
-      break;
-    case KvDtype::I4:
-      L.head_dim == 128 ? launch_prefill<KvDtype::I4, 128>(a, B, max_q_per_seq, s) : launch_prefill<KvDtype::I4, 64>(a, B, max_q_per_seq, s);
-      break;
-  }
+  with_kv_shape(L.dtype, L.head_dim, [&](auto dt, auto d) {
+    launch_prefill<decltype(dt)::value, decltype(d)::value>(a, B, max_q_per_seq, s);
+  });
 }
 
 }  // namespace atom::cuda

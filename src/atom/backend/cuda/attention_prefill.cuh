@@ -23,6 +23,28 @@ struct PrefillArgs {
   __half* out;
 };
 
+// The query tile of kBM rows a prefill CTA owns and the keys it sees (every prefill kernel). Grid (query tile,
+// sequence, query head), the heaviest (latest) query tiles first: causal work grows with the tile index.
+// Query row i of a sequence with nq new rows sits at position len - nq + i and sees keys 0..position.
+template <int kBM>
+struct PrefillTile {
+  int b, h, hk, q_begin, row0, nrows = 0, qpos0 = 0, kend = 0;
+  bool active;  // false: past the sequence's new rows, nothing to do
+  __device__ explicit PrefillTile(const PrefillArgs& a)
+      : b(blockIdx.y), h(blockIdx.z), hk(h / a.group), q_begin(a.cu_q[b]), row0((gridDim.x - 1 - blockIdx.x) * kBM) {
+    const int nq = a.cu_q[b + 1] - q_begin;
+    active = row0 < nq;
+    if (!active) return;
+    const int len = a.seq_lens[b];
+    nrows = min(kBM, nq - row0);
+    qpos0 = len - nq + row0;
+    kend = min(len, qpos0 + nrows);
+  }
+  static dim3 grid(int B, int max_q, int n_heads) {
+    return dim3(unsigned((max_q + kBM - 1) / kBM), unsigned(B), unsigned(n_heads));
+  }
+};
+
 // The per-token metadata of a 64-key tile of an int8 / int4 cache, as both kernels stage it behind the
 // tile's raw K and V values: K scales (fp16) at byte 0, V scales at 128, K zeros (u8) at 256, V zeros at 320.
 constexpr int kTileMetaKeys = 64;

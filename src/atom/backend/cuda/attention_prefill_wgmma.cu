@@ -64,15 +64,10 @@ __global__ void __launch_bounds__(kThreads, 1) prefill_wgmma_kernel(const Prefil
   auto tileK = [&](int i) { return tiles_k + (i % SM::kKTiles) * SM::kTileK; };
   auto tileV = [&](int i) { return tiles_v + (i % SM::kVTiles) * SM::kTileV; };
 
-  // Heaviest (latest) query tiles first: causal work grows with the tile index.
-  const int qt = gridDim.x - 1 - blockIdx.x, b = blockIdx.y, h = blockIdx.z, hk = h / a.group;
-  const int q_begin = a.cu_q[b], nq = a.cu_q[b + 1] - q_begin;
-  const int row0 = qt * kBM;
-  if (row0 >= nq) return;
-  const int len = a.seq_lens[b];
-  const int nrows = min(kBM, nq - row0);
-  const int qpos0 = len - nq + row0;
-  const int kend = min(len, qpos0 + nrows);
+  const PrefillTile<kBM> qtile(a);
+  if (!qtile.active) return;
+  const int b = qtile.b, h = qtile.h, hk = qtile.hk, q_begin = qtile.q_begin, row0 = qtile.row0, nrows = qtile.nrows,
+            qpos0 = qtile.qpos0, kend = qtile.kend;
   const int tid = threadIdx.x, wg = tid / 128, warp = (tid / 32) % 4, lane = tid % 32;
   const int r0 = 64 * wg + 16 * warp + lane / 4;  // this lane's first query row in the CTA's tile
   const int32_t* bt = a.block_tables + int64_t(b) * a.max_blocks;
@@ -218,26 +213,17 @@ template <KvDtype DT, int D, bool OV>
 void launch(const PrefillArgs& a, int B, int max_q, cudaStream_t s) {
   constexpr size_t smem = WgPipe<DT, D, OV>::kBytes;
   allow_dynamic_smem(reinterpret_cast<const void*>(prefill_wgmma_kernel<DT, D, OV>), smem);
-  const dim3 grid(unsigned((max_q + kBM - 1) / kBM), unsigned(B), unsigned(a.n_heads));
-  prefill_wgmma_kernel<DT, D, OV><<<grid, kThreads, smem, s>>>(a);
+  prefill_wgmma_kernel<DT, D, OV><<<PrefillTile<kBM>::grid(B, max_q, a.n_heads), kThreads, smem, s>>>(a);
   ATOM_CUDA_CHECK_LAUNCH();
-}
-
-template <bool OV>
-void launch_dtype(const PrefillArgs& a, int B, int max_q, cudaStream_t s) {
-  const bool d128 = a.L.head_dim == 128;
-  switch (a.L.dtype) {
-    case KvDtype::F16: d128 ? launch<KvDtype::F16, 128, OV>(a, B, max_q, s) : launch<KvDtype::F16, 64, OV>(a, B, max_q, s); break;
-    case KvDtype::I8: d128 ? launch<KvDtype::I8, 128, OV>(a, B, max_q, s) : launch<KvDtype::I8, 64, OV>(a, B, max_q, s); break;
-    case KvDtype::I4: d128 ? launch<KvDtype::I4, 128, OV>(a, B, max_q, s) : launch<KvDtype::I4, 64, OV>(a, B, max_q, s); break;
-  }
 }
 
 }  // namespace
 
 void launch_prefill_wgmma(const PrefillArgs& a, int B, int max_q, cudaStream_t s, bool overlap) {
-  if (overlap) launch_dtype<true>(a, B, max_q, s);
-  else launch_dtype<false>(a, B, max_q, s);
+  with_kv_shape(a.L.dtype, a.L.head_dim, [&](auto dt, auto d) {
+    if (overlap) launch<decltype(dt)::value, decltype(d)::value, true>(a, B, max_q, s);
+    else launch<decltype(dt)::value, decltype(d)::value, false>(a, B, max_q, s);
+  });
 }
 
 }  // namespace atom::cuda

@@ -68,15 +68,10 @@ __global__ void __launch_bounds__(kWsThreads, 1) prefill_ws_kernel(const Prefill
   auto tileV = [&](int i) { return tileK(i) + SM::kTileK; };
   auto raw = [&](int i) { return raw0 + (i & 1) * SM::kRaw; };
 
-  // Heaviest (latest) query tiles first: causal work grows with the tile index.
-  const int qt = gridDim.x - 1 - blockIdx.x, b = blockIdx.y, h = blockIdx.z, hk = h / a.group;
-  const int q_begin = a.cu_q[b], nq = a.cu_q[b + 1] - q_begin;
-  const int row0 = qt * kBM;
-  if (row0 >= nq) return;  // uniform per CTA
-  const int len = a.seq_lens[b];
-  const int nrows = min(kBM, nq - row0);
-  const int qpos0 = len - nq + row0;
-  const int kend = min(len, qpos0 + nrows);
+  const PrefillTile<kBM> qtile(a);
+  if (!qtile.active) return;  // uniform per CTA
+  const int b = qtile.b, h = qtile.h, hk = qtile.hk, q_begin = qtile.q_begin, row0 = qtile.row0, nrows = qtile.nrows,
+            qpos0 = qtile.qpos0, kend = qtile.kend;
   const int n_tiles = (kend + kWsBN - 1) / kWsBN;  // >= 1: kend > qpos0 >= 0
   const int tid = threadIdx.x, wg = tid / 128, warp = (tid / 32) % 4, lane = tid % 32;
 
@@ -198,25 +193,15 @@ template <KvDtype DT, int D>
 void launch(const PrefillArgs& a, int B, int max_q, cudaStream_t s) {
   constexpr size_t smem = WsSmem<DT, D>::kBytes;
   allow_dynamic_smem(reinterpret_cast<const void*>(prefill_ws_kernel<DT, D>), smem);
-  const dim3 grid(unsigned((max_q + kBM - 1) / kBM), unsigned(B), unsigned(a.n_heads));
-  prefill_ws_kernel<DT, D><<<grid, kWsThreads, smem, s>>>(a);
+  prefill_ws_kernel<DT, D><<<PrefillTile<kBM>::grid(B, max_q, a.n_heads), kWsThreads, smem, s>>>(a);
   ATOM_CUDA_CHECK_LAUNCH();
-}
-
-template <KvDtype DT>
-void launch_dtype(const PrefillArgs& a, int B, int max_q, cudaStream_t s) {
-  if (a.L.head_dim == 128) launch<DT, 128>(a, B, max_q, s);
-  else launch<DT, 64>(a, B, max_q, s);
 }
 
 }  // namespace
 
 void launch_prefill_ws(const PrefillArgs& a, int B, int max_q, cudaStream_t s) {
-  switch (a.L.dtype) {
-    case KvDtype::F16: launch_dtype<KvDtype::F16>(a, B, max_q, s); break;
-    case KvDtype::I8: launch_dtype<KvDtype::I8>(a, B, max_q, s); break;
-    case KvDtype::I4: launch_dtype<KvDtype::I4>(a, B, max_q, s); break;
-  }
+  with_kv_shape(a.L.dtype, a.L.head_dim,
+                [&](auto dt, auto d) { launch<decltype(dt)::value, decltype(d)::value>(a, B, max_q, s); });
 }
 
 }  // namespace atom::cuda
