@@ -85,12 +85,9 @@ struct Model {
 const char* dt_name(KvDtype d) { return d == KvDtype::F16 ? "fp16" : d == KvDtype::I8 ? "int8" : "int4"; }
 
 // The kernel a prefill table ran on (kAuto resolved as paged_attention_prefill resolves it).
-const char* prefill_kernel_name(PrefillKernel k) {
-  if (k == PrefillKernel::kAuto) return device_runs_sm90a() ? "auto: fp16 wgmma-ws, int8 / int4 wgmma" : "mma.sync";
-  return k == PrefillKernel::kWgmma          ? "wgmma"
-         : k == PrefillKernel::kWgmmaOverlap ? "wgmma-overlap"
-         : k == PrefillKernel::kWgmmaWs      ? "wgmma-ws"
-                                             : "mma.sync";
+const char* table_kernel_name(PrefillKernel k) {
+  if (k == PrefillKernel::kAuto) return device_runs_sm90a() ? "auto: fp16 wgmma-ws, int8 / int4 wgmma" : "auto: mma";
+  return prefill_kernel_name(k);
 }
 
 struct Rec {
@@ -145,13 +142,7 @@ int main(int argc, char** argv) {
     else if (!std::strcmp(argv[i], "--prefill-only")) do_decode = false;
     else if (!std::strcmp(argv[i], "--split-sweep")) split_sweep = true;
     else if (!std::strcmp(argv[i], "--prefill-kernel") && i + 1 < argc) {
-      const std::string v = argv[++i];
-      if (v == "auto") prefill_kernel = PrefillKernel::kAuto;
-      else if (v == "mma") prefill_kernel = PrefillKernel::kMmaSync;
-      else if (v == "wgmma") prefill_kernel = PrefillKernel::kWgmma;
-      else if (v == "wgmma-overlap") prefill_kernel = PrefillKernel::kWgmmaOverlap;
-      else if (v == "wgmma-ws") prefill_kernel = PrefillKernel::kWgmmaWs;
-      else {
+      if (!parse_prefill_kernel(argv[++i], prefill_kernel)) {
         std::fprintf(stderr, "bench_attention: --prefill-kernel must be auto, mma, wgmma, wgmma-overlap or wgmma-ws\n");
         return 2;
       }
@@ -319,7 +310,7 @@ int main(int argc, char** argv) {
     }
     if (do_prefill) {
       std::printf("\nprefill (causal, page %d, %s kernel): TFLOPS (%% of cuBLAS FP16 %.0f TFLOPS)\n", page,
-                  prefill_kernel_name(prefill_kernel), cublas_tflops);
+                  table_kernel_name(prefill_kernel), cublas_tflops);
       std::printf("%-11s %3s %6s %6s | %16s %16s %16s\n", "model", "B", "ctx", "chunk", "int4", "int8", "fp16");
       struct P { int B, ctx, nq; };
       const std::vector<P> shapes = quick ? std::vector<P>{{1, 4096, 4096}}
@@ -361,7 +352,7 @@ int main(int argc, char** argv) {
       FILE* f = std::fopen(json.c_str(), "w");
       if (!f) { std::perror(json.c_str()); return 1; }
       std::fprintf(f, "{\n  \"device\": \"%s\",\n  \"d2d_gbs\": %.1f,\n  \"cublas_fp16_tflops\": %.1f,\n  \"prefill_kernel\": \"%s\",\n  \"results\": [\n",
-                   props.name.c_str(), d2d_gbs, cublas_tflops, prefill_kernel_name(prefill_kernel));
+                   props.name.c_str(), d2d_gbs, cublas_tflops, table_kernel_name(prefill_kernel));
       for (size_t i = 0; i < recs.size(); ++i) {
         const Rec& r = recs[i];
         std::fprintf(f, "    {\"kind\": \"%s\", \"model\": \"%s\", \"dtype\": \"%s\", \"B\": %d, \"ctx\": %d, \"nq\": %d, \"ms\": %.6f, \"gbs\": %.1f, \"tflops\": %.2f, \"note\": \"%s\"}%s\n",

@@ -63,15 +63,13 @@ struct Case {
   PrefillKernel prefill_kernel = PrefillKernel::kAuto;  // Path::Prefill only
 };
 
-constexpr const char* kPrefillKernelNames[] = {"auto", "mma", "wgmma", "wgmma-overlap", "wgmma-ws"};  // PrefillKernel order
-
 // Builds the batch, appends on the GPU (checked byte-exact), runs attention, compares with the reference.
 void run_case(const Case& c) {
   const uint64_t seed = seed_now();
   SCOPED_TRACE(testing::Message() << dt_name(c.dt) << " D=" << c.D << " P=" << c.P << " heads " << c.nh << "/"
                                   << c.nkv << " B=" << c.lens.size() << " splits " << c.splits << " groups/step "
                                   << c.groups_per_step << " prefill kernel "
-                                  << kPrefillKernelNames[static_cast<int>(c.prefill_kernel)] << " seed " << seed);
+                                  << prefill_kernel_name(c.prefill_kernel) << " seed " << seed);
   std::mt19937_64 rng(seed);
   const auto pb = test::make_paged_batch(rng, c.dt, c.D, c.P, c.nh, c.nkv, c.lens, c.nq);
   Stream st;

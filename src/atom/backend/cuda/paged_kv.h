@@ -6,6 +6,8 @@
 // asymmetric, one (scale fp16, zero u8) per token per kv head, the range widened to contain 0.
 #pragma once
 #include <cstdint>
+#include <iterator>
+#include <string_view>
 
 #include "atom/backend/cuda/device.h"
 #include "atom/backend/cuda/paged_kv_layout.h"
@@ -79,6 +81,18 @@ void paged_attention_decode(const PagedKvCache& kv, int layer, const uint16_t* q
 // kWgmmaOverlap: the wgmma kernel with the softmax under P.V (results.md §8d; not yet measured).
 // kAuto: on sm_90 kWgmmaWs for fp16 caches, kWgmma for int8 / int4; kMmaSync elsewhere.
 enum class PrefillKernel { kAuto, kMmaSync, kWgmma, kWgmmaOverlap, kWgmmaWs };
+// Their names, in enum order, as `bench_attention --prefill-kernel` spells them.
+inline constexpr const char* kPrefillKernelNames[] = {"auto", "mma", "wgmma", "wgmma-overlap", "wgmma-ws"};
+inline const char* prefill_kernel_name(PrefillKernel k) { return kPrefillKernelNames[static_cast<int>(k)]; }
+// The kernel called `name`; false for an unknown name.
+inline bool parse_prefill_kernel(std::string_view name, PrefillKernel& out) {
+  for (int i = 0; i < int(std::size(kPrefillKernelNames)); ++i)
+    if (name == kPrefillKernelNames[i]) {
+      out = static_cast<PrefillKernel>(i);
+      return true;
+    }
+  return false;
+}
 void paged_attention_prefill(const PagedKvCache& kv, int layer, const uint16_t* q, const int32_t* cu_q,
                              const int32_t* seq_lens, const int32_t* block_tables, int max_blocks, int B,
                              int64_t T, int n_heads, float scale, uint16_t* out, cudaStream_t s,
