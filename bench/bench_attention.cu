@@ -10,7 +10,7 @@
 //   bench_attention [--json FILE] [--quick] [--decode-only] [--prefill-only] [--split-sweep] [--page 16|32]
 //                   [--groups-per-step 1|2] (the decode table's int8 / int4 kernel step width)
 //                   [--rounds R] (the decode table R times over, caches in turn: median and spread per cell)
-//                   [--prefill-kernel auto|mma|wgmma|wgmma-overlap|wgmma-ws] (the prefill table's kernel; auto: the
+//                   [--prefill-kernel auto|mma|wgmma|wgmma-ws] (the prefill table's kernel; auto: the
 //                   library's choice)
 //                   [--prefill-kv int4|int8|fp16] (the prefill table's cells of that cache only: one kernel to profile)
 // --split-sweep: decode int4 / int8 at the shapes where the split heuristic matters most (short contexts, small
@@ -86,7 +86,7 @@ const char* dt_name(KvDtype d) { return d == KvDtype::F16 ? "fp16" : d == KvDtyp
 
 // The kernel a prefill table ran on (kAuto resolved as paged_attention_prefill resolves it).
 const char* table_kernel_name(PrefillKernel k) {
-  if (k == PrefillKernel::kAuto) return device_runs_sm90a() ? "auto: fp16 wgmma-ws, int8 / int4 wgmma" : "auto: mma";
+  if (k == PrefillKernel::kAuto) return device_runs_sm90a() ? "auto: wgmma-ws" : "auto: mma";
   return prefill_kernel_name(k);
 }
 
@@ -143,7 +143,7 @@ int main(int argc, char** argv) {
     else if (!std::strcmp(argv[i], "--split-sweep")) split_sweep = true;
     else if (!std::strcmp(argv[i], "--prefill-kernel") && i + 1 < argc) {
       if (!parse_prefill_kernel(argv[++i], prefill_kernel)) {
-        std::fprintf(stderr, "bench_attention: --prefill-kernel must be auto, mma, wgmma, wgmma-overlap or wgmma-ws\n");
+        std::fprintf(stderr, "bench_attention: --prefill-kernel must be auto, mma, wgmma or wgmma-ws\n");
         return 2;
       }
     }

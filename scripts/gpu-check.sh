@@ -17,7 +17,7 @@
 #   replays a printed seed), SANITIZE_FILTER (gtest filter for compute-sanitizer), BENCH (which benchmarks:
 #   default "gemm attention"; "fused" adds bench_fused, "tma" bench_tma (TMA_BENCH_ARGS), "gptq" bench_gptq_gpu (GPTQ_BENCH_ARGS), "quantize" bench_quantize_gpu (QUANTIZE_BENCH_RUNS)
 #   (QUANTIZE_BENCH_ARGS, default "--layers 4": 4 of llama2-7b's 32 layers at 128 x 2048 tokens, the whole model
-#   extrapolated per layer; QUANTIZE_BENCH_ARGS="" runs all 32, QUANTIZE_TIMEOUT default 540 s), "sdpa" PyTorch's SDPA as the attention reference), ATTN_BENCH_ARGS (extra arguments for bench_attention; ATTN_BENCH_ARGS2: a second run with these),
+#   extrapolated per layer; QUANTIZE_BENCH_ARGS="" runs all 32, QUANTIZE_TIMEOUT default 540 s), "sdpa" PyTorch's SDPA as the attention reference), ATTN_BENCH_ARGS (extra arguments for bench_attention; ATTN_BENCH_ARGS2, ATTN_BENCH_ARGS3: more runs with these),
 #   FUSED_BENCH_ARGS (extra arguments for bench_fused), SERVE_RUNS (bench_serve_gpu runs of the "serve"
 #   stage, ';'-separated argument lists; default: the issue-6 set below), REAL_MODEL (GGUF for the "real"
 #   stage; default models/SmolLM2-135M-Instruct.Q4_1.gguf, else assembled from .devcarry/m*/part-*),
@@ -139,9 +139,12 @@ if has bench; then
   if [[ " $BENCH " == *" attention "* ]]; then
     timeout ${ATTN_TIMEOUT:-300} "$BUILD/bench/bench_attention" --json "$OUT/bench_attention.json" ${ATTN_BENCH_ARGS:-} 2>&1 | tee "$OUT/bench-attention.log" | tail -80
     if command -v gnuplot >/dev/null && [ -f bench/plot_attention.sh ]; then bash bench/plot_attention.sh "$OUT/bench_attention.json" "$OUT/bench_attention.png"; fi
-    if [ -n "${ATTN_BENCH_ARGS2:-}" ]; then  # a second run in the same call (A/B of a variant's flag)
-      timeout ${ATTN_TIMEOUT:-300} "$BUILD/bench/bench_attention" --json "$OUT/bench_attention-2.json" $ATTN_BENCH_ARGS2 2>&1 | tee "$OUT/bench-attention-2.log" | tail -40
-    fi
+    for n in 2 3; do  # more runs in the same call (A/B of a variant's flag): ATTN_BENCH_ARGS2, ATTN_BENCH_ARGS3
+      var=ATTN_BENCH_ARGS$n
+      [ -n "${!var:-}" ] || continue
+      # shellcheck disable=SC2086
+      timeout ${ATTN_TIMEOUT:-300} "$BUILD/bench/bench_attention" --json "$OUT/bench_attention-$n.json" ${!var} 2>&1 | tee "$OUT/bench-attention-$n.log" | tail -40
+    done
     # prefill TFLOPS of both runs side by side (when either has a prefill table)
     if command -v gnuplot >/dev/null && grep -qs '"kind": "prefill"' "$OUT"/bench_attention*.json; then
       bash bench/plot_prefill.sh "$OUT/bench_prefill.png" "$OUT"/bench_attention*.json || echo "plot_prefill failed"

@@ -1,29 +1,24 @@
 #!/usr/bin/env python3
 """Emulation of the wgmma prefill attention kernel's data movement (src/atom/backend/cuda/
-attention_prefill_wgmma.cu) on the CPU, for checking its layouts where no GPU is at hand.
+attention_prefill_wgmma.cu; attention_prefill_ws.cu uses the same tiles) on the CPU, for checking its layouts
+where no GPU is at hand.
 
 One CTA (2 warpgroups, 128 query rows, 64-key tiles, 128 for the fp16 cache), fp16 values (the dequantization itself is the
 mma.sync kernel's, tested on the GPU). Emulated as the kernel does it:
-  - K: int8/int4 chunks -> canonical K-major core matrices (canon, convert_k); fp16 K rows cp.async'd
-    straight into a 128-byte-swizzled K tile (k_swz); int V key pairs -> V^T via __byte_perm into the V^T
-    tile whose key blocks are 144 bytes apart (vt_off, convert_v), fp16 V rows straight into a V tile laid
-    out as the K tile (k_swz); raw stages row-major with XOR-permuted 16-byte slots (raw_swz);
-  - wgmma B reads through the descriptors: no swizzle (start, LBO, SBO, +2 LBO per k16 step), element
-    (n, k) at start + (n/8) SBO + (k/8) LBO + (n%8) 16 + (k%8) 2 (PTX ISA canonical layout): K tile
-    LBO = 128, SBO = D/8 * 128; V^T tile LBO = 144, SBO = 8 * 144; 128-byte swizzle (fp16 K): start +
+  - K and V tiles: key rows in the 128-byte swizzle (tile_swz), for every cache dtype: fp16 rows cp.async'd
+    straight into them, int8/int4 chunks dequantized into them by convert_rows (8 keys of one chunk per 8
+    lanes: sweep_item); raw stages row-major with XOR-permuted 16-byte slots (raw_swz);
+  - wgmma B reads through the descriptors: the K tile as a K-major 128-byte-swizzled B, start +
     (n/8) 1024 + (n%8) 128 + 2k with address bits 4..6 XORed by bits 7..9, start = atom column + 32 per k16;
-    the fp16 V tile as an N-major (transposed) swizzled B: element (n = d, k = key) at start + (n/64) LBO +
+    the V tile as an N-major (transposed) swizzled B: element (n = d, k = key) at start + (n/64) LBO +
     (k/8) SBO + (k%8) 128 + 2 (n%64), XORed the same way, LBO = one atom column (64 keys x 128 bytes),
     SBO = 1024, start + 2048 per k16 (CUTLASS's canonical MN-major SW128 layout, ((8,n),(8,k)):((1,LBO),(8,SBO))
     in 16-byte units);
   - the shared-memory bank behaviour of every warp-wide access of the tile movement (the fill, both
-    conversions' reads and stores), counted as wavefronts against the minimum (bank_report);
+    conversion's reads and stores), counted as wavefronts against the minimum (bank_report);
   - A fragments per lane (Q from global memory, P from the S accumulator layout), accumulator layout
     d[4j+e] = D[16w + g + 8(e/2)][8j + 2t + (e%2)];
-  - causal mask and the online softmax in the kernel's order;
-  - the kOverlap schedule's buffer use (overlap_schedule_check): which tile each K / raw / V^T buffer holds
-    when S, P.V and the conversions read it, and that no write overlaps another access of its buffer
-    (three K tiles for fp16 K, int K would need only two; four fp16 V tiles).
+  - causal mask and the online softmax in the kernel's order.
 The output is compared with softmax(Q K^T) V computed directly (fp64; the kernel's fp16 roundings of P
 are reproduced, so the bound is 1e-5 relative). numpy only; runs in a few seconds.
 It mirrors the kernel: change one, change the other (GPU tests remain the authority).
@@ -35,27 +30,13 @@ BN, WG = 64, 2
 BM = 64 * WG
 
 
-VT_LBO = 144
-VT_SBO = (BN // 8) * VT_LBO
-K_ATOM = BN * 128
-S0_BARRIER = True  # the kOverlap prologue's barrier after S(0) (False reproduces the race it fixed)
-
-
-def canon(row, col, cols):
-    return ((row >> 3) * (cols >> 3) + (col >> 3)) * 128 + (row & 7) * 16 + (col & 7) * 2
-
-
-def vt_off(d, key):
-    return (d >> 3) * VT_SBO + (key >> 3) * VT_LBO + (d & 7) * 16 + (key & 7) * 2
-
-
 def raw_swz(r, ch, chunks):
     lin = r * chunks + ch
     h = (r + (r >> 3)) & 7 if chunks >= 8 else (lin >> 3) & 7
     return ((lin & ~7) | ((lin ^ h) & 7)) * 16
 
 
-def k_swz(r, ch, bn=BN):  # bn: keys per tile (128 for fp16 in the plain schedule)
+def tile_swz(r, ch, bn=BN):  # bn: keys per tile (128 for fp16 in the plain schedule)
     return (ch >> 3) * bn * 128 + (r >> 3) * 1024 + (r & 7) * 128 + (((ch & 7) ^ (r & 7)) << 4)
 
 
@@ -106,7 +87,6 @@ def wavefronts(addrs, nbytes):
 def bank_report(D, bits):
     """Worst ratio wavefronts / minimum over every warp of each access pattern of the kernel."""
     chunks = D * bits // 8 // 16
-    elems = 128 // bits
     pieces = {16: 1, 8: 2, 4: 4}[bits]
     worst = {}
 
@@ -118,62 +98,35 @@ def bank_report(D, bits):
     for w0 in range(0, n_items, 32):
         fill = [divmod(i, chunks) for i in range(w0, w0 + 32)]  # (key, chunk) as the page stores them
         if bits == 16:
-            note("fp16 K / V fill (swizzled)", [k_swz(r, ch) for r, ch in fill], 16)
+            note("fp16 K / V fill (swizzled)", [tile_swz(r, ch) for r, ch in fill], 16)
         else:
             note("fill raw (cp.async)", [raw_swz(r, ch, chunks) for r, ch in fill], 16)
         items = [sweep_item(i, chunks) for i in range(w0, w0 + 32)]
-        if bits != 16:
-            note("convert_k read", [raw_swz(r, ch, chunks) for r, ch in items], 16)
+        if bits != 16:  # convert_rows, K and V alike
+            note("convert read", [raw_swz(r, ch, chunks) for r, ch in items], 16)
             for p in range(pieces):
-                note("K tile store", [canon(r, ch * elems + 8 * p, D) for r, ch in items], 16)
-    for w0 in range(0, (BN // 2) * chunks if bits != 16 else 0, 32):  # fp16 V: no conversion
-        lanes = [(2 * (i & 3) + 8 * ((i >> 2) % (BN // 8)), i // (BN // 2)) for i in range(w0, w0 + 32)]
-        note("convert_v read", [raw_swz(r0, ch, chunks) for r0, ch in lanes], 16)
-        for p in range(pieces):
-            for e in range(8):
-                note("V^T store", [vt_off(ch * elems + 8 * p + e, r0) for r0, ch in lanes], 4)
+                note("tile store", [tile_swz(r, ch * pieces + p) for r, ch in items], 16)
     return worst
 
 
-def byte_perm_halves(w0, w1, odd):  # __byte_perm(w0, w1, odd ? 0x7632 : 0x5410) on uint16 halves
-    return (w0[1], w1[1]) if odd else (w0[0], w1[0])
-
-
-def convert_tile(Kt, Vt, D, direct_k):
-    """Kt, Vt [64][D] float16 (zeros past the end) -> (sK, sV) byte arrays as the kernel writes them (K and V
-    by the fp16 fill when direct_k, else K by convert_k and V^T by convert_v)."""
+def convert_tile(Kt, Vt, D, bits):
+    """Kt, Vt [bn][D] float16 (zeros past the end) -> (sK, sV) byte arrays as the kernel writes them: by the
+    fp16 fill (16 bits: 16-byte chunks as stored), else by convert_rows (a raw chunk of 128 / bits elements
+    is 16 / bits pieces of 8, stored at tile_swz(r, ch * pieces + p)); the same layout either way."""
     bn = Kt.shape[0]
+    pieces = {16: 1, 8: 2, 4: 4}[bits]
     sK = np.zeros(bn * D * 2, np.uint8)
-    sV = np.zeros(bn * D * 2 if direct_k else (D // 8) * VT_SBO, np.uint8)
+    sV = np.zeros(bn * D * 2, np.uint8)
     kb = Kt.view(np.uint16)
     vb = Vt.view(np.uint16)
     for r in range(bn):
-        for d0 in range(0, D, 8):  # one 16-byte piece: 8 consecutive elements
-            off = k_swz(r, d0 // 8, bn) if direct_k else canon(r, d0, D)
-            sK[off:off + 16] = kb[r, d0:d0 + 8].view(np.uint8)
-            if direct_k:
+        for ch in range(D // (8 * pieces)):  # one raw chunk (fp16: one 16-byte chunk)
+            for p in range(pieces):
+                d0 = 8 * (ch * pieces + p)
+                off = tile_swz(r, ch * pieces + p, bn)
+                sK[off:off + 16] = kb[r, d0:d0 + 8].view(np.uint8)
                 sV[off:off + 16] = vb[r, d0:d0 + 8].view(np.uint8)
-    for r0 in range(0, BN if not direct_k else 0, 2):
-        for d0 in range(0, D, 8):
-            w0 = [(vb[r0, d0 + 2 * i], vb[r0, d0 + 2 * i + 1]) for i in range(4)]  # 4 words of 2 halves
-            w1 = [(vb[r0 + 1, d0 + 2 * i], vb[r0 + 1, d0 + 2 * i + 1]) for i in range(4)]
-            for e in range(8):
-                lo, hi = byte_perm_halves(w0[e // 2], w1[e // 2], e % 2)
-                off = vt_off(d0 + e, r0)
-                sV[off:off + 4] = np.array([lo, hi], np.uint16).view(np.uint8)
     return sK, sV
-
-
-def desc_read(smem, start, lbo, sbo, n_rows, k16):
-    """The 16-element K slice k16 of a K-major B operand with n_rows rows, as wgmma reads it."""
-    out = np.zeros((n_rows, 16), np.float16)
-    h = smem.view(np.uint16)
-    base = start + 2 * lbo * k16
-    for n in range(n_rows):
-        for k in range(16):
-            addr = base + (n // 8) * sbo + (k // 8) * lbo + (n % 8) * 16 + (k % 8) * 2
-            out[n, k] = h[addr // 2:addr // 2 + 1].view(np.float16)[0]
-    return out
 
 
 def a_frag_matrix(frags):
@@ -190,8 +143,8 @@ def a_frag_matrix(frags):
     return A
 
 
-def run(D, nq, ln, seed, direct_k):
-    bn = 128 if direct_k else BN  # kTileKeys: fp16 tiles hold 128 keys in the plain schedule
+def run(D, nq, ln, seed, bits):
+    bn = 128 if bits == 16 else BN  # kTileKeys: fp16 tiles hold 128 keys in the plain schedule
     rng = np.random.default_rng(seed)
     q = rng.uniform(-1, 1, (nq, D)).astype(np.float16)
     k = rng.uniform(-1, 1, (ln, D)).astype(np.float16)
@@ -229,12 +182,11 @@ def run(D, nq, ln, seed, direct_k):
                 n_valid = min(bn, kend - kt * bn)
                 Kt[:n_valid] = k[kt * bn:kt * bn + n_valid]
                 Vt[:n_valid] = v[kt * bn:kt * bn + n_valid]
-                sK, sV = convert_tile(Kt, Vt, D, direct_k)
+                sK, sV = convert_tile(Kt, Vt, D, bits)
                 S = np.zeros((64, bn))
                 for kb in range(D // 16):
                     A = a_frag_matrix([[qfr[(w, lane, kb)] for lane in range(32)] for w in range(4)]).astype(np.float64)
-                    B = (swz128_read(sK, 0, bn, kb) if direct_k else
-                         desc_read(sK, 0, 128, (D // 8) * 128, bn, kb)).astype(np.float64)  # [n = key][k]
+                    B = swz128_read(sK, 0, bn, kb).astype(np.float64)  # [n = key][k]
                     S += A @ B.T
                 # mask + online softmax per row (the accumulator holds row-major S here)
                 rows = 64 * wg + np.arange(64)
@@ -266,8 +218,7 @@ def run(D, nq, ln, seed, direct_k):
                                        np.array([d[(j1, 0)], d[(j1, 1)]]), np.array([d[(j1, 2)], d[(j1, 3)]])])
                         frags.append(fl)
                     A = a_frag_matrix(frags).astype(np.float64)
-                    B = (swz128_read_mn(sV, 0, D, kk, bn) if direct_k else
-                         desc_read(sV, 0, VT_LBO, VT_SBO, D, kk)).astype(np.float64)  # [n = d][k = key]
+                    B = swz128_read_mn(sV, 0, D, kk, bn).astype(np.float64)  # [n = d][k = key]
                     o += A @ B.T
             for r in range(64):
                 rr = 64 * wg + r
@@ -286,74 +237,12 @@ def run(D, nq, ln, seed, direct_k):
     return err
 
 
-def overlap_schedule_check(n_tiles, direct_k):
-    """Buffer hazards of the kOverlap schedule (prefill_wgmma_kernel<..., true>): every shared-memory access of
-    iteration kt as (buffer, tile, read/write, [start, end)) on a timeline where iteration kt spans [3kt, 3kt+3),
-    its mid barrier (after cp.async wait<1>) is at 3kt+1 and its last barrier at 3kt+2. Returns the problems
-    found: a read of a buffer that does not hold the expected tile at the read's start, or two accesses of one
-    buffer, at least one a write, that overlap in time."""
-    acc = []  # (buffer, tile, is_write, start, end)
-
-    def kslot(t):
-        return ("K", t % 3)
-
-    def raw(t):
-        return ("raw", t % 3)
-
-    def vt(t):  # the V^T tiles (int), or fp16's filled V tiles: one per tile in flight plus P.V's
-        return ("V", t % 4) if direct_k else ("Vt", t % 2)
-
-    def load(t, start, end):  # cp.async of tile t (the raw stage; fp16 K and V straight into their tiles)
-        if direct_k:
-            acc.append((kslot(t), t, True, start, end))
-            acc.append((vt(t), t, True, start, end))
-        else:
-            acc.append((raw(t), t, True, start, end))
-    # prologue (before iteration 0, times < 0): tiles 0..2 issued; K(0), V(0), K(1) converted; S(0) read tile 0
-    for t in range(min(3, n_tiles)):
-        load(t, -3, -2 if t < 2 else 1)  # tiles 0 and 1 waited in the prologue, tile 2 at iteration 0's mid barrier
-    for t, conv_v in ((0, True), (1, False)):
-        if t < n_tiles and not direct_k:  # fp16: nothing to convert
-            acc.append((raw(t), t, False, -2, -1))
-            if not direct_k:
-                acc.append((kslot(t), t, True, -2, -1))
-            if conv_v:
-                acc.append((vt(t), t, True, -2, -1))
-    if n_tiles > 0:  # S(0): its read lasts, for the slower warpgroup, until the next CTA barrier: the one after
-        # it for fp16 K (iteration 0's fill of tile 3 overwrites K slot 0), else iteration 0's mid barrier
-        acc.append((kslot(0), 0, False, -1, 0 if (direct_k and S0_BARRIER) else 1))
-    for kt in range(n_tiles):
-        b = 3 * kt
-        if kt + 3 < n_tiles:
-            load(kt + 3, b, b + 4)  # waited at iteration kt+1's mid barrier
-        if kt + 1 < n_tiles:  # S(kt+1) (on the last tile it reads a stale, fully masked K tile: no expectation)
-            acc.append((kslot(kt + 1), kt + 1, False, b, b + 1))
-        acc.append((vt(kt), kt, False, b, b + 2))  # P.V(kt), waited before the last barrier
-        if kt + 2 < n_tiles and not direct_k:
-            acc.append((raw(kt + 2), kt + 2, False, b + 1, b + 2))
-            acc.append((kslot(kt + 2), kt + 2, True, b + 1, b + 2))
-        if kt + 1 < n_tiles and not direct_k:
-            acc.append((raw(kt + 1), kt + 1, False, b + 1, b + 2))
-            acc.append((vt(kt + 1), kt + 1, True, b + 1, b + 2))
-    problems = []
-    for i, (buf, t, w, s0, e0) in enumerate(acc):
-        if not w:  # the latest write of buf finished before the read began must be tile t's
-            done = [(e1, t1) for (b1, t1, w1, s1, e1) in acc if b1 == buf and w1 and e1 <= s0]
-            if not done or max(done)[1] != t:
-                problems.append(f"read of {buf} for tile {t} at {s0}: holds {max(done)[1] if done else None}")
-        for (b1, t1, w1, s1, e1) in acc[i + 1:]:
-            if b1 == buf and (w or w1) and s0 < e1 and s1 < e0 and not (t1 == t and w == w1):
-                problems.append(f"{buf}: tile {t} {'write' if w else 'read'} [{s0},{e0}) overlaps tile {t1} "
-                                f"{'write' if w1 else 'read'} [{s1},{e1})")
-    return problems
-
-
 def main():
     worst = 0.0
     for D, nq, ln in ((128, 130, 300), (64, 129, 129), (128, 64, 700), (64, 1, 65)):
-        for direct_k in (True, False):
-            err = run(D, nq, ln, seed=D + nq + ln, direct_k=direct_k)
-            print(f"D={D} nq={nq} len={ln} K {'swizzled fill' if direct_k else 'canonical'}: max |out - ref| = {err:.2e}")
+        for bits in (16, 8):
+            err = run(D, nq, ln, seed=D + nq + ln, bits=bits)
+            print(f"D={D} nq={nq} len={ln} {'fp16 fill' if bits == 16 else 'int8 convert_rows'}: max |out - ref| = {err:.2e}")
             worst = max(worst, err)
     # fp16 P (11-bit mantissa) against exact softmax: a few 1e-3 of max|V| = 1
     ok = worst < 5e-3
@@ -362,11 +251,6 @@ def main():
             rep = bank_report(D, bits)
             print(f"banks D={D} {bits}-bit: " + ", ".join(f"{k} {v:.2g}x" for k, v in rep.items()))
             ok = ok and all(v == 1 for v in rep.values())  # every access at its minimum wavefront count
-    for direct_k in (True, False):
-        probs = [p for n in range(1, 10) for p in overlap_schedule_check(n, direct_k)]
-        print(f"kOverlap schedule, {'fp16 K' if direct_k else 'int K'}, 1..9 tiles: "
-              + ("no buffer hazards" if not probs else f"{len(probs)} hazards, e.g. {probs[0]}"))
-        ok = ok and not probs
     print("OK" if ok else "MISMATCH")
     return 0 if ok else 1
 

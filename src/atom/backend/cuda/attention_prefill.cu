@@ -236,17 +236,13 @@ void paged_attention_prefill(const PagedKvCache& kv, int layer, const uint16_t* 
   a.group = n_heads / L.n_kv_heads;
   a.scale_log2 = scale * attn::kLog2e;
   a.out = reinterpret_cast<__half*>(out);
-  // kAuto on sm_90: the warp-specialized kernel for fp16 caches (+15-22% over the wgmma kernel on all 8 benchmark
-  // cells, results.md §15e), the wgmma kernel for int8 / int4 (faster than mma.sync on 22 of 24 cells, §7b);
-  // the mma.sync kernel elsewhere.
-  if (kernel == PrefillKernel::kAuto)
-    kernel = !device_runs_sm90a()       ? PrefillKernel::kMmaSync
-             : L.dtype == KvDtype::F16 ? PrefillKernel::kWgmmaWs
-                                       : PrefillKernel::kWgmma;
-  if (kernel != PrefillKernel::kMmaSync) {  // the three wgmma kernels
-    ATOM_CUDA_REQUIRE(device_runs_sm90a(), "paged_attention_prefill: the wgmma kernel needs an sm_90 device");
+  // kAuto on sm_90: the warp-specialized kernel (over the wgmma kernel: fp16 +15-22%, results.md §15e; int4
+  // +21-27%, int8 +5-8%, §16a); the mma.sync kernel elsewhere.
+  if (kernel == PrefillKernel::kAuto) kernel = device_runs_sm90a() ? PrefillKernel::kWgmmaWs : PrefillKernel::kMmaSync;
+  if (kernel != PrefillKernel::kMmaSync) {  // the two wgmma kernels
+    ATOM_CUDA_REQUIRE(device_runs_sm90a(), "paged_attention_prefill: the wgmma kernels need an sm_90 device");
     if (kernel == PrefillKernel::kWgmmaWs) launch_prefill_ws(a, B, max_q_per_seq, s);
-    else launch_prefill_wgmma(a, B, max_q_per_seq, s, kernel == PrefillKernel::kWgmmaOverlap);
+    else launch_prefill_wgmma(a, B, max_q_per_seq, s);
     return;
   }
   with_kv_shape(L.dtype, L.head_dim, [&](auto dt, auto d) {

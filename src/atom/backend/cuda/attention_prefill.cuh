@@ -152,8 +152,7 @@ __device__ __forceinline__ int warp_min_qpos(const int (&qpos)[2]) {
 }
 
 // The wgmma kernel's launcher (attention_prefill_wgmma.cu); paged_attention_prefill checks the arguments.
-// overlap: the kOverlap schedule (PrefillKernel::kWgmmaOverlap).
-void launch_prefill_wgmma(const PrefillArgs& a, int B, int max_q, cudaStream_t s, bool overlap);
+void launch_prefill_wgmma(const PrefillArgs& a, int B, int max_q, cudaStream_t s);
 // The warp-specialized kernel's launcher (attention_prefill_ws.cu, PrefillKernel::kWgmmaWs).
 void launch_prefill_ws(const PrefillArgs& a, int B, int max_q, cudaStream_t s);
 

@@ -1,5 +1,5 @@
 // The tile pieces shared by the two wgmma prefill kernels (sm_90a): attention_prefill_wgmma.cu (all threads
-// fill, then compute; plain and overlapped schedules) and attention_prefill_ws.cu (a producer warpgroup fills,
+// fill, then compute) and attention_prefill_ws.cu (a producer warpgroup fills,
 // two consumer warpgroups take turns at the tensor cores). The layouts are described in the first file.
 #pragma once
 #include <cuda_fp16.h>
@@ -15,12 +15,11 @@ constexpr int kWG = 2;                // warpgroups per CTA
 constexpr int kBM = 64 * kWG;         // query rows per CTA
 constexpr int kThreads = 128 * kWG;
 
-// Keys per tile: 128 for fp16 in the plain schedule, which halves the per-key share of each tile's fixed
-// work (the softmax's row reductions and O rescale, two CTA barriers, the wgmma waits); 64 where the tile's
-// metadata layout is the 64-key one of int8 / int4 (kTileMetaKeys) or the overlapped schedule's double-buffered
-// P would not fit in registers.
-template <KvDtype DT, bool OV>
-constexpr int kTileKeys = DT == KvDtype::F16 && !OV ? 128 : kTileMetaKeys;
+// Keys per tile of the plain wgmma kernel: 128 for fp16, which halves the per-key share of each tile's fixed
+// work (the softmax's row reductions and O rescale, two CTA barriers, the wgmma waits); 64 for int8 / int4,
+// whose tile metadata layout is the 64-key one (kTileMetaKeys).
+template <KvDtype DT>
+constexpr int kTileKeys = DT == KvDtype::F16 ? 128 : kTileMetaKeys;
 
 template <KvDtype DT, int D, int BN>
 struct WgSmem {
@@ -31,39 +30,27 @@ struct WgSmem {
   static constexpr int kRowBytes = D * kBits / 8;
   static constexpr int kChunks = kRowBytes / 16;           // 16-byte chunks per stored row
   static constexpr int kChunkElems = 128 / kBits;           // elements per chunk
-  // fp16 K rows are already the wgmma operand's elements: cp.async lands them in the K tile itself, laid
-  // out with the 128-byte swizzle so that a row's contiguous bytes fill conflict-free (three K tiles, so
-  // tile kt+2 streams in while S(kt) reads tile kt and tile kt+1 waits).
-  static constexpr bool kDirectK = DT == KvDtype::F16;
-  // fp16 V rows land the same way, in the K tile's layout: a key row is a row of an N-major B operand.
-  static constexpr bool kDirectV = kDirectK;
+  // Both tiles of a key tile, K and V, hold key rows in wgmma's 128-byte swizzle (SBO 1024, tile_swz): S = Q.K^T
+  // reads the K tile as a K-major B operand, O += P.V the V tile as an N-major (transposed) one. fp16 rows are
+  // already the operands' elements, so cp.async lands them there as stored (kDirect); int8 / int4 rows land in
+  // a raw stage and are dequantized into the same layout (convert_rows), V included: no transpose.
+  static constexpr bool kDirect = DT == KvDtype::F16;
   // A raw plane (the K or the V values of a tile) is row-major in 16-byte slots, each 8-slot line XOR-permuted
-  // by raw_swz: the fill (contiguous runs), the 8-key reads of convert_k and the key-pair reads of convert_v
-  // all meet 8 different bank quads per 8 lanes.
-  static constexpr size_t kRawPlane = size_t(BN) * kRowBytes;
-  static constexpr size_t kRawK = kDirectK ? 0 : kRawPlane;
-  static constexpr size_t kRawV = kDirectV ? 0 : kRawPlane;
-  static constexpr size_t kMeta = DT == KvDtype::F16 ? 0 : size_t(kTileMetaBytes);  // issue_tile_meta's layout
-  static constexpr size_t kRaw = kRawK + kRawV + kMeta;  // one raw stage: K plane, V plane, metadata (none: fp16)
-  static constexpr size_t kTileK = size_t(BN) * D * 2;     // fp16 K tile
-  static constexpr size_t kKAtom = size_t(BN) * 128;       // fp16 direct K: one 64-element swizzle atom column
-  // V^T tile: canonical K-major with the key blocks 144 bytes apart (LBO) instead of 128, so the 4-byte
-  // (key, key + 1) stores of the transpose, 8 key blocks per warp, land in 8 different bank quads.
-  static constexpr uint32_t kVtLbo = 144, kVtSbo = (BN / 8) * kVtLbo;
-  static constexpr size_t kTileVt = size_t(D / 8) * kVtSbo;
-  static constexpr size_t kTileV = kDirectV ? kTileK : kTileVt;  // one V tile (fp16: key rows as K's)
+  // by raw_swz: the fill (contiguous runs) and the 8-key reads of convert_rows meet 8 different bank quads per
+  // 8 lanes.
+  static constexpr size_t kRawPlane = kDirect ? 0 : size_t(BN) * kRowBytes;
+  static constexpr size_t kMeta = kDirect ? 0 : size_t(kTileMetaBytes);  // issue_tile_meta's layout
+  static constexpr size_t kRaw = 2 * kRawPlane + kMeta;  // one raw stage: K plane, V plane, metadata (none: fp16)
+  static constexpr size_t kTile = size_t(BN) * D * 2;     // one fp16 K or V tile
+  static constexpr size_t kKAtom = size_t(BN) * 128;      // one 64-element swizzle atom column of a tile
   __device__ static uint32_t raw_swz(int r, int ch) {
     const int lin = r * kChunks + ch;
     const int h = kChunks >= 8 ? (r + (r >> 3)) & 7 : (lin >> 3) & 7;
     return uint32_t((lin & ~7) | ((lin ^ h) & 7)) * 16;
   }
-  // fp16 direct K: key r's chunk ch (elements 8ch..8ch+7), 128-byte swizzle as wgmma reads it (SBO 1024).
-  __device__ static uint32_t k_swz(int r, int ch) {
+  // Key r's fp16 chunk ch (elements 8ch..8ch+7) in a K or V tile: 128-byte swizzle as wgmma reads it (SBO 1024).
+  __device__ static uint32_t tile_swz(int r, int ch) {
     return uint32_t((ch >> 3) * kKAtom + (r >> 3) * 1024 + (r & 7) * 128 + (((ch & 7) ^ (r & 7)) << 4));
-  }
-  // Element (d, key) of the V^T tile.
-  __device__ static uint32_t vt_off(int d, int key) {
-    return uint32_t((d >> 3) * kVtSbo + (key >> 3) * kVtLbo + (d & 7) * 16 + (key & 7) * 2);
   }
 };
 
@@ -104,22 +91,17 @@ __device__ __forceinline__ void issue_tile(uint8_t* raw, uint8_t* tile_k, uint8_
     const int r = i / SM::kChunks, ch = i % SM::kChunks;
     const uint8_t* blk = tb.blk[j];
     const int32_t row = ((kt * BN + r) & hp.mask) * SM::kRowBytes + 16 * ch;
-    uint8_t* k_dst = SM::kDirectK ? tile_k + SM::k_swz(r, ch) : raw + SM::raw_swz(r, ch);
-    uint8_t* v_dst = SM::kDirectV ? tile_v + SM::k_swz(r, ch) : raw + SM::kRawK + SM::raw_swz(r, ch);
+    uint8_t* k_dst = SM::kDirect ? tile_k + SM::tile_swz(r, ch) : raw + SM::raw_swz(r, ch);
+    uint8_t* v_dst = SM::kDirect ? tile_v + SM::tile_swz(r, ch) : raw + SM::kRawPlane + SM::raw_swz(r, ch);
     ptx::cp_async_16(k_dst, blk ? blk + k_off + row : a.pool, blk != nullptr);
     ptx::cp_async_16(v_dst, blk ? blk + v_off + row : a.pool, blk != nullptr);
   }
-  if constexpr (SM::kDT != KvDtype::F16) issue_tile_meta(raw + SM::kRawK + SM::kRawV, tb.meta, a, hp, kt, tid);
+  if constexpr (SM::kDT != KvDtype::F16) issue_tile_meta(raw + 2 * SM::kRawPlane, tb.meta, a, hp, kt, tid);
 }
 
-
-// Byte offset of element (row, col) in a canonical K-major tile whose rows have `cols` elements.
-__device__ __forceinline__ uint32_t canon(int row, int col, int cols) {
-  return uint32_t(((row >> 3) * (cols >> 3) + (col >> 3)) * 128 + (row & 7) * 16 + (col & 7) * 2);
-}
 
 // Item i of a tile's (key, chunk) sweep with the keys fastest within 8: lanes 8j..8j+7 take 8 keys of one
-// chunk column, so the canonical K stores fill whole 128-byte core matrices.
+// chunk column, whose 16-byte pieces the swizzle puts in 8 different bank quads.
 template <int kChunks>
 __device__ __forceinline__ void sweep_item(int i, int& r, int& ch) {
   r = (i & 7) + 8 * (i / (8 * kChunks));
@@ -137,46 +119,25 @@ __device__ __forceinline__ void chunk_pieces(const uint8_t* raw, int which, int 
     for (int p = 0; p < kChunkPieces<DT>; ++p) out[p] = make_uint4(0, 0, 0, 0);
     return;
   }
-  const uint4 x = *reinterpret_cast<const uint4*>(raw + which * SM::kRawK + SM::raw_swz(r, ch));
+  const uint4 x = *reinterpret_cast<const uint4*>(raw + which * SM::kRawPlane + SM::raw_swz(r, ch));
   uint32_t zz = 0, s2 = 0;
-  if constexpr (DT != KvDtype::F16) tile_meta_operands(raw + SM::kRawK + SM::kRawV, which, r, zz, s2);
+  if constexpr (DT != KvDtype::F16) tile_meta_operands(raw + 2 * SM::kRawPlane, which, r, zz, s2);
   dequant_pieces<DT>(x, zz, s2, out);
 }
 
-// Raw K -> the canonical K tile (int8 / int4 only): one 16-byte store per 8 elements. NT: the converting threads.
+// Raw K (which = 0) or V (1) of a raw stage -> its tile (int8 / int4 only), in the layout the fp16 fill gives:
+// one 16-byte store per 8 elements. NT: the converting threads.
 template <KvDtype DT, int D, int BN, int NT = kThreads>
-__device__ __forceinline__ void convert_k(const uint8_t* raw, uint8_t* sK, int kt, int kend, int tid) {
+__device__ __forceinline__ void convert_rows(const uint8_t* raw, int which, uint8_t* tile, int kt, int kend, int tid) {
   using SM = WgSmem<DT, D, BN>;
   constexpr int P = kChunkPieces<DT>;
   for (int i = tid; i < BN * SM::kChunks; i += NT) {
     int r, ch;
     sweep_item<SM::kChunks>(i, r, ch);
     uint4 pc[P];
-    chunk_pieces<DT, D, BN>(raw, 0, r, ch, kt * BN + r < kend, pc);
+    chunk_pieces<DT, D, BN>(raw, which, r, ch, kt * BN + r < kend, pc);
 #pragma unroll
-    for (int p = 0; p < P; ++p) *reinterpret_cast<uint4*>(sK + canon(r, ch * SM::kChunkElems + 8 * p, D)) = pc[p];
-  }
-}
-
-// Raw V -> the V^T tile. A thread takes keys (2a, 2a + 1) of key block kb for one chunk column, so each store
-// is one 4-byte (key, key + 1) pair; a warp's 32 lanes are 4 pairs x 8 key blocks of one chunk column.
-template <KvDtype DT, int D, int BN, int NT = kThreads>
-__device__ __forceinline__ void convert_v(const uint8_t* raw, uint8_t* sVt, int kt, int kend, int tid) {
-  using SM = WgSmem<DT, D, BN>;
-  constexpr int P = kChunkPieces<DT>;
-  for (int i = tid; i < (BN / 2) * SM::kChunks; i += NT) {
-    const int r0 = 2 * (i & 3) + 8 * ((i >> 2) % (BN / 8)), ch = i / (BN / 2);
-    uint4 p0[P], p1[P];
-    chunk_pieces<DT, D, BN>(raw, 1, r0, ch, kt * BN + r0 < kend, p0);
-    chunk_pieces<DT, D, BN>(raw, 1, r0 + 1, ch, kt * BN + r0 + 1 < kend, p1);
-#pragma unroll
-    for (int p = 0; p < P; ++p) {
-      const int d0 = ch * SM::kChunkElems + 8 * p;
-      const uint32_t w0[4] = {p0[p].x, p0[p].y, p0[p].z, p0[p].w}, w1[4] = {p1[p].x, p1[p].y, p1[p].z, p1[p].w};
-#pragma unroll
-      for (int e = 0; e < 8; ++e)
-        *reinterpret_cast<uint32_t*>(sVt + SM::vt_off(d0 + e, r0)) = __byte_perm(w0[e / 2], w1[e / 2], e % 2 ? 0x7632 : 0x5410);
-    }
+    for (int p = 0; p < P; ++p) *reinterpret_cast<uint4*>(tile + SM::tile_swz(r, ch * P + p)) = pc[p];
   }
 }
 
@@ -224,14 +185,13 @@ struct WgRows {
 #pragma unroll
     for (int i = 0; i < BN / 2; ++i) s[i] = 0.0f;
   }
-  // S = Q K^T into s, 64 rows x BN keys. fp16 K tile: 128-byte swizzle, SBO 1024, a k16 step is 32 bytes into
-  // its 64-element atom column; int K tile: canonical K-major, no swizzle.
+  // S = Q K^T into s, 64 rows x BN keys. K tile: K-major B, 128-byte swizzle, SBO 1024, a k16 step is 32 bytes
+  // into its 64-element atom column.
   __device__ void issue_s(const uint8_t* tile_k) {
-    const uint64_t dk = SM::kDirectK ? ptx::wgmma_desc(ptx::smem_addr(tile_k), 16u, 1024u, ptx::WgmmaSwizzle::k128B)
-                                     : ptx::wgmma_desc_kmajor_noswizzle(tile_k, D / 8);
+    const uint64_t dk = ptx::wgmma_desc(ptx::smem_addr(tile_k), 16u, 1024u, ptx::WgmmaSwizzle::k128B);
 #pragma unroll
     for (int kb = 0; kb < kNKB; ++kb) {
-      const uint32_t step = SM::kDirectK ? uint32_t((kb / 4) * SM::kKAtom + (kb % 4) * 32) : 256u * kb;
+      const uint32_t step = uint32_t((kb / 4) * SM::kKAtom + (kb % 4) * 32);
       if constexpr (BN == 128) {
         ptx::wgmma_m64n128k16_f16_rs(s, qf[kb], ptx::wgmma_desc_add(dk, step), kb > 0);
       } else {
@@ -254,14 +214,12 @@ struct WgRows {
       pf[kk][3] = attn::pack_half2(s[8 * kk + 6], s[8 * kk + 7]);
     }
   }
-  // O += P V. V^T tile (int): K-major B, a k16 step is two key blocks (2 LBO). fp16 V tile: N-major B with the
-  // 128-byte swizzle, d fastest within a 64-element atom column (LBO = the next atom column, D = 128 spans
-  // two), SBO 1024 per 8 keys, a k16 step is 2 KiB.
+  // O += P V. V tile: N-major B with the 128-byte swizzle, d fastest within a 64-element atom column (LBO = the
+  // next atom column, D = 128 spans two), SBO 1024 per 8 keys, a k16 step is 2 KiB.
   __device__ void issue_pv(const uint8_t* tile_v, const PFrag& pf) {
-    constexpr int kTrans = SM::kDirectV ? 1 : 0;
-    const uint64_t dv = SM::kDirectV ? ptx::wgmma_desc(ptx::smem_addr(tile_v), uint32_t(SM::kKAtom), 1024u, ptx::WgmmaSwizzle::k128B)
-                                     : ptx::wgmma_desc(ptx::smem_addr(tile_v), SM::kVtLbo, SM::kVtSbo);
-    constexpr uint32_t kStep = SM::kDirectV ? 2048u : 2 * SM::kVtLbo;
+    constexpr int kTrans = 1;
+    const uint64_t dv = ptx::wgmma_desc(ptx::smem_addr(tile_v), uint32_t(SM::kKAtom), 1024u, ptx::WgmmaSwizzle::k128B);
+    constexpr uint32_t kStep = 2048u;
 #pragma unroll
     for (int kk = 0; kk < BN / 16; ++kk) {
       if constexpr (D == 128) {

@@ -6,7 +6,7 @@
 //     fp16: cp.async's each 64-key tile pair straight into its stage (key rows, 128-byte swizzle, as the wgmma
 //       kernel lays them out);
 //     int8 / int4: cp.async's the raw bytes and metadata into one of two raw stages (a tile ahead), then
-//       dequantizes them into the stage's canonical K tile and V^T tile (convert_k / convert_v; two
+//       dequantizes them into the stage's K and V tiles, in the fp16 fill's layout (convert_rows; two
 //       producer-only named-barrier syncs per tile, since each thread reads chunks others copied).
 //     Once a tile is in its stage the producer fences it for the async proxy and arrives on the stage's
 //     "full" mbarrier; before it refills a stage it waits on the stage's "empty" mbarrier. Block-table entries
@@ -46,9 +46,9 @@ template <KvDtype DT, int D>
 struct WsSmem {
   using SM = WgSmem<DT, D, kWsBN>;
   static constexpr int kRawStages = SM::kRaw == 0 ? 0 : 2;
-  // K tile, then V (or V^T) tile: 1 KiB multiples, so the fp16 tiles keep the swizzle's alignment
-  static constexpr size_t kStage = SM::kTileK + SM::kTileV;
-  static_assert(SM::kTileK % 1024 == 0 && SM::kTileV % 1024 == 0);
+  // K tile, then V tile: 1 KiB multiples, so both keep the swizzle's alignment
+  static constexpr size_t kStage = 2 * SM::kTile;
+  static_assert(SM::kTile % 1024 == 0);
   static constexpr size_t kBars = 2 * kStages * sizeof(uint64_t);
   static constexpr size_t kBytes = 1024 + kStages * kStage + kRawStages * SM::kRaw + kBars;
 };
@@ -65,7 +65,7 @@ __global__ void __launch_bounds__(kWsThreads, 1) prefill_ws_kernel(const Prefill
   uint64_t* const full = reinterpret_cast<uint64_t*>(raw0 + WS::kRawStages * SM::kRaw);
   uint64_t* const empty = full + kStages;
   auto tileK = [&](int i) { return stages + (i % kStages) * WS::kStage; };
-  auto tileV = [&](int i) { return tileK(i) + SM::kTileK; };
+  auto tileV = [&](int i) { return tileK(i) + SM::kTile; };
   auto raw = [&](int i) { return raw0 + (i & 1) * SM::kRaw; };
 
   const PrefillTile<kBM> qtile(a);
@@ -95,7 +95,7 @@ __global__ void __launch_bounds__(kWsThreads, 1) prefill_ws_kernel(const Prefill
       ptx::fence_proxy_async_shared();
       ptx::mbar_arrive(&full[kt % kStages]);
     };
-    if constexpr (SM::kDirectK) {  // fp16: the copies land in the stage itself
+    if constexpr (SM::kDirect) {  // fp16: the copies land in the stage itself
       for (int kt = 0; kt < n_tiles; ++kt) {
         wait_free(kt);
         issue_tile(nullptr, tileK(kt), tileV(kt), tb, a, hp, kt, tid);
@@ -121,8 +121,8 @@ __global__ void __launch_bounds__(kWsThreads, 1) prefill_ws_kernel(const Prefill
         ptx::cp_async_wait<1>();                  // this thread's copies of raw tile kt
         ptx::named_bar_sync(kProducerBar, 128);   // ... and every producer thread's
         wait_free(kt);
-        convert_k<DT, D, kWsBN, 128>(raw(kt), tileK(kt), kt, kend, tid);
-        convert_v<DT, D, kWsBN, 128>(raw(kt), tileV(kt), kt, kend, tid);
+        convert_rows<DT, D, kWsBN, 128>(raw(kt), 0, tileK(kt), kt, kend, tid);
+        convert_rows<DT, D, kWsBN, 128>(raw(kt), 1, tileV(kt), kt, kend, tid);
         publish(kt);
         ptx::named_bar_sync(kProducerBar, 128);   // raw stage kt read by everyone: free for tile kt+2
       }

@@ -76,13 +76,13 @@ void paged_attention_decode(const PagedKvCache& kv, int layer, const uint16_t* q
                             const int32_t* block_tables, int max_blocks, int B, int n_heads, float scale,
                             uint16_t* out, AttentionWorkspace& ws, cudaStream_t s, int num_splits = 0,
                             int groups_per_step = 0);
-// The prefill kernel: kWgmma (attention_prefill_wgmma.cu, sm_90a only: device_runs_sm90a()) or kMmaSync
-// (attention_prefill.cu, FA2 style, any sm_80+ device); kAuto takes kWgmma where it runs (results.md §7b).
-// kWgmmaOverlap: the wgmma kernel with the softmax under P.V (results.md §8d; not yet measured).
-// kAuto: on sm_90 kWgmmaWs for fp16 caches, kWgmma for int8 / int4; kMmaSync elsewhere.
-enum class PrefillKernel { kAuto, kMmaSync, kWgmma, kWgmmaOverlap, kWgmmaWs };
+// The prefill kernel: kWgmmaWs (attention_prefill_ws.cu: a producer warpgroup and two consumer warpgroups,
+// FA3's structure) or kWgmma (attention_prefill_wgmma.cu: every thread fills, then computes), both sm_90a only
+// (device_runs_sm90a()), or kMmaSync (attention_prefill.cu, FA2 style, any sm_80+ device). kAuto takes kWgmmaWs
+// where it runs, else kMmaSync (results.md §15e, §16a).
+enum class PrefillKernel { kAuto, kMmaSync, kWgmma, kWgmmaWs };
 // Their names, in enum order, as `bench_attention --prefill-kernel` spells them.
-inline constexpr const char* kPrefillKernelNames[] = {"auto", "mma", "wgmma", "wgmma-overlap", "wgmma-ws"};
+inline constexpr const char* kPrefillKernelNames[] = {"auto", "mma", "wgmma", "wgmma-ws"};
 inline const char* prefill_kernel_name(PrefillKernel k) { return kPrefillKernelNames[static_cast<int>(k)]; }
 // The kernel called `name`; false for an unknown name.
 inline bool parse_prefill_kernel(std::string_view name, PrefillKernel& out) {
