@@ -6,8 +6,9 @@ where no GPU is at hand.
 One CTA (2 warpgroups, 128 query rows, 64-key tiles, 128 for the fp16 cache), fp16 values (the dequantization itself is the
 mma.sync kernel's, tested on the GPU). Emulated as the kernel does it:
   - K and V tiles: key rows in the 128-byte swizzle (tile_swz), for every cache dtype: fp16 rows cp.async'd
-    straight into them, int8/int4 chunks dequantized into them by convert_rows (8 keys of one chunk per 8
-    lanes: sweep_item); raw stages row-major with XOR-permuted 16-byte slots (raw_swz);
+    straight into them, int8/int4 chunks dequantized into them by RowConverter (8 keys of one chunk per 8
+    lanes: sweep_item; int4 rows in the interleaved order interleaved_dim, which Q's fragments and O's
+    columns follow); raw stages row-major with XOR-permuted 16-byte slots (raw_swz);
   - wgmma B reads through the descriptors: the K tile as a K-major 128-byte-swizzled B, start +
     (n/8) 1024 + (n%8) 128 + 2k with address bits 4..6 XORed by bits 7..9, start = atom column + 32 per k16;
     the V tile as an N-major (transposed) swizzled B: element (n = d, k = key) at start + (n/64) LBO +
@@ -32,7 +33,7 @@ BM = 64 * WG
 
 def raw_swz(r, ch, chunks):
     lin = r * chunks + ch
-    h = (r + (r >> 3)) & 7 if chunks >= 8 else (lin >> 3) & 7
+    h = r & 7 if chunks >= 8 else (lin >> 3) & 7
     return ((lin & ~7) | ((lin ^ h) & 7)) * 16
 
 
@@ -102,23 +103,35 @@ def bank_report(D, bits):
         else:
             note("fill raw (cp.async)", [raw_swz(r, ch, chunks) for r, ch in fill], 16)
         items = [sweep_item(i, chunks) for i in range(w0, w0 + 32)]
-        if bits != 16:  # convert_rows, K and V alike
+        if bits != 16:  # RowConverter, K and V alike
             note("convert read", [raw_swz(r, ch, chunks) for r, ch in items], 16)
             for p in range(pieces):
                 note("tile store", [tile_swz(r, ch * pieces + p) for r, ch in items], 16)
     return worst
 
 
+def interleaved_dim(s):
+    """attention_prefill.cuh: slot s of an int4 tile row holds element interleaved_dim(s) (0 4 1 5 2 6 3 7 per 8)."""
+    return (s & ~7) | (s & 1) << 2 | (s >> 1 & 3)
+
+
+def slot_dims(D, bits):
+    """The element each slot of a tile row holds: the identity, or the int4 tiles' interleaved order."""
+    return np.array([interleaved_dim(s) if bits == 4 else s for s in range(D)])
+
+
 def convert_tile(Kt, Vt, D, bits):
     """Kt, Vt [bn][D] float16 (zeros past the end) -> (sK, sV) byte arrays as the kernel writes them: by the
-    fp16 fill (16 bits: 16-byte chunks as stored), else by convert_rows (a raw chunk of 128 / bits elements
-    is 16 / bits pieces of 8, stored at tile_swz(r, ch * pieces + p)); the same layout either way."""
+    fp16 fill (16 bits: 16-byte chunks as stored), else by RowConverter (a raw chunk of 128 / bits elements
+    is 16 / bits pieces of 8, stored at tile_swz(r, ch * pieces + p)); the same layout either way, int4 rows
+    with their elements in slot_dims order."""
     bn = Kt.shape[0]
     pieces = {16: 1, 8: 2, 4: 4}[bits]
     sK = np.zeros(bn * D * 2, np.uint8)
     sV = np.zeros(bn * D * 2, np.uint8)
-    kb = Kt.view(np.uint16)
-    vb = Vt.view(np.uint16)
+    perm = slot_dims(D, bits)
+    kb = np.ascontiguousarray(Kt[:, perm]).view(np.uint16)
+    vb = np.ascontiguousarray(Vt[:, perm]).view(np.uint16)
     for r in range(bn):
         for ch in range(D // (8 * pieces)):  # one raw chunk (fp16: one 16-byte chunk)
             for p in range(pieces):
@@ -145,6 +158,7 @@ def a_frag_matrix(frags):
 
 def run(D, nq, ln, seed, bits):
     bn = 128 if bits == 16 else BN  # kTileKeys: fp16 tiles hold 128 keys in the plain schedule
+    perm = slot_dims(D, bits)
     rng = np.random.default_rng(seed)
     q = rng.uniform(-1, 1, (nq, D)).astype(np.float16)
     k = rng.uniform(-1, 1, (ln, D)).astype(np.float16)
@@ -168,8 +182,9 @@ def run(D, nq, ln, seed, bits):
                         regs = []
                         for (ri, off) in ((0, 0), (1, 0), (0, 8), (1, 8)):
                             r = rows[ri]
-                            if r < nrows:
-                                regs.append(q[row0 + r, 16 * kb + off + 2 * t:16 * kb + off + 2 * t + 2])
+                            if r < nrows:  # k-slots 2t, 2t+1: the K tile's slot order (WgRows::q_pair)
+                                s0 = 16 * kb + off + 2 * t
+                                regs.append(q[row0 + r, perm[s0:s0 + 2]])
                             else:
                                 regs.append(np.zeros(2, np.float16))
                         qfr[(w, lane, kb)] = regs
@@ -222,8 +237,8 @@ def run(D, nq, ln, seed, bits):
                     o += A @ B.T
             for r in range(64):
                 rr = 64 * wg + r
-                if rr < nrows:
-                    out[row0 + rr] = o[r] / l[r] if l[r] > 0 else 0.0
+                if rr < nrows:  # O's column s is dim perm[s] (WgRows::store)
+                    out[row0 + rr, perm] = o[r] / l[r] if l[r] > 0 else 0.0
     # reference: causal softmax attention with P rounded to fp16 as the kernel does (per tile max, so
     # compare against exact softmax with a tolerance covering that rounding)
     ref = np.zeros((nq, D))
@@ -240,9 +255,10 @@ def run(D, nq, ln, seed, bits):
 def main():
     worst = 0.0
     for D, nq, ln in ((128, 130, 300), (64, 129, 129), (128, 64, 700), (64, 1, 65)):
-        for bits in (16, 8):
+        for bits in (16, 8, 4):
             err = run(D, nq, ln, seed=D + nq + ln, bits=bits)
-            print(f"D={D} nq={nq} len={ln} {'fp16 fill' if bits == 16 else 'int8 convert_rows'}: max |out - ref| = {err:.2e}")
+            what = {16: "fp16 fill", 8: "int8 RowConverter", 4: "int4 RowConverter (interleaved dims)"}[bits]
+            print(f"D={D} nq={nq} len={ln} {what}: max |out - ref| = {err:.2e}")
             worst = max(worst, err)
     # fp16 P (11-bit mantissa) against exact softmax: a few 1e-3 of max|V| = 1
     ok = worst < 5e-3

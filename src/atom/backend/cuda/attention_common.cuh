@@ -42,7 +42,8 @@ struct HeadPages {
   __device__ HeadPages(const PagedKvLayout& L, const uint8_t* pool, int layer, int head)
       : base(pool + L.block_offset(layer, 0, head)), page_stride(int32_t(int64_t(L.n_kv_heads) * L.block_bytes())),
         shift(L.page_size == 16 ? 4 : 5), mask(L.page_size - 1) {}
-  __device__ const uint8_t* block(int page) const { return base + int64_t(page) * page_stride; }
+  // (page indices are >= 0: an unsigned 32 x 32 -> 64-bit product is one IMAD.WIDE.U32, the signed one three)
+  __device__ const uint8_t* block(int page) const { return base + uint64_t(uint32_t(page)) * uint32_t(page_stride); }
 };
 
 namespace attn {

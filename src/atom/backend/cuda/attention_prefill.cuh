@@ -51,43 +51,46 @@ constexpr int kTileMetaKeys = 64;
 constexpr int kTileMetaBytes = kTileMetaKeys * 6;
 
 // Thread tid's chunk of a tile's metadata (threads 0..23: 8 chunks of 8 scales each for K and V, 4 of 16
-// zeros each): its first token within the tile, its source offset in a block for token offset `off` in the
-// page, and its destination in the staged layout. A chunk's tokens share one page (pages hold >= 16 tokens).
+// zeros each): its first token within the tile, its source in a block (block + src + (token offset in the
+// page << src_shift)) and its destination in the staged layout. A chunk's tokens share one page (pages hold
+// >= 16 tokens). Fixed per thread: the pipelined kernels build it once (TileBlocks).
 struct TileMetaChunk {
-  int tok, kind;
-  __device__ explicit TileMetaChunk(int tid) {
-    kind = tid < 8 ? 0 : tid < 16 ? 1 : tid < 20 ? 2 : 3;
+  bool active;
+  int tok, dst, src, src_shift;
+  __device__ TileMetaChunk(int tid, const PagedKvLayout& L) {
+    active = tid < 24;
+    const int kind = tid < 8 ? 0 : tid < 16 ? 1 : tid < 20 ? 2 : 3;
     const int idx = kind < 2 ? tid - 8 * kind : tid - 16 - 4 * (kind - 2);
     tok = kind < 2 ? 8 * idx : 16 * idx;
+    dst = kind == 0 ? 2 * tok : kind == 1 ? 128 + 2 * tok : kind == 2 ? 256 + tok : 320 + tok;
+    src = int(kind == 0 ? L.k_scales() : kind == 1 ? L.v_scales() : kind == 2 ? L.k_zeros() : L.v_zeros());
+    src_shift = kind < 2 ? 1 : 0;
   }
-  __device__ int64_t src(const PagedKvLayout& L, int off) const {
-    return kind == 0 ? L.k_scales() + 2 * off : kind == 1 ? L.v_scales() + 2 * off : kind == 2 ? L.k_zeros() + off : L.v_zeros() + off;
-  }
-  __device__ int dst() const { return kind == 0 ? 2 * tok : kind == 1 ? 128 + 2 * tok : kind == 2 ? 256 + tok : 320 + tok; }
 };
 
-// The block holding thread tid's metadata chunk of tile kt; nullptr for threads >= 24 and chunks past kend.
+// The block holding chunk m of tile kt; nullptr for inactive threads and chunks past kend.
 // (Separate from the copy so that a pipeline can look the block up a tile ahead: the block-table read is a
 // dependent global load.)
-__device__ __forceinline__ const uint8_t* tile_meta_block(const HeadPages& hp, const int32_t* bt, int kt, int kend, int tid) {
-  if (tid >= 24) return nullptr;
-  const int t = kt * kTileMetaKeys + TileMetaChunk(tid).tok;
+__device__ __forceinline__ const uint8_t* tile_meta_block(const HeadPages& hp, const int32_t* bt, int kt, int kend,
+                                                          const TileMetaChunk& m) {
+  if (!m.active) return nullptr;
+  const int t = kt * kTileMetaKeys + m.tok;
   return t < kend ? hp.block(bt[t >> hp.shift]) : nullptr;
 }
 
-// cp.async of tile kt's metadata chunk of thread tid (blk from tile_meta_block; nullptr zero-fills).
+// cp.async of chunk m of tile kt (blk from tile_meta_block; nullptr zero-fills).
 __device__ __forceinline__ void issue_tile_meta(uint8_t* meta, const uint8_t* blk, const PrefillArgs& a, const HeadPages& hp,
-                                                int kt, int tid) {
-  if (tid >= 24) return;
-  const TileMetaChunk m(tid);
+                                                int kt, const TileMetaChunk& m) {
+  if (!m.active) return;
   const int off = (kt * kTileMetaKeys + m.tok) & hp.mask;
-  ptx::cp_async_16(meta + m.dst(), blk ? blk + m.src(a.L, off) : a.pool, blk != nullptr);
+  ptx::cp_async_16(meta + m.dst, blk ? blk + m.src + (off << m.src_shift) : a.pool, blk != nullptr);
 }
 
 // The same with the block looked up here (the mma.sync kernel).
 __device__ __forceinline__ void issue_tile_meta(uint8_t* meta, const PrefillArgs& a, const HeadPages& hp,
                                                 const int32_t* bt, int kt, int kend, int tid) {
-  issue_tile_meta(meta, tile_meta_block(hp, bt, kt, kend, tid), a, hp, kt, tid);
+  const TileMetaChunk m(tid, a.L);
+  issue_tile_meta(meta, tile_meta_block(hp, bt, kt, kend, m), a, hp, kt, m);
 }
 
 // dequant_pieces' zero and scale operands of key r's K (which = 0) or V (1) row from staged metadata.
@@ -159,10 +162,16 @@ void launch_prefill_ws(const PrefillArgs& a, int B, int max_q, cudaStream_t s);
 // One 16-byte chunk of stored values (8 fp16, 16 int8 or 32 int4 elements of a row) as fp16, in pieces of 8
 // consecutive elements: (q - zero) exact in fp16, times the fp16 scale (one rounding, as an fp16 cache would
 // hold it). zz = half2(1024 + zero) twice, s2 = the scale twice.
+// int4: each half2 takes two nibbles of a word with one mask, (e_k, e_k+4); the odd nibbles in place, as 64 + n
+// (0x5400 | n << 4: ulp 1/16), so a word costs one shift. kInterleaved leaves each piece in that order,
+// elements 0 4 1 5 2 6 3 7 (interleaved_dim; the wgmma kernels permute Q's and O's columns to match),
+// otherwise two byte permutes per half2 pair restore 0..7.
 template <KvDtype DT>
 constexpr int kChunkPieces = DT == KvDtype::F16 ? 1 : DT == KvDtype::I8 ? 2 : 4;
+// Slot s of a row of interleaved pieces holds that row's element interleaved_dim(s).
+__host__ __device__ constexpr int interleaved_dim(int s) { return (s & ~7) | (s & 1) << 2 | (s >> 1 & 3); }
 
-template <KvDtype DT>
+template <KvDtype DT, bool kInterleaved = false>
 __device__ __forceinline__ void dequant_pieces(const uint4 x, uint32_t zz, uint32_t s2, uint4 (&out)[kChunkPieces<DT>]) {
   const uint32_t w[4] = {x.x, x.y, x.z, x.w};
   auto mul = [&](uint32_t v) {
@@ -181,13 +190,21 @@ __device__ __forceinline__ void dequant_pieces(const uint4 x, uint32_t zz, uint3
     out[0] = make_uint4(o[0], o[1], o[2], o[3]);
     out[1] = make_uint4(o[4], o[5], o[6], o[7]);
   } else {
+    const uint32_t zz64 = attn::lop3_and_or(zz << 4, 0x00F000F0u, 0x54005400u);  // half2(64 + zero): zeros < 16
 #pragma unroll
     for (int i = 0; i < 4; ++i) {  // word i: elements 8i..8i+7
-      uint32_t e[4];               // (e0,e4) (e1,e5) (e2,e6) (e3,e7)
-#pragma unroll
-      for (int k = 0; k < 4; ++k) e[k] = mul(attn::hsub2_u32(attn::nibbles_to_half2_biased(w[i] >> (4 * k)), zz));
-      out[i] = make_uint4(__byte_perm(e[0], e[1], 0x5410), __byte_perm(e[2], e[3], 0x5410),
-                          __byte_perm(e[0], e[1], 0x7632), __byte_perm(e[2], e[3], 0x7632));
+      const uint32_t w8 = w[i] >> 8;
+      uint32_t e[4];  // (e0,e4) (e1,e5) (e2,e6) (e3,e7)
+      e[0] = mul(attn::hsub2_u32(attn::nibbles_to_half2_biased(w[i]), zz));
+      e[1] = mul(attn::hsub2_u32(attn::lop3_and_or(w[i], 0x00F000F0u, 0x54005400u), zz64));
+      e[2] = mul(attn::hsub2_u32(attn::nibbles_to_half2_biased(w8), zz));
+      e[3] = mul(attn::hsub2_u32(attn::lop3_and_or(w8, 0x00F000F0u, 0x54005400u), zz64));
+      if constexpr (kInterleaved) {
+        out[i] = make_uint4(e[0], e[1], e[2], e[3]);
+      } else {
+        out[i] = make_uint4(__byte_perm(e[0], e[1], 0x5410), __byte_perm(e[2], e[3], 0x5410),
+                            __byte_perm(e[0], e[1], 0x7632), __byte_perm(e[2], e[3], 0x7632));
+      }
     }
   }
 }

@@ -9,7 +9,8 @@
 //            atom column per 64 dims): S = Q.K^T is D/16 wgmma m64n{64,128}k16 with K as a K-major B operand.
 //   V tile   the same layout, read by O += P.V (64/16 wgmma m64n{D}k16) as an N-major (transposed) B operand,
 //            so V is never transposed. fp16 K and V rows are cp.async'd as stored into their tiles; int8 /
-//            int4 rows are dequantized into them (convert_rows), one 16-byte store per 8 elements.
+//            int4 rows are dequantized into them (RowConverter), one 16-byte store per 8 elements; int4 rows in
+//            an interleaved dim order that Q's loads and O's stores follow (WgSmem::kInterleaved).
 //   P        the S accumulator layout is the A fragment layout of the next product (as in FA2).
 // Pipeline: one cp.async group per key tile, two tiles ahead: int8/int4 K and V into a raw stage whose
 // skewed chunk-major layout keeps the fill and the conversions' reads conflict-free; fp16 K and V straight into
@@ -65,7 +66,7 @@ __global__ void __launch_bounds__(kThreads, 1) prefill_wgmma_kernel(const Prefil
 
   // Tiles 0 and 1 in flight while Q is loaded (one cp.async group per tile); tile 2's blocks looked up.
   constexpr int kAhead = 2;
-  TileBlocks<DT, D, kBN> tb;
+  TileBlocks<DT, D, kBN> tb(a.L, tid);
 #pragma unroll
   for (int t = 0; t < kAhead; ++t) {
     tb.lookup(hp, bt, t, kend, tid);
@@ -74,14 +75,15 @@ __global__ void __launch_bounds__(kThreads, 1) prefill_wgmma_kernel(const Prefil
   }
   tb.lookup(hp, bt, kAhead, kend, tid);
 
+  const RowConverter<DT, D, kBN, kThreads> convert(tid);  // int8 / int4 (unused for fp16)
   Rows w;
   w.init(a, q_begin, row0, nrows, qpos0, h, r0, lane % 4);
 
   if (n_tiles > 0) {
     ptx::cp_async_wait<1>();  // tile 0
     __syncthreads();
-    if constexpr (!SM::kDirect) convert_rows<DT, D, kBN>(raw(0), 0, tileK(0), 0, kend, tid);
-    if constexpr (!SM::kDirect) convert_rows<DT, D, kBN>(raw(0), 1, tileV(0), 0, kend, tid);
+    if constexpr (!SM::kDirect) convert(raw(0), 0, tileK(0), 0, kend);
+    if constexpr (!SM::kDirect) convert(raw(0), 1, tileV(0), 0, kend);
     ptx::fence_proxy_async_shared();
     __syncthreads();
   }
@@ -103,7 +105,7 @@ __global__ void __launch_bounds__(kThreads, 1) prefill_wgmma_kernel(const Prefil
     if (next) {
       ptx::cp_async_wait<1>();  // tile kt+1 (tile kt+2 may still be in flight)
       __syncthreads();
-      if constexpr (!SM::kDirect) convert_rows<DT, D, kBN>(raw(kt + 1), 0, tileK(kt + 1), kt + 1, kend, tid);
+      if constexpr (!SM::kDirect) convert(raw(kt + 1), 0, tileK(kt + 1), kt + 1, kend);
     }
     ptx::wgmma_wait<0>();
     ptx::wgmma_fence_operands(w.s);
@@ -116,7 +118,7 @@ __global__ void __launch_bounds__(kThreads, 1) prefill_wgmma_kernel(const Prefil
     w.issue_pv(tileV(kt), pf);
     ptx::wgmma_commit();
     if constexpr (!SM::kDirect)  // its tile's last reader, P.V(kt-1), is done
-      if (next) convert_rows<DT, D, kBN>(raw(kt + 1), 1, tileV(kt + 1), kt + 1, kend, tid);
+      if (next) convert(raw(kt + 1), 1, tileV(kt + 1), kt + 1, kend);
     ptx::fence_proxy_async_shared();  // this thread's tile kt+1 writes (stores, cp.async) before the wgmma reads
     ptx::wgmma_wait<0>();
     ptx::wgmma_fence_operands(w.o);

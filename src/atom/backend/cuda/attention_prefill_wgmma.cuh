@@ -35,8 +35,11 @@ struct WgSmem {
   // already the operands' elements, so cp.async lands them there as stored (kDirect); int8 / int4 rows land in
   // a raw stage and are dequantized into the same layout (convert_rows), V included: no transpose.
   static constexpr bool kDirect = DT == KvDtype::F16;
+  // int4 tiles hold each row in dequant_pieces' interleaved order (no byte permutes in the conversion): S = Q.K^T
+  // sums over d in any order Q matches, and O's columns come out in it (WgRows permutes Q's loads and O's stores).
+  static constexpr bool kInterleaved = DT == KvDtype::I4;
   // A raw plane (the K or the V values of a tile) is row-major in 16-byte slots, each 8-slot line XOR-permuted
-  // by raw_swz: the fill (contiguous runs) and the 8-key reads of convert_rows meet 8 different bank quads per
+  // by raw_swz: the fill (contiguous runs) and the 8-key reads of RowConverter meet 8 different bank quads per
   // 8 lanes.
   static constexpr size_t kRawPlane = kDirect ? 0 : size_t(BN) * kRowBytes;
   static constexpr size_t kMeta = kDirect ? 0 : size_t(kTileMetaBytes);  // issue_tile_meta's layout
@@ -45,7 +48,7 @@ struct WgSmem {
   static constexpr size_t kKAtom = size_t(BN) * 128;      // one 64-element swizzle atom column of a tile
   __device__ static uint32_t raw_swz(int r, int ch) {
     const int lin = r * kChunks + ch;
-    const int h = kChunks >= 8 ? (r + (r >> 3)) & 7 : (lin >> 3) & 7;
+    const int h = kChunks >= 8 ? r & 7 : (lin >> 3) & 7;
     return uint32_t((lin & ~7) | ((lin ^ h) & 7)) * 16;
   }
   // Key r's fp16 chunk ch (elements 8ch..8ch+7) in a K or V tile: 128-byte swizzle as wgmma reads it (SBO 1024).
@@ -65,6 +68,8 @@ struct TileBlocks {
   static constexpr int kItems = BN * SM::kChunks, kPerThread = (kItems + NT - 1) / NT;
   const uint8_t* blk[kPerThread];
   const uint8_t* meta;
+  TileMetaChunk mc;
+  __device__ TileBlocks(const PagedKvLayout& L, int tid) : mc(tid, L) {}
   __device__ void lookup(const HeadPages& hp, const int32_t* bt, int kt, int kend, int tid) {
 #pragma unroll
     for (int j = 0; j < kPerThread; ++j) {
@@ -72,7 +77,7 @@ struct TileBlocks {
       blk[j] = i < kItems && t < kend ? hp.block(bt[t >> hp.shift]) : nullptr;
     }
     meta = nullptr;
-    if constexpr (DT != KvDtype::F16) meta = tile_meta_block(hp, bt, kt, kend, tid);
+    if constexpr (DT != KvDtype::F16) meta = tile_meta_block(hp, bt, kt, kend, mc);
   }
 };
 
@@ -96,7 +101,7 @@ __device__ __forceinline__ void issue_tile(uint8_t* raw, uint8_t* tile_k, uint8_
     ptx::cp_async_16(k_dst, blk ? blk + k_off + row : a.pool, blk != nullptr);
     ptx::cp_async_16(v_dst, blk ? blk + v_off + row : a.pool, blk != nullptr);
   }
-  if constexpr (SM::kDT != KvDtype::F16) issue_tile_meta(raw + 2 * SM::kRawPlane, tb.meta, a, hp, kt, tid);
+  if constexpr (SM::kDT != KvDtype::F16) issue_tile_meta(raw + 2 * SM::kRawPlane, tb.meta, a, hp, kt, tb.mc);
 }
 
 
@@ -108,38 +113,63 @@ __device__ __forceinline__ void sweep_item(int i, int& r, int& ch) {
   ch = (i >> 3) % kChunks;
 }
 
-// The raw chunk ch of key r's K (which = 0) or V (1) row as fp16 pieces; zeros past the end (stored garbage
-// may be NaN, and 0 * NaN = NaN even where P is 0).
-template <KvDtype DT, int D, int BN>
-__device__ __forceinline__ void chunk_pieces(const uint8_t* raw, int which, int r, int ch, bool valid,
-                                             uint4 (&out)[kChunkPieces<DT>]) {
-  using SM = WgSmem<DT, D, BN>;
-  if (!valid) {
-#pragma unroll
-    for (int p = 0; p < kChunkPieces<DT>; ++p) out[p] = make_uint4(0, 0, 0, 0);
-    return;
-  }
-  const uint4 x = *reinterpret_cast<const uint4*>(raw + which * SM::kRawPlane + SM::raw_swz(r, ch));
-  uint32_t zz = 0, s2 = 0;
-  if constexpr (DT != KvDtype::F16) tile_meta_operands(raw + 2 * SM::kRawPlane, which, r, zz, s2);
-  dequant_pieces<DT>(x, zz, s2, out);
-}
-
 // Raw K (which = 0) or V (1) of a raw stage -> its tile (int8 / int4 only), in the layout the fp16 fill gives:
-// one 16-byte store per 8 elements. NT: the converting threads.
-template <KvDtype DT, int D, int BN, int NT = kThreads>
-__device__ __forceinline__ void convert_rows(const uint8_t* raw, int which, uint8_t* tile, int kt, int kend, int tid) {
+// one 16-byte store per 8 elements. NT: the converting threads. This thread's items (sweep_item(tid + j NT))
+// are keys r0 + j kRowStep of one chunk column, so their addresses are fixed for the whole kernel: computed
+// once here, the tile loop adds only constants. Keys past the end get zeros (stored garbage may be NaN, and
+// 0 * NaN = NaN even where P is 0); only the last tile can hold any, so full tiles skip the check.
+template <KvDtype DT, int D, int BN, int NT>
+struct RowConverter {
   using SM = WgSmem<DT, D, BN>;
-  constexpr int P = kChunkPieces<DT>;
-  for (int i = tid; i < BN * SM::kChunks; i += NT) {
-    int r, ch;
-    sweep_item<SM::kChunks>(i, r, ch);
-    uint4 pc[P];
-    chunk_pieces<DT, D, BN>(raw, which, r, ch, kt * BN + r < kend, pc);
+  static constexpr int P = kChunkPieces<DT>;
+  static constexpr int kTotal = BN * SM::kChunks;  // items per plane
+  static constexpr int kItems = kTotal >= NT ? kTotal / NT : 1;
+  static constexpr int kRowStep = NT / SM::kChunks;
+  static_assert(kTotal < NT ? NT % kTotal == 0 : kTotal % NT == 0 && NT % (8 * SM::kChunks) == 0,
+                "item j + 1 is item j's chunk column kRowStep keys on (raw_swz and tile_swz shift by constants)");
+  bool active;  // false: a thread past the items (fewer items than threads)
+  int r0;
+  uint32_t raw_off, tile_off[P];
+
+  __device__ explicit RowConverter(int tid) {
+    active = kTotal >= NT || tid < kTotal;
+    int ch;
+    sweep_item<SM::kChunks>(tid % kTotal, r0, ch);
+    raw_off = SM::raw_swz(r0, ch);
 #pragma unroll
-    for (int p = 0; p < P; ++p) *reinterpret_cast<uint4*>(tile + SM::tile_swz(r, ch * P + p)) = pc[p];
+    for (int p = 0; p < P; ++p) tile_off[p] = SM::tile_swz(r0, ch * P + p);
   }
-}
+  // Converts plane `which` of raw stage `raw` (key tile kt) into `tile`.
+  __device__ __forceinline__ void operator()(const uint8_t* raw, int which, uint8_t* tile, int kt, int kend) const {
+    const int n_valid = kend - kt * BN;  // uniform: the branch does not diverge
+    if (n_valid >= BN) convert<true>(raw, which, tile, n_valid);
+    else convert<false>(raw, which, tile, n_valid);
+  }
+
+ private:
+  template <bool kFull>
+  __device__ __forceinline__ void convert(const uint8_t* raw, int which, uint8_t* tile, int n_valid) const {
+    if (kTotal < NT && !active) return;
+    const uint8_t* src = raw + which * SM::kRawPlane + raw_off;
+    const uint8_t* meta = raw + 2 * SM::kRawPlane;
+#pragma unroll
+    for (int j = 0; j < kItems; ++j) {
+      const int r = r0 + j * kRowStep;
+      uint4 pc[P];
+      if (kFull || r < n_valid) {
+        const uint4 x = *reinterpret_cast<const uint4*>(src + j * NT * 16);
+        uint32_t zz, s2;
+        tile_meta_operands(meta, which, r, zz, s2);
+        dequant_pieces<DT, SM::kInterleaved>(x, zz, s2, pc);
+      } else {
+#pragma unroll
+        for (int p = 0; p < P; ++p) pc[p] = make_uint4(0, 0, 0, 0);
+      }
+#pragma unroll
+      for (int p = 0; p < P; ++p) *reinterpret_cast<uint4*>(tile + tile_off[p] + j * kRowStep * 128) = pc[p];
+    }
+  }
+};
 
 // One consumer warpgroup's 64 query rows (this lane: rows r0 and r0 + 8, r0 = 64 * wg + 16 * warp + g) and
 // their products with a key tile: Q as wgmma A fragments (in registers for the whole kernel), the S
@@ -157,6 +187,15 @@ struct WgRows {
   float o[4 * kNT];
   float s[BN / 2];
 
+  // This lane's k-slots 2c, 2c+1 of the 8 dims at q8: the K tile's slots (interleaved: dims c, c+4).
+  __device__ uint32_t q_pair(const __half* q8) const {
+    if constexpr (SM::kInterleaved) {
+      __half2 v = __halves2half2(q8[interleaved_dim(2 * c)], q8[interleaved_dim(2 * c + 1)]);
+      return *reinterpret_cast<uint32_t*>(&v);
+    } else {
+      return *reinterpret_cast<const uint32_t*>(q8 + 2 * c);
+    }
+  }
   // Loads this lane's query rows (-1 positions mask every key for padding rows) and zeroes the state.
   __device__ void init(const PrefillArgs& a, int q_begin, int row0, int nrows, int qpos0, int h, int r0, int lane_c) {
     c = lane_c;
@@ -165,11 +204,11 @@ struct WgRows {
     for (int i = 0; i < 2; ++i) {
       const int r = r0 + 8 * i;
       qpos[i] = r < nrows ? qpos0 + r : -1;
-      const __half* qr = a.q + (q_begin + row0 + min(r, nrows - 1)) * qstride + int64_t(h) * D + 2 * c;
+      const __half* qr = a.q + (q_begin + row0 + min(r, nrows - 1)) * qstride + int64_t(h) * D;
 #pragma unroll
       for (int kb = 0; kb < kNKB; ++kb) {
-        qf[kb][i] = r < nrows ? *reinterpret_cast<const uint32_t*>(qr + 16 * kb) : 0u;
-        qf[kb][2 + i] = r < nrows ? *reinterpret_cast<const uint32_t*>(qr + 16 * kb + 8) : 0u;
+        qf[kb][i] = r < nrows ? q_pair(qr + 16 * kb) : 0u;
+        qf[kb][2 + i] = r < nrows ? q_pair(qr + 16 * kb + 8) : 0u;
       }
     }
     qmin_warp = warp_min_qpos(qpos);
@@ -245,10 +284,17 @@ struct WgRows {
       const int r = r0 + 8 * i;
       if (r >= nrows) continue;
       const float inv = L > 0.0f ? 1.0f / L : 0.0f;
-      __half* dst = a.out + (q_begin + row0 + r) * qstride + int64_t(h) * D + 2 * c;
+      __half* dst = a.out + (q_begin + row0 + r) * qstride + int64_t(h) * D;
 #pragma unroll
-      for (int j = 0; j < kNT; ++j)
-        *reinterpret_cast<__half2*>(dst + 8 * j) = __floats2half2_rn(o[4 * j + 2 * i] * inv, o[4 * j + 2 * i + 1] * inv);
+      for (int j = 0; j < kNT; ++j) {  // columns 8j + 2c, 8j + 2c + 1 of the V tile's slots
+        const float x0 = o[4 * j + 2 * i] * inv, x1 = o[4 * j + 2 * i + 1] * inv;
+        if constexpr (SM::kInterleaved) {
+          dst[8 * j + interleaved_dim(2 * c)] = __float2half_rn(x0);
+          dst[8 * j + interleaved_dim(2 * c + 1)] = __float2half_rn(x1);
+        } else {
+          *reinterpret_cast<__half2*>(dst + 8 * j + 2 * c) = __floats2half2_rn(x0, x1);
+        }
+      }
     }
   }
 };

@@ -6,7 +6,7 @@
 //     fp16: cp.async's each 64-key tile pair straight into its stage (key rows, 128-byte swizzle, as the wgmma
 //       kernel lays them out);
 //     int8 / int4: cp.async's the raw bytes and metadata into one of two raw stages (a tile ahead), then
-//       dequantizes them into the stage's K and V tiles, in the fp16 fill's layout (convert_rows; two
+//       dequantizes them into the stage's K and V tiles, in the fp16 fill's layout (RowConverter; two
 //       producer-only named-barrier syncs per tile, since each thread reads chunks others copied).
 //     Once a tile is in its stage the producer fences it for the async proxy and arrives on the stage's
 //     "full" mbarrier; before it refills a stage it waits on the stage's "empty" mbarrier. Block-table entries
@@ -88,7 +88,7 @@ __global__ void __launch_bounds__(kWsThreads, 1) prefill_ws_kernel(const Prefill
     ptx::setmaxnreg_dec<WsRegs<DT>::kProducer>();
     const int32_t* bt = a.block_tables + int64_t(b) * a.max_blocks;
     const HeadPages hp(a.L, a.pool, a.layer, hk);
-    TileBlocks<DT, D, kWsBN, 128> tb;
+    TileBlocks<DT, D, kWsBN, 128> tb(a.L, tid);
     tb.lookup(hp, bt, 0, kend, tid);
     auto wait_free = [&](int kt) { ptx::mbar_wait(&empty[kt % kStages], ((kt / kStages) & 1) ^ 1); };  // lap 0: at once
     auto publish = [&](int kt) {  // this thread's writes of tile kt's stage are done (copies waited / stores)
@@ -109,6 +109,7 @@ __global__ void __launch_bounds__(kWsThreads, 1) prefill_ws_kernel(const Prefill
       ptx::cp_async_wait<0>();
       publish(n_tiles - 1);
     } else {  // int8 / int4: raw stage (a tile ahead), then dequantized into the stage
+      const RowConverter<DT, D, kWsBN, 128> convert(tid);
       issue_tile(raw(0), nullptr, nullptr, tb, a, hp, 0, tid);
       ptx::cp_async_commit();
       tb.lookup(hp, bt, 1, kend, tid);
@@ -121,8 +122,8 @@ __global__ void __launch_bounds__(kWsThreads, 1) prefill_ws_kernel(const Prefill
         ptx::cp_async_wait<1>();                  // this thread's copies of raw tile kt
         ptx::named_bar_sync(kProducerBar, 128);   // ... and every producer thread's
         wait_free(kt);
-        convert_rows<DT, D, kWsBN, 128>(raw(kt), 0, tileK(kt), kt, kend, tid);
-        convert_rows<DT, D, kWsBN, 128>(raw(kt), 1, tileV(kt), kt, kend, tid);
+        convert(raw(kt), 0, tileK(kt), kt, kend);
+        convert(raw(kt), 1, tileV(kt), kt, kend);
         publish(kt);
         ptx::named_bar_sync(kProducerBar, 128);   // raw stage kt read by everyone: free for tile kt+2
       }
