@@ -264,6 +264,24 @@ TEST(GpuAttention, PrefillEachKernelMatchesReference) {
   }
 }
 
+// The warp-specialized kernel is persistent (one CTA per SM walks its share of the query tiles): batches with
+// more query tiles than SMs, so CTAs take several items each (the ring's phases and the consumers' turns
+// carry over from one item to the next), some items inactive (short sequences), GQA. The small case keeps
+// ~190 items for the sanitizer runs.
+TEST(GpuAttention, PrefillManyTilesPerCta) {
+  REQUIRE_GPU();
+  if (!device_runs_sm90a()) GTEST_SKIP() << "no sm_90 device: the warp-specialized kernel is not run";
+  for (KvDtype dt : kAll) {
+    Case c{dt, 128, 16, 32, 8, {200, 500, 77}, {200, 130, 1}, Path::Prefill};  // 2 x 3 x 32 = 192 items
+    c.prefill_kernel = PrefillKernel::kWgmmaWs;
+    run_case(c);
+    if (small_only()) continue;
+    c = Case{dt, 64, 32, 16, 4, {1100, 2000, 300, 9}, {1100, 600, 5, 9}, Path::Prefill};  // 9 x 4 x 16 = 576
+    c.prefill_kernel = PrefillKernel::kWgmmaWs;
+    run_case(c);
+  }
+}
+
 TEST(GpuAttention, RejectsBadShapes) {
   PagedKvSpec spec;
   spec.n_layers = 1; spec.n_kv_heads = 2; spec.head_dim = 96; spec.n_pages = 4;

@@ -24,14 +24,16 @@ struct PrefillArgs {
 };
 
 // The query tile of kBM rows a prefill CTA owns and the keys it sees (every prefill kernel). Grid (query tile,
-// sequence, query head), the heaviest (latest) query tiles first: causal work grows with the tile index.
-// Query row i of a sequence with nq new rows sits at position len - nq + i and sees keys 0..position.
+// sequence, query head), the heaviest (latest) query tiles first: causal work grows with the tile index (x = 0
+// is a sequence's last tile). Query row i of a sequence with nq new rows sits at position len - nq + i and
+// sees keys 0..position. The persistent kernel (attention_prefill_ws.cu) builds its items' tiles directly.
 template <int kBM>
 struct PrefillTile {
-  int b, h, hk, q_begin, row0, nrows = 0, qpos0 = 0, kend = 0;
-  bool active;  // false: past the sequence's new rows, nothing to do
-  __device__ explicit PrefillTile(const PrefillArgs& a)
-      : b(blockIdx.y), h(blockIdx.z), hk(h / a.group), q_begin(a.cu_q[b]), row0((gridDim.x - 1 - blockIdx.x) * kBM) {
+  int b = 0, h = 0, hk = 0, q_begin = 0, row0 = 0, nrows = 0, qpos0 = 0, kend = 0;
+  bool active = false;  // false: past the sequence's new rows, nothing to do
+  PrefillTile() = default;
+  __device__ PrefillTile(const PrefillArgs& a, int x, int n_x, int b_, int h_)
+      : b(b_), h(h_), hk(h_ / a.group), q_begin(a.cu_q[b_]), row0((n_x - 1 - x) * kBM) {
     const int nq = a.cu_q[b + 1] - q_begin;
     active = row0 < nq;
     if (!active) return;
@@ -40,9 +42,9 @@ struct PrefillTile {
     qpos0 = len - nq + row0;
     kend = min(len, qpos0 + nrows);
   }
-  static dim3 grid(int B, int max_q, int n_heads) {
-    return dim3(unsigned((max_q + kBM - 1) / kBM), unsigned(B), unsigned(n_heads));
-  }
+  __device__ explicit PrefillTile(const PrefillArgs& a) : PrefillTile(a, blockIdx.x, gridDim.x, blockIdx.y, blockIdx.z) {}
+  static int n_x(int max_q) { return (max_q + kBM - 1) / kBM; }
+  static dim3 grid(int B, int max_q, int n_heads) { return dim3(unsigned(n_x(max_q)), unsigned(B), unsigned(n_heads)); }
 };
 
 // The per-token metadata of a 64-key tile of an int8 / int4 cache, as both kernels stage it behind the

@@ -199,6 +199,12 @@ struct WgRows {
   // Loads this lane's query rows (-1 positions mask every key for padding rows) and zeroes the state.
   __device__ void init(const PrefillArgs& a, int q_begin, int row0, int nrows, int qpos0, int h, int r0, int lane_c) {
     c = lane_c;
+    load_q(a, q_begin, row0, nrows, qpos0, h, r0);
+    reset();
+  }
+  // This lane's query rows and their positions (the persistent kernel loads the next item's while the current
+  // item's last P.V runs: neither reads them).
+  __device__ void load_q(const PrefillArgs& a, int q_begin, int row0, int nrows, int qpos0, int h, int r0) {
     const int64_t qstride = int64_t(a.n_heads) * D;
 #pragma unroll
     for (int i = 0; i < 2; ++i) {
@@ -212,6 +218,9 @@ struct WgRows {
       }
     }
     qmin_warp = warp_min_qpos(qpos);
+  }
+  // The online-softmax state and O, zeroed for a new query tile.
+  __device__ void reset() {
     m[0] = m[1] = -INFINITY;
     l[0] = l[1] = 0.0f;
 #pragma unroll

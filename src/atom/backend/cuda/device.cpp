@@ -31,6 +31,13 @@ DeviceProps device_props(int device) {
   return d;
 }
 
+int device_sm_count() {
+  int dev = 0, n = 0;
+  ATOM_CUDA_CHECK(cudaGetDevice(&dev));
+  ATOM_CUDA_CHECK(cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev));
+  return n;
+}
+
 bool device_runs_sm90a() {
   static const bool ok = device_props().cc_major == 9;  // the library is built for sm_90a only
   return ok;

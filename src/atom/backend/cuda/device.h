@@ -22,6 +22,9 @@ struct DeviceProps {
 int device_count() noexcept;
 // Properties of `device` (default: the current one).
 DeviceProps device_props(int device = -1);
+// Streaming multiprocessors of the current device (one attribute query: cheap enough for every launch, and
+// right when tensor-parallel ranks drive different devices from one process).
+int device_sm_count();
 // The current device can run the library's sm_90a kernels (wgmma): compute capability 9.x, asked once.
 bool device_runs_sm90a();
 // Lets `kernel` launch with up to `bytes` of dynamic shared memory on the current device
