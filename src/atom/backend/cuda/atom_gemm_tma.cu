@@ -36,7 +36,7 @@ namespace {
 constexpr int BM = 128, BN = 128, kMaxOutliers = 128;
 static_assert(BM == kWgTileM, "the shared promotion assumes 128-row tiles");
 constexpr int kThreads = 384, kProducerRegs = 120, kConsumerRegs = 192;
-static_assert(128 * kProducerRegs + 256 * kConsumerRegs <= 65536);
+static_assert(ptx::register_split_fits(kThreads, kProducerRegs, kConsumerRegs));
 constexpr int kTile4 = BM * 64;                 // one packed tile: 128 rows x 64 bytes
 constexpr int kPStage = 2 * kTile4;             // A | B packed, or the outlier step's INT8 A (128 x 128)
 constexpr int kUStageB = BN * 128;              // B as INT8 (+ A as INT8 in the kAInSmem variant)

@@ -38,7 +38,7 @@ static_assert(BM * kQ8Stride <= kScOff - kAOff, "the outlier step's INT8 A rows 
 static_assert(kStageBytes % 128 == 0);
 static_assert(BM == kWgTileM, "the shared promotion assumes 128-row tiles");
 constexpr int kThreads = 384, kProducerRegs = 136, kConsumerRegs = 184;
-static_assert(128 * kProducerRegs + 256 * kConsumerRegs <= 65536);
+static_assert(ptx::register_split_fits(kThreads, kProducerRegs, kConsumerRegs));
 template <int kS>
 constexpr int smem_bytes() { return kS * kStageBytes + 2 * kS * 8; }  // stages, then full[kS], empty[kS]
 

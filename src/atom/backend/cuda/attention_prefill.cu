@@ -237,7 +237,8 @@ void paged_attention_prefill(const PagedKvCache& kv, int layer, const uint16_t* 
   a.scale_log2 = scale * attn::kLog2e;
   a.out = reinterpret_cast<__half*>(out);
   // kAuto on sm_90: the warp-specialized kernel (over the wgmma kernel: fp16 +15-22%, results.md §15e; int4
-  // +21-27%, int8 +5-8%, §16a); the mma.sync kernel elsewhere.
+  // +21-27%, int8 +5-8%, §16a; persistent since §16d: int4 +2-26%, int8 +6-28% over one CTA per tile); the
+  // mma.sync kernel elsewhere.
   if (kernel == PrefillKernel::kAuto) kernel = device_runs_sm90a() ? PrefillKernel::kWgmmaWs : PrefillKernel::kMmaSync;
   if (kernel != PrefillKernel::kMmaSync) {  // the two wgmma kernels
     ATOM_CUDA_REQUIRE(device_runs_sm90a(), "paged_attention_prefill: the wgmma kernels need an sm_90 device");

@@ -1,9 +1,9 @@
 // Prefill / chunked-prefill attention, warp-specialized (PrefillKernel::kWgmmaWs, sm_90a): FA3's structure on
 // the paged cache, with the tiles and products of attention_prefill_wgmma.cuh.
 //
-// CTA = 3 warpgroups, persistent: one CTA per SM walks its share of the work items (128 query rows of one
-// head each, longest first: WsItems), the producer running ahead across items, so one item's start (block-table
-// lookups, the first tiles' fill, Q's loads) hides under the previous one's products.
+// CTA = 3 warpgroups, persistent: one CTA per SM walks its share of the query tiles (128 rows of one head
+// each, in pairs of equal causal work: WsItems), the producer running ahead across tiles, so one tile's start
+// (block-table lookups, the first K / V fill, Q's loads) hides under the previous one's products.
 //   Warpgroup 0, the producer (WsRegs<DT>::kProducer registers) fills a ring of kStages K/V tile pairs:
 //     fp16: cp.async's each 64-key tile pair straight into its stage (key rows, 128-byte swizzle, as the wgmma
 //       kernel lays them out);
@@ -34,13 +34,14 @@ using namespace wgprefill;
 constexpr int kWsThreads = 3 * 128;
 constexpr int kWsBN = 64;  // keys per tile (128 would need more registers than the consumers have)
 constexpr int kStages = 4;
-// Registers per thread after setmaxnreg: the int producer dequantizes, the fp16 one only copies (56 spilled
-// 48 bytes at D = 128 once it walked persistent items; 64 leaves the consumers their 224).
+// Registers per thread after setmaxnreg, within the launch's 168 (ptx::register_split_fits: 128 x 64 + 256 x 224
+// hung the fp16 consumers). The int producer dequantizes, the fp16 one only copies: 64 / 216 spills nothing;
+// 56 / 224 spilled 48 bytes in the producer and measured the same (results.md §16).
 template <KvDtype DT>
 struct WsRegs {
   static constexpr int kProducer = DT == KvDtype::F16 ? 64 : 96;
-  static constexpr int kConsumer = DT == KvDtype::F16 ? 224 : 200;
-  static_assert(128 * kProducer + 256 * kConsumer <= 65536);
+  static constexpr int kConsumer = DT == KvDtype::F16 ? 216 : 200;
+  static_assert(ptx::register_split_fits(kWsThreads, kProducer, kConsumer));
 };
 // Named barriers 1 and 2: consumer warpgroup w waits on 1 + w for its turn; the other arrives there.
 // Barrier 3: the producer warpgroup's own (int caches: the raw stage's copies landed / were read).
@@ -57,34 +58,41 @@ struct WsSmem {
   static constexpr size_t kBytes = 1024 + kStages * kStage + kRawStages * SM::kRaw + kBars;
 };
 
-// The work items, (query tile counted from a sequence's end, sequence, head), heaviest first: every head's and
-// sequence's last query tile, then the ones before (causal work grows with the tile index); consecutive items are
-// consecutive heads, so the query heads of one KV head run side by side (their K / V stay in L2). The kernel is
-// persistent: CTA c of G takes item c of round 0, G - 1 - c of round 1, c of round 2, ...: the snake evens out
-// each round's spread (static longest-first scheduling; no global counter to reset between launches).
+// The work: each (sequence, head)'s query tiles in pairs, its p-th last (heavy: causal work grows with the
+// row) then its p-th first, so a pair's keys add up to about the same for every p. A CTA takes whole pairs: CTA c
+// of G takes pair c of round 0, G - 1 - c of round 1, c of round 2, ... (the snake evens out rounds that mix
+// sequences). Pairs run in (sequence, head, p) order, so the ~G CTAs running at once cover a few heads and
+// their K / V stays in L2 (an x-major order, every head's tile x side by side, read all heads' K / V at once:
+// fp16 lost 10-22% to the grid's order at ctx >= 4096). Static: no global counter to reset between launches.
 struct WsItems {
-  int n_items, G, c, n_x, n_heads;
-  __device__ WsItems(int B, int n_heads_, int n_x_)
-      : n_items(n_x_ * B * n_heads_), G(int(gridDim.x)), c(int(blockIdx.x)), n_x(n_x_), n_heads(n_heads_) {}
-  // The CTA's next active item from round k on (k moves past it); false when none is left. Producer and
-  // consumers walk the same sequence.
-  __device__ bool next(const PrefillArgs& a, int& k, PrefillTile<kBM>& t) const {
-    for (; k * G < n_items; ++k) {
-      const int i = k * G + ((k & 1) ? G - 1 - c : c);
-      if (i >= n_items) continue;
-      const int bh = i % (n_items / n_x);
-      t = PrefillTile<kBM>(a, i / (n_items / n_x), n_x, bh / n_heads, bh % n_heads);
-      if (t.active) {
-        ++k;
-        return true;
-      }
+  // paired = false when the batch has no more tiles than SMs: one tile per CTA, the shortest wall time.
+  int per, n_slots, n_units, G, c, n_x, n_heads;
+  __device__ WsItems(int B, int n_heads_, int n_x_, bool paired)
+      : per(paired ? 2 : 1), n_slots(paired ? (n_x_ + 1) / 2 : n_x_), n_units(n_slots * B * n_heads_), G(int(gridDim.x)),
+        c(int(blockIdx.x)), n_x(n_x_), n_heads(n_heads_) {}
+  static int n_units_host(int B, int n_heads, int n_x, bool paired) { return (paired ? (n_x + 1) / 2 : n_x) * B * n_heads; }
+  // The CTA's next tile from cursor u on (u / per: its round, u % per: the pair's half; u moves past it);
+  // false when none is left. Producer and consumers walk the same sequence.
+  __device__ bool next(const PrefillArgs& a, int& u, PrefillTile<kBM>& t) const {
+    for (; (u / per) * G < n_units; ++u) {
+      const int k = u / per, j = k * G + ((k & 1) ? G - 1 - c : c);
+      if (j >= n_units) continue;
+      const int bh = j / n_slots, p = j % n_slots, b = bh / n_heads;
+      const int n_tiles = (a.cu_q[b + 1] - a.cu_q[b] + kBM - 1) / kBM;  // this sequence's query tiles
+      const bool light = per == 2 && (u & 1);
+      const int row_tile = light ? p : n_tiles - 1 - p;
+      const bool past = per == 2 ? 2 * p >= n_tiles : p >= n_tiles;  // this sequence has fewer tiles
+      if (past || (light && row_tile == n_tiles - 1 - p)) continue;    // (odd count: the middle tile is alone)
+      t = PrefillTile<kBM>(a, n_x - 1 - row_tile, n_x, b, bh % n_heads);
+      ++u;
+      return true;
     }
     return false;
   }
 };
 
 template <KvDtype DT, int D>
-__global__ void __launch_bounds__(kWsThreads, 1) prefill_ws_kernel(const PrefillArgs a, int B, int n_x) {
+__global__ void __launch_bounds__(kWsThreads, 1) prefill_ws_kernel(const PrefillArgs a, int B, int n_x, bool paired) {
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
   using WS = WsSmem<DT, D>;
   using SM = typename WS::SM;
@@ -99,7 +107,7 @@ __global__ void __launch_bounds__(kWsThreads, 1) prefill_ws_kernel(const Prefill
   auto tileV = [&](int g) { return tileK(g) + SM::kTile; };
   auto raw = [&](int g) { return raw0 + (g & 1) * SM::kRaw; };
 
-  const WsItems items(B, a.n_heads, n_x);
+  const WsItems items(B, a.n_heads, n_x, paired);
   const int tid = threadIdx.x, wg = tid / 128, warp = (tid / 32) % 4, lane = tid % 32;
   if (tid == 0) {
     for (int i = 0; i < kStages; ++i) {
@@ -119,9 +127,9 @@ __global__ void __launch_bounds__(kWsThreads, 1) prefill_ws_kernel(const Prefill
       ptx::fence_proxy_async_shared();
       ptx::mbar_arrive(&full[g % kStages]);
     };
-    int g = 0, k = 0;
+    int g = 0, u = 0;  // running tile count (the ring's stages and phases), WsItems cursor
     PrefillTile<kBM> t;
-    while (items.next(a, k, t)) {
+    while (items.next(a, u, t)) {
       const int32_t* bt = a.block_tables + int64_t(t.b) * a.max_blocks;
       const HeadPages hp(a.L, a.pool, a.layer, t.hk);
       const int kend = t.kend, n_tiles = (kend + kWsBN - 1) / kWsBN;  // >= 1: kend > qpos0 >= 0
@@ -175,9 +183,9 @@ __global__ void __launch_bounds__(kWsThreads, 1) prefill_ws_kernel(const Prefill
     auto turn_begin = [&] { ptx::named_bar_sync(kTurnBar + cw, 256); };
     auto turn_end = [&] { ptx::named_bar_arrive(kTurnBar + 1 - cw, 256); };  // the other warpgroup's turn
 
-    int g = 0, k = 0;
+    int g = 0, u = 0;  // running tile count (the ring's stages and phases), WsItems cursor
     PrefillTile<kBM> t, next;
-    bool more = items.next(a, k, t);
+    bool more = items.next(a, u, t);
     if (!more) return;  // (uniform per CTA: no item is active)
     Rows w;
     w.init(a, t.q_begin, t.row0, t.nrows, t.qpos0, t.h, r0, lane % 4);
@@ -186,7 +194,7 @@ __global__ void __launch_bounds__(kWsThreads, 1) prefill_ws_kernel(const Prefill
     float corr[2];
     while (true) {
       const int n_tiles = (t.kend + kWsBN - 1) / kWsBN;
-      more = items.next(a, k, next);
+      more = items.next(a, u, next);
       // Once S of the item's last tile is done, Q's registers are free: the next item's rows load under the
       // last P.V and the store.
       auto prefetch_q = [&] {
@@ -247,10 +255,11 @@ void launch(const PrefillArgs& a, int B, int max_q, cudaStream_t s) {
   constexpr size_t smem = WsSmem<DT, D>::kBytes;
   allow_dynamic_smem(reinterpret_cast<const void*>(prefill_ws_kernel<DT, D>), smem);
   const int n_x = PrefillTile<kBM>::n_x(max_q);
-  const int64_t n_items = int64_t(n_x) * B * a.n_heads;
-  if (n_items == 0) return;
-  const int grid = int(std::min<int64_t>(n_items, device_sm_count()));  // one CTA per SM (registers)
-  prefill_ws_kernel<DT, D><<<grid, kWsThreads, smem, s>>>(a, B, n_x);
+  if (int64_t(n_x) * B * a.n_heads == 0) return;
+  const int sms = device_sm_count();  // one CTA per SM (registers)
+  const bool paired = int64_t(n_x) * B * a.n_heads > sms;
+  const int grid = std::min(WsItems::n_units_host(B, a.n_heads, n_x, paired), sms);
+  prefill_ws_kernel<DT, D><<<grid, kWsThreads, smem, s>>>(a, B, n_x, paired);
   ATOM_CUDA_CHECK_LAUNCH();
 }
 

@@ -330,6 +330,13 @@ template <int N>
 __device__ __forceinline__ void setmaxnreg_dec() { asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(N)); }
 template <int N>
 __device__ __forceinline__ void setmaxnreg_inc() { asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(N)); }
+// setmaxnreg.inc blocks until the CTA's pool holds what it asks, and the pool is what the launch allocated:
+// 65536 / threads registers per thread rounded down to 8 (168 for 384 threads at one CTA per SM, which ptxas
+// gives a setmaxnreg kernel). A split of one 128-thread producer warpgroup and the consumer warpgroups that asks
+// more hangs the consumers at their first instruction.
+constexpr bool register_split_fits(int threads, int producer_regs, int consumer_regs) {
+  return 128 * producer_regs + (threads - 128) * consumer_regs <= threads * (65536 / threads / 8 * 8);
+}
 
 
 // ---------------------------------------------------------------------------------------------------
