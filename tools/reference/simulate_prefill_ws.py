@@ -2,7 +2,8 @@
 """Randomized check of the warp-specialized prefill kernel's synchronization (src/atom/backend/cuda/
 attention_prefill_ws.cu) on the CPU: the producer warpgroup (two simulated threads, each copying and, for int
 caches, converting half of a tile), the two consumer warpgroups, the full / empty mbarriers of the kStages ring,
-the two turn-taking named barriers and the producer's own named barrier, interleaved in random orders.
+the two turn-taking named barriers and the producer's own named barrier, interleaved in random orders, over a
+persistent CTA's sequence of work items (the ring's stages and phases follow the CTA's running tile count).
 
 Each thread is a generator of steps; a step either runs or blocks on a barrier. Every shared-memory access is an
 interval: a cp.async write lasts from its issue to the cp.async wait that covers it, a wgmma read from its issue
@@ -66,70 +67,76 @@ def named_arrive(sim, bid):
     st["arrive"] += 1
 
 
-def producer(sim, half, n_tiles, int_cache, pbar):
-    """One of two producer threads (half = 0, 1): as the kernel's producer branch."""
-    def wait_free(kt):
-        while not sim.empty_done(kt % STAGES, kt // STAGES - 1):
+def producer(sim, half, items, int_cache, pbar):
+    """One of two producer threads (half = 0, 1): as the kernel's producer branch. items: the tile counts of the
+    CTA's work items in order (persistent kernel); buffers follow the CTA's running tile count g."""
+    def wait_free(g):
+        while not sim.empty_done(g % STAGES, g // STAGES - 1):
             yield "block"
 
-    if not int_cache:
-        pending = []  # cp.async groups: (tile, key)
+    g = 0
+    for n_tiles in items:
+        if not int_cache:
+            pending = []  # cp.async groups: (tile, key)
+            for kt in range(n_tiles):
+                yield from wait_free(g + kt)
+                key = f"p{half}-copy{g + kt}"
+                sim.open(key, ("K", (g + kt) % STAGES, half), g + kt, True)  # this thread's half of K and V
+                pending.append((g + kt, key))
+                yield "step"
+                if kt > 0:  # cp_async_wait<1>: all but the newest group
+                    t, k = pending.pop(0)
+                    sim.close(k)
+                    sim.full[t % STAGES] += 1  # publish
+                yield "step"
+            t, k = pending.pop(0)
+            sim.close(k)
+            sim.full[t % STAGES] += 1
+            g += n_tiles
+            continue
+        # int: raw stage (a tile ahead), then the conversion into the stage
+        pending = []
+
+        def issue_raw(t):
+            key = f"p{half}-raw{t}"
+            sim.open(key, ("raw", t % 2, half), t, True)
+            pending.append(key)
+
+        issue_raw(g)
         for kt in range(n_tiles):
-            yield from wait_free(kt)
-            key = f"p{half}-copy{kt}"
-            sim.open(key, ("K", kt % STAGES, half), kt, True)  # this thread's half of the K and V tiles
-            pending.append((kt, key))
+            if kt + 1 < n_tiles:
+                issue_raw(g + kt + 1)
             yield "step"
-            if kt > 0:  # cp_async_wait<1>: all but the newest group
-                t, k = pending.pop(0)
-                sim.close(k)
-                sim.full[t % STAGES] += 1  # publish
+            sim.close(pending.pop(0))  # cp_async_wait<1>: raw tile kt (this thread's half)
+            yield from pbar("mid", g + kt)  # every producer thread's half has landed
+            yield from wait_free(g + kt)
+            for h in (0, 1):  # the conversion reads chunks both threads copied
+                sim.open(f"p{half}-cvt-read{g + kt}-{h}", ("raw", (g + kt) % 2, h), g + kt, False)
+            sim.open(f"p{half}-cvt-write{g + kt}", ("K", (g + kt) % STAGES, half), g + kt, True)
             yield "step"
-        t, k = pending.pop(0)
-        sim.close(k)
-        sim.full[t % STAGES] += 1
-        return
-    # int: raw stage (a tile ahead), then the conversion into the stage
-    pending = []
-
-    def issue_raw(t):
-        key = f"p{half}-raw{t}"
-        sim.open(key, ("raw", t % 2, half), t, True)
-        pending.append(key)
-
-    issue_raw(0)
-    for kt in range(n_tiles):
-        if kt + 1 < n_tiles:
-            issue_raw(kt + 1)
-        yield "step"
-        sim.close(pending.pop(0))  # cp_async_wait<1>: raw tile kt (this thread's half)
-        yield from pbar("mid", kt)  # every producer thread's half has landed
-        yield from wait_free(kt)
-        for h in (0, 1):  # the conversion reads chunks both threads copied
-            sim.open(f"p{half}-cvt-read{kt}-{h}", ("raw", kt % 2, h), kt, False)
-        sim.open(f"p{half}-cvt-write{kt}", ("K", kt % STAGES, half), kt, True)
-        yield "step"
-        for h in (0, 1):
-            sim.close(f"p{half}-cvt-read{kt}-{h}")
-        sim.close(f"p{half}-cvt-write{kt}")
-        sim.full[kt % STAGES] += 1  # publish
-        yield from pbar("end", kt)  # raw stage kt read by everyone: free for tile kt+2
-        yield "step"
+            for h in (0, 1):
+                sim.close(f"p{half}-cvt-read{g + kt}-{h}")
+            sim.close(f"p{half}-cvt-write{g + kt}")
+            sim.full[(g + kt) % STAGES] += 1  # publish
+            yield from pbar("end", g + kt)  # raw stage read by everyone: free for tile g+kt+2
+            yield "step"
+        g += n_tiles
 
 
-def consumer(sim, cw, n_tiles):
-    """Consumer warpgroup cw (0, 1): its turns, acquires and releases, as the kernel's consumer branch."""
-    def acquire(kt):
-        while not sim.full_done(kt % STAGES, kt // STAGES):
+def consumer(sim, cw, items):
+    """Consumer warpgroup cw (0, 1): its turns, acquires and releases over the CTA's items, as the kernel's
+    consumer branch (the last item's last turn of warpgroup 1 hands over to no one)."""
+    def acquire(g):
+        while not sim.full_done(g % STAGES, g // STAGES):
             yield "block"
 
-    def read(kt, what):  # a wgmma group reading both halves of stage kt (S: K tile, P.V: V tile)
+    def read(g, what):  # a wgmma group reading both halves of stage g (S: K tile, P.V: V tile)
         for h in (0, 1):
-            sim.open(f"c{cw}-{what}{kt}-{h}", ("K", kt % STAGES, h), kt, False)
+            sim.open(f"c{cw}-{what}{g}-{h}", ("K", g % STAGES, h), g, False)
 
-    def done(kt, what):
+    def done(g, what):
         for h in (0, 1):
-            sim.close(f"c{cw}-{what}{kt}-{h}")
+            sim.close(f"c{cw}-{what}{g}-{h}")
 
     def turn():
         yield from named_sync(sim, 1 + cw, cw)
@@ -137,35 +144,42 @@ def consumer(sim, cw, n_tiles):
     def turn_end():
         named_arrive(sim, 1 + (1 - cw))
 
+    if not items:
+        return
     if cw == 1:
         named_arrive(sim, 1)
-    yield from acquire(0)
-    yield from turn()
-    read(0, "S")
-    turn_end()
-    yield "step"
-    done(0, "S")  # wgmma_wait<0>
-    for kt in range(1, n_tiles):
-        yield from acquire(kt)
+    g = 0
+    for i, n_tiles in enumerate(items):
+        more = i + 1 < len(items)
+        yield from acquire(g)
         yield from turn()
-        read(kt, "S")
-        read(kt - 1, "PV")
+        read(g, "S")
         turn_end()
         yield "step"
-        done(kt, "S")  # wait<1>
+        done(g, "S")  # wgmma_wait<0>
+        for kt in range(1, n_tiles):
+            yield from acquire(g + kt)
+            yield from turn()
+            read(g + kt, "S")
+            read(g + kt - 1, "PV")
+            turn_end()
+            yield "step"
+            done(g + kt, "S")  # wait<1>
+            yield "step"
+            done(g + kt - 1, "PV")  # wait<0>
+            sim.empty[(g + kt - 1) % STAGES] += 1  # release (two consumer warpgroups: 2 arrivals per phase here)
+            yield "step"
+        yield from turn()
+        read(g + n_tiles - 1, "PV")
+        if cw == 0 or more:
+            turn_end()
         yield "step"
-        done(kt - 1, "PV")  # wait<0>
-        sim.empty[(kt - 1) % STAGES] += 1  # release (two consumer warpgroups: 2 arrivals per phase here)
-        yield "step"
-    yield from turn()
-    read(n_tiles - 1, "PV")
-    if cw == 0:
-        turn_end()
-    yield "step"
-    done(n_tiles - 1, "PV")
+        done(g + n_tiles - 1, "PV")
+        sim.empty[(g + n_tiles - 1) % STAGES] += 1
+        g += n_tiles
 
 
-def run(n_tiles, int_cache, seed):
+def run(items, int_cache, seed):
     sim = Sim()
     rng = random.Random(seed)
     pb = {}
@@ -176,8 +190,8 @@ def run(n_tiles, int_cache, seed):
         while pb[key] < 2:
             yield "block"
 
-    threads = [producer(sim, 0, n_tiles, int_cache, pbar), producer(sim, 1, n_tiles, int_cache, pbar),
-               consumer(sim, 0, n_tiles), consumer(sim, 1, n_tiles)]
+    threads = [producer(sim, 0, items, int_cache, pbar), producer(sim, 1, items, int_cache, pbar),
+               consumer(sim, 0, items), consumer(sim, 1, items)]
     alive = list(range(len(threads)))
     blocked_rounds = 0
     while alive:
@@ -200,12 +214,15 @@ def run(n_tiles, int_cache, seed):
 
 def main():
     ok = True
+    # one item of 1..17 tiles (the ring's laps), and persistent CTAs' item sequences (phases carried across
+    # items, one-tile items, the producer running ahead into the next item)
+    cases = [[n] for n in (1, 2, 3, 4, 5, 9, 17)] + [[3, 1, 5], [1, 1, 1, 1, 1], [4, 4, 4], [7, 2, 1, 6], [2, 9]]
     for int_cache in (False, True):
         probs = []
-        for n in (1, 2, 3, 4, 5, 9, 17):
+        for items in cases:
             for seed in range(60):
-                probs += [f"n={n} seed={seed}: {p}" for p in run(n, int_cache, seed)]
-        print(f"{'int' if int_cache else 'fp16'} cache, 1..17 tiles, 60 random schedules each: "
+                probs += [f"items={items} seed={seed}: {p}" for p in run(items, int_cache, seed)]
+        print(f"{'int' if int_cache else 'fp16'} cache, {len(cases)} item sequences, 60 random schedules each: "
               + ("no hazards" if not probs else f"{len(probs)} problems, e.g. {probs[0]}"))
         ok = ok and not probs
     print("OK" if ok else "MISMATCH")
