@@ -9,6 +9,7 @@
 
 #include "atom/backend/cuda/atom_gemm.h"
 #include "atom/backend/cuda/atom_gemm_common.cuh"
+#include "atom/backend/cuda/device.h"
 #include "atom/backend/cuda/ptx.cuh"
 
 namespace atom::cuda {
@@ -471,12 +472,7 @@ void atom_gemm(const GpuAtomActs& a, const GpuAtomWeights& w, uint16_t* y_fp16, 
   ATOM_CUDA_REQUIRE(int64_t(a.scale.size()) >= w.L.scale_elems(a.m) && int64_t(w.scale.size()) >= w.L.scale_elems(w.n),
                     "atom_gemm: a scale buffer is smaller than GpuAtomLayout::scale_elems(rows)");
   using namespace gemm_detail;
-  static int sm_count = 0;
-  if (!sm_count) {
-    int dev = 0;
-    ATOM_CUDA_CHECK(cudaGetDevice(&dev));
-    ATOM_CUDA_CHECK(cudaDeviceGetAttribute(&sm_count, cudaDevAttrMultiProcessorCount, dev));
-  }
+  const int sm_count = device_sm_count();  // the current device's (a static cached the first device's, unlocked)
   Params p{};
   p.a4 = a.q4.data(); p.sa = reinterpret_cast<const __half*>(a.scale.data());
   p.a8 = a.q8.data(); p.sao = reinterpret_cast<const __half*>(a.oscale.data());
