@@ -18,13 +18,15 @@ does not see wgmma's reads). Pure Python; runs in under a second (ctest: referen
 import random
 import sys
 
-STAGES = 4
+# ring depth per cache, as WsSmem<DT, D>::kStages
+STAGES = {False: 4, True: 5}  # int_cache -> stages
 
 
 class Sim:
-    def __init__(self):
-        self.full = [0] * STAGES       # arrivals on full[s] (a phase completes every 2 producer arrivals)
-        self.empty = [0] * STAGES      # arrivals on empty[s] (a phase completes every 2 consumer arrivals)
+    def __init__(self, stages):
+        self.stages = stages
+        self.full = [0] * stages       # arrivals on full[s] (a phase completes every 2 producer arrivals)
+        self.empty = [0] * stages      # arrivals on empty[s] (a phase completes every 2 consumer arrivals)
         self.bar = {}                  # named barrier id -> [syncs, arrivals] per side, as phase counters
         self.live = {}                 # open accesses: key -> (buffer, tile, is_write)
         self.content = {}              # buffer -> tile fully written (after its write closed)
@@ -71,7 +73,7 @@ def producer(sim, half, items, int_cache, pbar):
     """One of two producer threads (half = 0, 1): as the kernel's producer branch. items: the tile counts of the
     CTA's work items in order (persistent kernel); buffers follow the CTA's running tile count g."""
     def wait_free(g):
-        while not sim.empty_done(g % STAGES, g // STAGES - 1):
+        while not sim.empty_done(g % sim.stages, g // sim.stages - 1):
             yield "block"
 
     g = 0
@@ -81,17 +83,17 @@ def producer(sim, half, items, int_cache, pbar):
             for kt in range(n_tiles):
                 yield from wait_free(g + kt)
                 key = f"p{half}-copy{g + kt}"
-                sim.open(key, ("K", (g + kt) % STAGES, half), g + kt, True)  # this thread's half of K and V
+                sim.open(key, ("K", (g + kt) % sim.stages, half), g + kt, True)  # this thread's half of K and V
                 pending.append((g + kt, key))
                 yield "step"
                 if kt > 0:  # cp_async_wait<1>: all but the newest group
                     t, k = pending.pop(0)
                     sim.close(k)
-                    sim.full[t % STAGES] += 1  # publish
+                    sim.full[t % sim.stages] += 1  # publish
                 yield "step"
             t, k = pending.pop(0)
             sim.close(k)
-            sim.full[t % STAGES] += 1
+            sim.full[t % sim.stages] += 1
             g += n_tiles
             continue
         # int: raw stage (a tile ahead), then the conversion into the stage
@@ -112,12 +114,12 @@ def producer(sim, half, items, int_cache, pbar):
             yield from wait_free(g + kt)
             for h in (0, 1):  # the conversion reads chunks both threads copied
                 sim.open(f"p{half}-cvt-read{g + kt}-{h}", ("raw", (g + kt) % 2, h), g + kt, False)
-            sim.open(f"p{half}-cvt-write{g + kt}", ("K", (g + kt) % STAGES, half), g + kt, True)
+            sim.open(f"p{half}-cvt-write{g + kt}", ("K", (g + kt) % sim.stages, half), g + kt, True)
             yield "step"
             for h in (0, 1):
                 sim.close(f"p{half}-cvt-read{g + kt}-{h}")
             sim.close(f"p{half}-cvt-write{g + kt}")
-            sim.full[(g + kt) % STAGES] += 1  # publish
+            sim.full[(g + kt) % sim.stages] += 1  # publish
             yield from pbar("end", g + kt)  # raw stage read by everyone: free for tile g+kt+2
             yield "step"
         g += n_tiles
@@ -127,12 +129,12 @@ def consumer(sim, cw, items):
     """Consumer warpgroup cw (0, 1): its turns, acquires and releases over the CTA's items, as the kernel's
     consumer branch (the last item's last turn of warpgroup 1 hands over to no one)."""
     def acquire(g):
-        while not sim.full_done(g % STAGES, g // STAGES):
+        while not sim.full_done(g % sim.stages, g // sim.stages):
             yield "block"
 
     def read(g, what):  # a wgmma group reading both halves of stage g (S: K tile, P.V: V tile)
         for h in (0, 1):
-            sim.open(f"c{cw}-{what}{g}-{h}", ("K", g % STAGES, h), g, False)
+            sim.open(f"c{cw}-{what}{g}-{h}", ("K", g % sim.stages, h), g, False)
 
     def done(g, what):
         for h in (0, 1):
@@ -167,7 +169,7 @@ def consumer(sim, cw, items):
             done(g + kt, "S")  # wait<1>
             yield "step"
             done(g + kt - 1, "PV")  # wait<0>
-            sim.empty[(g + kt - 1) % STAGES] += 1  # release (two consumer warpgroups: 2 arrivals per phase here)
+            sim.empty[(g + kt - 1) % sim.stages] += 1  # release (two consumer warpgroups: 2 arrivals per phase here)
             yield "step"
         yield from turn()
         read(g + n_tiles - 1, "PV")
@@ -175,12 +177,12 @@ def consumer(sim, cw, items):
             turn_end()
         yield "step"
         done(g + n_tiles - 1, "PV")
-        sim.empty[(g + n_tiles - 1) % STAGES] += 1
+        sim.empty[(g + n_tiles - 1) % sim.stages] += 1
         g += n_tiles
 
 
 def run(items, int_cache, seed):
-    sim = Sim()
+    sim = Sim(STAGES[int_cache])
     rng = random.Random(seed)
     pb = {}
 

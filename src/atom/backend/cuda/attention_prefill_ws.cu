@@ -4,7 +4,7 @@
 // CTA = 3 warpgroups, persistent: one CTA per SM walks its share of the query tiles (128 rows of one head
 // each, in pairs of equal causal work: WsItems), the producer running ahead across tiles, so one tile's start
 // (block-table lookups, the first K / V fill, Q's loads) hides under the previous one's products.
-//   Warpgroup 0, the producer (WsRegs<DT>::kProducer registers) fills a ring of kStages K/V tile pairs:
+//   Warpgroup 0, the producer (WsRegs<DT>::kProducer registers) fills a ring of K/V tile pairs (WsSmem::kStages):
 //     fp16: cp.async's each 64-key tile pair straight into its stage (key rows, 128-byte swizzle, as the wgmma
 //       kernel lays them out);
 //     int8 / int4: cp.async's the raw bytes and metadata into one of two raw stages (a tile ahead), then
@@ -33,7 +33,6 @@ using namespace wgprefill;
 
 constexpr int kWsThreads = 3 * 128;
 constexpr int kWsBN = 64;  // keys per tile (128 would need more registers than the consumers have)
-constexpr int kStages = 4;
 // Registers per thread after setmaxnreg, within the launch's 168 (ptx::register_split_fits: 128 x 64 + 256 x 224
 // hung the fp16 consumers). The int producer dequantizes, the fp16 one only copies: 64 / 216 spills nothing;
 // 56 / 224 spilled 48 bytes in the producer and measured the same (results.md §16).
@@ -50,12 +49,18 @@ constexpr int kTurnBar = 1, kProducerBar = 3;
 template <KvDtype DT, int D>
 struct WsSmem {
   using SM = WgSmem<DT, D, kWsBN>;
+  // Ring depth: the consumers hold two to three stages (S(kt) and P.V(kt-1) of two warpgroups half a turn
+  // apart), and an int tile is dequantized only once its stage is free. With 4 stages the int8 profile had both
+  // sides waiting (consumers on "full" 22% of their samples, the producer on "empty" 12%: results.md §16g),
+  // so int caches take 5 (198 KB at int8 D = 128). NOT YET MEASURED against 4 (§16h).
+  static constexpr int kStages = DT == KvDtype::F16 ? 4 : 5;
   static constexpr int kRawStages = SM::kRaw == 0 ? 0 : 2;
   // K tile, then V tile: 1 KiB multiples, so both keep the swizzle's alignment
   static constexpr size_t kStage = 2 * SM::kTile;
   static_assert(SM::kTile % 1024 == 0);
   static constexpr size_t kBars = 2 * kStages * sizeof(uint64_t);
   static constexpr size_t kBytes = 1024 + kStages * kStage + kRawStages * SM::kRaw + kBars;
+  static_assert(kBytes <= 227 * 1024, "more shared memory than an sm_90 CTA may opt into");
 };
 
 // The work: each (sequence, head)'s query tiles in pairs, its p-th last (heavy: causal work grows with the
@@ -68,9 +73,11 @@ struct WsItems {
   // paired = false when the batch has no more tiles than SMs: one tile per CTA, the shortest wall time.
   int per, n_slots, n_units, G, c, n_x, n_heads;
   __device__ WsItems(int B, int n_heads_, int n_x_, bool paired)
-      : per(paired ? 2 : 1), n_slots(paired ? (n_x_ + 1) / 2 : n_x_), n_units(n_slots * B * n_heads_), G(int(gridDim.x)),
-        c(int(blockIdx.x)), n_x(n_x_), n_heads(n_heads_) {}
-  static int n_units_host(int B, int n_heads, int n_x, bool paired) { return (paired ? (n_x + 1) / 2 : n_x) * B * n_heads; }
+      : per(paired ? 2 : 1), n_slots(paired ? (n_x_ + 1) / 2 : n_x_), n_units(n_slots * B * n_heads_),
+        G(int(gridDim.x)), c(int(blockIdx.x)), n_x(n_x_), n_heads(n_heads_) {}
+  static int n_units_host(int B, int n_heads, int n_x, bool paired) {
+    return (paired ? (n_x + 1) / 2 : n_x) * B * n_heads;
+  }
   // The CTA's next tile from cursor u on (u / per: its round, u % per: the pair's half; u moves past it);
   // false when none is left. Producer and consumers walk the same sequence.
   __device__ bool next(const PrefillArgs& a, int& u, PrefillTile<kBM>& t) const {
@@ -96,6 +103,7 @@ __global__ void __launch_bounds__(kWsThreads, 1) prefill_ws_kernel(const Prefill
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
   using WS = WsSmem<DT, D>;
   using SM = typename WS::SM;
+  constexpr int kStages = WS::kStages;
   using Rows = WgRows<DT, D, kWsBN>;
   extern __shared__ __align__(128) uint8_t smem[];
   uint8_t* const stages = smem + ((1024u - ptx::smem_addr(smem)) & 1023u);  // 1 KiB aligned (the swizzle)
