@@ -7,7 +7,7 @@ instructions executed, and its hottest instructions. An mbarrier wait shows as a
 the `@!P BRA` spin right after it: in the consumer region that is waiting for data ("full"), in the producer
 region waiting for a free stage ("empty").
 
-  python3 scripts/ncu-sass-top.py bench/results-...-ncu-sass-prefill-ws-int8.csv.gz [--top 12]
+  python3 scripts/ncu-sass-top.py bench/results/results-...-ncu-sass-prefill-ws-int8.csv.gz [--top 12]
 """
 import argparse
 import csv

@@ -1,6 +1,6 @@
 // The decode-attention split choice (backend/cuda/decode_splits.h) against what the H200 measured:
 // bench_attention --split-sweep timed every split count of 16 (model, batch, context, KV dtype) rows
-// (bench/results-h200-2026-12-02-attention-session6.log, docs/results.md §5e). For each row the count that
+// (bench/results/results-h200-2026-12-02-attention-session6.log, docs/results.md §5e). For each row the count that
 // choose_pages_per_split picks must have run within 10% of that row's fastest count. The slots are the
 // H200's: 132 SMs x 4 CTAs (int4, 118 registers) or 3 (int8, 148 registers) per SM for head_dim 128.
 #include <gtest/gtest.h>

@@ -309,22 +309,22 @@ __global__ void f32_to_f16_kernel(const float* __restrict__ x, __half* __restric
 
 // configs 3, 4 = the wgmma kernel (sm_90a), tiles 128x128 (one CTA per SM) and 64x128 (two per SM);
 // configs 5, 6 = the same with the N-split promotion overlap (SPLITN).
-// Auto dispatch picks config 3 for M >= kWgmmaMinM (0 = never). Measured on H100 (bench/results-h100-
+// Auto dispatch picks config 3 for M >= kWgmmaMinM (0 = never). Measured on H100 (bench/results/results-h100-
 // 2026-11-25-wgmma.log): config 3 beats the mma.sync 128x128 config on all 7 issue shapes at M = 256..16384
 // (1.4-1.6x) and the mma.sync 64x64 config at M = 128 on 5 of 7, loses to it at M = 64 on all 7; 65..127
 // is unmeasured and stays on mma.sync, as does M <= 64 (the decode path). The SPLITN variants (5, 6) and
 // the 64x128 tile (4) were slower than config 3 at every M >= 128 measured. Config 7 (warp-specialized,
 // atom_gemm_ws.cu) replaced config 3 in auto dispatch from M = kWsMinM: on the H200 it is 1.05-1.5x faster
-// than config 3 on all 7 shapes at M = 128..16384 (bench/results-h200-2026-12-01-gemm-ws.log), faster than
+// than config 3 on all 7 shapes at M = 128..16384 (bench/results/results-h200-2026-12-01-gemm-ws.log), faster than
 // the mma.sync 64x64 config on 7/7 at M = 96 and slower on 5/7 at M = 64 (...-gemm-ws-smallm.log).
-// Which warp-specialized variant (bench/results-h200-2026-12-01-gemm-ws-v3.log, M = 256..16384, after the
+// Which warp-specialized variant (bench/results/results-h200-2026-12-01-gemm-ws-v3.log, M = 256..16384, after the
 // producer's scales stopped waiting on L2): the one-step overlapped loop (9) is 1.2-1.4x config 7 on all 7
 // shapes; the two-step loop (10) and 9 with a 5-stage ring (11) are within -3..+4% of it. kWsMinM 65 -> 17
-// (bench/results-h200-2026-12-02-gemm-decode.log): config 9 beats both mma.sync configs at M = 32 and 64 on
+// (bench/results/results-h200-2026-12-02-gemm-decode.log): config 9 beats both mma.sync configs at M = 32 and 64 on
 // all 7 shapes, config 0 beats it at M = 16 on all 7. Config 12 (A / B swapped: 64 weight rows x 8 tokens)
 // took M <= 8 (fifth session): at M = 1 it beats config 0 on all 7 shapes, 1.10-1.40x (8192 -> 28672: 80.0 ->
-// 57.0 us; bench/results-h200-2026-12-02-gemm-session5-start.log); at M = 16 (two token tiles) it loses on 6/7.
-// Sixth session (bench/results-h200-2026-12-02-gemm-session6-start.log): the streaming kernel (config 15)
+// 57.0 us; bench/results/results-h200-2026-12-02-gemm-session5-start.log); at M = 16 (two token tiles) it loses on 6/7.
+// Sixth session (bench/results/results-h200-2026-12-02-gemm-session6-start.log): the streaming kernel (config 15)
 // beats config 12 at M = 1 and 8 on all 7 shapes (8192 -> 28672: 57.0 -> 42.9 us, 4096 -> 4096: 12.1 -> 6.7),
 // so it takes M <= 8 (kStream8MaxM). At M = 9..16 it reads the weights once per 8-token tile: it still wins on the
 // 5 shapes whose weights fit in L2 (the second tile hits L2) and ties config 0 on the two 70B shapes (117 MB),
@@ -332,12 +332,12 @@ __global__ void f32_to_f16_kernel(const float* __restrict__ x, __half* __restric
 // config 9 on all 21 rows of M = 64, 256, 1024 (by 1-9%), on 7/7 at M = 4096 (1-8%) and on 6/7 at M = 16384
 // (ties on 4096 -> 4096, loses 2% on 8192 -> 28672; ...-session6-largem.log), so it takes every M >= kWsMinM.
 // Configs 14 (ping-pong) and 17 (last-CTA split-K sum) lost to 9 on all 21 rows and are not dispatched.
-// Seventh session (bench/results-h200-2026-12-02-gemm-session7-start.log): held to 128 registers (2 CTAs per
+// Seventh session (bench/results/results-h200-2026-12-02-gemm-session7-start.log): held to 128 registers (2 CTAs per
 // SM), the 16-token streaming tile (config 16) beats configs 15, 0 and 11 at M = 16 on all 7 shapes (by 20-30%;
 // 8192 -> 28672: 80.1 -> 61.1 us) and loses to config 15 at M = 1; the 32-token tile (config 18) beats every
 // other config at M = 32 on all 7 (4096 -> 4096: 20.5 -> 11.0 us, 8192 -> 28672: 127.6 -> 112.1) and loses to
 // config 11 at M = 64 on 6/7. So: 15 for M <= 8, 16 for 9..16, 18 for 17..32, 11 above.
-// Thirteenth session (bench/results-h200-2026-12-03-session13-gemm-tma.log): the TMA-fed kernel (config 19, 6 + 3
+// Thirteenth session (bench/results/results-h200-2026-12-03-session13-gemm-tma.log): the TMA-fed kernel (config 19, 6 + 3
 // stages) beats config 11 on 33 of 35 rows at M = 64..4096 (by 0.5-6%) and loses on 28672 -> 8192 at M = 64 (1.7%)
 // and 128 (0.4%); it takes every M >= kWsMinM that it supports (config 11 the rest).
 // Sixteenth session (results.md §14c): config 23 (two groups per TMA copy, float2 column scales) beats 19 on 27 of

@@ -146,7 +146,7 @@ __device__ __forceinline__ int64_t out_index(const Params& p, int r, int c) {
 
 // facc += fp32(acc) * s_a * s_w (s_w already / 256 for a normal group's 256x sums), psums (tests) the
 // true partial sums, acc cleared. (Skipping the fragment rows that lie past M for the whole warp made
-// config 0 slower, 76.8 -> 98.8 us on 8192 -> 28672 at M = 1: bench/results-h200-2026-12-02-gemm-decode-rowskip.log.)
+// config 0 slower, 76.8 -> 98.8 us on 8192 -> 28672 at M = 1: bench/results/results-h200-2026-12-02-gemm-decode-rowskip.log.)
 template <class C>
 __device__ __forceinline__ void promote(const Params& p, int32_t (&acc)[C::MT][C::NT][4], float (&facc)[C::MT][C::NT][4],
                                         int m_base, int n_base, int gidx, bool x16, const float (&sa)[C::MT][2],

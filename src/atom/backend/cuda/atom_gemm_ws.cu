@@ -388,7 +388,7 @@ KernelLaunch ws_launch() {
 
 bool ws_supports(const Params& p) { return p.O <= kMaxOutliers; }
 
-// variant 0: kS = 6, kLag = 3 (equal or 1-10% faster on the H200, bench/results-h200-2026-12-01-gemm-ws-x16.log);
+// variant 0: kS = 6, kLag = 3 (equal or 1-10% faster on the H200, bench/results/results-h200-2026-12-01-gemm-ws-x16.log);
 // variant 1: kS = 5, kLag = 2; variant 2: variant 0 with the one-step overlapped consumer loop (kLoop 1);
 // variant 3: the two-step loop (kLoop 2); variant 4: variant 1's ring with kLoop 1; variant 5: variant 2 with the
 // consumer warpgroups' wgmma issued in turns (kLoop 3, ping-pong); variant 6: variant 2 with split-K summed by the
