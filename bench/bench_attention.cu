@@ -32,6 +32,7 @@
 #include "atom/backend/cuda/device.h"
 #include "bench_timing.h"
 #include "atom/backend/cuda/paged_kv.h"
+#include "bench_json.h"
 
 using namespace atom::cuda;
 
@@ -349,18 +350,12 @@ int main(int argc, char** argv) {
     for (const Rec& r : recs)
       if (!r.note.empty()) std::printf("note: %s %s %s B=%d ctx=%d %s\n", r.kind.c_str(), r.model.c_str(), r.dtype.c_str(), r.B, r.ctx, r.note.c_str());
     if (!json.empty()) {
-      FILE* f = std::fopen(json.c_str(), "w");
-      if (!f) { std::perror(json.c_str()); return 1; }
-      std::fprintf(f, "{\n  \"device\": \"%s\",\n  \"d2d_gbs\": %.1f,\n  \"cublas_fp16_tflops\": %.1f,\n  \"prefill_kernel\": \"%s\",\n  \"results\": [\n",
-                   props.name.c_str(), d2d_gbs, cublas_tflops, table_kernel_name(prefill_kernel));
-      for (size_t i = 0; i < recs.size(); ++i) {
-        const Rec& r = recs[i];
-        std::fprintf(f, "    {\"kind\": \"%s\", \"model\": \"%s\", \"dtype\": \"%s\", \"B\": %d, \"ctx\": %d, \"nq\": %d, \"ms\": %.6f, \"gbs\": %.1f, \"tflops\": %.2f, \"note\": \"%s\"}%s\n",
-                     r.kind.c_str(), r.model.c_str(), r.dtype.c_str(), r.B, r.ctx, r.nq, r.ms, r.gbs, r.tflops, r.note.c_str(),
-                     i + 1 < recs.size() ? "," : "");
-      }
-      std::fprintf(f, "  ]\n}\n");
-      std::fclose(f);
+      nlohmann::json j = {{"device", props.name}, {"d2d_gbs", d2d_gbs}, {"cublas_fp16_tflops", cublas_tflops},
+                          {"prefill_kernel", table_kernel_name(prefill_kernel)}, {"results", nlohmann::json::array()}};
+      for (const Rec& r : recs)
+        j["results"].push_back({{"kind", r.kind}, {"model", r.model}, {"dtype", r.dtype}, {"B", r.B}, {"ctx", r.ctx},
+                                {"nq", r.nq}, {"ms", r.ms}, {"gbs", r.gbs}, {"tflops", r.tflops}, {"note", r.note}});
+      if (!atom::bench::write_json(json, j)) return 1;
     }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "bench_attention: %s\n", e.what());

@@ -20,6 +20,7 @@
 #include "atom/backend/cuda/fused_quant.h"
 #include "atom/backend/cuda/gpu_model.h"
 #include "atom/backend/cuda/w8a8_gemm.h"
+#include "bench_json.h"
 
 using namespace atom::cuda;
 
@@ -197,15 +198,11 @@ int main(int argc, char** argv) {
     }
 
     if (!json.empty()) {
-      FILE* f = std::fopen(json.c_str(), "w");
-      if (!f) throw std::runtime_error("cannot write " + json);
-      std::fprintf(f, "{\"device\": \"%s\", \"records\": [\n", props.name.c_str());
-      for (size_t i = 0; i < recs.size(); ++i)
-        std::fprintf(f, "  {\"what\": \"%s\", \"m\": %lld, \"n\": %lld, \"k\": %lld, \"ms\": %.6f, \"gbs\": %.1f, \"pct_copy\": %.1f}%s\n",
-                     recs[i].what.c_str(), (long long)recs[i].m, (long long)recs[i].n, (long long)recs[i].k, recs[i].ms,
-                     recs[i].gbs, recs[i].pct_copy, i + 1 < recs.size() ? "," : "");
-      std::fprintf(f, "]}\n");
-      std::fclose(f);
+      nlohmann::json j = {{"device", props.name}, {"records", nlohmann::json::array()}};
+      for (const auto& r : recs)
+        j["records"].push_back({{"what", r.what}, {"m", r.m}, {"n", r.n}, {"k", r.k}, {"ms", r.ms}, {"gbs", r.gbs},
+                                {"pct_copy", r.pct_copy}});
+      if (!atom::bench::write_json(json, j)) throw std::runtime_error("cannot write " + json);
     }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "bench_fused: %s\n", e.what());

@@ -20,6 +20,7 @@
 #include "atom/backend/cuda/blas_baselines.h"
 #include "atom/backend/cuda/device.h"
 #include "bench_timing.h"
+#include "bench_json.h"
 
 using namespace atom::cuda;
 
@@ -335,17 +336,11 @@ int main(int argc, char** argv) {
       }
     }
     if (!json.empty()) {
-      FILE* f = std::fopen(json.c_str(), "w");
-      if (!f) { std::perror(json.c_str()); return 1; }
-      std::fprintf(f, "{\n  \"device\": \"%s\",\n  \"d2d_gbs\": %.1f,\n  \"results\": [\n", props.name.c_str(), d2d_gbs);
-      for (size_t i = 0; i < recs.size(); ++i) {
-        const Rec& r = recs[i];
-        std::fprintf(f, "    {\"shape\": \"%s\", \"method\": \"%s\", \"m\": %lld, \"n\": %lld, \"k\": %lld, \"ms\": %.6f, \"tops\": %.2f, \"gbs\": %.1f}%s\n",
-                     r.shape.c_str(), r.method.c_str(), (long long)r.m, (long long)r.n, (long long)r.k, r.ms, r.tops, r.gbs,
-                     i + 1 < recs.size() ? "," : "");
-      }
-      std::fprintf(f, "  ]\n}\n");
-      std::fclose(f);
+      nlohmann::json j = {{"device", props.name}, {"d2d_gbs", d2d_gbs}, {"results", nlohmann::json::array()}};
+      for (const Rec& r : recs)
+        j["results"].push_back({{"shape", r.shape}, {"method", r.method}, {"m", r.m}, {"n", r.n}, {"k", r.k},
+                                {"ms", r.ms}, {"tops", r.tops}, {"gbs", r.gbs}});
+      if (!atom::bench::write_json(json, j)) return 1;
     }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "bench_gemm: %s\n", e.what());

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "atom/backend/cuda/gptq_gpu.h"
+#include "bench_json.h"
 
 using namespace atom;
 
@@ -68,7 +69,7 @@ int main(int argc, char** argv) {
     const Lin lins[] = {{"q/o_proj", sh->hidden, sh->hidden, 2}, {"k/v_proj", sh->kv, sh->hidden, 2},
                         {"gate/up_proj", sh->ffn, sh->hidden, 2}, {"down_proj", sh->hidden, sh->ffn, 1}};
     double block_s = 0;
-    std::string rec;
+    nlohmann::json linears = nlohmann::json::array();
     std::printf("%s, GPTQ on the GPU (Atom: 128 INT8 outliers, group 128, block 128)\n", sh->name);
     for (const Lin& l : lins) {
       const std::vector<double> h = spd(l.k, rng);
@@ -88,17 +89,14 @@ int main(int argc, char** argv) {
       block_s += t[1] * double(l.count);
       std::printf("  %-13s %6lld x %6lld  %8.3f s  (x%lld per block)\n", l.name, (long long)l.n, (long long)l.k, t[1],
                   (long long)l.count);
-      rec += std::string(rec.empty() ? "" : ",\n") + "    {\"linear\": \"" + l.name + "\", \"n\": " + std::to_string(l.n) +
-             ", \"k\": " + std::to_string(l.k) + ", \"seconds\": " + std::to_string(t[1]) + "}";
+      linears.push_back({{"linear", l.name}, {"n", l.n}, {"k", l.k}, {"seconds", t[1]}});
     }
     std::printf("per decoder block %.2f s, whole model (%lld layers) %.1f s = %.2f min\n", block_s,
                 (long long)sh->layers, block_s * double(sh->layers), block_s * double(sh->layers) / 60.0);
     if (!json.empty()) {
-      FILE* f = std::fopen(json.c_str(), "w");
-      if (!f) { std::perror(json.c_str()); return 1; }
-      std::fprintf(f, "{\n  \"shape\": \"%s\",\n  \"block_seconds\": %.4f,\n  \"model_seconds\": %.2f,\n  \"linears\": [\n%s\n  ]\n}\n",
-                   sh->name, block_s, block_s * double(sh->layers), rec.c_str());
-      std::fclose(f);
+      const nlohmann::json j = {{"shape", sh->name}, {"block_seconds", block_s},
+                                {"model_seconds", block_s * double(sh->layers)}, {"linears", linears}};
+      if (!atom::bench::write_json(json, j)) return 1;
     }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "bench_gptq_gpu: %s\n", e.what());

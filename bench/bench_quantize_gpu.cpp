@@ -20,6 +20,7 @@
 #include "atom/backend/cuda/quant_backend_gpu.h"
 #include "atom/model/rope.h"
 #include "atom/quant/pipeline.h"
+#include "bench_json.h"
 
 using namespace atom;
 
@@ -163,14 +164,11 @@ int main(int argc, char** argv) {
     for (const auto& l : r.linears) worst = std::max(worst, l.rel_error);
     std::printf("largest per-linear relative output error: %.4f\n", worst);
     if (!json.empty()) {
-      FILE* f = std::fopen(json.c_str(), "w");
-      if (!f) { std::perror(json.c_str()); return 1; }
       nlohmann::json j = {{"shape", shape}, {"layers", c.num_layers}, {"model_layers", full_layers}, {"tf32", tf32},
                           {"method", method}, {"gptq", q.gptq}, {"samples", samples}, {"seqlen", seqlen},
                           {"gpu", p.name}, {"stage_seconds", st}, {"seconds", r.seconds},
                           {"whole_model_seconds", whole}, {"max_rel_error", worst}};
-      std::fprintf(f, "%s\n", j.dump(2).c_str());
-      std::fclose(f);
+      if (!atom::bench::write_json(json, j)) return 1;
     }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "bench_quantize_gpu: %s\n", e.what());

@@ -31,6 +31,7 @@
 #include "atom/engine/page_pool.h"
 #include "atom/engine/scheduler.h"
 #include "atom/engine/workload.h"
+#include "bench_json.h"
 
 using namespace atom;
 using Clock = std::chrono::steady_clock;
@@ -235,7 +236,7 @@ int main(int argc, char** argv) {
                   r["output_tok_s"].get<double>(), r["total_tok_s"].get<double>(), r["ttft_p50_ms"].get<double>(),
                   r["ttft_p99_ms"].get<double>(), r["tpot_p50_ms"].get<double>(), r["tpot_p99_ms"].get<double>(),
                   (long long)r["largest_batch"].get<int64_t>());
-    if (!a.json.empty()) std::ofstream(a.json) << out.dump(2) << "\n";
+    if (!a.json.empty() && !atom::bench::write_json(a.json, out)) return 1;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "bench_serve_gpu: %s\n", e.what());
     return 1;

@@ -15,6 +15,7 @@
 #include "atom/backend/cuda/ptx.cuh"
 #include "atom/backend/cuda/tma.h"
 #include "bench_timing.h"
+#include "bench_json.h"
 
 using namespace atom::cuda;
 
@@ -133,18 +134,12 @@ int main(int argc, char** argv) {
       }
     }
     if (!json.empty()) {
-      FILE* f = std::fopen(json.c_str(), "w");
-      if (!f) { std::perror(json.c_str()); return 1; }
-      std::fprintf(f, "{\n  \"device\": \"%s\",\n  \"results\": [\n", props.name.c_str());
-      for (size_t i = 0; i < rows.size(); ++i) {
-        const Row& r = rows[i];
-        std::fprintf(f, "    {\"src_mb\": %d, \"box_cols\": %d, \"box_rows\": %d, \"boxes\": %d, \"stages\": %d, "
-                        "\"ctas_per_sm\": %d, \"swizzle\": \"%s\", \"gbs\": %.1f, \"bytes_per_clk_sm\": %.2f}%s\n",
-                     r.src_mb, r.box_cols, r.box_rows, r.boxes, r.stages, r.ctas_per_sm, r.swizzle, r.gbs,
-                     r.bytes_per_clk_sm, i + 1 < rows.size() ? "," : "");
-      }
-      std::fprintf(f, "  ]\n}\n");
-      std::fclose(f);
+      nlohmann::json j = {{"device", props.name}, {"results", nlohmann::json::array()}};
+      for (const Row& r : rows)
+        j["results"].push_back({{"src_mb", r.src_mb}, {"box_cols", r.box_cols}, {"box_rows", r.box_rows},
+                                {"boxes", r.boxes}, {"stages", r.stages}, {"ctas_per_sm", r.ctas_per_sm},
+                                {"swizzle", r.swizzle}, {"gbs", r.gbs}, {"bytes_per_clk_sm", r.bytes_per_clk_sm}});
+      if (!atom::bench::write_json(json, j)) return 1;
     }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "bench_tma: %s\n", e.what());
