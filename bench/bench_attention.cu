@@ -10,7 +10,7 @@
 //   bench_attention [--json FILE] [--quick] [--decode-only] [--prefill-only] [--split-sweep] [--page 16|32]
 //                   [--groups-per-step 1|2] (the decode table's int8 / int4 kernel step width)
 //                   [--rounds R] (the decode table R times over, caches in turn: median and spread per cell)
-//                   [--prefill-kernel auto|mma|wgmma|wgmma-ws] (the prefill table's kernel; auto: the
+//                   [--prefill-kernel auto|mma|wgmma|wgmma-ws|wgmma-ws-tma] (the prefill table's kernel; auto: the
 //                   library's choice)
 //                   [--prefill-kv int4|int8|fp16] (the prefill table's cells of that cache only: one kernel to profile)
 // --split-sweep: decode int4 / int8 at the shapes where the split heuristic matters most (short contexts, small
@@ -144,7 +144,7 @@ int main(int argc, char** argv) {
     else if (!std::strcmp(argv[i], "--split-sweep")) split_sweep = true;
     else if (!std::strcmp(argv[i], "--prefill-kernel") && i + 1 < argc) {
       if (!parse_prefill_kernel(argv[++i], prefill_kernel)) {
-        std::fprintf(stderr, "bench_attention: --prefill-kernel must be auto, mma, wgmma or wgmma-ws\n");
+        std::fprintf(stderr, "bench_attention: --prefill-kernel must be auto, mma, wgmma, wgmma-ws or wgmma-ws-tma\n");
         return 2;
       }
     }

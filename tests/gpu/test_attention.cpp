@@ -237,12 +237,16 @@ TEST(GpuAttention, PrefillEachKernelMatchesReference) {
   REQUIRE_GPU();
   std::vector<PrefillKernel> kernels = {PrefillKernel::kMmaSync};
   if (device_runs_sm90a())
-    kernels.insert(kernels.end(), {PrefillKernel::kWgmma, PrefillKernel::kWgmmaWs});
+    kernels.insert(kernels.end(), {PrefillKernel::kWgmma, PrefillKernel::kWgmmaWs, PrefillKernel::kWgmmaWsTma});
   else std::printf("note: no sm_90 device, the wgmma prefill kernels are not run\n");
   // The cases of PrefillMatchesReference and PrefillLongChunk, plus the 128-row query tile +- 1 and a
   // prefix long enough for the tile pipelines.
+  auto runs = [](PrefillKernel k, KvDtype dt) {  // kWgmmaWsTma differs from kWgmmaWs for fp16 caches only
+    return k != PrefillKernel::kWgmmaWsTma || dt == KvDtype::F16;
+  };
   for (PrefillKernel k : kernels) {
     for (KvDtype dt : kAll) {
+      if (!runs(k, dt)) continue;
       for (int D : {64, 128})
         for (int P : {16, 32})
           for (auto [nh, nkv] : {std::pair{4, 4}, std::pair{12, 4}}) {
@@ -257,6 +261,7 @@ TEST(GpuAttention, PrefillEachKernelMatchesReference) {
     }
     if (small_only()) continue;
     for (KvDtype dt : kAll) {
+      if (!runs(k, dt)) continue;
       Case c{dt, 128, 16, 8, 2, {4100, 777}, {1000, 777}, Path::Prefill};
       c.prefill_kernel = k;
       run_case(c);
@@ -271,15 +276,17 @@ TEST(GpuAttention, PrefillEachKernelMatchesReference) {
 TEST(GpuAttention, PrefillManyTilesPerCta) {
   REQUIRE_GPU();
   if (!device_runs_sm90a()) GTEST_SKIP() << "no sm_90 device: the warp-specialized kernel is not run";
-  for (KvDtype dt : kAll) {
-    Case c{dt, 128, 16, 32, 8, {200, 500, 77}, {200, 130, 1}, Path::Prefill};  // 2 x 3 x 32 = 192 items
-    c.prefill_kernel = PrefillKernel::kWgmmaWs;
-    run_case(c);
-    if (small_only()) continue;
-    c = Case{dt, 64, 32, 16, 4, {1100, 2000, 300, 9}, {1100, 600, 5, 9}, Path::Prefill};  // 9 x 4 x 16 = 576
-    c.prefill_kernel = PrefillKernel::kWgmmaWs;
-    run_case(c);
-  }
+  for (PrefillKernel k : {PrefillKernel::kWgmmaWs, PrefillKernel::kWgmmaWsTma})
+    for (KvDtype dt : kAll) {
+      if (k == PrefillKernel::kWgmmaWsTma && dt != KvDtype::F16) continue;  // (int caches: as kWgmmaWs)
+      Case c{dt, 128, 16, 32, 8, {200, 500, 77}, {200, 130, 1}, Path::Prefill};  // 2 x 3 x 32 = 192 items
+      c.prefill_kernel = k;
+      run_case(c);
+      if (small_only()) continue;
+      c = Case{dt, 64, 32, 16, 4, {1100, 2000, 300, 9}, {1100, 600, 5, 9}, Path::Prefill};  // 9 x 4 x 16 = 576
+      c.prefill_kernel = k;
+      run_case(c);
+    }
 }
 
 TEST(GpuAttention, RejectsBadShapes) {

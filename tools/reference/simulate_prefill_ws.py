@@ -3,7 +3,9 @@
 attention_prefill_ws.cu) on the CPU: the producer warpgroup (two simulated threads, each copying and, for int
 caches, converting half of a tile), the two consumer warpgroups, the full / empty mbarriers of the kStages ring,
 the two turn-taking named barriers and the producer's own named barrier, interleaved in random orders, over a
-persistent CTA's sequence of work items (the ring's stages and phases follow the CTA's running tile count).
+persistent CTA's sequence of work items (the ring's stages and phases follow the CTA's running tile count); the
+fp16 TMA fill (kWgmmaWsTma: one thread issues a full tile's copies, a copy engine lands them at any later time,
+the "full" phase waits for the bytes) as a third case.
 
 Each thread is a generator of steps; a step either runs or blocks on a barrier. Every shared-memory access is an
 interval: a cp.async write lasts from its issue to the cp.async wait that covers it, a wgmma read from its issue
@@ -22,6 +24,12 @@ import sys
 STAGES = {False: 4, True: 5}  # int_cache -> stages
 
 
+def tma_tile(n_tiles, kt):
+    """kWgmmaWsTma's fp16 fill: full tiles by TMA, a partial last tile by cp.async. Here an item's last tile is
+    partial when its tile count is odd, so the cases hold both kinds."""
+    return not (kt == n_tiles - 1 and n_tiles % 2 == 1)
+
+
 class Sim:
     def __init__(self, stages):
         self.stages = stages
@@ -31,6 +39,8 @@ class Sim:
         self.live = {}                 # open accesses: key -> (buffer, tile, is_write)
         self.content = {}              # buffer -> tile fully written (after its write closed)
         self.problems = []
+        self.tma_queue = []            # TMA tiles issued and not yet landed
+        self.tma_pending = set()       # their tiles: the "full" phase waits for their bytes too
 
     # mbarriers: phase p of full[s] / empty[s] has completed once 2 (p + 1) arrivals are in
     def full_done(self, s, phase):
@@ -69,7 +79,7 @@ def named_arrive(sim, bid):
     st["arrive"] += 1
 
 
-def producer(sim, half, items, int_cache, pbar):
+def producer(sim, half, items, int_cache, pbar, tma=False):
     """One of two producer threads (half = 0, 1): as the kernel's producer branch. items: the tile counts of the
     CTA's work items in order (persistent kernel); buffers follow the CTA's running tile count g."""
     def wait_free(g):
@@ -78,6 +88,25 @@ def producer(sim, half, items, int_cache, pbar):
 
     g = 0
     for n_tiles in items:
+        if tma:  # thread 0 issues each full tile's TMA (both halves), the other thread only arrives
+            for kt in range(n_tiles):
+                yield from wait_free(g + kt)
+                if tma_tile(n_tiles, kt):
+                    if half == 0:
+                        for h in (0, 1):
+                            sim.open(f"tma{g + kt}-{h}", ("K", (g + kt) % sim.stages, h), g + kt, True)
+                        sim.tma_pending.add(g + kt)
+                        sim.tma_queue.append(g + kt)
+                    sim.full[(g + kt) % sim.stages] += 1  # arrive (thread 0: arrive.expect_tx)
+                else:  # cp.async, wait<0>, publish
+                    key = f"p{half}-copy{g + kt}"
+                    sim.open(key, ("K", (g + kt) % sim.stages, half), g + kt, True)
+                    yield "step"
+                    sim.close(key)
+                    sim.full[(g + kt) % sim.stages] += 1
+                yield "step"
+            g += n_tiles
+            continue
         if not int_cache:
             pending = []  # cp.async groups: (tile, key)
             for kt in range(n_tiles):
@@ -129,7 +158,7 @@ def consumer(sim, cw, items):
     """Consumer warpgroup cw (0, 1): its turns, acquires and releases over the CTA's items, as the kernel's
     consumer branch (the last item's last turn of warpgroup 1 hands over to no one)."""
     def acquire(g):
-        while not sim.full_done(g % sim.stages, g // sim.stages):
+        while not sim.full_done(g % sim.stages, g // sim.stages) or g in sim.tma_pending:
             yield "block"
 
     def read(g, what):  # a wgmma group reading both halves of stage g (S: K tile, P.V: V tile)
@@ -181,7 +210,22 @@ def consumer(sim, cw, items):
         g += n_tiles
 
 
-def run(items, int_cache, seed):
+def tma_engine(sim, n_copies, rng):
+    """The copy engine: lands the issued TMA tiles, in any order, at any time after their issue."""
+    landed = 0
+    while landed < n_copies:
+        if not sim.tma_queue:
+            yield "block"
+            continue
+        g = sim.tma_queue.pop(rng.randrange(len(sim.tma_queue)))
+        for h in (0, 1):
+            sim.close(f"tma{g}-{h}")
+        sim.tma_pending.discard(g)
+        landed += 1
+        yield "step"
+
+
+def run(items, int_cache, seed, tma=False):
     sim = Sim(STAGES[int_cache])
     rng = random.Random(seed)
     pb = {}
@@ -192,8 +236,10 @@ def run(items, int_cache, seed):
         while pb[key] < 2:
             yield "block"
 
-    threads = [producer(sim, 0, items, int_cache, pbar), producer(sim, 1, items, int_cache, pbar),
+    threads = [producer(sim, 0, items, int_cache, pbar, tma), producer(sim, 1, items, int_cache, pbar, tma),
                consumer(sim, 0, items), consumer(sim, 1, items)]
+    if tma:
+        threads.append(tma_engine(sim, sum(tma_tile(n, kt) for n in items for kt in range(n)), rng))
     alive = list(range(len(threads)))
     blocked_rounds = 0
     while alive:
@@ -219,12 +265,13 @@ def main():
     # one item of 1..17 tiles (the ring's laps), and persistent CTAs' item sequences (phases carried across
     # items, one-tile items, the producer running ahead into the next item)
     cases = [[n] for n in (1, 2, 3, 4, 5, 9, 17)] + [[3, 1, 5], [1, 1, 1, 1, 1], [4, 4, 4], [7, 2, 1, 6], [2, 9]]
-    for int_cache in (False, True):
+    for int_cache, tma in ((False, False), (False, True), (True, False)):
         probs = []
         for items in cases:
             for seed in range(60):
-                probs += [f"items={items} seed={seed}: {p}" for p in run(items, int_cache, seed)]
-        print(f"{'int' if int_cache else 'fp16'} cache, {len(cases)} item sequences, 60 random schedules each: "
+                probs += [f"items={items} seed={seed}: {p}" for p in run(items, int_cache, seed, tma)]
+        name = "int" if int_cache else "fp16 (TMA fill)" if tma else "fp16"
+        print(f"{name} cache, {len(cases)} item sequences, 60 random schedules each: "
               + ("no hazards" if not probs else f"{len(probs)} problems, e.g. {probs[0]}"))
         ok = ok and not probs
     print("OK" if ok else "MISMATCH")

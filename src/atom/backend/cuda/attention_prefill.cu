@@ -240,9 +240,10 @@ void paged_attention_prefill(const PagedKvCache& kv, int layer, const uint16_t* 
   // +21-27%, int8 +5-8%, §16a; persistent since §16d: int4 +2-26%, int8 +6-28% over one CTA per tile); the
   // mma.sync kernel elsewhere.
   if (kernel == PrefillKernel::kAuto) kernel = device_runs_sm90a() ? PrefillKernel::kWgmmaWs : PrefillKernel::kMmaSync;
-  if (kernel != PrefillKernel::kMmaSync) {  // the two wgmma kernels
+  if (kernel != PrefillKernel::kMmaSync) {  // the wgmma kernels
     ATOM_CUDA_REQUIRE(device_runs_sm90a(), "paged_attention_prefill: the wgmma kernels need an sm_90 device");
-    if (kernel == PrefillKernel::kWgmmaWs) launch_prefill_ws(a, B, max_q_per_seq, s);
+    if (kernel == PrefillKernel::kWgmmaWs || kernel == PrefillKernel::kWgmmaWsTma)
+      launch_prefill_ws(a, B, max_q_per_seq, kernel == PrefillKernel::kWgmmaWsTma, s);
     else launch_prefill_wgmma(a, B, max_q_per_seq, s);
     return;
   }

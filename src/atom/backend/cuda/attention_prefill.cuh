@@ -158,8 +158,9 @@ __device__ __forceinline__ int warp_min_qpos(const int (&qpos)[2]) {
 
 // The wgmma kernel's launcher (attention_prefill_wgmma.cu); paged_attention_prefill checks the arguments.
 void launch_prefill_wgmma(const PrefillArgs& a, int B, int max_q, cudaStream_t s);
-// The warp-specialized kernel's launcher (attention_prefill_ws.cu, PrefillKernel::kWgmmaWs).
-void launch_prefill_ws(const PrefillArgs& a, int B, int max_q, cudaStream_t s);
+// The warp-specialized kernel's launcher (attention_prefill_ws.cu, PrefillKernel::kWgmmaWs; tma_fill:
+// kWgmmaWsTma, full fp16 tiles copied by TMA).
+void launch_prefill_ws(const PrefillArgs& a, int B, int max_q, bool tma_fill, cudaStream_t s);
 
 // One 16-byte chunk of stored values (8 fp16, 16 int8 or 32 int4 elements of a row) as fp16, in pieces of 8
 // consecutive elements: (q - zero) exact in fp16, times the fp16 scale (one rounding, as an fp16 cache would

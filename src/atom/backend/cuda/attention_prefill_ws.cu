@@ -6,7 +6,7 @@
 // (block-table lookups, the first K / V fill, Q's loads) hides under the previous one's products.
 //   Warpgroup 0, the producer (WsRegs<DT>::kProducer registers) fills a ring of K/V tile pairs (WsSmem::kStages):
 //     fp16: cp.async's each 64-key tile pair straight into its stage (key rows, 128-byte swizzle, as the wgmma
-//       kernel lays them out);
+//       kernel lays them out); kWgmmaWsTma: thread 0 copies full tiles by TMA instead (kTma below);
 //     int8 / int4: cp.async's the raw bytes and metadata into one of two raw stages (a tile ahead), then
 //       dequantizes them into the stage's K and V tiles, in the fp16 fill's layout (RowConverter; two
 //       producer-only named-barrier syncs per tile, since each thread reads chunks others copied).
@@ -26,6 +26,7 @@
 #include "atom/backend/cuda/attention_prefill_wgmma.cuh"
 #include "atom/backend/cuda/device.h"
 #include "atom/backend/cuda/paged_kv.h"
+#include "atom/backend/cuda/tma.h"
 
 namespace atom::cuda {
 namespace {
@@ -98,8 +99,13 @@ struct WsItems {
   }
 };
 
-template <KvDtype DT, int D>
-__global__ void __launch_bounds__(kWsThreads, 1) prefill_ws_kernel(const PrefillArgs a, int B, int n_x, bool paired) {
+// kTma (fp16 only, PrefillKernel::kWgmmaWsTma): `rows` maps the pool as rows of head_dim fp16 values (every K and
+// V row of every block, a block's K rows then its V rows), in boxes of 128 bytes x page_size rows with the
+// 128-byte swizzle: one box is one page's rows of one 64-element atom column, landing in the tile exactly where
+// the cp.async fill puts them (tile_swz is the TMA pattern on a 1 KiB-aligned tile).
+template <KvDtype DT, int D, bool kTma>
+__global__ void __launch_bounds__(kWsThreads, 1)
+    prefill_ws_kernel(const PrefillArgs a, int B, int n_x, bool paired, const __grid_constant__ CUtensorMap rows) {
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
   using WS = WsSmem<DT, D>;
   using SM = typename WS::SM;
@@ -135,12 +141,61 @@ __global__ void __launch_bounds__(kWsThreads, 1) prefill_ws_kernel(const Prefill
       ptx::fence_proxy_async_shared();
       ptx::mbar_arrive(&full[g % kStages]);
     };
+    if constexpr (kTma) {
+      if (tid == 0) ptx::tma_prefetch_map(&rows);
+    }
     int g = 0, u = 0;  // running tile count (the ring's stages and phases), WsItems cursor
     PrefillTile<kBM> t;
     while (items.next(a, u, t)) {
       const int32_t* bt = a.block_tables + int64_t(t.b) * a.max_blocks;
       const HeadPages hp(a.L, a.pool, a.layer, t.hk);
       const int kend = t.kend, n_tiles = (kend + kWsBN - 1) / kWsBN;  // >= 1: kend > qpos0 >= 0
+      if constexpr (kTma) {
+        // Full tiles: thread 0 copies each page's K and V rows by TMA, the stage's "full" phase completing on
+        // the bytes; the other threads only arrive. A partial last tile goes by cp.async, zero-filled past kend
+        // (stale rows there may hold NaN). The full tiles' page indices are read a tile ahead (dependent loads).
+        const int n_full = kend / kWsBN, ppt = kWsBN >> hp.shift, P = a.L.page_size;
+        const int64_t rows_per_block = 2 * int64_t(P);  // fp16 blocks: K rows, V rows, no metadata
+        const int64_t row0 = (int64_t(a.layer) * a.L.n_pages * a.L.n_kv_heads + t.hk) * rows_per_block;
+        const int64_t row_stride = int64_t(a.L.n_kv_heads) * rows_per_block;  // one page further
+        int pg[4] = {0, 0, 0, 0};  // tile kt's pages (thread 0)
+        auto load_pages = [&](int kt) {
+#pragma unroll
+          for (int j = 0; j < 4; ++j) pg[j] = j < ppt && kt < n_full ? bt[kt * ppt + j] : 0;
+        };
+        if (tid == 0) load_pages(0);
+        for (int kt = 0; kt < n_tiles; ++kt) {
+          wait_free(g + kt);
+          uint64_t* const bar = &full[(g + kt) % kStages];
+          if (kt < n_full) {
+            if (tid == 0) {
+              ptx::mbar_arrive_expect_tx(bar, uint32_t(2 * SM::kTile));
+#pragma unroll
+              for (int j = 0; j < 4; ++j) {  // (unrolled: pg stays in registers)
+                if (j >= ppt) break;
+                const int row = int(row0 + int64_t(pg[j]) * row_stride);
+                const int dst = j * P * 128;  // page j's first key row
+#pragma unroll
+                for (int c = 0; c < D / 64; ++c) {
+                  ptx::tma_load_2d(tileK(g + kt) + c * SM::kKAtom + dst, &rows, c * 128, row, bar);
+                  ptx::tma_load_2d(tileV(g + kt) + c * SM::kKAtom + dst, &rows, c * 128, row + P, bar);
+                }
+              }
+              load_pages(kt + 1);
+            } else {
+              ptx::mbar_arrive(bar);
+            }
+          } else {  // (looked up here, not a tile ahead: its blocks would stay live through the TMA loop)
+            tb.lookup(hp, bt, kt, kend, tid);
+            issue_tile(nullptr, tileK(g + kt), tileV(g + kt), tb, a, hp, kt, tid);
+            ptx::cp_async_commit();
+            ptx::cp_async_wait<0>();
+            publish(g + kt);
+          }
+        }
+        g += n_tiles;
+        continue;
+      }
       tb.lookup(hp, bt, 0, kend, tid);
       if constexpr (SM::kDirect) {  // fp16: the copies land in the stage itself
         for (int kt = 0; kt < n_tiles; ++kt) {
@@ -258,24 +313,40 @@ __global__ void __launch_bounds__(kWsThreads, 1) prefill_ws_kernel(const Prefill
 #endif
 }
 
-template <KvDtype DT, int D>
-void launch(const PrefillArgs& a, int B, int max_q, cudaStream_t s) {
+template <KvDtype DT, int D, bool kTma>
+void launch_as(const PrefillArgs& a, int B, int n_x, bool paired, int grid, const CUtensorMap& rows, cudaStream_t s) {
   constexpr size_t smem = WsSmem<DT, D>::kBytes;
-  allow_dynamic_smem(reinterpret_cast<const void*>(prefill_ws_kernel<DT, D>), smem);
+  allow_dynamic_smem(reinterpret_cast<const void*>(prefill_ws_kernel<DT, D, kTma>), smem);
+  prefill_ws_kernel<DT, D, kTma><<<grid, kWsThreads, smem, s>>>(a, B, n_x, paired, rows);
+  ATOM_CUDA_CHECK_LAUNCH();
+}
+
+template <KvDtype DT, int D>
+void launch(const PrefillArgs& a, int B, int max_q, bool tma_fill, cudaStream_t s) {
   const int n_x = PrefillTile<kBM>::n_x(max_q);
   if (int64_t(n_x) * B * a.n_heads == 0) return;
   const int sms = device_sm_count();  // one CTA per SM (registers)
   const bool paired = int64_t(n_x) * B * a.n_heads > sms;
   const int grid = std::min(WsItems::n_units_host(B, a.n_heads, n_x, paired), sms);
-  prefill_ws_kernel<DT, D><<<grid, kWsThreads, smem, s>>>(a, B, n_x, paired);
-  ATOM_CUDA_CHECK_LAUNCH();
+  alignas(64) CUtensorMap rows{};  // (unused without TMA)
+  if constexpr (DT == KvDtype::F16) {
+    const int64_t row_bytes = a.L.row_bytes(), n_rows = a.L.total_bytes() / row_bytes;
+    if (tma_fill && n_rows < (int64_t(1) << 31)) {  // TMA row coordinates are int32 (else the cp.async fill)
+      tma_map_2d_u8(&rows, a.pool, uint64_t(row_bytes), uint64_t(n_rows), uint64_t(row_bytes), 128,
+                    uint32_t(a.L.page_size), TmaSwizzle::k128B);
+      launch_as<DT, D, true>(a, B, n_x, paired, grid, rows, s);
+      return;
+    }
+  }
+  launch_as<DT, D, false>(a, B, n_x, paired, grid, rows, s);
 }
 
 }  // namespace
 
-void launch_prefill_ws(const PrefillArgs& a, int B, int max_q, cudaStream_t s) {
-  with_kv_shape(a.L.dtype, a.L.head_dim,
-                [&](auto dt, auto d) { launch<decltype(dt)::value, decltype(d)::value>(a, B, max_q, s); });
+void launch_prefill_ws(const PrefillArgs& a, int B, int max_q, bool tma_fill, cudaStream_t s) {
+  with_kv_shape(a.L.dtype, a.L.head_dim, [&](auto dt, auto d) {
+    launch<decltype(dt)::value, decltype(d)::value>(a, B, max_q, tma_fill, s);
+  });
 }
 
 }  // namespace atom::cuda

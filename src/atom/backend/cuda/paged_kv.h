@@ -79,10 +79,11 @@ void paged_attention_decode(const PagedKvCache& kv, int layer, const uint16_t* q
 // The prefill kernel: kWgmmaWs (attention_prefill_ws.cu: a producer warpgroup and two consumer warpgroups,
 // FA3's structure) or kWgmma (attention_prefill_wgmma.cu: every thread fills, then computes), both sm_90a only
 // (device_runs_sm90a()), or kMmaSync (attention_prefill.cu, FA2 style, any sm_80+ device). kAuto takes kWgmmaWs
-// where it runs, else kMmaSync (results.md §15e, §16a).
-enum class PrefillKernel { kAuto, kMmaSync, kWgmma, kWgmmaWs };
+// where it runs, else kMmaSync (results.md §15e, §16a). kWgmmaWsTma: kWgmmaWs with full fp16 tiles copied by TMA
+// (one producer thread; int8 / int4 caches as kWgmmaWs), not yet measured against it (results.md §16h).
+enum class PrefillKernel { kAuto, kMmaSync, kWgmma, kWgmmaWs, kWgmmaWsTma };
 // Their names, in enum order, as `bench_attention --prefill-kernel` spells them.
-inline constexpr const char* kPrefillKernelNames[] = {"auto", "mma", "wgmma", "wgmma-ws"};
+inline constexpr const char* kPrefillKernelNames[] = {"auto", "mma", "wgmma", "wgmma-ws", "wgmma-ws-tma"};
 inline const char* prefill_kernel_name(PrefillKernel k) { return kPrefillKernelNames[static_cast<int>(k)]; }
 // The kernel called `name`; false for an unknown name.
 inline bool parse_prefill_kernel(std::string_view name, PrefillKernel& out) {
