@@ -286,7 +286,10 @@ struct WgRows {
       }
     }
   }
+  // O *= corr per row. corr = exp2(m_old - m_new) is exactly 1 where a row's max did not move, which past a long
+  // row's first tiles is most tiles: then the warp skips its 4 kNT multiplies (exact; one vote, warp-uniform).
   __device__ void rescale_o(const float (&corr)[2]) {
+    if (!__any_sync(0xffffffffu, corr[0] != 1.0f || corr[1] != 1.0f)) return;
 #pragma unroll
     for (int j = 0; j < kNT; ++j) {
       o[4 * j] *= corr[0]; o[4 * j + 1] *= corr[0];
