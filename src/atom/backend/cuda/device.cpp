@@ -1,5 +1,6 @@
 #include "atom/backend/cuda/device.h"
 
+#include <atomic>
 #include <mutex>
 #include <tuple>
 
@@ -39,8 +40,18 @@ int device_sm_count() {
 }
 
 bool device_runs_sm90a() {
-  static const bool ok = device_props().cc_major == 9;  // the library is built for sm_90a only
-  return ok;
+  // The current device's answer (the library is built for sm_90a only), cached per device: a static of the
+  // first device's would answer for every device, and cudaGetDeviceProperties is too slow for a per-call query.
+  static std::atomic<int8_t> known[64] = {};  // 0: not asked yet, 1: no, 2: yes
+  int dev = 0;
+  ATOM_CUDA_CHECK(cudaGetDevice(&dev));
+  if (dev < 0 || dev >= 64) return device_props(dev).cc_major == 9;
+  int8_t v = known[dev].load(std::memory_order_relaxed);
+  if (v == 0) {
+    v = device_props(dev).cc_major == 9 ? 2 : 1;
+    known[dev].store(v, std::memory_order_relaxed);
+  }
+  return v == 2;
 }
 
 void allow_dynamic_smem(const void* kernel, size_t bytes) {
