@@ -26,6 +26,7 @@
 #include "atom/backend/cuda/attention_prefill_wgmma.cuh"
 #include "atom/backend/cuda/device.h"
 #include "atom/backend/cuda/paged_kv.h"
+#include "atom/backend/cuda/prefill_schedule.h"
 #include "atom/backend/cuda/tma.h"
 
 namespace atom::cuda {
@@ -64,38 +65,19 @@ struct WsSmem {
   static_assert(kBytes <= 227 * 1024, "more shared memory than an sm_90 CTA may opt into");
 };
 
-// The work: each (sequence, head)'s query tiles in pairs, its p-th last (heavy: causal work grows with the
-// row) then its p-th first, so a pair's keys add up to about the same for every p. A CTA takes whole pairs: CTA c
-// of G takes pair c of round 0, G - 1 - c of round 1, c of round 2, ... (the snake evens out rounds that mix
-// sequences). Pairs run in (sequence, head, p) order, so the ~G CTAs running at once cover a few heads and
-// their K / V stays in L2 (an x-major order, every head's tile x side by side, read all heads' K / V at once:
-// fp16 lost 10-22% to the grid's order at ctx >= 4096). Static: no global counter to reset between launches.
+// The CTA's share of the query tiles, in prefill_schedule.h's order (pairs of equal causal work, head-major).
 struct WsItems {
-  // paired = false when the batch has no more tiles than SMs: one tile per CTA, the shortest wall time.
-  int per, n_slots, n_units, G, c, n_x, n_heads;
-  __device__ WsItems(int B, int n_heads_, int n_x_, bool paired)
-      : per(paired ? 2 : 1), n_slots(paired ? (n_x_ + 1) / 2 : n_x_), n_units(n_slots * B * n_heads_),
-        G(int(gridDim.x)), c(int(blockIdx.x)), n_x(n_x_), n_heads(n_heads_) {}
-  static int n_units_host(int B, int n_heads, int n_x, bool paired) {
-    return (paired ? (n_x + 1) / 2 : n_x) * B * n_heads;
-  }
-  // The CTA's next tile from cursor u on (u / per: its round, u % per: the pair's half; u moves past it);
-  // false when none is left. Producer and consumers walk the same sequence.
+  PrefillSchedule sched;
+  int n_x;
+  __device__ WsItems(int B, int n_heads, int n_x_, bool paired)
+      : sched(B, n_heads, n_x_, paired, int(gridDim.x), int(blockIdx.x)), n_x(n_x_) {}
+  // The CTA's next tile from cursor u on; false when none is left.
   __device__ bool next(const PrefillArgs& a, int& u, PrefillTile<kBM>& t) const {
-    for (; (u / per) * G < n_units; ++u) {
-      const int k = u / per, j = k * G + ((k & 1) ? G - 1 - c : c);
-      if (j >= n_units) continue;
-      const int bh = j / n_slots, p = j % n_slots, b = bh / n_heads;
-      const int n_tiles = (a.cu_q[b + 1] - a.cu_q[b] + kBM - 1) / kBM;  // this sequence's query tiles
-      const bool light = per == 2 && (u & 1);
-      const int row_tile = light ? p : n_tiles - 1 - p;
-      const bool past = per == 2 ? 2 * p >= n_tiles : p >= n_tiles;  // this sequence has fewer tiles
-      if (past || (light && row_tile == n_tiles - 1 - p)) continue;    // (odd count: the middle tile is alone)
-      t = PrefillTile<kBM>(a, n_x - 1 - row_tile, n_x, b, bh % n_heads);
-      ++u;
-      return true;
-    }
-    return false;
+    int b, h, row_tile;
+    auto tiles_of = [&](int bb) { return (a.cu_q[bb + 1] - a.cu_q[bb] + kBM - 1) / kBM; };
+    if (!sched.next(u, tiles_of, b, h, row_tile)) return false;
+    t = PrefillTile<kBM>(a, n_x - 1 - row_tile, n_x, b, h);
+    return true;
   }
 };
 
@@ -326,8 +308,8 @@ void launch(const PrefillArgs& a, int B, int max_q, bool tma_fill, cudaStream_t 
   const int n_x = PrefillTile<kBM>::n_x(max_q);
   if (int64_t(n_x) * B * a.n_heads == 0) return;
   const int sms = device_sm_count();  // one CTA per SM (registers)
-  const bool paired = int64_t(n_x) * B * a.n_heads > sms;
-  const int grid = std::min(WsItems::n_units_host(B, a.n_heads, n_x, paired), sms);
+  const bool paired = PrefillSchedule::paired_for(B, a.n_heads, n_x, sms);
+  const int grid = std::min(PrefillSchedule::n_units_for(B, a.n_heads, n_x, paired), sms);
   alignas(64) CUtensorMap rows{};  // (unused without TMA)
   if constexpr (DT == KvDtype::F16) {
     const int64_t row_bytes = a.L.row_bytes(), n_rows = a.L.total_bytes() / row_bytes;
