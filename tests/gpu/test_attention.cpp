@@ -231,6 +231,9 @@ TEST(GpuAttention, PrefillLongChunk) {
   for (KvDtype dt : kAll) run_case({dt, 128, 16, 8, 2, {4100, 777}, {1000, 777}, Path::Prefill});
 }
 
+// kWgmmaWsTma differs from kWgmmaWs for fp16 caches only: the other pairs would run kWgmmaWs twice.
+bool kernel_differs(PrefillKernel k, KvDtype dt) { return k != PrefillKernel::kWgmmaWsTma || dt == KvDtype::F16; }
+
 // The default tests above run kAuto (the warp-specialized kernel on an sm_90 device); this one runs each kernel by
 // name, so the one kAuto does not take on this device is checked too.
 TEST(GpuAttention, PrefillEachKernelMatchesReference) {
@@ -241,12 +244,9 @@ TEST(GpuAttention, PrefillEachKernelMatchesReference) {
   else std::printf("note: no sm_90 device, the wgmma prefill kernels are not run\n");
   // The cases of PrefillMatchesReference and PrefillLongChunk, plus the 128-row query tile +- 1 and a
   // prefix long enough for the tile pipelines.
-  auto runs = [](PrefillKernel k, KvDtype dt) {  // kWgmmaWsTma differs from kWgmmaWs for fp16 caches only
-    return k != PrefillKernel::kWgmmaWsTma || dt == KvDtype::F16;
-  };
   for (PrefillKernel k : kernels) {
     for (KvDtype dt : kAll) {
-      if (!runs(k, dt)) continue;
+      if (!kernel_differs(k, dt)) continue;
       for (int D : {64, 128})
         for (int P : {16, 32})
           for (auto [nh, nkv] : {std::pair{4, 4}, std::pair{12, 4}}) {
@@ -261,7 +261,7 @@ TEST(GpuAttention, PrefillEachKernelMatchesReference) {
     }
     if (small_only()) continue;
     for (KvDtype dt : kAll) {
-      if (!runs(k, dt)) continue;
+      if (!kernel_differs(k, dt)) continue;
       Case c{dt, 128, 16, 8, 2, {4100, 777}, {1000, 777}, Path::Prefill};
       c.prefill_kernel = k;
       run_case(c);
@@ -278,7 +278,7 @@ TEST(GpuAttention, PrefillManyTilesPerCta) {
   if (!device_runs_sm90a()) GTEST_SKIP() << "no sm_90 device: the warp-specialized kernel is not run";
   for (PrefillKernel k : {PrefillKernel::kWgmmaWs, PrefillKernel::kWgmmaWsTma})
     for (KvDtype dt : kAll) {
-      if (k == PrefillKernel::kWgmmaWsTma && dt != KvDtype::F16) continue;  // (int caches: as kWgmmaWs)
+      if (!kernel_differs(k, dt)) continue;
       Case c{dt, 128, 16, 32, 8, {200, 500, 77}, {200, 130, 1}, Path::Prefill};  // 2 x 3 x 32 = 192 items
       c.prefill_kernel = k;
       run_case(c);

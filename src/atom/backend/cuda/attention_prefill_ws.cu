@@ -137,9 +137,7 @@ __global__ void __launch_bounds__(kWsThreads, 1)
         // the bytes; the other threads only arrive. A partial last tile goes by cp.async, zero-filled past kend
         // (stale rows there may hold NaN). The full tiles' page indices are read a tile ahead (dependent loads).
         const int n_full = kend / kWsBN, ppt = kWsBN >> hp.shift, P = a.L.page_size;
-        const int64_t rows_per_block = 2 * int64_t(P);  // fp16 blocks: K rows, V rows, no metadata
-        const int64_t row0 = (int64_t(a.layer) * a.L.n_pages * a.L.n_kv_heads + t.hk) * rows_per_block;
-        const int64_t row_stride = int64_t(a.L.n_kv_heads) * rows_per_block;  // one page further
+        const int v_rows = int(a.L.v_values() / SM::kRowBytes);  // a block's V rows follow its K rows
         int pg[4] = {0, 0, 0, 0};  // tile kt's pages (thread 0)
         auto load_pages = [&](int kt) {
 #pragma unroll
@@ -155,12 +153,12 @@ __global__ void __launch_bounds__(kWsThreads, 1)
 #pragma unroll
               for (int j = 0; j < 4; ++j) {  // (unrolled: pg stays in registers)
                 if (j >= ppt) break;
-                const int row = int(row0 + int64_t(pg[j]) * row_stride);
+                const int row = int((hp.block(pg[j]) - a.pool) / SM::kRowBytes);  // page pg[j]'s first K row
                 const int dst = j * P * 128;  // page j's first key row
 #pragma unroll
                 for (int c = 0; c < D / 64; ++c) {
                   ptx::tma_load_2d(tileK(g + kt) + c * SM::kKAtom + dst, &rows, c * 128, row, bar);
-                  ptx::tma_load_2d(tileV(g + kt) + c * SM::kKAtom + dst, &rows, c * 128, row + P, bar);
+                  ptx::tma_load_2d(tileV(g + kt) + c * SM::kKAtom + dst, &rows, c * 128, row + v_rows, bar);
                 }
               }
               load_pages(kt + 1);
